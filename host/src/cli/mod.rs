@@ -1,0 +1,118 @@
+//! The `sagahost` command line.
+//!
+//! Each subcommand is a thin front on a library module: `validate` on
+//! [`component`](crate::component), `test` on [`harness`](crate::harness),
+//! `inspect` on [`dataverse`](crate::dataverse).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::component::{Limits, Runtime, RuntimeOptions};
+use crate::harness::{Harness, Mode};
+use crate::telemetry::{self, LogFormat};
+
+/// Runs Dataverse saga steps as sandboxed WebAssembly partner components.
+#[derive(Debug, Parser)]
+#[command(name = "sagahost", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that a file is a partner component and print what it imports and exports.
+    Validate {
+        /// The component (`.wasm`).
+        component: PathBuf,
+    },
+    /// Run a component against recorded fixtures.
+    Test {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// Directory holding `partner.toml` and one sub-directory per fixture.
+        fixtures: PathBuf,
+        /// Write the current results as the expected ones.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Print the decoded context (the canonical JSON a component receives) of a message body.
+    Inspect {
+        /// The message body file.
+        file: PathBuf,
+        /// Content type, overriding detection (`application/json`, `application/xml`, `application/msbin1`).
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+}
+
+/// Parses the command line, runs the command and turns errors into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { component } => validate(&component),
+        Command::Test {
+            component,
+            fixtures,
+            update,
+        } => {
+            let harness = Harness::load(&component, &fixtures)?;
+            let report = harness.run(if update { Mode::Update } else { Mode::Check })?;
+            print!("{}", report.render());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Inspect { file, content_type } => inspect(&file, content_type.as_deref()),
+    }
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let runtime = Runtime::new(RuntimeOptions {
+        max_instances: 1,
+        ..RuntimeOptions::default()
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let component = runtime.load(&name, &wasm, Limits::default(), Default::default())?;
+    let info = component.info();
+    println!("{}: implements sagahost:partner/partner@0.1.0", path.display());
+    println!("  size:    {} bytes", info.size);
+    println!("  version: {}", info.version);
+    println!("  exports:");
+    info.exports.iter().for_each(|e| println!("    {e}"));
+    println!("  imports:");
+    info.imports.iter().for_each(|i| println!("    {i}"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(path: &std::path::Path, content_type: Option<&str>) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let context = crate::dataverse::decode(&body, content_type, &Default::default())
+        .with_context(|| format!("decoding {}", path.display()))?;
+    println!("{}", serde_json::to_string_pretty(&context.to_canonical_json())?);
+    Ok(ExitCode::SUCCESS)
+}

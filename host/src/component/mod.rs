@@ -1,0 +1,32 @@
+//! The component runtime: runs partner components in the wasmtime sandbox.
+//!
+//! This module owns everything between a `.wasm` file and a `plan`:
+//!
+//! - [`Runtime`] holds the one wasmtime [`Engine`](wasmtime::Engine) with the
+//!   pooling allocator, the epoch ticker that enforces deadlines, and the on-disk
+//!   cache of compiled artifacts ([`cache`]).
+//! - [`PartnerComponent`] is one partner's compiled, linked component. Each
+//!   [`PartnerComponent::handle`] call gets a fresh instance from the pool, so no
+//!   message can see another's memory, and runs it under the partner's
+//!   [`Limits`].
+//! - [`ComponentError`] says, in a type, how a guest misbehaved (deadline,
+//!   memory cap, fuel, trap, bad return) so the saga layer can retry or
+//!   dead-letter. Nothing a guest does can panic the host.
+//! - [`wit`] holds the types generated from `wit/`, the contract itself, and
+//!   [`context`] fills them from a decoded Dataverse message.
+//!
+//! Guests get no filesystem, no sockets and no environment: only the imports of
+//! the `partner` world, the WASI clocks and random, and stdout/stderr captured
+//! into `tracing`.
+
+pub mod cache;
+pub mod context;
+mod error;
+mod host;
+mod limits;
+mod runtime;
+pub mod wit;
+
+pub use error::ComponentError;
+pub use limits::Limits;
+pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};

@@ -1,0 +1,293 @@
+//! The wasmtime engine, and one partner's component ready to instantiate.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use super::cache;
+use super::error::ComponentError;
+use super::host::GuestState;
+use super::limits::Limits;
+use super::wit::{Event, HANDLER_INTERFACE, Partner, PartnerPre, Plan};
+
+/// How often the epoch ticks. Deadlines are enforced to this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide settings, shared by every partner.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled artifacts are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may be alive at once across all partners (pool size).
+    pub max_instances: u32,
+    /// The largest memory cap any partner may have, in bytes.
+    pub max_memory_bytes: usize,
+    /// Turn on fuel metering (needed when any partner sets `limits.fuel`).
+    pub fuel: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 1_000,
+            max_memory_bytes: 256 << 20,
+            fuel: false,
+        }
+    }
+}
+
+/// The shared wasmtime engine, linker and epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    options: RuntimeOptions,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine with the pooling allocator and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(options.max_instances)
+            .total_memories(options.max_instances)
+            .total_tables(options.max_instances.saturating_mul(2))
+            .total_core_instances(options.max_instances.saturating_mul(8))
+            .max_memory_size(options.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
+        Partner::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .context("linking the partner world's imports")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            options,
+            ticker_stop,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from cache) and links one partner's component.
+    ///
+    /// Fails with a message naming the partner if the bytes are not a component
+    /// or do not implement the `partner` world.
+    pub fn load(
+        &self,
+        partner: &str,
+        wasm: &[u8],
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> anyhow::Result<PartnerComponent> {
+        if limits.memory_bytes > self.options.max_memory_bytes {
+            anyhow::bail!(
+                "partner `{partner}`: limits.memory-bytes = {} is above the host's maximum of {} bytes",
+                limits.memory_bytes,
+                self.options.max_memory_bytes
+            );
+        }
+        if limits.fuel.is_some() && !self.options.fuel {
+            anyhow::bail!("partner `{partner}`: limits.fuel is set but the runtime was built without fuel metering");
+        }
+        let version = cache::content_hash(wasm);
+        let component = cache::compile_cached(&self.engine, wasm, &version, self.options.cache_dir.as_deref())
+            .map_err(|err| err.context(format!("partner `{partner}`: not a valid WebAssembly component")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PartnerPre::new)
+            .with_context(|| {
+                format!(
+                    "partner `{partner}`: the component does not implement the `sagahost:partner/partner` world \
+                     (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI clocks, random and stdio)"
+                )
+            })?;
+        let info = ComponentInfo::describe(&self.engine, &component, wasm.len(), version);
+        Ok(PartnerComponent {
+            partner: partner.into(),
+            engine: self.engine.clone(),
+            pre,
+            limits,
+            config: Arc::new(config),
+            info,
+            consumes_fuel: self.options.fuel,
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    thread::Builder::new()
+        .name("sagahost-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the epoch ticker thread")?;
+    Ok(())
+}
+
+/// What a component file is: its identity, size, imports and exports.
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// Hex SHA-256 of the `.wasm` bytes.
+    pub version: String,
+    /// Size of the `.wasm` file in bytes.
+    pub size: usize,
+    /// Imported interface names.
+    pub imports: Vec<String>,
+    /// Exported interface names.
+    pub exports: Vec<String>,
+}
+
+impl ComponentInfo {
+    fn describe(engine: &Engine, component: &Component, size: usize, version: String) -> Self {
+        let ty = component.component_type();
+        Self {
+            version,
+            size,
+            imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
+            exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+        }
+    }
+}
+
+/// One partner's component, compiled and linked, ready to handle events.
+pub struct PartnerComponent {
+    partner: Arc<str>,
+    engine: Engine,
+    pre: PartnerPre<GuestState>,
+    limits: Limits,
+    config: Arc<BTreeMap<String, String>>,
+    info: ComponentInfo,
+    consumes_fuel: bool,
+}
+
+impl PartnerComponent {
+    /// The partner this component belongs to.
+    pub fn partner(&self) -> &str {
+        &self.partner
+    }
+
+    /// Identity, size, imports and exports of the component.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// The limits each call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs `handle(event)` in a fresh instance under the partner's limits.
+    ///
+    /// Blocks the calling thread for at most the deadline; call it from a
+    /// blocking-friendly thread. `message_id` tags the guest's log lines.
+    pub fn handle(&self, message_id: &str, event: &Event) -> Result<Plan, ComponentError> {
+        let state = GuestState::new(
+            self.partner.clone(),
+            message_id.into(),
+            self.config.clone(),
+            self.limits.memory_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let ticks = self.limits.deadline().as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+        store.set_epoch_deadline(ticks.max(1));
+        if self.consumes_fuel {
+            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        }
+
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|err| self.classify(&store, err, true))
+            .and_then(|instance| {
+                instance
+                    .sagahost_partner_handler()
+                    .call_handle(&mut store, event)
+                    .map_err(|err| self.classify(&store, err, false))
+            });
+        store.data().flush_stdio();
+        match result? {
+            Ok(plan) => Ok(plan),
+            Err(message) => Err(ComponentError::Returned {
+                partner: self.partner.to_string(),
+                message,
+            }),
+        }
+    }
+
+    /// Turns a wasmtime error into the typed failure it stands for.
+    fn classify(&self, store: &Store<GuestState>, err: wasmtime::Error, instantiating: bool) -> ComponentError {
+        let partner = self.partner.to_string();
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => ComponentError::DeadlineExceeded {
+                partner,
+                deadline: self.limits.deadline(),
+            },
+            Some(Trap::OutOfFuel) => ComponentError::FuelExhausted {
+                partner,
+                fuel: self.limits.fuel.unwrap_or(u64::MAX),
+            },
+            Some(Trap::StackOverflow) => ComponentError::StackOverflow { partner },
+            _ if store.data().limiter.denied => ComponentError::MemoryLimit {
+                partner,
+                limit_bytes: self.limits.memory_bytes,
+            },
+            _ if instantiating => ComponentError::Instantiate {
+                partner,
+                detail: format!("{err:#}"),
+            },
+            _ => ComponentError::Trap {
+                partner,
+                detail: trap_detail(store, &err),
+            },
+        }
+    }
+}
+
+/// The trap message plus the guest's last stderr line (a Rust panic message).
+fn trap_detail(store: &Store<GuestState>, err: &wasmtime::Error) -> String {
+    let trap = err
+        .downcast_ref::<Trap>()
+        .map_or_else(|| format!("{err:#}"), |t| t.to_string());
+    let stderr = store.data().stderr.contents();
+    let last = String::from_utf8_lossy(&stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned);
+    match last {
+        Some(line) => format!("{trap} (guest stderr: {line})"),
+        None => trap,
+    }
+}

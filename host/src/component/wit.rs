@@ -1,0 +1,16 @@
+//! Rust types generated from the `sagahost:partner` WIT package.
+//!
+//! These are the contract: the host builds [`Event`]s from them and reads
+//! [`Plan`]s back. Everything else in the host converts to or from them here
+//! rather than re-declaring the shapes.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "partner",
+});
+
+pub use exports::sagahost::partner::handler::{Event, Plan};
+pub use sagahost::partner::types::*;
+
+/// The fully qualified name of the exported handler interface.
+pub const HANDLER_INTERFACE: &str = "sagahost:partner/handler@0.1.0";

@@ -1,0 +1,553 @@
+//! Dataverse message bodies.
+//!
+//! This module owns decoding the `RemoteExecutionContext` bodies Dataverse posts
+//! (to Service Bus queues and to webhooks) into the format-independent [`model`],
+//! and rendering that model as the canonical JSON components receive as
+//! `context.json` (see `wit/types.wit`).
+//!
+//! Today only the JSON format (DataContractJsonSerializer output) is decoded. The
+//! XML and .NET binary XML formats come later and will feed the same model, so
+//! nothing downstream of [`decode`] depends on the body format.
+//!
+//! What Dataverse says outside the body (Service Bus properties, webhook
+//! headers) is read by [`message_size_exceeded`].
+
+mod canonical;
+mod json;
+pub mod model;
+mod properties;
+
+use std::fmt;
+
+use model::Context;
+pub use properties::message_size_exceeded;
+
+/// A UTF-8 byte order mark, which some senders put before a text body.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Bounds on what [`decode`] accepts, so a hostile or broken body cannot make the
+/// host allocate or recurse without limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body accepted, checked before anything is parsed.
+    pub max_body_bytes: usize,
+    /// Deepest nesting of objects and arrays, the root object being level 1. It also
+    /// bounds `ParentContext` chains. serde_json refuses more than 127 levels on its
+    /// own, so larger values behave as 127.
+    pub max_depth: usize,
+    /// Longest string value or bag key, in bytes once unescaped.
+    pub max_string_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 4 MiB bodies (Service Bus premium allows more than the 256 KiB standard
+    /// tier, and Dataverse trims contexts well below this), 64 levels, 1 MiB strings.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_depth: 64,
+            max_string_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The message formats Dataverse can post a context in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// DataContractJsonSerializer output, `application/json`.
+    Json,
+    /// DataContractSerializer text XML, `application/xml`.
+    Xml,
+    /// [MC-NBFX] .NET binary XML, `application/msbin1`.
+    Binary,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Json => "JSON",
+            Self::Xml => "XML",
+            Self::Binary => ".NET binary XML",
+        })
+    }
+}
+
+/// Why a body could not be decoded: which format, where, and what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is {size} bytes, over the {limit}-byte limit")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("{0} bodies are not supported yet")]
+    UnsupportedFormat(Format),
+    /// The body is not well-formed in its format.
+    #[error("{format} body is not valid at line {line}, column {column}: {reason}")]
+    Syntax {
+        format: Format,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{format} body has nesting deeper than {limit} levels, at line {line}, column {column}")]
+    TooDeep {
+        format: Format,
+        limit: usize,
+        line: usize,
+        column: usize,
+    },
+    #[error("{format} body must be a RemoteExecutionContext object, found {found}")]
+    NotAContext { format: Format, found: &'static str },
+    /// A member does not have the shape its data contract gives it. `path` names
+    /// the member, e.g. `InputParameters.Target.Attributes.statecode.Value`.
+    #[error("{path}: expected {expected}, found {found}")]
+    Shape {
+        path: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{path}: string is {size} bytes, over the {limit}-byte limit")]
+    StringTooLong { path: String, size: usize, limit: usize },
+}
+
+/// Decodes a `RemoteExecutionContext` body into the model.
+///
+/// The format comes from `content_type` when it names one (parameters such as
+/// `; charset=utf-8` are ignored), else from the body's first byte after an
+/// optional UTF-8 byte order mark and whitespace: `{` is JSON, `<` is XML and
+/// anything else is .NET binary XML.
+pub fn decode(body: &[u8], content_type: Option<&str>, limits: &Limits) -> Result<Context, DecodeError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(DecodeError::BodyTooLarge {
+            size: body.len(),
+            limit: limits.max_body_bytes,
+        });
+    }
+    let format = match content_type.and_then(format_of_content_type) {
+        Some(format) => format,
+        None => sniff(body)?,
+    };
+    match format {
+        Format::Json => json::decode(body, limits),
+        other => Err(DecodeError::UnsupportedFormat(other)),
+    }
+}
+
+/// The format a content type names, if it names one Dataverse uses.
+fn format_of_content_type(content_type: &str) -> Option<Format> {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    match essence.to_ascii_lowercase().as_str() {
+        "application/json" | "text/json" => Some(Format::Json),
+        "application/xml" | "text/xml" => Some(Format::Xml),
+        "application/msbin1" => Some(Format::Binary),
+        _ => None,
+    }
+}
+
+/// Guesses the format from the first significant byte, for senders that set no
+/// (or a generic) content type.
+fn sniff(body: &[u8]) -> Result<Format, DecodeError> {
+    let text = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(DecodeError::Empty),
+        Some(b'{') => Ok(Format::Json),
+        Some(b'<') => Ok(Format::Xml),
+        // .NET binary XML starts with a record type byte, which can be anything.
+        Some(_) => Ok(Format::Binary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::model::{DateTime, Entity, Value};
+    use super::*;
+
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples/dataverse");
+    const WEBHOOK: &str = "MicrosoftDocs__powerapps-docs__use-webhooks.md__webhook-update-contact.json";
+    const ALL_TYPES: &str = "albanian-xrm__PowerPlatform-Entity-Serializer__textsamples_L50.json";
+    const SYNTHETIC: &str = "synthetic-update-contact.dcjs.json";
+
+    fn sample(name: &str) -> Context {
+        let body = std::fs::read(Path::new(SAMPLES).join(name)).unwrap();
+        decode(&body, Some("application/json"), &Limits::default()).unwrap()
+    }
+
+    fn decode_str(body: &str) -> Result<Context, DecodeError> {
+        decode(body.as_bytes(), None, &Limits::default())
+    }
+
+    fn error(body: &str) -> String {
+        decode_str(body).unwrap_err().to_string()
+    }
+
+    fn get<'a>(bag: &'a [(String, Value)], key: &str) -> &'a Value {
+        bag.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no {key}"))
+    }
+
+    fn entity(value: &Value) -> &Entity {
+        match value {
+            Value::Entity(entity) => entity,
+            other => panic!("not an entity: {other:?}"),
+        }
+    }
+
+    fn target(context: &Context) -> &Entity {
+        entity(get(context.bag("InputParameters"), "Target"))
+    }
+
+    #[test]
+    fn every_json_sample_decodes() {
+        let mut decoded = 0;
+        for file in std::fs::read_dir(SAMPLES).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let body = std::fs::read(&path).unwrap();
+                let context =
+                    decode(&body, None, &Limits::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(context.text("MessageName").is_some(), "{}", path.display());
+                decoded += 1;
+            }
+        }
+        assert_eq!(decoded, 3);
+    }
+
+    #[test]
+    fn synthetic_sample_has_every_value_type() {
+        let context = sample(SYNTHETIC);
+        assert_eq!(context.text("MessageName"), Some("Update"));
+        assert_eq!(context.text("PrimaryEntityName"), Some("contact"));
+        assert_eq!(context.int("Stage"), Some(40));
+        assert_eq!(
+            context.member("OperationCreatedOn"),
+            Some(&Value::DateTime(DateTime::from_unix_millis(1_506_409_448_000)))
+        );
+
+        let target = target(&context);
+        assert_eq!(target.logical_name, "contact");
+        assert_eq!(target.id.as_deref(), Some("6d81597f-0f9f-e711-8122-000d3aa2331c"));
+        let attrs = &target.attributes;
+        assert_eq!(get(attrs, "firstname"), &Value::String("James".into()));
+        // JSON does not type GUIDs: they stay text.
+        assert_eq!(
+            get(attrs, "contactid"),
+            &Value::String("6d81597f-0f9f-e711-8122-000d3aa2331c".into())
+        );
+        assert_eq!(
+            get(attrs, "modifiedon"),
+            &Value::DateTime(DateTime::from_unix_millis(1_506_384_247_000))
+        );
+        assert_eq!(
+            match get(attrs, "modifiedon") {
+                Value::DateTime(dt) => dt.to_string(),
+                other => panic!("{other:?}"),
+            },
+            "2017-09-26T00:04:07Z"
+        );
+        match get(attrs, "modifiedby") {
+            Value::EntityReference(r) => {
+                assert_eq!(
+                    (r.logical_name.as_str(), r.id.as_str()),
+                    ("systemuser", "75c2dd85-e89e-e711-8122-000d3aa2331c")
+                );
+                assert_eq!(r.name, None);
+                assert_eq!(
+                    r.other,
+                    [
+                        ("KeyAttributes".into(), Value::Bag(vec![])),
+                        ("RowVersion".into(), Value::Null)
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(get(attrs, "modifiedonbehalfby"), &Value::Null);
+        assert_eq!(get(attrs, "creditlimit"), &Value::Money("1500.50".into()));
+        assert_eq!(get(attrs, "statecode"), &Value::OptionSet(0));
+        assert_eq!(get(attrs, "new_colors"), &Value::OptionSetCollection(vec![1, 2]));
+        assert_eq!(get(attrs, "numberofchildren"), &Value::Int(3));
+        assert_eq!(get(attrs, "donotemail"), &Value::Bool(false));
+        assert_eq!(get(attrs, "exchangerate"), &Value::Decimal("1.0000000000".into()));
+        assert_eq!(get(attrs, "address1_latitude"), &Value::Decimal("47.6062".into()));
+        match get(attrs, "alias.name") {
+            Value::Aliased(a) => {
+                assert_eq!(
+                    (a.entity_logical_name.as_str(), a.attribute_logical_name.as_str()),
+                    ("account", "name")
+                );
+                assert_eq!(a.value, Value::String("Contoso".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        match get(attrs, "to") {
+            Value::EntityCollection(c) => {
+                assert_eq!(c.entities.len(), 1);
+                let party = &c.entities[0];
+                assert_eq!(party.logical_name, "activityparty");
+                match get(&party.attributes, "partyid") {
+                    Value::EntityReference(r) => {
+                        assert_eq!(
+                            (r.logical_name.as_str(), r.name.as_deref()),
+                            ("contact", Some("James Glynn"))
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(get(&party.attributes, "participationtypemask"), &Value::OptionSet(2));
+                assert_eq!(get(&c.other, "EntityName"), &Value::String("activityparty".into()));
+                assert_eq!(get(&c.other, "TotalRecordCount"), &Value::Int(-1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            target.formatted_values,
+            [
+                ("statecode".into(), "Active".into()),
+                ("creditlimit".into(), "$1,500.50".into())
+            ]
+        );
+        let other: Vec<&str> = target.other.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(other, ["EntityState", "KeyAttributes", "RelatedEntities", "RowVersion"]);
+
+        let image = entity(get(context.bag("PostEntityImages"), "AsynchronousStepPrimaryName"));
+        assert_eq!(
+            get(&image.attributes, "fullname"),
+            &Value::String("James Glynn (sample)".into())
+        );
+        assert!(context.bag("PreEntityImages").is_empty());
+        assert_eq!(context.member("ParentContext"), Some(&Value::Null));
+        match context.member("OwningExtension") {
+            Some(Value::EntityReference(r)) => {
+                assert_eq!(r.logical_name, "sdkmessageprocessingstep")
+            }
+            other => panic!("{other:?}"),
+        }
+        match get(context.bag("SharedVariables"), "ChangedEntityTypes") {
+            Value::List(items) => match &items[0] {
+                Value::Record(r) => {
+                    assert_eq!(r.type_name.as_deref(), Some("KeyValuePairOfstringstring"));
+                    assert_eq!(
+                        r.members,
+                        [
+                            ("key".into(), Value::String("contact".into())),
+                            ("value".into(), Value::String("Update".into()))
+                        ]
+                    );
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn webhook_sample_has_a_parent_context_and_an_offset_date() {
+        let context = sample(WEBHOOK);
+        assert_eq!(context.text("MessageName"), Some("Update"));
+        // `\/Date(1506409448000-0700)\/`: the offset does not move the instant.
+        assert_eq!(
+            context.member("OperationCreatedOn"),
+            Some(&Value::DateTime(DateTime::from_unix_millis(1_506_409_448_000)))
+        );
+        let Some(Value::Context(parent)) = context.member("ParentContext") else {
+            panic!("no ParentContext")
+        };
+        assert_eq!(parent.int("Stage"), Some(30));
+        assert_eq!(target(parent).attributes.len(), 2);
+        match get(parent.bag("SharedVariables"), "ChangedEntityTypes") {
+            Value::List(items) => assert_eq!(items.len(), 14),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parent.member("ParentContext"), Some(&Value::Null));
+        assert!(context.bag("SharedVariables").is_empty());
+        assert_eq!(context.bag("PostEntityImages").len(), 1);
+    }
+
+    #[test]
+    fn all_types_sample_keeps_exact_numbers() {
+        let context = sample(ALL_TYPES);
+        assert_eq!(context.text("MessageName"), Some("Create"));
+        let attrs = &target(&context).attributes;
+        assert_eq!(get(attrs, "exchangerate"), &Value::Decimal("1.0000000000".into()));
+        assert_eq!(get(attrs, "albxrm_decimal"), &Value::Decimal("10.01".into()));
+        assert_eq!(get(attrs, "albxrm_currency"), &Value::Money("2154.32".into()));
+        assert_eq!(get(attrs, "albxrm_wholenumber"), &Value::Int(987_654_321));
+        assert_eq!(
+            get(attrs, "albxrm_multiselectoptionset"),
+            &Value::OptionSetCollection(vec![257_760_001, 257_760_002])
+        );
+        assert_eq!(
+            get(attrs, "albxrm_multiplelinesoftext"),
+            &Value::String("sdafasf\nasdfas\nafsd".into())
+        );
+        assert_eq!(
+            get(context.bag("OutputParameters"), "id"),
+            &Value::String("44bfc2a7-903e-eb11-a813-000d3ad9c2e1".into())
+        );
+        let Some(Value::Context(parent)) = context.member("ParentContext") else {
+            panic!("no ParentContext")
+        };
+        assert_eq!(parent.text("RequestId"), Some("3fab629b-b795-4834-a2ca-5a09b2cc6934"));
+    }
+
+    #[test]
+    fn canonical_json_of_a_sample_is_sorted_and_exact() {
+        let json = sample(SYNTHETIC).to_canonical_json();
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert!(keys.is_sorted(), "{keys:?}");
+        let text = json.to_string();
+        assert!(text.starts_with(r#"{"BusinessUnitId":"e2b9dd85-e89e-e711-8122-000d3aa2331c","#));
+        for expected in [
+            r#""exchangerate":1.0000000000"#,
+            r#""creditlimit":{"$type":"Money","Value":1500.50}"#,
+            r#""new_colors":{"$type":"OptionSetValueCollection","Value":[1,2]}"#,
+            r#""modifiedon":{"$type":"DateTime","Value":"2017-09-26T00:04:07Z"}"#,
+            r#""OperationCreatedOn":{"$type":"DateTime","Value":"2017-09-26T07:04:08Z"}"#,
+            r#""PostEntityImages":{"AsynchronousStepPrimaryName":{"$type":"Entity","Attributes":{"fullname""#,
+            r#""ParentContext":null"#,
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+    }
+
+    #[test]
+    fn format_comes_from_content_type_then_sniffing() {
+        let body = b"\xEF\xBB\xBF \n{\"MessageName\":\"Create\"}";
+        assert_eq!(
+            decode(body, None, &Limits::default()).unwrap().text("MessageName"),
+            Some("Create")
+        );
+        let json = Some("Application/JSON; charset=utf-8");
+        assert_eq!(
+            decode(body, json, &Limits::default()).unwrap().text("MessageName"),
+            Some("Create")
+        );
+        // An unhelpful content type falls back to sniffing.
+        assert!(decode(body, Some("application/octet-stream"), &Limits::default()).is_ok());
+
+        let unsupported =
+            |body: &[u8], content_type| decode(body, content_type, &Limits::default()).unwrap_err().to_string();
+        assert_eq!(
+            unsupported(b"{}", Some("application/xml")),
+            "XML bodies are not supported yet"
+        );
+        assert_eq!(
+            unsupported(b"{}", Some("application/msbin1")),
+            ".NET binary XML bodies are not supported yet"
+        );
+        assert_eq!(
+            unsupported(b"  <RemoteExecutionContext/>", None),
+            "XML bodies are not supported yet"
+        );
+        assert_eq!(
+            unsupported(b"@\x16RemoteExecutionContext", None),
+            ".NET binary XML bodies are not supported yet"
+        );
+        assert_eq!(unsupported(b" \r\n", None), "body is empty");
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        assert_eq!(
+            error("{\n  \"Depth\": 1,\n  \"Mode\": 1 \"Stage\": 40\n}"),
+            "JSON body is not valid at line 3, column 13: expected `,` or `}`"
+        );
+    }
+
+    #[test]
+    fn truncated_json_is_reported() {
+        let body = std::fs::read_to_string(Path::new(SAMPLES).join(SYNTHETIC)).unwrap();
+        let message = error(&body[..body.len() / 2]);
+        assert!(
+            message.starts_with("JSON body is not valid at line 1, column "),
+            "{message}"
+        );
+        assert!(message.contains("EOF while parsing"), "{message}");
+    }
+
+    #[test]
+    fn root_must_be_an_object() {
+        let err = decode(b"[1, 2]", Some("application/json"), &Limits::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "JSON body must be a RemoteExecutionContext object, found a list"
+        );
+    }
+
+    #[test]
+    fn parent_context_chains_are_bounded() {
+        let chain = |levels| format!("{}null{}", "{\"ParentContext\":".repeat(levels), "}".repeat(levels));
+        assert!(decode_str(&chain(64)).is_ok());
+        // 100 levels is under serde_json's own limit of 127: our check has to catch it.
+        assert_eq!(
+            error(&chain(100)),
+            "JSON body has nesting deeper than 64 levels, at line 1, column 1089"
+        );
+    }
+
+    #[test]
+    fn deep_arrays_are_bounded_before_serde_json_gives_up() {
+        let body = format!(
+            "{{\"SharedVariables\":[{{\"key\":\"x\",\"value\":{}1{}}}]}}",
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        let message = error(&body);
+        assert!(
+            message.starts_with("JSON body has nesting deeper than 64 levels"),
+            "{message}"
+        );
+        // Brackets inside strings are text, not nesting.
+        let quoted = format!("{{\"MessageName\":\"{}\"}}", "[{".repeat(500));
+        assert!(decode_str(&quoted).is_ok());
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_parsing() {
+        let limits = Limits {
+            max_body_bytes: 16,
+            ..Limits::default()
+        };
+        let err = decode(b"{\"MessageName\":\"Create\"}", None, &limits).unwrap_err();
+        assert_eq!(err.to_string(), "body is 24 bytes, over the 16-byte limit");
+        let big = vec![b' '; Limits::default().max_body_bytes + 1];
+        assert!(matches!(
+            decode(&big, None, &Limits::default()),
+            Err(DecodeError::BodyTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_strings_name_their_member() {
+        let limits = Limits {
+            max_string_bytes: 8,
+            ..Limits::default()
+        };
+        let body = br#"{"InputParameters":[{"key":"Target","value":{"__type":"Entity:http:\/\/schemas.microsoft.com\/xrm\/2011\/Contracts","Attributes":[{"key":"name","value":"Alexander"}],"LogicalName":"contact"}}]}"#;
+        let err = decode(body, None, &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "InputParameters.Target.Attributes.name: string is 9 bytes, over the 8-byte limit"
+        );
+    }
+
+    #[test]
+    fn misshapen_members_name_their_path() {
+        assert_eq!(
+            error(r#"{"InputParameters":"Target"}"#),
+            "InputParameters: expected a list of {key, value} pairs, found a string"
+        );
+        assert_eq!(
+            error(r#"{"SharedVariables":[{"key":1,"value":2}]}"#),
+            "SharedVariables[0].key: expected a string, found a number"
+        );
+        assert_eq!(
+            error(r#"{"InputParameters":[{"key":"Target","value":{"__type":"OptionSetValue:x","Value":"1"}}]}"#),
+            "InputParameters.Target.Value: expected a 32-bit whole number, found a string"
+        );
+    }
+}

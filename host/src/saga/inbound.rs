@@ -1,0 +1,61 @@
+//! Builds the `inbound` record a component sees from a message's raw parts.
+
+use crate::component::{context, wit};
+use crate::dataverse::{self, DecodeError, Limits};
+
+use super::state::SagaState;
+
+/// A message as a transport or the harness hands it over.
+#[derive(Debug, Clone, Default)]
+pub struct MessageParts {
+    pub message_id: String,
+    pub queue: String,
+    pub content_type: Option<String>,
+    pub properties: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Content types whose bodies are Dataverse contexts (besides none at all,
+/// which is sniffed).
+const DATAVERSE_CONTENT_TYPES: [&str; 3] = ["application/json", "application/xml", "application/msbin1"];
+
+/// Decodes `parts` into the record the component receives.
+///
+/// A body with a Dataverse content type (or none) must decode; another content
+/// type is passed through with no context. `saga` of `None` starts a new saga
+/// whose id is the context's `CorrelationId`, or else the message id.
+pub fn build_inbound(
+    parts: MessageParts,
+    saga: Option<SagaState>,
+    limits: &Limits,
+) -> Result<wit::Inbound, DecodeError> {
+    let is_dataverse = match &parts.content_type {
+        None => true,
+        Some(ct) => {
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            DATAVERSE_CONTENT_TYPES.iter().any(|t| t.eq_ignore_ascii_case(essence))
+        }
+    };
+    let context = if is_dataverse {
+        Some(dataverse::decode(&parts.body, parts.content_type.as_deref(), limits)?)
+    } else {
+        None
+    };
+    let saga = saga.unwrap_or_else(|| {
+        let id = context
+            .as_ref()
+            .and_then(|c| c.text("CorrelationId"))
+            .unwrap_or(&parts.message_id);
+        SagaState::start(id)
+    });
+    let size_exceeded = dataverse::message_size_exceeded(&parts.properties);
+    Ok(wit::Inbound {
+        message_id: parts.message_id,
+        queue: parts.queue,
+        content_type: parts.content_type,
+        properties: parts.properties,
+        body: parts.body,
+        context: context.map(|c| context::to_wit(&c, size_exceeded)),
+        saga: saga.to_wit(),
+    })
+}

@@ -1,0 +1,15 @@
+//! The saga layer: the state that travels with a message, the inbound record a
+//! component sees, and the plan → act loop of one step.
+//!
+//! Data comes in as raw message parts ([`MessageParts`]), is decoded into the
+//! WIT [`Inbound`](crate::component::wit::Inbound) ([`inbound`]), and is driven
+//! through the partner's component by [`step::run_step`] until the component
+//! decides how the step ends.
+
+pub mod inbound;
+pub mod state;
+pub mod step;
+
+pub use inbound::{MessageParts, build_inbound};
+pub use state::{SagaState, StepRecord};
+pub use step::{Outbound, Round, StepError, StepLimits, StepRun, run_step};

@@ -1,0 +1,164 @@
+//! One saga step: the plan → act loop between a component and the partner APIs.
+//!
+//! The component plans, the host acts. Each round the component either asks for
+//! HTTP requests (which an [`Outbound`] executes) or ends the step with an
+//! outcome. The loop is bounded in rounds and in requests per round so a
+//! component can never keep the host busy forever.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::component::wit::{self, Event, Plan};
+use crate::component::{ComponentError, PartnerComponent};
+
+/// Executes the HTTP requests a component asked for.
+///
+/// The saga executor uses real HTTP; the guest harness uses recorded answers.
+pub trait Outbound: Send + Sync {
+    /// Executes `requests` for `partner` and returns one result per request, in order.
+    fn execute(
+        &self,
+        partner: &str,
+        requests: &[wit::HttpRequest],
+    ) -> impl Future<Output = Vec<wit::HttpResult>> + Send;
+}
+
+/// Bounds on one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Rounds of requests a component may ask for before it must decide.
+    pub max_rounds: u32,
+    /// Requests one round may hold.
+    pub max_requests_per_round: usize,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        Self {
+            max_rounds: 8,
+            max_requests_per_round: 32,
+        }
+    }
+}
+
+/// One round of requests and their results.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub requests: Vec<wit::HttpRequest>,
+    pub results: Vec<wit::HttpResult>,
+}
+
+/// Why a step ended without an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The component failed (trap, limit, `err`…).
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    /// The component kept asking for requests.
+    #[error("partner `{partner}`: component asked for more than {max} rounds of requests without deciding")]
+    TooManyRounds { partner: String, max: u32 },
+    /// One round asked for too many requests.
+    #[error("partner `{partner}`: component asked for {count} requests in one round; the limit is {max}")]
+    TooManyRequests { partner: String, count: usize, max: usize },
+    /// The blocking task running the component died (the host is shutting down).
+    #[error("partner `{partner}`: the component task was cancelled")]
+    Cancelled { partner: String },
+}
+
+impl StepError {
+    /// The dead-letter reason code for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Component(err) => err.reason(),
+            Self::TooManyRounds { .. } => "TooManyRounds",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::Cancelled { .. } => "Cancelled",
+        }
+    }
+}
+
+/// Everything that happened in one step.
+#[derive(Debug)]
+pub struct StepRun {
+    /// The rounds of requests, in order.
+    pub rounds: Vec<Round>,
+    /// How the step ended.
+    pub outcome: Result<wit::Outcome, StepError>,
+}
+
+/// Drives `component` from `first` (a `message` or `compensate` event) to an outcome.
+///
+/// The component runs on tokio's blocking pool (it may compute up to its
+/// deadline); requests run on `outbound`.
+pub async fn run_step<O: Outbound>(
+    component: &Arc<PartnerComponent>,
+    inbound: &wit::Inbound,
+    first: Event,
+    outbound: &O,
+    limits: StepLimits,
+) -> StepRun {
+    let partner = component.partner().to_string();
+    let mut rounds = Vec::new();
+    let mut event = first;
+    loop {
+        let plan = match call(component, &inbound.message_id, event).await {
+            Ok(plan) => plan,
+            Err(err) => {
+                return StepRun {
+                    rounds,
+                    outcome: Err(err),
+                };
+            }
+        };
+        let calls = match plan {
+            Plan::Done(outcome) => {
+                return StepRun {
+                    rounds,
+                    outcome: Ok(outcome),
+                };
+            }
+            Plan::Call(calls) => calls,
+        };
+        let error = if rounds.len() as u32 >= limits.max_rounds {
+            Some(StepError::TooManyRounds {
+                partner: partner.clone(),
+                max: limits.max_rounds,
+            })
+        } else if calls.requests.len() > limits.max_requests_per_round {
+            Some(StepError::TooManyRequests {
+                partner: partner.clone(),
+                count: calls.requests.len(),
+                max: limits.max_requests_per_round,
+            })
+        } else {
+            None
+        };
+        if let Some(err) = error {
+            return StepRun {
+                rounds,
+                outcome: Err(err),
+            };
+        }
+        let results = outbound.execute(&partner, &calls.requests).await;
+        rounds.push(Round {
+            requests: calls.requests,
+            results: results.clone(),
+        });
+        event = Event::Responses(wit::Responses {
+            inbound: inbound.clone(),
+            state: calls.state,
+            results,
+            round: rounds.len() as u32,
+        });
+    }
+}
+
+async fn call(component: &Arc<PartnerComponent>, message_id: &str, event: Event) -> Result<Plan, StepError> {
+    let component = component.clone();
+    let message_id = message_id.to_string();
+    let partner = component.partner().to_string();
+    tokio::task::spawn_blocking(move || component.handle(&message_id, &event))
+        .await
+        .map_err(|_| StepError::Cancelled { partner })?
+        .map_err(StepError::from)
+}

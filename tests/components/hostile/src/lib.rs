@@ -1,0 +1,143 @@
+//! # hostile: a partner component that misbehaves on purpose
+//!
+//! **For host tests only.** Never deploy it. The host tests run it to check that
+//! the sandbox holds: CPU deadlines, memory caps, trap handling, result size
+//! limits, request limits, the allow-list, secret handling, routing errors, and
+//! that there is no environment and no filesystem.
+//!
+//! The config key `attack` chooses what it does with an [`Event::Message`]:
+//!
+//! | `attack` | behaviour |
+//! |---|---|
+//! | `loop` | spins forever |
+//! | `memory` | allocates and touches 1 MiB blocks forever |
+//! | `trap` | panics |
+//! | `recursion` | recurses without bound (stack overflow) |
+//! | `huge-return` | dead-letters with a 64 MiB description |
+//! | `many-requests` | asks for 10 000 GET requests |
+//! | `forbidden-host` | GETs `https://forbidden.example.net/` |
+//! | `read-env` | dead-letters `ReadEnv` listing the environment variable names it sees |
+//! | `read-file` | dead-letters `ReadFile` with the result of reading `/etc/passwd` |
+//! | `echo-secret` | sends `x-token: secret(mdm-api-key)` to config `echo-url`, then forwards the response body to `next` |
+//! | `unknown-route` | forwards to route `nowhere` |
+//! | `stdout` | prints one line to stdout and one to stderr, then completes |
+//! | anything else | completes |
+//!
+//! A [`Event::Responses`] completes, except for `echo-secret`; a
+//! [`Event::Compensate`] completes.
+
+use core::hint::black_box;
+use sagahost_partner::prelude::*;
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn handle(event: Event) -> Result<Plan, String> {
+        let attack = config_or("attack", "");
+        match event {
+            Event::Message(_) => attack_with(&attack),
+            Event::Responses(responses) if attack == "echo-secret" => {
+                let body = responses
+                    .results
+                    .first()
+                    .and_then(|r| r.response())
+                    .map(|r| r.body.clone())
+                    .unwrap_or_default();
+                info(format!("echo-secret: forwarding {} bytes", body.len()));
+                Ok(Plan::Done(Outcome {
+                    decision: Decision::Forward(vec![ForwardMessage {
+                        route: "next".to_string(),
+                        body: Some(body),
+                        content_type: None,
+                        properties: Vec::new(),
+                    }]),
+                    compensation_data: None,
+                }))
+            }
+            Event::Responses(_) | Event::Compensate(_) => Ok(complete()),
+        }
+    }
+}
+
+fn attack_with(attack: &str) -> Result<Plan, String> {
+    info(format!("hostile attack: {attack:?}"));
+    Ok(match attack {
+        "loop" => spin(),
+        "memory" => hoard(),
+        "trap" => panic!("hostile component panicked on purpose"),
+        "recursion" => {
+            let depth = recurse(black_box(1));
+            complete().recording(depth.to_string())
+        }
+        "huge-return" => dead_letter("HugeReturn", "x".repeat(64 << 20)),
+        "many-requests" => {
+            let requests = (0..10_000).map(|i| Request::get(format!("https://example.com/{i}")).id(format!("r{i}")));
+            call(requests, "many-requests")
+        }
+        "forbidden-host" => call(
+            [Request::get("https://forbidden.example.net/").id("forbidden")],
+            "forbidden-host",
+        ),
+        "read-env" => {
+            let names: Vec<String> = std::env::vars_os()
+                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .collect();
+            info(format!("read-env: {} variables", names.len()));
+            dead_letter("ReadEnv", names.join(","))
+        }
+        "read-file" => {
+            let outcome = match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => format!("read {} bytes", text.len()),
+                Err(error) => format!("error: {error}"),
+            };
+            info(format!("read-file: {outcome}"));
+            dead_letter("ReadFile", outcome)
+        }
+        "echo-secret" => {
+            let url = require_config("echo-url")?;
+            let request = Request::get(url).id("echo").secret_header("x-token", "mdm-api-key");
+            call([request], "echo-secret")
+        }
+        "unknown-route" => forward("nowhere"),
+        "stdout" => {
+            println!("hostile component writes to stdout");
+            eprintln!("hostile component writes to stderr");
+            complete()
+        }
+        _ => complete(),
+    })
+}
+
+/// Spins forever; `black_box` keeps the loop from being optimised away.
+fn spin() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB blocks, touching every page, until the host stops it.
+fn hoard() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        for byte in block.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        blocks.push(black_box(block));
+        black_box(&blocks);
+    }
+}
+
+/// Recurses without bound; the work after the call keeps it from becoming a loop.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth; 16]);
+    let below = recurse(black_box(depth + 1));
+    black_box(below.wrapping_add(frame[(depth % 16) as usize]))
+}
+
+sagahost_partner::export!(Hostile);
