@@ -1,1 +1,9 @@
+//! End-to-end tests of sagahost with real components.
+//!
+//! The guest components are built once per test run by `scripts/build-guests`
+//! (the README's test command runs it first); [`support::component`] finds them.
 
+mod cli;
+mod harness;
+mod runtime;
+mod support;

@@ -4,6 +4,8 @@
 //! [`component`](crate::component), `test` on [`harness`](crate::harness),
 //! `inspect` on [`dataverse`](crate::dataverse).
 
+mod inspect;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +52,9 @@ pub enum Command {
         /// Content type, overriding detection (`application/json`, `application/xml`, `application/msbin1`).
         #[arg(long)]
         content_type: Option<String>,
+        /// Print only the canonical JSON, without the typed summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -83,7 +88,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Inspect { file, content_type } => inspect(&file, content_type.as_deref()),
+        Command::Inspect {
+            file,
+            content_type,
+            json,
+        } => inspect(&file, content_type.as_deref(), json),
     }
 }
 
@@ -109,10 +118,13 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(path: &std::path::Path, content_type: Option<&str>) -> anyhow::Result<ExitCode> {
+fn inspect(path: &std::path::Path, content_type: Option<&str>, json_only: bool) -> anyhow::Result<ExitCode> {
     let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let context = crate::dataverse::decode(&body, content_type, &Default::default())
         .with_context(|| format!("decoding {}", path.display()))?;
+    if !json_only {
+        println!("{}", inspect::summary(&context));
+    }
     println!("{}", serde_json::to_string_pretty(&context.to_canonical_json())?);
     Ok(ExitCode::SUCCESS)
 }

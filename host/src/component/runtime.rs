@@ -275,19 +275,27 @@ impl PartnerComponent {
     }
 }
 
-/// The trap message plus the guest's last stderr line (a Rust panic message).
+/// The trap message plus the tail of the guest's stderr (where a Rust panic
+/// message lands), so the operator sees why the guest gave up.
 fn trap_detail(store: &Store<GuestState>, err: &wasmtime::Error) -> String {
+    const MAX_STDERR_TAIL: usize = 1024;
     let trap = err
         .downcast_ref::<Trap>()
         .map_or_else(|| format!("{err:#}"), |t| t.to_string());
     let stderr = store.data().stderr.contents();
-    let last = String::from_utf8_lossy(&stderr)
+    let text = String::from_utf8_lossy(&stderr);
+    let lines: Vec<&str> = text
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(str::to_owned);
-    match last {
-        Some(line) => format!("{trap} (guest stderr: {line})"),
-        None => trap,
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" ");
+    if tail.is_empty() {
+        return trap;
     }
+    let start = tail.len().saturating_sub(MAX_STDERR_TAIL);
+    let start = (start..tail.len())
+        .find(|&i| tail.is_char_boundary(i))
+        .unwrap_or(tail.len());
+    format!("{trap} (guest stderr: {})", &tail[start..])
 }

@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     world: "partner",
 });
 
-pub use exports::sagahost::partner::handler::{Event, Plan};
-pub use sagahost::partner::types::*;
+pub use self::exports::sagahost::partner::handler::{Event, Plan};
+pub use self::sagahost::partner::types::*;
 
 /// The fully qualified name of the exported handler interface.
 pub const HANDLER_INTERFACE: &str = "sagahost:partner/handler@0.1.0";

@@ -1,0 +1,159 @@
+//! The guest harness on every example's fixtures, through the library and the CLI.
+
+use std::process::Command;
+
+use sagahost::harness::{Harness, Mode, Status};
+
+use crate::support;
+
+const EXAMPLES: [&str; 3] = ["mdm", "dataverse-writeback", "erp"];
+
+#[test]
+fn every_example_passes_its_fixtures() {
+    for example in EXAMPLES {
+        let fixtures = support::workspace()
+            .join("guest-examples")
+            .join(example)
+            .join("fixtures");
+        let harness = Harness::load(&support::component(example), &fixtures).expect("load harness");
+        let report = harness.run(Mode::Check).expect("run fixtures");
+        assert!(report.passed(), "{example}:\n{}", report.render());
+        assert!(
+            report.results.len() >= 4,
+            "{example} should cover success, transient, fatal and compensation"
+        );
+    }
+}
+
+/// Copies the mdm fixtures to a temporary directory so tests can break them.
+fn mdm_fixtures_copy() -> tempfile::TempDir {
+    let source = support::workspace().join("guest-examples/mdm/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        let target = dir.path().join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            for file in std::fs::read_dir(entry.path()).unwrap() {
+                let file = file.unwrap();
+                std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    // Bodies are referenced relative to the fixture; point them at the originals.
+    for fixture in std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+    {
+        let path = fixture.path().join("fixture.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let messages = support::workspace().join("guest-examples/messages");
+        std::fs::write(
+            &path,
+            text.replace("../../../messages", &messages.display().to_string()),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_changed_expectation_fails_with_a_diff_naming_the_path() {
+    let dir = mdm_fixtures_copy();
+    let expected = dir.path().join("created-and-forwarded/expected.json");
+    let text = std::fs::read_to_string(&expected).unwrap();
+    std::fs::write(&expected, text.replace("MDM-000042", "MDM-999999")).unwrap();
+
+    let report = Harness::load(&support::component("mdm"), dir.path())
+        .unwrap()
+        .run(Mode::Check)
+        .unwrap();
+    assert!(!report.passed());
+    let failed = report
+        .results
+        .iter()
+        .find(|r| r.name == "created-and-forwarded")
+        .unwrap();
+    let Status::Failed { differences, .. } = &failed.status else {
+        panic!("expected a failure: {:?}", failed.status)
+    };
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.contains("$.outcome.decision.forward[0].properties.mdm-id")
+                && d.contains("MDM-999999")
+                && d.contains("MDM-000042")),
+        "{differences:#?}"
+    );
+    // Every other fixture still passes.
+    assert_eq!(
+        report.results.iter().filter(|r| r.status == Status::Passed).count(),
+        report.results.len() - 1
+    );
+}
+
+#[test]
+fn cli_test_exits_non_zero_on_failure_and_update_rewrites_expectations() {
+    let dir = mdm_fixtures_copy();
+    let expected = dir.path().join("mdm-unavailable-503/expected.json");
+    std::fs::write(&expected, "{}").unwrap();
+    let bin = env!("CARGO_BIN_EXE_sagahost");
+    let component = support::component("mdm");
+
+    let failing = Command::new(bin)
+        .arg("test")
+        .arg(&component)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(!failing.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL    mdm-unavailable-503"), "{stdout}");
+    assert!(stdout.contains("PASS    created-and-forwarded"), "{stdout}");
+    assert!(stdout.contains("5 passed, 1 failed"), "{stdout}");
+
+    let update = Command::new(bin)
+        .arg("test")
+        .arg(&component)
+        .arg(dir.path())
+        .arg("--update")
+        .output()
+        .unwrap();
+    assert!(update.status.success());
+    let rewritten: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    assert_eq!(
+        rewritten["outcome"]["decision"]["retry"]["reason"],
+        "MDM create: HTTP 503: Service Unavailable"
+    );
+
+    let passing = Command::new(bin)
+        .arg("test")
+        .arg(&component)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stdout));
+}
+
+#[test]
+fn fixture_with_a_bad_mock_is_an_error_naming_the_file() {
+    let dir = mdm_fixtures_copy();
+    let path = dir.path().join("mdm-unavailable-503/fixture.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("status = 503", "error = \"exploded\"")).unwrap();
+    let report = Harness::load(&support::component("mdm"), dir.path())
+        .unwrap()
+        .run(Mode::Check)
+        .unwrap();
+    let result = report.results.iter().find(|r| r.name == "mdm-unavailable-503").unwrap();
+    let Status::Error(message) = &result.status else {
+        panic!("expected an error: {:?}", result.status)
+    };
+    assert!(
+        message.contains("fixture.toml") && message.contains("exploded") && message.contains("timeout"),
+        "{message}"
+    );
+}

@@ -1,0 +1,37 @@
+//! Shared helpers: where the built guest components and the samples are.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// The Dataverse samples shipped beside the repository.
+pub fn samples() -> PathBuf {
+    workspace().join("../shared/samples/dataverse")
+}
+
+/// Path of a built guest component, e.g. `component("mdm")`.
+///
+/// Panics with the command to run when the component has not been built.
+pub fn component(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
+    let path = target
+        .join("wasm32-wasip2/guest")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `scripts/build-guests` (or `scripts/test`) first",
+        path.display()
+    );
+    path
+}
+
+/// Reads a built guest component.
+pub fn component_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(component(name)).expect("reading component")
+}
