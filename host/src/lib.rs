@@ -1,14 +1,23 @@
 //! sagahost: runs Dataverse saga steps as sandboxed WebAssembly partner components.
 //!
-//! Data flows one way through the modules:
-//! [`dataverse`] decodes a message body into a model, [`component`] runs a
-//! partner's component on it, [`saga`] drives the plan → act loop of one step,
-//! and [`harness`] runs recorded fixtures through that loop for partner teams.
-//! [`cli`] is the `sagahost` command line on top.
+//! Data flows one way through the modules: a [`transport`] (or the webhook
+//! [`ingress`]) delivers a message; [`dataverse`] decodes its body; [`saga`]
+//! drives the partner's [`component`] through the plan → act loop, with
+//! [`outbound`] making the HTTP requests, and routes the message on through the
+//! transport. [`config`] describes all of it, [`service`] assembles it, and
+//! [`cli`] is the `sagahost` command line on top. [`harness`] runs recorded
+//! fixtures through the same step loop for partner teams, and [`quickstart`]
+//! runs the whole saga locally.
 
 pub mod cli;
 pub mod component;
+pub mod config;
 pub mod dataverse;
 pub mod harness;
+pub mod ingress;
+pub mod outbound;
+pub mod quickstart;
 pub mod saga;
+pub mod service;
 pub mod telemetry;
+pub mod transport;

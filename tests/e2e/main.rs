@@ -5,5 +5,7 @@
 
 mod cli;
 mod harness;
+mod partners;
 mod runtime;
+mod saga;
 mod support;

@@ -2,9 +2,12 @@
 //!
 //! Each subcommand is a thin front on a library module: `validate` on
 //! [`component`](crate::component), `test` on [`harness`](crate::harness),
-//! `inspect` on [`dataverse`](crate::dataverse).
+//! `inspect` on [`dataverse`](crate::dataverse), `run` on
+//! [`service`](crate::service), `send` and `dead-letters` on the embedded
+//! queue, `quickstart` on [`quickstart`](crate::quickstart).
 
 mod inspect;
+mod queue;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +16,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::component::{Limits, Runtime, RuntimeOptions};
+use crate::config::Config;
 use crate::harness::{Harness, Mode};
+use crate::service::Host;
 use crate::telemetry::{self, LogFormat};
 
 /// Runs Dataverse saga steps as sandboxed WebAssembly partner components.
@@ -56,12 +61,48 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run every partner from a config file until Ctrl-C.
+    Run {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Put message files on a queue of the embedded transport.
+    Send {
+        /// The TOML config (for the queue's location).
+        #[arg(long)]
+        config: PathBuf,
+        /// Queue to send to.
+        #[arg(long)]
+        queue: String,
+        /// Content type; by default from the extension (.json, .xml, .msbin1).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Message body files, one message each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// See why messages died, and send them back.
+    DeadLetters {
+        /// The TOML config (for the queue's location).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: queue::DeadLetterCommand,
+    },
+    /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
+    Quickstart(crate::quickstart::Options),
 }
 
 /// Parses the command line, runs the command and turns errors into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let default_filter = if matches!(cli.command, Command::Quickstart(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    telemetry::init(cli.log_format, default_filter);
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
@@ -93,6 +134,49 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             content_type,
             json,
         } => inspect(&file, content_type.as_deref(), json),
+        Command::Run { config } => tokio_runtime()?.block_on(run_host(&config)),
+        Command::Send {
+            config,
+            queue,
+            content_type,
+            files,
+        } => tokio_runtime()?.block_on(queue::send(&config, &queue, &files, content_type.as_deref())),
+        Command::DeadLetters { config, command } => tokio_runtime()?.block_on(queue::dead_letters(&config, command)),
+        Command::Quickstart(options) => tokio_runtime()?.block_on(crate::quickstart::run(options)),
+    }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let loaded = Config::load(config)?;
+    let host = Host::start(&loaded.config).await?;
+    tracing::info!(config = %loaded.path.display(), "sagahost running; Ctrl-C to stop");
+    wait_for_stop_signal().await;
+    tracing::info!("stopping: finishing in-flight messages");
+    host.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what container runtimes send).
+async fn wait_for_stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!("cannot listen for SIGTERM ({err}); only Ctrl-C stops the host");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

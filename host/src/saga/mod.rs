@@ -6,10 +6,15 @@
 //! through the partner's component by [`step::run_step`] until the component
 //! decides how the step ends.
 
+pub mod envelope;
+pub mod executor;
 pub mod inbound;
+pub mod routing;
 pub mod state;
 pub mod step;
 
+pub use executor::{Executor, Partner, SagaEvent};
 pub use inbound::{MessageParts, build_inbound};
+pub use routing::Verdict;
 pub use state::{SagaState, StepRecord};
 pub use step::{Outbound, Round, StepError, StepLimits, StepRun, run_step};

@@ -66,6 +66,16 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// Whether retrying the step later may succeed (the pool was full, the host
+    /// was shutting down); a misbehaving component will misbehave again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Component(err) => err.is_transient(),
+            Self::Cancelled { .. } => true,
+            Self::TooManyRounds { .. } | Self::TooManyRequests { .. } => false,
+        }
+    }
+
     /// The dead-letter reason code for this failure.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! Logging setup: `tracing` to stderr as text for people or JSON for machines.
 //!
-//! The filter comes from `RUST_LOG` (default `info`). Guest log lines arrive
+//! The filter comes from `RUST_LOG` (default `info`; the quickstart, whose own
+//! progress output is the point, defaults to `warn`). Guest log lines arrive
 //! under the `sagahost::guest` target with the partner name as a field.
 
 use clap::ValueEnum;
@@ -16,9 +17,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls are no-ops).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber; `default_filter` applies unless `RUST_LOG` is
+/// set. Safe to call more than once (later calls are no-ops).
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

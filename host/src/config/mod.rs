@@ -1,0 +1,244 @@
+//! The host's TOML configuration: transport, queues, partners and the webhook.
+//!
+//! Every table rejects unknown keys, so a typo is an error that names the file
+//! and the key instead of a setting silently ignored. Secrets are never written
+//! in the file: they name an environment variable or a file to read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::component::Limits;
+use crate::outbound::{PartnerPolicy, SecretSource};
+use crate::transport::embedded::QueueSettings;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Where the host keeps its state (embedded queue, compiled-component cache),
+    /// relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Settings for queues; queues named by partners but not listed here get defaults.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Partners by name.
+    pub partners: BTreeMap<String, PartnerConfig>,
+    /// The Dataverse webhook listener, if any.
+    pub webhook: Option<WebhookConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    ".sagahost".into()
+}
+
+/// Settings of one queue.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QueueConfig {
+    /// How long a received message stays locked, in milliseconds.
+    pub lock_duration_ms: Option<u64>,
+    /// Deliveries before a message is dead-lettered with `MaxDeliveryCountExceeded`.
+    pub max_delivery_count: Option<u32>,
+}
+
+/// One partner: its component, its queues and how it may behave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PartnerConfig {
+    /// The partner's component (`.wasm`), relative to the config file.
+    pub component: PathBuf,
+    /// The queue the partner consumes.
+    pub queue: String,
+    /// The queue its compensation requests arrive on; defaults to `<queue>-compensate`.
+    pub compensation_queue: Option<String>,
+    /// Route names the component may forward to, mapped to queues.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// Messages handled at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Messages received ahead of handling.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    /// Rounds of requests per step before the component must decide.
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: u32,
+    /// Non-secret values the component reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets by name, each read from an environment variable or a file.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Per-call sandbox limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Who the partner may call, and how.
+    #[serde(default)]
+    pub outbound: PartnerPolicy,
+    /// How transient failures are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_prefetch() -> usize {
+    16
+}
+fn default_max_rounds() -> u32 {
+    8
+}
+
+impl PartnerConfig {
+    /// The compensation queue, explicit or derived from the main queue.
+    pub fn compensation_queue(&self) -> String {
+        self.compensation_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}-compensate", self.queue))
+    }
+}
+
+/// What to do when a step's retries run out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exhausted {
+    /// Dead-letter the message with reason `RetriesExhausted`.
+    #[default]
+    DeadLetter,
+    /// Compensate the earlier steps.
+    Compensate,
+}
+
+/// Exponential backoff with jitter, capped, honouring `Retry-After`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetryPolicy {
+    /// Attempts of a step, the first included.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds.
+    pub initial_delay_ms: u64,
+    /// Growth factor per attempt.
+    pub multiplier: f64,
+    /// Longest delay, in milliseconds (a longer `Retry-After` is honoured up to this cap).
+    pub max_delay_ms: u64,
+    /// Random spread, as a fraction of the delay (0.2 = ±20 %).
+    pub jitter: f64,
+    /// What happens after the last attempt.
+    pub exhausted: Exhausted,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_delay_ms: 1_000,
+            multiplier: 2.0,
+            max_delay_ms: 300_000,
+            jitter: 0.2,
+            exhausted: Exhausted::DeadLetter,
+        }
+    }
+}
+
+/// The Dataverse webhook listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Queue the posted contexts go to.
+    pub queue: String,
+    /// The key Dataverse sends (as `?code=`, the `x-functions-key` header, or a
+    /// query string of your choice), read from an environment variable or a file.
+    pub key: SecretSource,
+    /// Largest body accepted, in bytes.
+    #[serde(default = "default_webhook_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_webhook_max_body() -> usize {
+    1 << 20
+}
+
+/// A loaded configuration with paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// Reads and checks `path`. Errors name the file, the key and the fix.
+    pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|err| anyhow::anyhow!("config {}: {}", path.display(), err.to_string().trim_end()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        for partner in config.partners.values_mut() {
+            partner.component = base.join(&partner.component);
+        }
+        config
+            .check()
+            .map_err(|err| anyhow::anyhow!("config {}: {err}", path.display()))?;
+        Ok(Loaded {
+            config,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.partners.is_empty() {
+            anyhow::bail!("no partners: add at least one [partners.NAME] table");
+        }
+        for (name, partner) in &self.partners {
+            if partner.concurrency == 0 {
+                anyhow::bail!("partners.{name}.concurrency must be at least 1");
+            }
+            if partner.retry.max_attempts == 0 {
+                anyhow::bail!("partners.{name}.retry.max-attempts must be at least 1");
+            }
+            if !(0.0..=1.0).contains(&partner.retry.jitter) {
+                anyhow::bail!("partners.{name}.retry.jitter must be between 0 and 1");
+            }
+            if partner.queue == partner.compensation_queue() {
+                anyhow::bail!("partners.{name}: compensation-queue must differ from queue");
+            }
+        }
+        Ok(())
+    }
+
+    /// Every queue the partners and the webhook use, with its settings.
+    pub fn queue_settings(&self) -> Vec<QueueSettings> {
+        let mut names: Vec<String> = self.queues.keys().cloned().collect();
+        for partner in self.partners.values() {
+            names.push(partner.queue.clone());
+            names.push(partner.compensation_queue());
+            names.extend(partner.routes.values().cloned());
+        }
+        names.extend(self.webhook.iter().map(|w| w.queue.clone()));
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let settings = self.queues.get(&name).cloned().unwrap_or_default();
+                let mut queue = QueueSettings::new(&name);
+                if let Some(ms) = settings.lock_duration_ms {
+                    queue.lock_duration = Duration::from_millis(ms);
+                }
+                if let Some(count) = settings.max_delivery_count {
+                    queue.max_delivery_count = count;
+                }
+                queue
+            })
+            .collect()
+    }
+}

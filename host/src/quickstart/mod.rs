@@ -1,0 +1,370 @@
+//! `sagahost quickstart`: the three-partner contact saga, end to end, on one machine.
+//!
+//! It starts local stand-ins for the partner systems ([`partners`]), writes a
+//! config for the example components, starts the host on the embedded queue
+//! exactly as `sagahost run` does, posts contact messages through the webhook,
+//! prints each step as it happens, and ends with the path every message took
+//! and the totals. No cloud, no Docker.
+
+mod partners;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::saga::{SagaEvent, Verdict};
+use crate::service::Host;
+
+/// Options of `sagahost quickstart`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Where the built example components are.
+    #[arg(long, default_value = "target/wasm32-wasip2/guest")]
+    pub components: PathBuf,
+    /// The example messages (`contact-create.json` is the template).
+    #[arg(long, default_value = "guest-examples/messages")]
+    pub messages: PathBuf,
+    /// Real Dataverse samples to post as well, when the folder exists.
+    #[arg(long, default_value = "../shared/samples/dataverse")]
+    pub samples: PathBuf,
+    /// How many contacts to create; every fourth has an invalid email, which the ERP rejects.
+    #[arg(long, default_value_t = 12)]
+    pub contacts: usize,
+    /// Give up waiting for the sagas after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+}
+
+const STEPS: [&str; 3] = ["mdm", "dataverse-writeback", "erp"];
+
+/// Runs the quickstart; exits non-zero if any saga did not reach an end state.
+pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("sagahost-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let outcome = run_in(&options, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
+    let components = std::path::absolute(&options.components)?;
+    for step in STEPS {
+        let path = component_path(&components, step);
+        if !path.is_file() {
+            anyhow::bail!(
+                "{} is missing: build the examples with `scripts/build-guests` first",
+                path.display()
+            );
+        }
+    }
+    let credentials = partners::Credentials {
+        mdm_api_key: random_token(),
+        dataverse_token: random_token(),
+        erp_token: random_token(),
+    };
+    let ledger = Arc::new(Mutex::new(partners::Ledger::default()));
+    let stop_partners = CancellationToken::new();
+    let endpoints = partners::start(credentials.clone(), ledger.clone(), stop_partners.clone()).await?;
+    println!(
+        "partner systems on loopback: MDM {}, Dataverse Web API {}, ERP {}",
+        endpoints.mdm, endpoints.dataverse, endpoints.erp
+    );
+
+    let webhook_key = random_token();
+    let config_path = write_config(dir, &components, &endpoints, &credentials, &webhook_key)?;
+    println!("config: {}", config_path.display());
+    let host = Host::start(&Config::load(&config_path)?.config).await?;
+    let mut events = host.subscribe();
+    let webhook = host.webhook_addr.context("the quickstart config has a webhook")?;
+    println!("host running on the embedded queue; webhook on http://{webhook}/api/webhook\n");
+
+    let bodies = messages(options)?;
+    let client = reqwest::Client::new();
+    let mut sagas: BTreeMap<String, Saga> = BTreeMap::new();
+    for (label, body) in &bodies {
+        let saga_id = correlation_id(body).with_context(|| format!("{label} has no CorrelationId"))?;
+        let response = client
+            .post(format!("http://{webhook}/api/webhook?code={webhook_key}"))
+            .header("content-type", "application/json")
+            .header("x-ms-dynamics-organization", "contoso.crm.dynamics.com")
+            .header("x-ms-dynamics-entity-name", "contact")
+            .header("x-ms-dynamics-request-name", "Create")
+            .body(body.clone())
+            .send()
+            .await
+            .context("posting to the webhook")?;
+        anyhow::ensure!(response.status().is_success(), "webhook answered {}", response.status());
+        sagas.insert(
+            saga_id,
+            Saga {
+                label: label.clone(),
+                path: Vec::new(),
+                end: None,
+            },
+        );
+    }
+    println!(
+        "posted {} messages through the webhook; following the sagas:\n",
+        sagas.len()
+    );
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(options.timeout_secs);
+    while sagas.values().any(|s| s.end.is_none()) {
+        let event = match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                println!("(missed {n} progress events)");
+                continue;
+            }
+            Ok(Err(_)) | Err(_) => break,
+        };
+        let Some(saga) = sagas.get_mut(&event.saga_id) else {
+            continue;
+        };
+        println!("  {:<28} {}", saga.label, describe(&event));
+        saga.record(&event);
+    }
+    let elapsed = started.elapsed();
+    host.shutdown().await;
+    stop_partners.cancel();
+
+    println!("\n{}", summary(&sagas, elapsed));
+    println!("{}", ledger_summary(&ledger.lock().expect("ledger")));
+    let unfinished = sagas.values().filter(|s| s.end.is_none()).count();
+    if unfinished > 0 {
+        println!("{unfinished} sagas did not finish within {} s", options.timeout_secs);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn component_path(dir: &Path, step: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", step.replace('-', "_")))
+}
+
+/// Writes the quickstart's config (and the secret files it names) into `dir`.
+fn write_config(
+    dir: &Path,
+    components: &Path,
+    endpoints: &partners::Endpoints,
+    credentials: &partners::Credentials,
+    webhook_key: &str,
+) -> anyhow::Result<PathBuf> {
+    let secret = |name: &str, value: &str| -> anyhow::Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, value)?;
+        Ok(toml_string(&path.display().to_string()))
+    };
+    let retry = "[partners.{}.retry]\ninitial-delay-ms = 200\nmax-delay-ms = 2000\nmax-attempts = 6\n";
+    let mut text = String::new();
+    writeln!(
+        text,
+        "data-dir = {}\n",
+        toml_string(&dir.join("data").display().to_string())
+    )?;
+    writeln!(
+        text,
+        "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = {{ file = {} }}\n",
+        secret("webhook-key", webhook_key)?
+    )?;
+    let partners = [
+        (
+            "mdm",
+            "contacts",
+            Some("writeback"),
+            "mdm-url",
+            format!("http://{}/api", endpoints.mdm),
+            ("mdm-api-key", &credentials.mdm_api_key),
+        ),
+        (
+            "dataverse-writeback",
+            "writeback",
+            Some("erp"),
+            "dataverse-url",
+            format!("http://{}", endpoints.dataverse),
+            ("dataverse-token", &credentials.dataverse_token),
+        ),
+        (
+            "erp",
+            "erp",
+            None,
+            "erp-url",
+            format!("http://{}/api", endpoints.erp),
+            ("erp-token", &credentials.erp_token),
+        ),
+    ];
+    for (name, queue, next, url_key, url, (secret_name, secret_value)) in partners {
+        writeln!(text, "[partners.{name}]")?;
+        writeln!(
+            text,
+            "component = {}",
+            toml_string(&component_path(components, name).display().to_string())
+        )?;
+        writeln!(text, "queue = \"{queue}\"")?;
+        if let Some(next) = next {
+            writeln!(text, "routes = {{ next = \"{next}\" }}")?;
+        }
+        writeln!(text, "config = {{ {url_key} = {} }}", toml_string(&url))?;
+        writeln!(
+            text,
+            "secrets = {{ {secret_name} = {{ file = {} }} }}",
+            secret(secret_name, secret_value)?
+        )?;
+        let origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
+        writeln!(text, "outbound = {{ allow = [{}] }}", toml_string(&origin))?;
+        writeln!(text, "{}", retry.replace("{}", name))?;
+    }
+    let path = dir.join("quickstart.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// The messages to post: contacts made from the template, then any real webhook sample.
+fn messages(options: &Options) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    const TEMPLATE_CORRELATION: &str = "7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57";
+    const TEMPLATE_CONTACT: &str = "0c7f3a5e-6b8e-ef11-8ee9-000d3a4f5b21";
+    const NAMES: [&str; 8] = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana"];
+    let template_path = options.messages.join("contact-create.json");
+    let template = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("reading the message template {}", template_path.display()))?;
+    let mut out = Vec::new();
+    for i in 0..options.contacts {
+        let first = NAMES[i % NAMES.len()];
+        let email = if i % 4 == 3 {
+            "not-an-email".to_string()
+        } else {
+            format!("{}.{i}@contoso.com", first.to_lowercase())
+        };
+        let body = template
+            .replace(TEMPLATE_CORRELATION, &random_guid())
+            .replace(TEMPLATE_CONTACT, &random_guid())
+            .replace("ana.ruiz@contoso.com", &email)
+            .replace("\"Ana\"", &format!("\"{first}\""));
+        let label = format!(
+            "contact {:>2} {first}{}",
+            i + 1,
+            if i % 4 == 3 { " (bad email)" } else { "" }
+        );
+        out.push((label, body.into_bytes()));
+    }
+    let sample = options
+        .samples
+        .join("MicrosoftDocs__powerapps-docs__use-webhooks.md__webhook-update-contact.json");
+    if let Ok(body) = std::fs::read(&sample) {
+        out.push(("docs webhook sample".to_string(), body));
+    }
+    Ok(out)
+}
+
+fn correlation_id(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    json["CorrelationId"].as_str().map(str::to_owned)
+}
+
+fn random_guid() -> String {
+    let h = hex::encode(rand::random::<[u8; 16]>());
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// One saga as the quickstart follows it.
+struct Saga {
+    label: String,
+    path: Vec<String>,
+    end: Option<&'static str>,
+}
+
+impl Saga {
+    fn record(&mut self, event: &SagaEvent) {
+        let partner = &event.partner;
+        let (step, end) = match &event.verdict {
+            Verdict::Completed => (format!("{partner} ✓"), Some("completed")),
+            Verdict::Forwarded { .. } => (format!("{partner} ✓"), None),
+            Verdict::Retried { .. } if event.compensation => (format!("undo {partner} ↻"), None),
+            Verdict::Retried { .. } => (format!("{partner} ↻"), None),
+            Verdict::Compensating { .. } if !event.compensation => (format!("{partner} ✗"), None),
+            Verdict::Compensating { .. } => (format!("undo {partner} ✓"), None),
+            Verdict::Compensated if !event.compensation => (format!("{partner} ✗"), Some("failed, nothing to undo")),
+            Verdict::Compensated => (format!("undo {partner} ✓"), Some("compensated")),
+            Verdict::DeadLettered { .. } => (format!("{partner} ☠"), Some("dead-lettered")),
+        };
+        self.path.push(step);
+        self.end = end;
+    }
+}
+
+fn describe(event: &SagaEvent) -> String {
+    let who = if event.compensation {
+        format!("undo {}", event.partner)
+    } else {
+        event.partner.clone()
+    };
+    match &event.verdict {
+        Verdict::Completed => format!("{who}: completed"),
+        Verdict::Forwarded { queues } => format!("{who}: forwarded to {}", queues.join(", ")),
+        Verdict::Retried { attempt, delay } => format!("{who}: transient failure, attempt {attempt} in {delay:.1?}"),
+        Verdict::Compensating { next_partner } => format!("{who}: compensating, next undo {next_partner}"),
+        Verdict::Compensated => format!("{who}: saga compensated"),
+        Verdict::DeadLettered { reason, description } => format!("{who}: dead-lettered ({reason}): {description}"),
+    }
+}
+
+fn summary(sagas: &BTreeMap<String, Saga>, elapsed: Duration) -> String {
+    let mut out = String::from("Summary: the path each message took\n");
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ordered: Vec<&Saga> = sagas.values().collect();
+    ordered.sort_by(|a, b| a.label.cmp(&b.label));
+    for saga in ordered {
+        let end = saga.end.unwrap_or("unfinished");
+        *totals.entry(end).or_default() += 1;
+        let _ = writeln!(out, "  {:<28} {:<16} {}", saga.label, end, saga.path.join(" → "));
+    }
+    let retries: usize = sagas
+        .values()
+        .map(|s| s.path.iter().filter(|p| p.ends_with('↻')).count())
+        .sum();
+    let totals: Vec<String> = totals.iter().map(|(end, n)| format!("{n} {end}")).collect();
+    let _ = writeln!(
+        out,
+        "\nTotals: {} messages in {elapsed:.1?}: {}; {retries} retries",
+        sagas.len(),
+        totals.join(", ")
+    );
+    out
+}
+
+fn ledger_summary(ledger: &partners::Ledger) -> String {
+    let failures: Vec<String> = ledger
+        .injected_failures
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    format!(
+        "Partner systems: MDM holds {} records ({} deleted by compensation), {} contacts written back, {} ERP customers; \
+         transient failures injected: {}",
+        ledger.mdm_records.len(),
+        ledger.mdm_deleted.len(),
+        ledger.writebacks.values().filter(|v| !v.is_empty()).count(),
+        ledger.erp_customers.len(),
+        if failures.is_empty() {
+            "none".to_string()
+        } else {
+            failures.join(", ")
+        }
+    )
+}

@@ -1,0 +1,375 @@
+//! The saga executor: per-partner consumers that receive messages, run the
+//! partner's step, and settle each message with its outputs.
+//!
+//! Each partner has two consumers, one on its queue and one on its
+//! compensation queue, each with bounded concurrency. A message's lock is
+//! renewed while its step runs. Every failure the host can name ends in a
+//! dead-letter with a readable reason; a failure it cannot (the transport is
+//! down) leaves the message locked, to be redelivered when the lock expires.
+//! Nothing is settled before its outputs are durably sent with it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::component::{PartnerComponent, wit};
+use crate::config::PartnerConfig;
+use crate::dataverse;
+use crate::outbound::{HttpOutbound, RequestContext, TraceParent};
+use crate::transport::{ReceivedMessage, Transport, TransportError};
+
+use super::envelope::Envelope;
+use super::inbound::{MessageParts, build_inbound};
+use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
+use super::state::SagaState;
+use super::step::{StepLimits, StepRun, run_step};
+
+/// How long a receive waits for messages before checking for shutdown.
+const RECEIVE_WAIT: Duration = Duration::from_millis(500);
+/// Pause after a transport error before receiving again.
+const TRANSPORT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One partner, ready to run.
+pub struct Partner {
+    pub name: String,
+    pub component: Arc<PartnerComponent>,
+    pub config: PartnerConfig,
+}
+
+/// What happened to one message, published for observers (the quickstart
+/// summary, tests, and later metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SagaEvent {
+    pub saga_id: String,
+    pub partner: String,
+    pub queue: String,
+    pub message_id: String,
+    pub step: u32,
+    pub attempt: u32,
+    /// True when the message was a compensation request.
+    pub compensation: bool,
+    pub verdict: Verdict,
+}
+
+/// Runs every partner's consumers on one transport.
+pub struct Executor<T: Transport> {
+    transport: Arc<T>,
+    partners: BTreeMap<String, Arc<Partner>>,
+    compensation_queues: BTreeMap<String, String>,
+    http: HttpOutbound,
+    events: broadcast::Sender<SagaEvent>,
+    decode_limits: dataverse::Limits,
+}
+
+impl<T: Transport> Executor<T> {
+    /// An executor for `partners` on `transport`, making requests with `http`.
+    pub fn new(transport: Arc<T>, partners: Vec<Partner>, http: HttpOutbound) -> Arc<Self> {
+        let compensation_queues = partners
+            .iter()
+            .map(|p| (p.name.clone(), p.config.compensation_queue()))
+            .collect();
+        let partners = partners.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Self {
+            transport,
+            partners,
+            compensation_queues,
+            http,
+            events,
+            decode_limits: dataverse::Limits::default(),
+        })
+    }
+
+    /// Subscribes to what happens to each message.
+    pub fn subscribe(&self) -> broadcast::Receiver<SagaEvent> {
+        self.events.subscribe()
+    }
+
+    /// Consumes every partner's queues until `shutdown` is cancelled, then lets
+    /// in-flight messages finish.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut consumers = JoinSet::new();
+        for partner in self.partners.values() {
+            for (queue, compensation) in [
+                (partner.config.queue.clone(), false),
+                (partner.config.compensation_queue(), true),
+            ] {
+                let this = self.clone();
+                let partner = partner.clone();
+                let shutdown = shutdown.clone();
+                consumers.spawn(async move { this.consume(partner, queue, compensation, shutdown).await });
+            }
+        }
+        while consumers.join_next().await.is_some() {}
+    }
+
+    async fn consume(
+        self: Arc<Self>,
+        partner: Arc<Partner>,
+        queue: String,
+        compensation: bool,
+        shutdown: CancellationToken,
+    ) {
+        let slots = Arc::new(Semaphore::new(partner.config.concurrency));
+        let mut in_flight = JoinSet::new();
+        loop {
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+                () = shutdown.cancelled() => break,
+            };
+            let max = (slots.available_permits() + 1).min(partner.config.prefetch.max(1));
+            let received = tokio::select! {
+                received = self.transport.receive(&queue, max, RECEIVE_WAIT) => received,
+                () = shutdown.cancelled() => break,
+            };
+            let batch = match received {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(partner = %partner.name, %queue, "receive failed, retrying in {TRANSPORT_BACKOFF:?}: {err}");
+                    tokio::time::sleep(TRANSPORT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for message in batch {
+                // Only this loop takes permits, and it asked for no more than were free.
+                let permit = first
+                    .take()
+                    .unwrap_or_else(|| slots.clone().try_acquire_owned().expect("permit reserved"));
+                let (this, partner) = (self.clone(), partner.clone());
+                in_flight.spawn(async move {
+                    this.handle(&partner, message, compensation).await;
+                    drop(permit);
+                });
+            }
+            while in_flight.try_join_next().is_some() {}
+        }
+        // In-flight steps finish and settle; nothing new is received.
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Handles one message from receipt to settlement.
+    async fn handle(&self, partner: &Partner, message: ReceivedMessage, compensation: bool) {
+        let span = tracing::info_span!("message", partner = %partner.name, queue = %message.queue, message_id = %message.message_id);
+        async {
+            let renewal = self.keep_locked(&message);
+            let (routed, saga) = self.step(partner, &message, compensation).await;
+            renewal.abort();
+            let verdict = routed.verdict.clone();
+            match self.transport.settle(&message, routed.settlement, routed.outputs).await {
+                Ok(()) => {}
+                Err(TransportError::LockLost { .. }) => {
+                    tracing::warn!("lock lost before settling; the message will be redelivered and handled again");
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!("settling failed; the message will be redelivered when its lock expires: {err}");
+                    return;
+                }
+            }
+            log_verdict(&verdict);
+            let _ = self.events.send(SagaEvent {
+                saga_id: saga.id,
+                partner: partner.name.clone(),
+                queue: message.queue.clone(),
+                message_id: message.message_id.clone(),
+                step: saga.step,
+                attempt: saga.attempt,
+                compensation,
+                verdict,
+            });
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Renews the message's lock at half its remaining time until aborted.
+    fn keep_locked(&self, message: &ReceivedMessage) -> tokio::task::JoinHandle<()> {
+        let transport = self.transport.clone();
+        let mut message = message.clone();
+        tokio::spawn(async move {
+            loop {
+                let remaining = message
+                    .locked_until
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::sleep(remaining / 2).await;
+                match transport.renew_lock(&message).await {
+                    Ok(until) => message.locked_until = until,
+                    Err(err) => {
+                        tracing::warn!("could not renew the lock: {err}");
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs the step and routes its outcome. Returns the routing and the saga state.
+    async fn step(&self, partner: &Partner, message: &ReceivedMessage, compensation: bool) -> (Routed, SagaState) {
+        let fallback = SagaState::start(
+            message
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| message.message_id.clone()),
+        );
+        let envelope = match Envelope::read(&message.properties) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                return (
+                    Routed::dead_letter("InvalidSagaState", describe(partner, message, &reason)),
+                    fallback,
+                );
+            }
+        };
+        if compensation != envelope.compensation.is_some() {
+            let reason = if compensation {
+                "a message on a compensation queue has no compensation details"
+            } else {
+                "a compensation request arrived on a step queue"
+            };
+            return (
+                Routed::dead_letter("MisroutedMessage", describe(partner, message, reason)),
+                fallback,
+            );
+        }
+        let parts = MessageParts {
+            message_id: message.message_id.clone(),
+            queue: message.queue.clone(),
+            content_type: message.content_type.clone(),
+            properties: envelope.user_properties.clone(),
+            body: message.body.clone(),
+        };
+        let inbound = match build_inbound(parts, envelope.saga.clone(), &self.decode_limits) {
+            Ok(inbound) => inbound,
+            Err(err) => {
+                return (
+                    Routed::dead_letter("DecodeFailed", describe(partner, message, &err.to_string())),
+                    fallback,
+                );
+            }
+        };
+        let saga = envelope
+            .saga
+            .clone()
+            .unwrap_or_else(|| SagaState::start(inbound.saga.id.clone()));
+        let first = match self.first_event(partner, &envelope, &saga, inbound.clone()) {
+            Ok(event) => event,
+            Err(reason) => {
+                return (
+                    Routed::dead_letter("CompensationMismatch", describe(partner, message, &reason)),
+                    saga,
+                );
+            }
+        };
+        let trace = envelope
+            .traceparent
+            .as_deref()
+            .and_then(|t| TraceParent::parse(t).ok())
+            .map_or_else(TraceParent::new_root, |t| t.child());
+        // Undoing a step must not reuse the keys of the step it undoes.
+        let key_scope = if compensation {
+            format!("{}#compensate", saga.id)
+        } else {
+            saga.id.clone()
+        };
+        let outbound = self.http.for_message(RequestContext {
+            saga_id: key_scope,
+            step: saga.step,
+            partner: partner.name.clone(),
+            message_id: Some(message.message_id.clone()),
+            round: 1,
+            traceparent: Some(trace.to_string()),
+        });
+        let limits = StepLimits {
+            max_rounds: partner.config.max_rounds,
+            ..StepLimits::default()
+        };
+        let run = run_step(&partner.component, &inbound, first, &outbound, limits).await;
+
+        let routes = PartnerRoutes {
+            partner: &partner.name,
+            version: &partner.component.info().version,
+            routes: &partner.config.routes,
+            retry: &partner.config.retry,
+            compensation_queues: &self.compensation_queues,
+        };
+        let trace = trace.to_string();
+        let input = StepInput {
+            message,
+            envelope: &envelope,
+            saga: &saga,
+            traceparent: &trace,
+            retry_after: retry_after(&run),
+        };
+        let routed = match &run.outcome {
+            Ok(outcome) => routing::route(&routes, &input, outcome, SystemTime::now()),
+            Err(err) if err.is_transient() => {
+                routing::retry_or_give_up(&routes, &input, None, &err.to_string(), SystemTime::now())
+            }
+            Err(err) => Routed::dead_letter(err.reason(), describe(partner, message, &err.to_string())),
+        };
+        (routed, saga)
+    }
+
+    /// The event the component gets first: a new message, or a request to undo
+    /// its own recorded step.
+    fn first_event(
+        &self,
+        partner: &Partner,
+        envelope: &Envelope,
+        saga: &SagaState,
+        inbound: wit::Inbound,
+    ) -> Result<wit::Event, String> {
+        let Some(info) = &envelope.compensation else {
+            return Ok(wit::Event::Message(inbound));
+        };
+        match saga.history.last() {
+            Some(record) if record.partner == partner.name => Ok(wit::Event::Compensate(wit::Compensation {
+                inbound,
+                compensation_data: record.compensation_data.clone(),
+                failed_partner: info.failed_partner.clone(),
+                reason: info.reason.clone(),
+                details: info.details.clone(),
+            })),
+            Some(record) => Err(format!(
+                "compensation request for a step of partner `{}` arrived at partner `{}`",
+                record.partner, partner.name
+            )),
+            None => Err("compensation request for a saga with no completed steps".into()),
+        }
+    }
+}
+
+/// A dead-letter description naming the partner and the message.
+fn describe(partner: &Partner, message: &ReceivedMessage, detail: &str) -> String {
+    format!(
+        "partner `{}`, message `{}` on queue `{}`: {detail}",
+        partner.name, message.message_id, message.queue
+    )
+}
+
+/// The largest `Retry-After` (delta-seconds) among the step's HTTP answers.
+fn retry_after(run: &StepRun) -> Option<Duration> {
+    run.rounds
+        .iter()
+        .flat_map(|round| &round.results)
+        .filter_map(|result| result.response.as_ref().ok())
+        .filter_map(|response| {
+            let (_, value) = response.headers.iter().find(|(name, _)| name == "retry-after")?;
+            value.trim().parse::<u64>().ok().map(Duration::from_secs)
+        })
+        .max()
+}
+
+fn log_verdict(verdict: &Verdict) {
+    match verdict {
+        Verdict::DeadLettered { reason, description } => tracing::warn!(%reason, "dead-lettered: {description}"),
+        other => tracing::info!("{other:?}"),
+    }
+}

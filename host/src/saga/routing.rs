@@ -1,0 +1,315 @@
+//! Turns a step's outcome into a settlement of the input and the messages to
+//! send: forward, retry, compensate, complete or dead-letter.
+//!
+//! This is pure: it reads the input, the outcome and the partner's settings and
+//! returns what to do, so every routing rule is unit-testable without a queue.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::component::wit;
+use crate::config::{Exhausted, RetryPolicy};
+use crate::transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
+
+use super::envelope::{self, CompensationInfo, Envelope};
+use super::state::{SagaState, StepRecord};
+
+/// What the routing needs to know about the partner that handled the step.
+pub struct PartnerRoutes<'a> {
+    pub partner: &'a str,
+    /// Content hash of the component version that ran.
+    pub version: &'a str,
+    pub routes: &'a BTreeMap<String, String>,
+    pub retry: &'a RetryPolicy,
+    /// Compensation queue of every partner, by partner name.
+    pub compensation_queues: &'a BTreeMap<String, String>,
+}
+
+/// The step's input as the executor read it.
+pub struct StepInput<'a> {
+    pub message: &'a ReceivedMessage,
+    pub envelope: &'a Envelope,
+    pub saga: &'a SagaState,
+    /// Trace context for the messages this step sends.
+    pub traceparent: &'a str,
+    /// The largest `Retry-After` among the step's HTTP answers, if any.
+    pub retry_after: Option<Duration>,
+}
+
+/// How a step ends for the saga, for logs, metrics and the quickstart summary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Completed,
+    Forwarded {
+        queues: Vec<String>,
+    },
+    Retried {
+        attempt: u32,
+        delay: Duration,
+    },
+    /// Compensation started (or, on a compensation message, moved one step back).
+    Compensating {
+        next_partner: String,
+    },
+    /// The last compensation step finished: the saga is undone.
+    Compensated,
+    DeadLettered {
+        reason: String,
+        description: String,
+    },
+}
+
+/// The settlement, the messages to send with it, and the verdict.
+pub struct Routed {
+    pub settlement: Settlement,
+    pub outputs: Vec<Output>,
+    pub verdict: Verdict,
+}
+
+impl Routed {
+    /// Dead-letter the input with `reason`; nothing is sent.
+    pub fn dead_letter(reason: impl Into<String>, description: impl Into<String>) -> Self {
+        let (reason, description) = (reason.into(), description.into());
+        Self {
+            settlement: Settlement::DeadLetter {
+                reason: reason.clone(),
+                description: description.clone(),
+            },
+            outputs: Vec::new(),
+            verdict: Verdict::DeadLettered { reason, description },
+        }
+    }
+
+    fn complete(outputs: Vec<Output>, verdict: Verdict) -> Self {
+        Self {
+            settlement: Settlement::Complete,
+            outputs,
+            verdict,
+        }
+    }
+}
+
+/// Routes a step that ended with `outcome`.
+pub fn route(partner: &PartnerRoutes, input: &StepInput, outcome: &wit::Outcome, now: SystemTime) -> Routed {
+    let compensating = input.envelope.compensation.is_some();
+    match (&outcome.decision, compensating) {
+        (wit::Decision::Complete, false) => Routed::complete(Vec::new(), Verdict::Completed),
+        (wit::Decision::Complete, true) => {
+            next_compensation(partner, input, input.saga.history.len().saturating_sub(1))
+        }
+        (wit::Decision::Forward(messages), false) => {
+            forward(partner, input, messages, outcome.compensation_data.clone())
+        }
+        (wit::Decision::Retry(retry), _) => {
+            let delay = retry.delay_ms.map(Duration::from_millis);
+            retry_or_give_up(partner, input, delay, &retry.reason, now)
+        }
+        (wit::Decision::Compensate(c), false) => start_compensation(partner, input, &c.reason, c.details.clone()),
+        (wit::Decision::DeadLetter(d), _) => Routed::dead_letter(d.reason.clone(), d.description.clone()),
+        (wit::Decision::Forward(_) | wit::Decision::Compensate(_), true) => Routed::dead_letter(
+            "InvalidCompensationDecision",
+            format!(
+                "partner `{}` answered a compensation request with forward or compensate; \
+                 a compensation step may only complete, retry or dead-letter",
+                partner.partner
+            ),
+        ),
+    }
+}
+
+/// Retries the step later, or applies the partner's exhausted-policy.
+///
+/// Used for a component's `retry` decision and for transient host-side failures.
+pub fn retry_or_give_up(
+    partner: &PartnerRoutes,
+    input: &StepInput,
+    requested: Option<Duration>,
+    reason: &str,
+    now: SystemTime,
+) -> Routed {
+    let attempt = input.saga.attempt;
+    if attempt >= partner.retry.max_attempts {
+        let description = format!(
+            "partner `{}` gave up after {attempt} attempts; last reason: {reason}",
+            partner.partner
+        );
+        return match partner.retry.exhausted {
+            Exhausted::Compensate if input.envelope.compensation.is_none() => {
+                start_compensation(partner, input, "RetriesExhausted", Some(description))
+            }
+            _ => Routed::dead_letter("RetriesExhausted", description),
+        };
+    }
+    let delay = requested.unwrap_or_else(|| backoff(partner.retry, attempt, input.retry_after, rand::random()));
+    let saga = SagaState {
+        attempt: attempt + 1,
+        ..input.saga.clone()
+    };
+    let compensation = input.envelope.compensation.as_ref();
+    let suffix = format!(
+        "{}attempt-{}",
+        if compensation.is_some() { "compensate-" } else { "" },
+        attempt + 1
+    );
+    let message = resend(
+        input,
+        input.message.queue.clone(),
+        &saga,
+        compensation,
+        Some(now + delay),
+        suffix,
+    );
+    Routed::complete(
+        vec![message],
+        Verdict::Retried {
+            attempt: attempt + 1,
+            delay,
+        },
+    )
+}
+
+/// The partner's backoff for the retry after `attempt`: exponential, capped, with
+/// `jitter` in `[0, 1)` spreading it, and never shorter than `Retry-After`
+/// (itself capped at the maximum delay).
+pub fn backoff(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(64) as i32;
+    let base = (policy.initial_delay_ms as f64 * policy.multiplier.powi(exponent)).min(policy.max_delay_ms as f64);
+    let spread = 1.0 + policy.jitter * (2.0 * jitter - 1.0);
+    let delay = Duration::from_millis((base * spread).clamp(0.0, policy.max_delay_ms as f64) as u64);
+    let floor = retry_after
+        .unwrap_or_default()
+        .min(Duration::from_millis(policy.max_delay_ms));
+    delay.max(floor)
+}
+
+fn forward(
+    partner: &PartnerRoutes,
+    input: &StepInput,
+    messages: &[wit::ForwardMessage],
+    compensation_data: Option<String>,
+) -> Routed {
+    if let Some(unknown) = messages.iter().find(|m| !partner.routes.contains_key(&m.route)) {
+        let known: Vec<&str> = partner.routes.keys().map(String::as_str).collect();
+        return Routed::dead_letter(
+            "UnknownRoute",
+            format!(
+                "partner `{}` forwarded to route `{}`, which is not configured; known routes: [{}]. \
+                 Add it under [partners.{}.routes] or fix the component",
+                partner.partner,
+                unknown.route,
+                known.join(", "),
+                partner.partner
+            ),
+        );
+    }
+    let mut history = input.saga.history.clone();
+    history.push(StepRecord {
+        partner: partner.partner.to_string(),
+        component_version: partner.version.to_string(),
+        compensation_data,
+    });
+    let saga = SagaState {
+        id: input.saga.id.clone(),
+        step: input.saga.step + 1,
+        attempt: 1,
+        history,
+    };
+    let outputs: Vec<Output> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let queue = partner.routes[&m.route].clone();
+            let properties = envelope::overlay(&input.envelope.user_properties, &m.properties);
+            Output {
+                queue,
+                message: OutgoingMessage {
+                    message_id: format!("{}:{}:{}", saga.id, saga.step, i),
+                    correlation_id: Some(saga.id.clone()),
+                    content_type: m.content_type.clone().or_else(|| input.message.content_type.clone()),
+                    properties: envelope::write(&properties, &saga, None, input.traceparent),
+                    body: m.body.clone().unwrap_or_else(|| input.message.body.clone()),
+                    ..OutgoingMessage::default()
+                },
+            }
+        })
+        .collect();
+    let queues = outputs.iter().map(|o| o.queue.clone()).collect();
+    Routed::complete(outputs, Verdict::Forwarded { queues })
+}
+
+fn start_compensation(partner: &PartnerRoutes, input: &StepInput, reason: &str, details: Option<String>) -> Routed {
+    let info = CompensationInfo {
+        failed_partner: partner.partner.to_string(),
+        reason: reason.to_string(),
+        details,
+    };
+    compensate_from(partner, input, input.saga.history.len(), info)
+}
+
+/// On a compensation message that completed: undo the step before this one.
+fn next_compensation(partner: &PartnerRoutes, input: &StepInput, this_step: usize) -> Routed {
+    let info = input
+        .envelope
+        .compensation
+        .clone()
+        .expect("only called on compensation messages");
+    compensate_from(partner, input, this_step, info)
+}
+
+/// Sends the compensation request for the newest history entry before `end`,
+/// or ends the saga as compensated when there is none.
+fn compensate_from(partner: &PartnerRoutes, input: &StepInput, end: usize, info: CompensationInfo) -> Routed {
+    let Some(index) = end.checked_sub(1) else {
+        return Routed::complete(Vec::new(), Verdict::Compensated);
+    };
+    let target = &input.saga.history[index].partner;
+    let Some(queue) = partner.compensation_queues.get(target) else {
+        return Routed::dead_letter(
+            "CompensationUnroutable",
+            format!("saga history names partner `{target}`, which is not configured; cannot compensate its step"),
+        );
+    };
+    let saga = SagaState {
+        id: input.saga.id.clone(),
+        step: index as u32,
+        attempt: 1,
+        history: input.saga.history[..=index].to_vec(),
+    };
+    let message = resend(
+        input,
+        queue.clone(),
+        &saga,
+        Some(&info),
+        None,
+        format!("compensate-{index}"),
+    );
+    Routed::complete(
+        vec![message],
+        Verdict::Compensating {
+            next_partner: target.clone(),
+        },
+    )
+}
+
+/// A copy of the input for `queue` with new saga state.
+fn resend(
+    input: &StepInput,
+    queue: String,
+    saga: &SagaState,
+    compensation: Option<&CompensationInfo>,
+    scheduled: Option<SystemTime>,
+    suffix: String,
+) -> Output {
+    Output {
+        queue,
+        message: OutgoingMessage {
+            message_id: format!("{}:{}:{suffix}", saga.id, saga.step),
+            correlation_id: Some(saga.id.clone()),
+            content_type: input.message.content_type.clone(),
+            properties: envelope::write(&input.envelope.user_properties, saga, compensation, input.traceparent),
+            body: input.message.body.clone(),
+            scheduled_enqueue_time: scheduled,
+            ..OutgoingMessage::default()
+        },
+    }
+}

@@ -1,0 +1,512 @@
+//! The SQLite schema and the operations on it. Everything here is synchronous and runs on the
+//! writer thread, inside the batch transaction, so each function sees and leaves a consistent store.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::super::{Output, ReceivedMessage, Settlement, TransportError};
+use super::{DeadLetter, QueueDepth, QueueSettings, StoredMessage};
+
+/// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
+/// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
+/// milliseconds since the Unix epoch. `queues` keeps each queue's last sequence number, so numbers
+/// keep increasing after the newest message is completed and deleted.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queues (
+    name          TEXT PRIMARY KEY,
+    last_sequence INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id               INTEGER PRIMARY KEY,
+    queue            TEXT NOT NULL,
+    sequence_number  INTEGER NOT NULL,
+    message_id       TEXT NOT NULL,
+    correlation_id   TEXT,
+    content_type     TEXT,
+    properties       TEXT NOT NULL, -- JSON array of [name, value] pairs: keeps order and repeats
+    body             BLOB NOT NULL,
+    enqueued_at      INTEGER NOT NULL,
+    scheduled_at     INTEGER,       -- not delivered before this
+    ttl_ms           INTEGER,       -- kept so that a redrive can restart the time to live
+    expires_at       INTEGER,       -- dead-lettered instead of delivered from this on
+    delivery_count   INTEGER NOT NULL DEFAULT 0,
+    lock_token       TEXT,
+    locked_until     INTEGER,       -- the lock holds while this is in the future
+    dead_lettered_at INTEGER,       -- set: the row is in the queue's dead-letter queue
+    dead_letter_reason      TEXT,
+    dead_letter_description TEXT,
+    UNIQUE (queue, sequence_number)
+);
+";
+
+/// The columns [`MessageRow::from_row`] reads, in its order.
+const MESSAGE_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
+     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until";
+
+/// [`MESSAGE_COLUMNS`] plus the dead-letter columns [`dead_letter_from_row`] reads.
+const DEAD_LETTER_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
+     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, \
+     dead_letter_reason, dead_letter_description, dead_lettered_at";
+
+/// Active, not scheduled for later, and not under a live lock. `?1` is the queue, `?2` now.
+const VISIBLE: &str = "queue = ?1 AND dead_lettered_at IS NULL \
+     AND (scheduled_at IS NULL OR scheduled_at <= ?2) AND (locked_until IS NULL OR locked_until <= ?2)";
+
+/// Still locked by the holder of the token. `?1` queue, `?2` sequence number, `?3` token, `?4` now.
+const LOCK_HELD: &str = "queue = ?1 AND sequence_number = ?2 AND lock_token = ?3 AND locked_until > ?4 \
+     AND dead_lettered_at IS NULL";
+
+/// Dead-letter reason Service Bus gives a message received more than `max_delivery_count` times.
+pub(super) const MAX_DELIVERY_COUNT_EXCEEDED: &str = "MaxDeliveryCountExceeded";
+/// Dead-letter reason Service Bus gives a message whose time to live ran out before delivery.
+pub(super) const TTL_EXPIRED: &str = "TTLExpiredException";
+
+/// Opens (creating if needed) the database at `path` in WAL mode with durable commits, creates or
+/// checks the schema, and registers `queues` so that each has a sequence counter.
+pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let conn = Connection::open(path)?;
+    // Room for every statement this module prepares, so none is ever re-prepared.
+    conn.set_prepared_statement_cache_capacity(32);
+    // Another process (an operator's CLI) may hold the write lock for a moment: wait rather than fail.
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("SQLite would not switch to WAL mode (it is in `{mode}` mode)");
+    }
+    // FULL: in WAL mode every commit fsyncs the WAL, so a completed message stays completed and a
+    // sent one stays sent across a power cut. Group commit is what keeps this affordable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        bail!("the queue database has schema version {version}, newer than this sagahost knows ({SCHEMA_VERSION})");
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    for queue in queues {
+        conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?1)", [&queue.name])?;
+    }
+    Ok(conn)
+}
+
+/// Milliseconds since the Unix epoch; instants before it count as the epoch.
+pub(super) fn to_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, duration_ms)
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
+}
+
+/// A random version-4 GUID, the form Service Bus uses for lock tokens and generated message ids.
+fn new_guid() -> String {
+    let mut bits: u128 = rand::random();
+    bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
+    bits = (bits & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// What identifies a delivery's lock: the part of a [`ReceivedMessage`] that settling and renewing need.
+pub(super) struct Lock {
+    queue: String,
+    sequence_number: i64,
+    token: String,
+    message_id: String,
+}
+
+impl From<&ReceivedMessage> for Lock {
+    fn from(message: &ReceivedMessage) -> Self {
+        Self {
+            queue: message.queue.clone(),
+            sequence_number: message.sequence_number,
+            token: message.lock_token.clone(),
+            message_id: message.message_id.clone(),
+        }
+    }
+}
+
+impl Lock {
+    fn lost(&self) -> anyhow::Error {
+        TransportError::LockLost {
+            queue: self.queue.clone(),
+            message_id: self.message_id.clone(),
+        }
+        .into()
+    }
+}
+
+fn settings<'a>(queues: &'a HashMap<String, QueueSettings>, queue: &str) -> anyhow::Result<&'a QueueSettings> {
+    queues
+        .get(queue)
+        .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()).into())
+}
+
+/// One `messages` row as stored, before it becomes a public type.
+struct MessageRow {
+    sequence_number: i64,
+    message_id: String,
+    correlation_id: Option<String>,
+    content_type: Option<String>,
+    properties: String,
+    body: Vec<u8>,
+    enqueued_at: i64,
+    scheduled_at: Option<i64>,
+    expires_at: Option<i64>,
+    delivery_count: u32,
+    locked_until: Option<i64>,
+}
+
+impl MessageRow {
+    /// Reads [`MESSAGE_COLUMNS`].
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            sequence_number: row.get(0)?,
+            message_id: row.get(1)?,
+            correlation_id: row.get(2)?,
+            content_type: row.get(3)?,
+            properties: row.get(4)?,
+            body: row.get(5)?,
+            enqueued_at: row.get(6)?,
+            scheduled_at: row.get(7)?,
+            expires_at: row.get(8)?,
+            delivery_count: row.get(9)?,
+            locked_until: row.get(10)?,
+        })
+    }
+
+    fn properties(&self) -> anyhow::Result<Vec<(String, String)>> {
+        serde_json::from_str(&self.properties).with_context(|| {
+            format!(
+                "application properties of message `{}` are not valid JSON",
+                self.message_id
+            )
+        })
+    }
+
+    fn into_stored(self, queue: &str, now: i64) -> anyhow::Result<StoredMessage> {
+        Ok(StoredMessage {
+            queue: queue.to_owned(),
+            properties: self.properties()?,
+            sequence_number: self.sequence_number,
+            message_id: self.message_id,
+            correlation_id: self.correlation_id,
+            content_type: self.content_type,
+            body: self.body,
+            delivery_count: self.delivery_count,
+            enqueued_time: from_ms(self.enqueued_at),
+            scheduled_enqueue_time: self.scheduled_at.map(from_ms),
+            expires_at: self.expires_at.map(from_ms),
+            // An expired lock is no lock: the message is up for delivery again.
+            locked_until: self.locked_until.filter(|&until| until > now).map(from_ms),
+        })
+    }
+
+    fn into_received(self, queue: &str, lock_token: String, locked_until: i64) -> anyhow::Result<ReceivedMessage> {
+        Ok(ReceivedMessage {
+            queue: queue.to_owned(),
+            properties: self.properties()?,
+            message_id: self.message_id,
+            correlation_id: self.correlation_id,
+            content_type: self.content_type,
+            body: self.body,
+            sequence_number: self.sequence_number,
+            delivery_count: self.delivery_count,
+            enqueued_time: from_ms(self.enqueued_at),
+            lock_token,
+            locked_until: from_ms(locked_until),
+        })
+    }
+}
+
+/// Reads [`DEAD_LETTER_COLUMNS`].
+fn dead_letter_from_row(row: &Row<'_>) -> rusqlite::Result<(MessageRow, String, String, i64)> {
+    Ok((MessageRow::from_row(row)?, row.get(11)?, row.get(12)?, row.get(13)?))
+}
+
+fn into_dead_letter(queue: &str, now: i64, parts: (MessageRow, String, String, i64)) -> anyhow::Result<DeadLetter> {
+    let (message, reason, description, dead_lettered_at) = parts;
+    Ok(DeadLetter {
+        message: message.into_stored(queue, now)?,
+        reason,
+        description,
+        dead_lettered_at: from_ms(dead_lettered_at),
+    })
+}
+
+/// Enqueues each output; fails, for the caller's savepoint to undo, on the first unknown queue.
+pub(super) fn send(
+    conn: &Connection,
+    queues: &HashMap<String, QueueSettings>,
+    outputs: &[Output],
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    for output in outputs {
+        insert(conn, settings(queues, &output.queue)?, output, now)?;
+    }
+    Ok(())
+}
+
+fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64) -> anyhow::Result<()> {
+    let message = &output.message;
+    let sequence_number: i64 = conn
+        .prepare_cached("UPDATE queues SET last_sequence = last_sequence + 1 WHERE name = ?1 RETURNING last_sequence")?
+        .query_row([&settings.name], |row| row.get(0))?;
+    let message_id = if message.message_id.is_empty() {
+        new_guid()
+    } else {
+        message.message_id.clone()
+    };
+    let scheduled_at = message.scheduled_enqueue_time.map(to_ms);
+    let ttl_ms = message.time_to_live.or(settings.default_ttl).map(duration_ms);
+    // The time to live runs from when the message becomes available, as in Service Bus.
+    let expires_at = ttl_ms.map(|ttl| scheduled_at.unwrap_or(now).max(now).saturating_add(ttl));
+    let properties = serde_json::to_string(&message.properties)?;
+    conn.prepare_cached(
+        "INSERT INTO messages (queue, sequence_number, message_id, correlation_id, content_type, properties, body, \
+         enqueued_at, scheduled_at, ttl_ms, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        settings.name,
+        sequence_number,
+        message_id,
+        message.correlation_id,
+        message.content_type,
+        properties,
+        message.body,
+        now,
+        scheduled_at,
+        ttl_ms,
+        expires_at,
+    ])?;
+    Ok(())
+}
+
+/// Locks and returns up to `max` visible messages in sequence order. On the way it dead-letters,
+/// as Service Bus does at receive time, the ones whose time to live ran out and the ones that
+/// have already been delivered `max_delivery_count` times.
+pub(super) fn receive(conn: &Connection, settings: &QueueSettings, max: usize) -> anyhow::Result<Vec<ReceivedMessage>> {
+    let now = now_ms();
+    let queue = settings.name.as_str();
+    let locked_until = now.saturating_add(duration_ms(settings.lock_duration));
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {VISIBLE} ORDER BY sequence_number LIMIT ?3"
+    ))?;
+    let mut lock = conn.prepare_cached(
+        "UPDATE messages SET lock_token = ?3, locked_until = ?4, delivery_count = delivery_count + 1 \
+         WHERE queue = ?1 AND sequence_number = ?2",
+    )?;
+    let mut received = Vec::new();
+    // Every candidate is either locked or dead-lettered, so each round makes progress.
+    while received.len() < max {
+        let wanted = i64::try_from(max - received.len()).unwrap_or(i64::MAX);
+        let candidates = select
+            .query_map(params![queue, now, wanted], MessageRow::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if candidates.is_empty() {
+            break;
+        }
+        for row in candidates {
+            if row.expires_at.is_some_and(|expires_at| expires_at <= now) {
+                dead_letter(
+                    conn,
+                    queue,
+                    row.sequence_number,
+                    TTL_EXPIRED,
+                    "The message's time to live expired.",
+                    now,
+                )?;
+            } else if row.delivery_count >= settings.max_delivery_count {
+                let description = format!(
+                    "Message could not be consumed after {} delivery attempts.",
+                    row.delivery_count
+                );
+                dead_letter(
+                    conn,
+                    queue,
+                    row.sequence_number,
+                    MAX_DELIVERY_COUNT_EXCEEDED,
+                    &description,
+                    now,
+                )?;
+            } else {
+                let token = new_guid();
+                lock.execute(params![queue, row.sequence_number, token, locked_until])?;
+                let delivered = MessageRow {
+                    delivery_count: row.delivery_count + 1,
+                    ..row
+                };
+                received.push(delivered.into_received(queue, token, locked_until)?);
+            }
+        }
+    }
+    Ok(received)
+}
+
+fn dead_letter(
+    conn: &Connection,
+    queue: &str,
+    sequence_number: i64,
+    reason: &str,
+    description: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET dead_lettered_at = ?3, dead_letter_reason = ?4, dead_letter_description = ?5, \
+         lock_token = NULL, locked_until = NULL WHERE queue = ?1 AND sequence_number = ?2",
+    )?
+    .execute(params![queue, sequence_number, now, reason, description])?;
+    Ok(())
+}
+
+/// Settles the message if its lock is still held, then sends `outputs`. Any failure leaves it to the
+/// caller's savepoint to undo the whole step.
+pub(super) fn settle(
+    conn: &Connection,
+    queues: &HashMap<String, QueueSettings>,
+    held: &Lock,
+    settlement: &Settlement,
+    outputs: &[Output],
+) -> anyhow::Result<()> {
+    settings(queues, &held.queue)?;
+    let now = now_ms();
+    let lock = params![held.queue, held.sequence_number, held.token, now];
+    let changed = match settlement {
+        Settlement::Complete => conn
+            .prepare_cached(&format!("DELETE FROM messages WHERE {LOCK_HELD}"))?
+            .execute(lock)?,
+        Settlement::Abandon => conn
+            .prepare_cached(&format!(
+                "UPDATE messages SET lock_token = NULL, locked_until = NULL WHERE {LOCK_HELD}"
+            ))?
+            .execute(lock)?,
+        Settlement::DeadLetter { reason, description } => conn
+            .prepare_cached(&format!(
+                "UPDATE messages SET lock_token = NULL, locked_until = NULL, dead_lettered_at = ?4, \
+                 dead_letter_reason = ?5, dead_letter_description = ?6 WHERE {LOCK_HELD}"
+            ))?
+            .execute(params![
+                held.queue,
+                held.sequence_number,
+                held.token,
+                now,
+                reason,
+                description
+            ])?,
+    };
+    if changed == 0 {
+        return Err(held.lost());
+    }
+    send(conn, queues, outputs)
+}
+
+/// Extends a held lock by the queue's lock duration from now; returns the new expiry.
+pub(super) fn renew_lock(conn: &Connection, settings: &QueueSettings, held: &Lock) -> anyhow::Result<SystemTime> {
+    let now = now_ms();
+    let locked_until = now.saturating_add(duration_ms(settings.lock_duration));
+    let changed = conn
+        .prepare_cached(&format!("UPDATE messages SET locked_until = ?5 WHERE {LOCK_HELD}"))?
+        .execute(params![held.queue, held.sequence_number, held.token, now, locked_until])?;
+    if changed == 0 {
+        return Err(held.lost());
+    }
+    Ok(from_ms(locked_until))
+}
+
+pub(super) fn depth(conn: &Connection, queue: &str) -> anyhow::Result<QueueDepth> {
+    let (active, scheduled, dead_lettered): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT \
+             COALESCE(SUM(dead_lettered_at IS NULL AND (scheduled_at IS NULL OR scheduled_at <= ?2)), 0), \
+             COALESCE(SUM(dead_lettered_at IS NULL AND scheduled_at > ?2), 0), \
+             COALESCE(SUM(dead_lettered_at IS NOT NULL), 0) \
+             FROM messages WHERE queue = ?1",
+        )?
+        .query_row(params![queue, now_ms()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(QueueDepth {
+        active: count(active),
+        scheduled: count(scheduled),
+        dead_lettered: count(dead_lettered),
+    })
+}
+
+pub(super) fn peek(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Vec<StoredMessage>> {
+    let now = now_ms();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NULL \
+         ORDER BY sequence_number LIMIT ?2"
+    ))?
+    .query_map(params![queue, limit], MessageRow::from_row)?
+    .map(|row| row?.into_stored(queue, now))
+    .collect()
+}
+
+pub(super) fn dead_letters(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let now = now_ms();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NOT NULL \
+         ORDER BY sequence_number LIMIT ?2"
+    ))?
+    .query_map(params![queue, limit], dead_letter_from_row)?
+    .map(|parts| into_dead_letter(queue, now, parts?))
+    .collect()
+}
+
+pub(super) fn dead_letter_by_sequence(
+    conn: &Connection,
+    queue: &str,
+    sequence_number: i64,
+) -> anyhow::Result<Option<DeadLetter>> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM messages \
+         WHERE queue = ?1 AND sequence_number = ?2 AND dead_lettered_at IS NOT NULL"
+    ))?
+    .query_row(params![queue, sequence_number], dead_letter_from_row)
+    .optional()?
+    .map(|parts| into_dead_letter(queue, now_ms(), parts))
+    .transpose()
+}
+
+/// Moves a dead letter back to the active queue as if newly sent: delivery count 0, no schedule,
+/// its time to live restarted. Keeps its sequence number so an operator can follow it.
+pub(super) fn redrive(conn: &Connection, queue: &str, sequence_number: i64) -> anyhow::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET dead_lettered_at = NULL, dead_letter_reason = NULL, dead_letter_description = NULL, \
+             delivery_count = 0, lock_token = NULL, locked_until = NULL, scheduled_at = NULL, \
+             expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ?3 + ttl_ms END \
+             WHERE queue = ?1 AND sequence_number = ?2 AND dead_lettered_at IS NOT NULL",
+        )?
+        .execute(params![queue, sequence_number, now_ms()])?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,537 @@
+//! The saga engine end to end, in process: the real embedded queue, the example
+//! components, and real HTTP partner servers on loopback.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sagahost::config::Config;
+use sagahost::saga::{SagaEvent, Verdict};
+use sagahost::service::Host;
+use sagahost::transport::{OutgoingMessage, Output, Transport};
+use tokio::sync::broadcast;
+
+use crate::partners::{Partner, Received, mdm_like};
+use crate::support;
+
+/// The example message: a contact created in Dynamics 365.
+pub const SAGA_ID: &str = "7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57";
+pub const MDM_KEY: &str = "mdm-key-7f3a9c";
+pub const DATAVERSE_TOKEN: &str = "dataverse-token-51be02";
+pub const ERP_TOKEN: &str = "erp-token-c4d8e1";
+pub const WEBHOOK_KEY: &str = "webhook-key-93aa10";
+
+/// The three partner servers of a test.
+pub struct Servers {
+    pub mdm: Partner,
+    pub dataverse: Partner,
+    pub erp: Partner,
+}
+
+impl Servers {
+    /// Servers that behave: MDM assigns ids, Dataverse and ERP accept.
+    pub async fn healthy() -> Self {
+        Self {
+            mdm: Partner::start(mdm_like).await,
+            dataverse: Partner::always(204, "").await,
+            erp: Partner::always(201, "").await,
+        }
+    }
+}
+
+/// The config of the contact saga for `servers`, as a TOML table tests can change.
+pub fn config(dir: &std::path::Path, servers: &Servers) -> toml::Table {
+    let secret = |name: &str, value: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, value).unwrap();
+        path.display().to_string()
+    };
+    let component = |name: &str| support::component(name).display().to_string();
+    let text = format!(
+        r#"
+data-dir = "{data}"
+
+[queues.contacts]
+lock-duration-ms = 5000
+
+[webhook]
+listen = "127.0.0.1:0"
+queue = "contacts"
+key = {{ file = "{webhook_key}" }}
+
+[partners.mdm]
+component = "{mdm}"
+queue = "contacts"
+routes = {{ next = "writeback" }}
+config = {{ mdm-url = "{mdm_origin}/api" }}
+secrets = {{ mdm-api-key = {{ file = "{mdm_key}" }} }}
+outbound = {{ allow = ["{mdm_origin}"] }}
+retry = {{ initial-delay-ms = 100, max-delay-ms = 3000, max-attempts = 4, jitter = 0.2 }}
+
+[partners.dataverse-writeback]
+component = "{writeback}"
+queue = "writeback"
+routes = {{ next = "erp" }}
+config = {{ dataverse-url = "{dataverse_origin}" }}
+secrets = {{ dataverse-token = {{ file = "{dataverse_token}" }} }}
+outbound = {{ allow = ["{dataverse_origin}"] }}
+retry = {{ initial-delay-ms = 100, max-delay-ms = 3000, max-attempts = 4, jitter = 0.2 }}
+
+[partners.erp]
+component = "{erp}"
+queue = "erp"
+config = {{ erp-url = "{erp_origin}/api" }}
+secrets = {{ erp-token = {{ file = "{erp_token}" }} }}
+outbound = {{ allow = ["{erp_origin}"] }}
+retry = {{ initial-delay-ms = 100, max-delay-ms = 3000, max-attempts = 4, jitter = 0.2 }}
+"#,
+        data = dir.join("data").display(),
+        webhook_key = secret("webhook-key", WEBHOOK_KEY),
+        mdm = component("mdm"),
+        writeback = component("dataverse-writeback"),
+        erp = component("erp"),
+        mdm_origin = servers.mdm.origin(),
+        dataverse_origin = servers.dataverse.origin(),
+        erp_origin = servers.erp.origin(),
+        mdm_key = secret("mdm-key", MDM_KEY),
+        dataverse_token = secret("dataverse-token", DATAVERSE_TOKEN),
+        erp_token = secret("erp-token", ERP_TOKEN),
+    );
+    toml::from_str(&text).unwrap()
+}
+
+/// Writes `table` as `sagahost.toml` in `dir` and returns its path.
+pub fn write_config(dir: &std::path::Path, table: &toml::Table) -> PathBuf {
+    let path = dir.join("sagahost.toml");
+    std::fs::write(&path, toml::to_string(table).unwrap()).unwrap();
+    path
+}
+
+/// Sets `partners.NAME.KEY = value` in a config table.
+fn set(table: &mut toml::Table, partner: &str, key: &str, value: toml::Value) {
+    table["partners"].as_table_mut().unwrap()[partner]
+        .as_table_mut()
+        .unwrap()
+        .insert(key.into(), value);
+}
+
+/// Starts a host on `table` and enqueues the example contact.
+async fn start(dir: &std::path::Path, table: &toml::Table) -> (Host, broadcast::Receiver<SagaEvent>) {
+    let config = Config::load(&write_config(dir, table)).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let events = host.subscribe();
+    (host, events)
+}
+
+pub fn contact_body() -> Vec<u8> {
+    std::fs::read(support::workspace().join("guest-examples/messages/contact-create.json")).unwrap()
+}
+
+async fn send_contact(host: &Host) {
+    let message = OutgoingMessage {
+        content_type: Some("application/json".into()),
+        body: contact_body(),
+        ..Default::default()
+    };
+    host.queue
+        .send(vec![Output {
+            queue: "contacts".into(),
+            message,
+        }])
+        .await
+        .unwrap();
+}
+
+/// Collects events until one satisfies `last`, or fails after 30 s.
+async fn events_until(
+    events: &mut broadcast::Receiver<SagaEvent>,
+    last: impl Fn(&SagaEvent) -> bool,
+) -> Vec<SagaEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no end state within 30 s; saw {seen:#?}"))
+            .unwrap();
+        let done = last(&event);
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn is_end(event: &SagaEvent) -> bool {
+    matches!(
+        event.verdict,
+        Verdict::Completed | Verdict::Compensated | Verdict::DeadLettered { .. }
+    )
+}
+
+fn trace_id(request: &Received) -> String {
+    request
+        .header("traceparent")
+        .expect("traceparent on every request")
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+
+    let path: Vec<(&str, &Verdict)> = seen.iter().map(|e| (e.partner.as_str(), &e.verdict)).collect();
+    assert_eq!(
+        path,
+        vec![
+            (
+                "mdm",
+                &Verdict::Forwarded {
+                    queues: vec!["writeback".into()]
+                }
+            ),
+            (
+                "dataverse-writeback",
+                &Verdict::Forwarded {
+                    queues: vec!["erp".into()]
+                }
+            ),
+            ("erp", &Verdict::Completed),
+        ]
+    );
+    assert!(seen.iter().all(|e| e.saga_id == SAGA_ID));
+
+    let mdm = servers.mdm.received();
+    let writeback = servers.dataverse.received();
+    let erp = servers.erp.received();
+    assert_eq!((mdm.len(), writeback.len(), erp.len()), (1, 1, 1));
+    assert_eq!(mdm[0].header("x-api-key"), Some(MDM_KEY));
+    assert_eq!(writeback[0].method, "PATCH");
+    assert_eq!(
+        writeback[0].path,
+        "/api/data/v9.2/contacts(0c7f3a5e-6b8e-ef11-8ee9-000d3a4f5b21)"
+    );
+    assert_eq!(
+        writeback[0].header("authorization"),
+        Some(format!("Bearer {DATAVERSE_TOKEN}").as_str())
+    );
+    assert!(writeback[0].body.contains("MDM-000000"), "{}", writeback[0].body);
+    assert_eq!(
+        erp[0].header("authorization"),
+        Some(format!("Bearer {ERP_TOKEN}").as_str())
+    );
+    assert!(erp[0].body.contains("\"mdmId\":\"MDM-000000\""), "{}", erp[0].body);
+    for request in [&mdm[0], &writeback[0], &erp[0]] {
+        assert_eq!(request.header("idempotency-key").map(str::len), Some(64), "{request:?}");
+    }
+    // One contact's saga is one trace across the three steps.
+    assert_eq!(trace_id(&mdm[0]), trace_id(&writeback[0]));
+    assert_eq!(trace_id(&mdm[0]), trace_id(&erp[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers::healthy().await;
+    servers.mdm = Partner::start(|request, index| match index {
+        0 => (503, Vec::new(), "busy".into()),
+        1 => (429, vec![("retry-after", "1".into())], "slow down".into()),
+        _ => mdm_like(request, index),
+    })
+    .await;
+    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+
+    let retries: Vec<(u32, Duration)> = seen
+        .iter()
+        .filter_map(|e| match e.verdict {
+            Verdict::Retried { attempt, delay } => Some((attempt, delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{seen:#?}");
+    // 503 without Retry-After: the partner's backoff, 100 ms ± 20 % jitter.
+    assert_eq!(retries[0].0, 2);
+    assert!((80..=120).contains(&retries[0].1.as_millis()), "{retries:?}");
+    // 429 with Retry-After: 1: the component asks for exactly 1 s.
+    assert_eq!(retries[1], (3, Duration::from_secs(1)));
+    assert!(matches!(seen.last().unwrap().verdict, Verdict::Completed));
+
+    let mdm = servers.mdm.received();
+    assert_eq!(mdm.len(), 3);
+    assert!(mdm[1].at - mdm[0].at >= Duration::from_millis(80), "retried too early");
+    assert!(
+        mdm[2].at - mdm[1].at >= Duration::from_secs(1),
+        "Retry-After not honoured"
+    );
+    // The same request on every attempt carries the same Idempotency-Key.
+    let keys: Vec<_> = mdm
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_dead_letter_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers::healthy().await;
+    servers.mdm = Partner::always(503, "down for maintenance").await;
+    let mut table = config(dir.path(), &servers);
+    set(
+        &mut table,
+        "mdm",
+        "retry",
+        toml::from_str("max-attempts = 3\ninitial-delay-ms = 50\njitter = 0.0").unwrap(),
+    );
+    let (host, mut events) = start(dir.path(), &table).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+
+    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
+        panic!("{seen:#?}")
+    };
+    assert_eq!(reason, "RetriesExhausted");
+    assert!(
+        description.contains("partner `mdm` gave up after 3 attempts"),
+        "{description}"
+    );
+    assert!(description.contains("HTTP 503"), "{description}");
+    assert_eq!(servers.mdm.received().len(), 3);
+    let dead = host.queue.dead_letters("contacts", 10).await.unwrap();
+    host.shutdown().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "RetriesExhausted");
+    assert_eq!(
+        dead[0].message.body,
+        contact_body(),
+        "the dead-lettered message is the original"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers::healthy().await;
+    servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
+    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+
+    let path: Vec<(&str, bool, &Verdict)> = seen
+        .iter()
+        .map(|e| (e.partner.as_str(), e.compensation, &e.verdict))
+        .collect();
+    assert_eq!(
+        path,
+        vec![
+            (
+                "mdm",
+                false,
+                &Verdict::Forwarded {
+                    queues: vec!["writeback".into()]
+                }
+            ),
+            (
+                "dataverse-writeback",
+                false,
+                &Verdict::Forwarded {
+                    queues: vec!["erp".into()]
+                }
+            ),
+            (
+                "erp",
+                false,
+                &Verdict::Compensating {
+                    next_partner: "dataverse-writeback".into()
+                }
+            ),
+            (
+                "dataverse-writeback",
+                true,
+                &Verdict::Compensating {
+                    next_partner: "mdm".into()
+                }
+            ),
+            ("mdm", true, &Verdict::Compensated),
+        ]
+    );
+    let erp = servers.erp.received();
+    let writeback = servers.dataverse.received();
+    let mdm = servers.mdm.received();
+    assert_eq!(writeback.len(), 2, "write, then undo");
+    assert!(
+        writeback[1].body.contains("null"),
+        "the undo clears the column: {}",
+        writeback[1].body
+    );
+    assert_eq!(
+        (mdm[1].method.as_str(), mdm[1].path.as_str()),
+        ("DELETE", "/api/contacts/MDM-000000")
+    );
+    assert!(
+        erp[0].at < writeback[1].at && writeback[1].at < mdm[1].at,
+        "compensation ran newest first"
+    );
+    // Undoing a step does not reuse the keys of the step it undoes.
+    assert_ne!(
+        writeback[0].header("idempotency-key"),
+        writeback[1].header("idempotency-key")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let mut table = config(dir.path(), &servers);
+    set(
+        &mut table,
+        "mdm",
+        "routes",
+        toml::from_str("elsewhere = \"writeback\"").unwrap(),
+    );
+    let (host, mut events) = start(dir.path(), &table).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
+        panic!("{seen:#?}")
+    };
+    assert_eq!(reason, "UnknownRoute");
+    assert!(
+        description.contains("route `next`") && description.contains("[elsewhere]"),
+        "{description}"
+    );
+    assert!(servers.dataverse.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_not_on_the_allow_list_is_never_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let mut table = config(dir.path(), &servers);
+    set(
+        &mut table,
+        "mdm",
+        "outbound",
+        toml::from_str("allow = [\"https://mdm.example.com\"]").unwrap(),
+    );
+    let (host, mut events) = start(dir.path(), &table).await;
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
+        panic!("{seen:#?}")
+    };
+    assert_eq!(reason, "MdmRejected");
+    assert!(description.contains("allow-list"), "{description}");
+    assert!(
+        servers.mdm.received().is_empty(),
+        "a blocked request reached the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_never_sees_a_secret_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let echo = Partner::always(200, "pong").await;
+    let mut table = config(dir.path(), &servers);
+    // The hostile component sends the mdm-api-key secret to the echo server and
+    // forwards whatever it can get hold of.
+    set(
+        &mut table,
+        "mdm",
+        "component",
+        support::component("hostile").display().to_string().into(),
+    );
+    set(
+        &mut table,
+        "mdm",
+        "config",
+        toml::from_str(&format!(
+            "attack = \"echo-secret\"\necho-url = \"{}/echo\"",
+            echo.origin()
+        ))
+        .unwrap(),
+    );
+    set(
+        &mut table,
+        "mdm",
+        "outbound",
+        toml::from_str(&format!("allow = [\"{}\"]", echo.origin())).unwrap(),
+    );
+    set(&mut table, "dataverse-writeback", "queue", "captured".into());
+    let (host, mut events) = start(dir.path(), &table).await;
+    send_contact(&host).await;
+    events_until(&mut events, |e| {
+        e.partner == "mdm" && is_end(e) || matches!(e.verdict, Verdict::Forwarded { .. })
+    })
+    .await;
+    // The host injected the secret into the request…
+    assert_eq!(echo.received()[0].header("x-token"), Some(MDM_KEY));
+    // …but nothing the component produced holds it.
+    let forwarded = host.queue.peek("writeback", 10).await.unwrap();
+    host.shutdown().await;
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(forwarded[0].body, b"pong");
+    let everything = format!(
+        "{:?}{:?}",
+        forwarded[0].properties,
+        String::from_utf8_lossy(&forwarded[0].body)
+    );
+    assert!(!everything.contains(MDM_KEY), "{everything}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let mut table = config(dir.path(), &servers);
+    // No partner consumes `contacts` here, so the queue can be inspected.
+    set(&mut table, "mdm", "queue", "mdm-in".into());
+    let (host, _events) = start(dir.path(), &table).await;
+    let url = format!("http://{}/api/webhook", host.webhook_addr.unwrap());
+    let client = reqwest::Client::new();
+    let post = |code: &str, content_type: &str| {
+        client
+            .post(format!("{url}?code={code}"))
+            .header("content-type", content_type)
+            .header("x-ms-dynamics-organization", "contoso.crm.dynamics.com")
+            .body(contact_body())
+            .send()
+    };
+    assert_eq!(post("wrong", "application/json").await.unwrap().status(), 401);
+    assert_eq!(post("", "application/json").await.unwrap().status(), 401);
+    assert_eq!(host.queue.queue_depth("contacts").await.unwrap().active, 0);
+    assert_eq!(post(WEBHOOK_KEY, "text/plain").await.unwrap().status(), 415);
+    assert_eq!(post(WEBHOOK_KEY, "application/json").await.unwrap().status(), 202);
+    let by_header = client
+        .post(&url)
+        .header("x-functions-key", WEBHOOK_KEY)
+        .header("content-type", "application/json")
+        .body(contact_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), 202);
+    let queued = host.queue.peek("contacts", 10).await.unwrap();
+    host.shutdown().await;
+    assert_eq!(queued.len(), 2);
+    assert!(
+        queued[0]
+            .properties
+            .contains(&("x-ms-dynamics-organization".into(), "contoso.crm.dynamics.com".into()))
+    );
+    assert_eq!(queued[0].correlation_id.as_deref(), Some(SAGA_ID));
+}
