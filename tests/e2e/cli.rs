@@ -104,3 +104,73 @@ fn inspect_reports_a_malformed_body_with_its_position() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("broken.json") && stderr.contains("line 2"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_list_show_and_redrive() {
+    use sagahost::transport::{Settlement, Transport};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sagahost.toml");
+    let component = support::component("mdm");
+    std::fs::write(
+        &config,
+        format!("[partners.mdm]\ncomponent = {:?}\nqueue = \"contacts\"\n", component),
+    )
+    .unwrap();
+    let message = support::workspace().join("guest-examples/messages/contact-create.json");
+    let sent = sagahost(&[
+        "send".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--queue".as_ref(),
+        "contacts".as_ref(),
+        message.as_os_str(),
+    ]);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+
+    let loaded = sagahost::config::Config::load(&config).unwrap().config;
+    let db = loaded.data_dir.join("queue.sqlite3");
+    {
+        let queue = sagahost::transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
+        let received = queue
+            .receive("contacts", 1, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            received[0].content_type.as_deref(),
+            Some("application/json"),
+            "send sets the type from the extension"
+        );
+        let settlement = Settlement::DeadLetter {
+            reason: "ErpRejected".into(),
+            description: "400: invalid email".into(),
+        };
+        queue.settle(&received[0], settlement, Vec::new()).await.unwrap();
+    }
+    let args = |rest: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = vec!["dead-letters".as_ref(), "--config".as_ref(), config.as_os_str()];
+        all.extend(rest.iter().map(|s| std::ffi::OsStr::new(*s)));
+        sagahost(&all)
+    };
+    let list = text(&args(&["list", "--queue", "contacts"]).stdout);
+    let sequence = list.split_whitespace().next().unwrap().to_string();
+    assert!(
+        list.contains("ErpRejected") && list.contains("400: invalid email"),
+        "{list}"
+    );
+    let show = text(&args(&["show", "--queue", "contacts", &sequence]).stdout);
+    assert!(
+        show.contains("reason:       ErpRejected") && show.contains("\"MessageName\":\"Create\""),
+        "{show}"
+    );
+    assert!(args(&["redrive", "--queue", "contacts", &sequence]).status.success());
+    assert!(text(&args(&["list", "--queue", "contacts"]).stdout).contains("no dead-lettered messages"));
+    let missing = args(&["show", "--queue", "contacts", "999"]);
+    assert!(!missing.status.success() && text(&missing.stderr).contains("dead-letters list"));
+    let queue = sagahost::transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
+    assert_eq!(
+        queue.queue_depth("contacts").await.unwrap().active,
+        1,
+        "redriven message is back on its queue"
+    );
+}

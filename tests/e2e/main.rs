@@ -4,6 +4,7 @@
 //! (the README's test command runs it first); [`support::component`] finds them.
 
 mod cli;
+mod crash;
 mod harness;
 mod partners;
 mod runtime;

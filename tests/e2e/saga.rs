@@ -535,3 +535,36 @@ async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
     );
     assert_eq!(queued[0].correlation_id.as_deref(), Some(SAGA_ID));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
+    let broken = OutgoingMessage {
+        content_type: Some("application/json".into()),
+        body: b"{\"MessageName\": \"Create\",\n \"Depth\": }".to_vec(),
+        ..Default::default()
+    };
+    host.queue
+        .send(vec![Output {
+            queue: "contacts".into(),
+            message: broken,
+        }])
+        .await
+        .unwrap();
+    let seen = events_until(&mut events, is_end).await;
+    let Verdict::DeadLettered { reason, description } = &seen[0].verdict else {
+        panic!("{seen:#?}")
+    };
+    assert_eq!(reason, "DecodeFailed");
+    assert!(
+        description.contains("partner `mdm`") && description.contains("line 2"),
+        "{description}"
+    );
+    // The next, good message goes through.
+    send_contact(&host).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+    assert!(matches!(seen.last().unwrap().verdict, Verdict::Completed), "{seen:#?}");
+}

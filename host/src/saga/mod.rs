@@ -1,10 +1,14 @@
-//! The saga layer: the state that travels with a message, the inbound record a
-//! component sees, and the plan → act loop of one step.
+//! The saga layer: everything between a received message and its settlement.
 //!
-//! Data comes in as raw message parts ([`MessageParts`]), is decoded into the
-//! WIT [`Inbound`](crate::component::wit::Inbound) ([`inbound`]), and is driven
-//! through the partner's component by [`step::run_step`] until the component
-//! decides how the step ends.
+//! - [`envelope`]: the saga state and compensation details that travel in each
+//!   message's properties;
+//! - [`inbound`]: decodes a message into the WIT `inbound` record;
+//! - [`step`]: the plan → act loop of one step between the component and an
+//!   [`Outbound`];
+//! - [`routing`]: turns the step's outcome into a settlement and the messages to
+//!   send (forward, retry, compensate, complete, dead-letter), as a pure function;
+//! - [`executor`]: per-partner consumers that receive, run the step, renew locks
+//!   and settle through a [`Transport`](crate::transport::Transport).
 
 pub mod envelope;
 pub mod executor;
