@@ -5,10 +5,12 @@
 //! drives the partner's [`component`] through the plan → act loop, with
 //! [`outbound`] making the HTTP requests, and routes the message on through the
 //! transport. [`config`] describes all of it, [`service`] assembles it, and
-//! [`cli`] is the `sagahost` command line on top. [`harness`] runs recorded
+//! [`cli`] is the `sagahost` command line on top, and [`admin`] the operator
+//! endpoint (health, metrics, reload, dead letters). [`harness`] runs recorded
 //! fixtures through the same step loop for partner teams, and [`quickstart`]
 //! runs the whole saga locally.
 
+pub mod admin;
 pub mod cli;
 pub mod component;
 pub mod config;

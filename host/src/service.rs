@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{Runtime, RuntimeOptions};
+use crate::admin::{self, Admin};
+use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions};
 use crate::config::Config;
 use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
@@ -24,11 +25,13 @@ pub struct Host {
     pub queue: EmbeddedQueue,
     /// Where the webhook listens, if configured.
     pub webhook_addr: Option<SocketAddr>,
+    /// Where the admin endpoint listens, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// Every partner's current component; reload through it.
+    pub registry: Arc<Registry>,
     executor: Arc<Executor<EmbeddedQueue>>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    // Keeps the epoch ticker (deadlines) alive while components run.
-    _runtime: Runtime,
 }
 
 impl Host {
@@ -58,21 +61,23 @@ impl Host {
             ..defaults
         })?;
 
+        let mut registry = Registry::new(runtime);
         let mut partners = Vec::new();
         for (name, partner) in &config.partners {
-            let wasm = std::fs::read(&partner.component).with_context(|| {
-                format!(
-                    "partner `{name}`: reading component {} (partners.{name}.component)",
-                    partner.component.display()
-                )
-            })?;
-            let component = runtime.load(name, &wasm, partner.limits.clone(), partner.config.clone())?;
-            tracing::info!(partner = %name, version = %component.info().version, "loaded component");
+            let spec = ComponentSpec {
+                path: partner.component.clone(),
+                limits: partner.limits.clone(),
+                config: partner.config.clone(),
+            };
+            registry.add(name, spec)?;
             partners.push(Partner {
                 name: name.clone(),
-                component: Arc::new(component),
                 config: partner.clone(),
             });
+        }
+        let registry = Arc::new(registry);
+        for status in registry.status() {
+            tracing::info!(partner = %status.partner, version = %status.version, "loaded component");
         }
 
         let secrets = ConfigSecrets::new(
@@ -93,9 +98,36 @@ impl Host {
         )?;
 
         let transport = Arc::new(queue.clone());
-        let executor = Executor::new(transport.clone(), partners, http);
+        let executor = Executor::new(transport.clone(), registry.clone(), partners, http);
         let shutdown = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(executor.clone().run(shutdown.clone()))];
+
+        let mut admin_addr = None;
+        if let Some(admin) = &config.admin {
+            let token = match &admin.token {
+                Some(source) => Some(source.read().map_err(|err| anyhow::anyhow!("admin.token: {err}"))?),
+                None => None,
+            };
+            let listener = tokio::net::TcpListener::bind(&admin.listen)
+                .await
+                .with_context(|| format!("admin.listen: cannot listen on {}", admin.listen))?;
+            admin_addr = Some(listener.local_addr()?);
+            let endpoint = Admin {
+                registry: registry.clone(),
+                queue: queue.clone(),
+                queues: config.queue_settings().into_iter().map(|q| q.name).collect(),
+                token,
+            };
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = admin::serve(listener, endpoint, stop).await {
+                    tracing::error!("admin endpoint stopped: {err}");
+                }
+            }));
+        }
+        if config.watch_components {
+            tasks.push(watch_components(registry.clone(), shutdown.clone())?);
+        }
 
         let mut webhook_addr = None;
         if let Some(webhook) = &config.webhook {
@@ -124,16 +156,26 @@ impl Host {
         Ok(Self {
             queue,
             webhook_addr,
+            admin_addr,
+            registry,
             executor,
             shutdown,
             tasks,
-            _runtime: runtime,
         })
     }
 
     /// Subscribes to what happens to each message.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SagaEvent> {
         self.executor.subscribe()
+    }
+
+    /// Reloads every partner's component from its file (what SIGHUP does).
+    pub async fn reload_all(&self) {
+        let partners: Vec<String> = self.registry.partners().map(str::to_owned).collect();
+        for partner in partners {
+            // Failures are logged, counted and kept in the status; the old version serves on.
+            let _ = self.registry.reload(&partner).await;
+        }
     }
 
     /// Stops receiving, lets in-flight messages finish and settle, and waits.
@@ -143,4 +185,57 @@ impl Host {
             let _ = task.await;
         }
     }
+}
+
+/// How long file events settle before a reload (builds write files in steps).
+const WATCH_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Watches every component file and reloads its partner when it changes.
+fn watch_components(registry: Arc<Registry>, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+    use notify::Watcher as _;
+
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<std::path::PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            event.paths.into_iter().for_each(|path| {
+                let _ = changed.send(path);
+            });
+        }
+    })
+    .context("starting the component file watcher")?;
+    let dirs: std::collections::BTreeSet<std::path::PathBuf> = registry
+        .status()
+        .into_iter()
+        .filter_map(|s| s.path.parent().map(std::path::Path::to_path_buf))
+        .collect();
+    for dir in &dirs {
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", dir.display()))?;
+    }
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher; // dropped (and stopped) with this task
+        loop {
+            let first = tokio::select! {
+                path = changes.recv() => match path { Some(path) => path, None => return },
+                () = shutdown.cancelled() => return,
+            };
+            tokio::time::sleep(WATCH_DEBOUNCE).await;
+            let mut paths = vec![first];
+            while let Ok(path) = changes.try_recv() {
+                paths.push(path);
+            }
+            let mut partners: Vec<String> = paths
+                .iter()
+                .filter_map(|p| registry.partner_for_path(p))
+                .map(str::to_owned)
+                .collect();
+            partners.sort();
+            partners.dedup();
+            for partner in partners {
+                tracing::info!(%partner, "component file changed; reloading");
+                let _ = registry.reload(&partner).await;
+            }
+        }
+    }))
 }

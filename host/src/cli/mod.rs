@@ -90,6 +90,18 @@ pub enum Command {
         #[command(subcommand)]
         command: queue::DeadLetterCommand,
     },
+    /// Reload a partner's component in a running host (through its admin endpoint).
+    Reload {
+        /// The partner to reload.
+        #[arg(long)]
+        partner: String,
+        /// The host's admin endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// Environment variable holding the admin token, if the host requires one.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(crate::quickstart::Options),
 }
@@ -142,6 +154,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             files,
         } => tokio_runtime()?.block_on(queue::send(&config, &queue, &files, content_type.as_deref())),
         Command::DeadLetters { config, command } => tokio_runtime()?.block_on(queue::dead_letters(&config, command)),
+        Command::Reload {
+            partner,
+            admin,
+            token_env,
+        } => tokio_runtime()?.block_on(reload(&partner, &admin, token_env)),
         Command::Quickstart(options) => tokio_runtime()?.block_on(crate::quickstart::run(options)),
     }
 }
@@ -154,30 +171,49 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+
     let loaded = Config::load(config)?;
     let host = Host::start(&loaded.config).await?;
-    tracing::info!(config = %loaded.path.display(), "sagahost running; Ctrl-C to stop");
-    wait_for_stop_signal().await;
+    tracing::info!(config = %loaded.path.display(), "sagahost running; Ctrl-C to stop, SIGHUP to reload components");
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading every partner's component");
+                host.reload_all().await;
+            }
+        }
+    }
     tracing::info!("stopping: finishing in-flight messages");
     host.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C or SIGTERM (what container runtimes send).
-async fn wait_for_stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!("cannot listen for SIGTERM ({err}); only Ctrl-C stops the host");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+async fn reload(partner: &str, admin: &str, token_env: Option<String>) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/admin/partners/{partner}/reload", admin.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(var) = token_env {
+        let token =
+            std::env::var(&var).with_context(|| format!("--token-env: environment variable {var} is not set"))?;
+        request = request.bearer_auth(token);
     }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("calling {url}: is `sagahost run` running with [admin]?"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,8 @@
 //!   [`PartnerComponent::handle`] call gets a fresh instance from the pool, so no
 //!   message can see another's memory, and runs it under the partner's
 //!   [`Limits`].
+//! - [`Registry`] holds each partner's current version and swaps in a new one
+//!   on reload without touching messages in flight.
 //! - [`ComponentError`] says, in a type, how a guest misbehaved (deadline,
 //!   memory cap, fuel, trap, bad return) so the saga layer can retry or
 //!   dead-letter. Nothing a guest does can panic the host.
@@ -24,9 +26,11 @@ pub mod context;
 mod error;
 mod host;
 mod limits;
+pub mod registry;
 mod runtime;
 pub mod wit;
 
 pub use error::ComponentError;
 pub use limits::Limits;
+pub use registry::{ComponentSpec, Registry, Reloaded, SlotStatus};
 pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};

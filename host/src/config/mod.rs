@@ -30,6 +30,30 @@ pub struct Config {
     pub partners: BTreeMap<String, PartnerConfig>,
     /// The Dataverse webhook listener, if any.
     pub webhook: Option<WebhookConfig>,
+    /// The operator endpoint (health, metrics, admin API), if any.
+    pub admin: Option<AdminConfig>,
+    /// Reload a partner when its component file changes.
+    #[serde(default = "default_true")]
+    pub watch_components: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The operator endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    /// Address to listen on; localhost by default.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// Bearer token the `/admin` routes require; mandatory off localhost.
+    pub token: Option<SecretSource>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -180,7 +204,8 @@ impl Config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let mut config: Config = toml::from_str(&text)
             .map_err(|err| anyhow::anyhow!("config {}: {}", path.display(), err.to_string().trim_end()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute paths, so the file watcher can match the paths it reports.
+        let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))?;
         config.data_dir = base.join(&config.data_dir);
         for partner in config.partners.values_mut() {
             partner.component = base.join(&partner.component);
@@ -195,6 +220,18 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if let Some(admin) = &self.admin {
+            let addr: std::net::SocketAddr = admin
+                .listen
+                .parse()
+                .map_err(|e| anyhow::anyhow!("admin.listen `{}`: {e}", admin.listen))?;
+            if !addr.ip().is_loopback() && admin.token.is_none() {
+                anyhow::bail!(
+                    "admin.listen `{}` is not localhost: set admin.token so the admin API is not open",
+                    admin.listen
+                );
+            }
+        }
         if self.partners.is_empty() {
             anyhow::bail!("no partners: add at least one [partners.NAME] table");
         }

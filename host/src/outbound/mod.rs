@@ -51,6 +51,7 @@ use tracing::Instrument;
 
 use crate::component::wit;
 use crate::saga::Outbound;
+use crate::telemetry::metrics::OutboundLabels;
 
 pub use policy::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_MS, Origin, PartnerPolicy, Scheme,
@@ -248,7 +249,19 @@ impl HttpOutbound {
                 let started = Instant::now();
                 let response = execute_one(inner, ctx, policy, parent, request).await;
                 let current = tracing::Span::current();
-                current.record("duration_ms", started.elapsed().as_millis() as u64);
+                let elapsed = started.elapsed();
+                current.record("duration_ms", elapsed.as_millis() as u64);
+                let status = match &response {
+                    Ok(resp) => resp.status.to_string(),
+                    Err(err) => error_kind(err).to_string(),
+                };
+                crate::telemetry::metrics::metrics()
+                    .outbound_seconds
+                    .get_or_create(&OutboundLabels {
+                        partner: ctx.partner.clone(),
+                        status,
+                    })
+                    .observe(elapsed.as_secs_f64());
                 match &response {
                     Ok(resp) => {
                         current.record("status", resp.status);

@@ -17,10 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::component::{PartnerComponent, wit};
+use crate::component::{Registry, wit};
 use crate::config::PartnerConfig;
 use crate::dataverse;
 use crate::outbound::{HttpOutbound, RequestContext, TraceParent};
+use crate::telemetry::metrics::{LimitLabels, OutcomeLabels, PartnerLabels, VersionLabels, metrics};
 use crate::transport::{ReceivedMessage, Transport, TransportError};
 
 use super::envelope::Envelope;
@@ -34,10 +35,9 @@ const RECEIVE_WAIT: Duration = Duration::from_millis(500);
 /// Pause after a transport error before receiving again.
 const TRANSPORT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// One partner, ready to run.
+/// One partner's settings; its component lives in the [`Registry`].
 pub struct Partner {
     pub name: String,
-    pub component: Arc<PartnerComponent>,
     pub config: PartnerConfig,
 }
 
@@ -53,6 +53,8 @@ pub struct SagaEvent {
     pub attempt: u32,
     /// True when the message was a compensation request.
     pub compensation: bool,
+    /// Content hash of the component version that handled it (empty if none ran).
+    pub version: String,
     pub verdict: Verdict,
 }
 
@@ -60,6 +62,7 @@ pub struct SagaEvent {
 pub struct Executor<T: Transport> {
     transport: Arc<T>,
     partners: BTreeMap<String, Arc<Partner>>,
+    registry: Arc<Registry>,
     compensation_queues: BTreeMap<String, String>,
     http: HttpOutbound,
     events: broadcast::Sender<SagaEvent>,
@@ -67,8 +70,9 @@ pub struct Executor<T: Transport> {
 }
 
 impl<T: Transport> Executor<T> {
-    /// An executor for `partners` on `transport`, making requests with `http`.
-    pub fn new(transport: Arc<T>, partners: Vec<Partner>, http: HttpOutbound) -> Arc<Self> {
+    /// An executor for `partners` (whose components are in `registry`) on
+    /// `transport`, making requests with `http`.
+    pub fn new(transport: Arc<T>, registry: Arc<Registry>, partners: Vec<Partner>, http: HttpOutbound) -> Arc<Self> {
         let compensation_queues = partners
             .iter()
             .map(|p| (p.name.clone(), p.config.compensation_queue()))
@@ -78,6 +82,7 @@ impl<T: Transport> Executor<T> {
         Arc::new(Self {
             transport,
             partners,
+            registry,
             compensation_queues,
             http,
             events,
@@ -155,11 +160,26 @@ impl<T: Transport> Executor<T> {
 
     /// Handles one message from receipt to settlement.
     async fn handle(&self, partner: &Partner, message: ReceivedMessage, compensation: bool) {
-        let span = tracing::info_span!("message", partner = %partner.name, queue = %message.queue, message_id = %message.message_id);
+        let span = tracing::info_span!(
+            "message",
+            partner = %partner.name,
+            queue = %message.queue,
+            message_id = %message.message_id,
+            version = tracing::field::Empty,
+        );
         async {
+            let started = std::time::Instant::now();
+            let in_flight = metrics()
+                .in_flight
+                .get_or_create(&PartnerLabels {
+                    partner: partner.name.clone(),
+                })
+                .clone();
+            in_flight.inc();
             let renewal = self.keep_locked(&message);
-            let (routed, saga) = self.step(partner, &message, compensation).await;
+            let (routed, saga, version) = self.step(partner, &message, compensation).await;
             renewal.abort();
+            in_flight.dec();
             let verdict = routed.verdict.clone();
             match self.transport.settle(&message, routed.settlement, routed.outputs).await {
                 Ok(()) => {}
@@ -173,6 +193,19 @@ impl<T: Transport> Executor<T> {
                 }
             }
             log_verdict(&verdict);
+            let labels = OutcomeLabels {
+                partner: partner.name.clone(),
+                version: version.clone(),
+                outcome: verdict.metric_name().to_string(),
+            };
+            metrics().messages.get_or_create(&labels).inc();
+            metrics()
+                .handle_seconds
+                .get_or_create(&VersionLabels {
+                    partner: partner.name.clone(),
+                    version: version.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
             let _ = self.events.send(SagaEvent {
                 saga_id: saga.id,
                 partner: partner.name.clone(),
@@ -181,6 +214,7 @@ impl<T: Transport> Executor<T> {
                 step: saga.step,
                 attempt: saga.attempt,
                 compensation,
+                version,
                 verdict,
             });
         }
@@ -210,8 +244,14 @@ impl<T: Transport> Executor<T> {
         })
     }
 
-    /// Runs the step and routes its outcome. Returns the routing and the saga state.
-    async fn step(&self, partner: &Partner, message: &ReceivedMessage, compensation: bool) -> (Routed, SagaState) {
+    /// Runs the step and routes its outcome. Returns the routing, the saga state
+    /// and the component version that ran (empty when none did).
+    async fn step(
+        &self,
+        partner: &Partner,
+        message: &ReceivedMessage,
+        compensation: bool,
+    ) -> (Routed, SagaState, String) {
         let fallback = SagaState::start(
             message
                 .correlation_id
@@ -224,6 +264,7 @@ impl<T: Transport> Executor<T> {
                 return (
                     Routed::dead_letter("InvalidSagaState", describe(partner, message, &reason)),
                     fallback,
+                    String::new(),
                 );
             }
         };
@@ -236,6 +277,7 @@ impl<T: Transport> Executor<T> {
             return (
                 Routed::dead_letter("MisroutedMessage", describe(partner, message, reason)),
                 fallback,
+                String::new(),
             );
         }
         let parts = MessageParts {
@@ -251,6 +293,7 @@ impl<T: Transport> Executor<T> {
                 return (
                     Routed::dead_letter("DecodeFailed", describe(partner, message, &err.to_string())),
                     fallback,
+                    String::new(),
                 );
             }
         };
@@ -264,6 +307,7 @@ impl<T: Transport> Executor<T> {
                 return (
                     Routed::dead_letter("CompensationMismatch", describe(partner, message, &reason)),
                     saga,
+                    String::new(),
                 );
             }
         };
@@ -290,11 +334,17 @@ impl<T: Transport> Executor<T> {
             max_rounds: partner.config.max_rounds,
             ..StepLimits::default()
         };
-        let run = run_step(&partner.component, &inbound, first, &outbound, limits).await;
+        // The version current now handles the whole step, even if a reload lands meanwhile.
+        let component = self
+            .registry
+            .current(&partner.name)
+            .expect("every executor partner is in the registry");
+        tracing::Span::current().record("version", component.info().version.as_str());
+        let run = run_step(&component, &inbound, first, &outbound, limits).await;
 
         let routes = PartnerRoutes {
             partner: &partner.name,
-            version: &partner.component.info().version,
+            version: &component.info().version,
             routes: &partner.config.routes,
             retry: &partner.config.retry,
             compensation_queues: &self.compensation_queues,
@@ -312,9 +362,20 @@ impl<T: Transport> Executor<T> {
             Err(err) if err.is_transient() => {
                 routing::retry_or_give_up(&routes, &input, None, &err.to_string(), SystemTime::now())
             }
-            Err(err) => Routed::dead_letter(err.reason(), describe(partner, message, &err.to_string())),
+            Err(err) => {
+                if let Some(limit) = err.limit() {
+                    let labels = LimitLabels {
+                        partner: partner.name.clone(),
+                        version: component.info().version.clone(),
+                        limit: limit.to_string(),
+                    };
+                    metrics().limit_hits.get_or_create(&labels).inc();
+                }
+                let detail = format!("{err} [component version {}]", component.info().version);
+                Routed::dead_letter(err.reason(), describe(partner, message, &detail))
+            }
         };
-        (routed, saga)
+        (routed, saga, component.info().version.clone())
     }
 
     /// The event the component gets first: a new message, or a request to undo

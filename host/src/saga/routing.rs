@@ -59,6 +59,20 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The `outcome` label of the messages metric.
+    pub fn metric_name(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Forwarded { .. } => "forwarded",
+            Self::Retried { .. } => "retried",
+            Self::Compensating { .. } => "compensating",
+            Self::Compensated => "compensated",
+            Self::DeadLettered { .. } => "dead_lettered",
+        }
+    }
+}
+
 /// The settlement, the messages to send with it, and the verdict.
 pub struct Routed {
     pub settlement: Settlement,

@@ -66,6 +66,17 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// The sandbox limit this failure hit, if it was one: `deadline`, `memory`, `fuel` or `stack`.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            Self::Component(ComponentError::DeadlineExceeded { .. }) => Some("deadline"),
+            Self::Component(ComponentError::MemoryLimit { .. }) => Some("memory"),
+            Self::Component(ComponentError::FuelExhausted { .. }) => Some("fuel"),
+            Self::Component(ComponentError::StackOverflow { .. }) => Some("stack"),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the step later may succeed (the pool was full, the host
     /// was shutting down); a misbehaving component will misbehave again.
     pub fn is_transient(&self) -> bool {

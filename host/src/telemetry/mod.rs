@@ -1,8 +1,11 @@
-//! Logging setup: `tracing` to stderr as text for people or JSON for machines.
+//! Logging setup (`tracing` to stderr as text for people or JSON for machines)
+//! and the Prometheus [`metrics`].
 //!
 //! The filter comes from `RUST_LOG` (default `info`; the quickstart, whose own
 //! progress output is the point, defaults to `warn`). Guest log lines arrive
 //! under the `sagahost::guest` target with the partner name as a field.
+
+pub mod metrics;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;

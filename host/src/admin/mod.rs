@@ -1,0 +1,207 @@
+//! The operator endpoint: health, readiness, Prometheus metrics and the admin API.
+//!
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: every partner is loaded and the transport answers.
+//! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
+//! - `GET /admin/partners`: each partner's component version, reload counters and last error.
+//! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
+//! - `GET /admin/dead-letters/{queue}`, `GET /admin/dead-letters/{queue}/{sequence}`,
+//!   `POST /admin/dead-letters/{queue}/{sequence}/redrive`.
+//!
+//! It binds to localhost by default. The `/admin` routes need
+//! `Authorization: Bearer <token>` (compared in constant time) whenever a token
+//! is configured, and the config refuses a non-loopback address without one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{Registry, Reloaded};
+use crate::outbound::Secret;
+use crate::telemetry::metrics::{QueueLabels, metrics};
+use crate::transport::embedded::EmbeddedQueue;
+
+/// What the admin endpoint serves.
+pub struct Admin {
+    pub registry: Arc<Registry>,
+    pub queue: EmbeddedQueue,
+    /// Every queue the host uses, for depth gauges.
+    pub queues: Vec<String>,
+    /// Required bearer token for `/admin` routes, if any.
+    pub token: Option<Secret>,
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
+        .route("/admin/partners", get(partners))
+        .route("/admin/partners/{name}/reload", post(reload))
+        .route("/admin/dead-letters/{queue}", get(dead_letters))
+        .route("/admin/dead-letters/{queue}/{sequence}", get(dead_letter))
+        .route("/admin/dead-letters/{queue}/{sequence}/redrive", post(redrive))
+        .with_state(Arc::new(admin));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+type Shared = State<Arc<Admin>>;
+
+/// The 401 to answer when the request lacks the configured token.
+fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
+    let token = admin.token.as_ref()?;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let authorized = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
+    (!authorized).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
+}
+
+async fn ready(State(admin): Shared) -> Response {
+    let loaded = admin.registry.partners().count();
+    match admin
+        .queue
+        .queue_depth(admin.queues.first().map(String::as_str).unwrap_or_default())
+        .await
+    {
+        Ok(_) if loaded > 0 => (
+            StatusCode::OK,
+            format!("ready: {loaded} partners loaded, transport connected\n"),
+        )
+            .into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partners loaded\n").into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: transport: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics(State(admin): Shared) -> Response {
+    for queue in &admin.queues {
+        if let Ok(depth) = admin.queue.queue_depth(queue).await {
+            for (state, value) in [
+                ("active", depth.active),
+                ("scheduled", depth.scheduled),
+                ("dead_lettered", depth.dead_lettered),
+            ] {
+                let labels = QueueLabels {
+                    queue: queue.clone(),
+                    state: state.into(),
+                };
+                metrics().queue_depth.get_or_create(&labels).set(value as i64);
+            }
+        }
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], metrics().render()).into_response()
+}
+
+async fn partners(State(admin): Shared, headers: HeaderMap) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    Json(admin.registry.status()).into_response()
+}
+
+async fn reload(State(admin): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    if !admin.registry.partners().any(|p| p == name) {
+        return error(StatusCode::NOT_FOUND, format!("no partner named `{name}`"));
+    }
+    match admin.registry.reload(&name).await {
+        Ok(Reloaded::Unchanged { version }) => {
+            Json(serde_json::json!({ "partner": name, "result": "unchanged", "version": version })).into_response()
+        }
+        Ok(Reloaded::Replaced { from, to }) => {
+            Json(serde_json::json!({ "partner": name, "result": "replaced", "from": from, "to": to })).into_response()
+        }
+        Err(err) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{err:#}; the old version keeps serving"),
+        ),
+    }
+}
+
+async fn dead_letters(State(admin): Shared, headers: HeaderMap, Path(queue): Path<String>) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    match admin.queue.dead_letters(&queue, 100).await {
+        Ok(list) => Json(
+            list.iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "sequence": d.message.sequence_number,
+                        "message-id": d.message.message_id,
+                        "reason": d.reason,
+                        "description": d.description,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(err) => error(StatusCode::NOT_FOUND, err),
+    }
+}
+
+async fn dead_letter(
+    State(admin): Shared,
+    headers: HeaderMap,
+    Path((queue, sequence)): Path<(String, i64)>,
+) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    match admin.queue.dead_letter(&queue, sequence).await {
+        Ok(Some(d)) => Json(serde_json::json!({
+            "sequence": d.message.sequence_number,
+            "message-id": d.message.message_id,
+            "reason": d.reason,
+            "description": d.description,
+            "content-type": d.message.content_type,
+            "properties": d.message.properties,
+            "body": String::from_utf8_lossy(&d.message.body),
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no dead-lettered message {sequence} on `{queue}`"),
+        ),
+        Err(err) => error(StatusCode::NOT_FOUND, err),
+    }
+}
+
+async fn redrive(State(admin): Shared, headers: HeaderMap, Path((queue, sequence)): Path<(String, i64)>) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    match admin.queue.redrive(&queue, sequence).await {
+        Ok(true) => Json(serde_json::json!({ "redriven": sequence, "queue": queue })).into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no dead-lettered message {sequence} on `{queue}`"),
+        ),
+        Err(err) => error(StatusCode::NOT_FOUND, err),
+    }
+}

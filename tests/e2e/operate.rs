@@ -1,0 +1,244 @@
+//! Operating a running host: hot reload while messages flow, a broken component
+//! that must not replace a good one, metrics, health and the admin API.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sagahost::config::Config;
+use sagahost::saga::{SagaEvent, Verdict};
+use sagahost::service::Host;
+use sagahost::transport::{OutgoingMessage, Output, Transport};
+
+use crate::saga::contact_body;
+use crate::support;
+
+const MESSAGES: usize = 2_000;
+
+/// A one-step saga: partner `p` completes every message (the hostile component
+/// with no attack configured), with the admin endpoint on a free port.
+fn one_step_config(dir: &Path) -> std::path::PathBuf {
+    let component = dir.join("p.wasm");
+    std::fs::copy(support::component("hostile"), &component).unwrap();
+    let text = format!(
+        r#"
+data-dir = "{}"
+[admin]
+listen = "127.0.0.1:0"
+[partners.p]
+component = "{}"
+queue = "in"
+concurrency = 16
+"#,
+        dir.join("data").display(),
+        component.display()
+    );
+    let path = dir.join("sagahost.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The same component with a custom section appended: new content hash, same behaviour.
+fn next_version(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let mut section = vec![tag.len() as u8];
+    section.extend_from_slice(tag.as_bytes());
+    section.extend_from_slice(b"payload");
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend(section);
+    out
+}
+
+/// Replaces `path` atomically, as a deploy would.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn send_many(host: &Host, count: usize) {
+    let outputs = (0..count)
+        .map(|_| Output {
+            queue: "in".into(),
+            message: OutgoingMessage {
+                content_type: Some("application/json".into()),
+                body: contact_body(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    host.queue.send(outputs).await.unwrap();
+}
+
+async fn next_event(events: &mut tokio::sync::broadcast::Receiver<SagaEvent>) -> SagaEvent {
+    tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("an event within 60 s")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_component_while_messages_flow_loses_none_and_each_is_handled_by_one_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&one_step_config(dir.path())).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let path = dir.path().join("p.wasm");
+    let v1 = std::fs::read(&path).unwrap();
+    let v1_hash = host.registry.current("p").unwrap().info().version.clone();
+    send_many(&host, MESSAGES).await;
+
+    let mut by_message: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while by_message.len() < MESSAGES {
+        let event = next_event(&mut events).await;
+        assert_eq!(event.verdict, Verdict::Completed, "{event:?}");
+        by_message
+            .entry(event.message_id.clone())
+            .or_default()
+            .push(event.version.clone());
+        if by_message.len() == MESSAGES / 4 {
+            replace(&path, &next_version(&v1, "v2"));
+        }
+    }
+    let v2_hash = host.registry.current("p").unwrap().info().version.clone();
+    let metrics = reqwest::get(format!("http://{}/metrics", host.admin_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    host.shutdown().await;
+
+    assert_ne!(v1_hash, v2_hash, "the watcher reloaded the new file");
+    assert!(
+        by_message.values().all(|versions| versions.len() == 1),
+        "a message was handled twice"
+    );
+    let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
+    for versions in by_message.values() {
+        *per_version.entry(versions[0].as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        per_version.keys().copied().collect::<Vec<_>>().len(),
+        2,
+        "{per_version:?}"
+    );
+    assert!(
+        per_version[v1_hash.as_str()] > 0 && per_version[v2_hash.as_str()] > 0,
+        "{per_version:?}"
+    );
+    assert_eq!(per_version.values().sum::<usize>(), MESSAGES);
+    // The switch shows in the metrics: completions are counted per version.
+    for hash in [&v1_hash, &v2_hash] {
+        assert!(metrics.contains(&format!("version=\"{hash}\"")), "no series for {hash}");
+    }
+    assert!(
+        metrics.contains("sagahost_component_reloads_total{partner=\"p\",result=\"replaced\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_component_keeps_the_old_version_serving_and_the_error_surfaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&one_step_config(dir.path())).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let before = host.registry.current("p").unwrap().info().version.clone();
+    let admin = format!("http://{}", host.admin_addr.unwrap());
+
+    replace(&dir.path().join("p.wasm"), b"\0asm\x0d\0\x01\0 this is not a component");
+    let client = reqwest::Client::new();
+    let reload = client
+        .post(format!("{admin}/admin/partners/p/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 422);
+    assert!(reload.text().await.unwrap().contains("the old version keeps serving"));
+
+    // Still serving, on the old version.
+    send_many(&host, 1).await;
+    let event = next_event(&mut events).await;
+    assert_eq!((event.verdict, event.version), (Verdict::Completed, before.clone()));
+
+    let status = client
+        .get(format!("{admin}/admin/partners"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let p = &status[0];
+    assert_eq!(p["version"], before.as_str());
+    assert!(p["failed_reloads"].as_u64().unwrap() >= 1);
+    assert!(p["last_error"].as_str().unwrap().contains("partner `p`"), "{p}");
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    host.shutdown().await;
+    assert!(
+        metrics.contains("sagahost_component_reloads_total{partner=\"p\",result=\"failed\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_carry_the_series_and_health_endpoints_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&one_step_config(dir.path())).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    send_many(&host, 3).await;
+    for _ in 0..3 {
+        next_event(&mut events).await;
+    }
+    let admin = format!("http://{}", host.admin_addr.unwrap());
+    assert_eq!(reqwest::get(format!("{admin}/healthz")).await.unwrap().status(), 200);
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    host.shutdown().await;
+
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter().map(Ok)).expect("valid Prometheus text");
+    let names: std::collections::BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for expected in [
+        "sagahost_messages_total",
+        "sagahost_handle_seconds",
+        "sagahost_in_flight_messages",
+        "sagahost_queue_depth",
+    ] {
+        assert!(names.contains(expected), "missing {expected} in {names:?}");
+    }
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "sagahost_handle_seconds" && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+        "handle latency is a histogram"
+    );
+    let completed: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "sagahost_messages_total" && s.labels.get("outcome") == Some("completed"))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(completed >= 3.0, "{completed}");
+}
