@@ -17,13 +17,11 @@
 
 use serde_json::{Map, Number, Value as Json};
 
+use super::contract::{self, EMPTY_GUID, Member, at};
 use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
 use super::{DecodeError, Format, Limits, UTF8_BOM};
 
 type Result<T> = std::result::Result<T, DecodeError>;
-
-/// The id Dataverse sends for an entity that has none yet.
-const EMPTY_GUID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Decodes a JSON `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
@@ -122,16 +120,17 @@ impl Decoder<'_> {
     /// Context members whose declared type is not `object` carry no `__type`, so
     /// their type comes from the contract.
     fn context_member(&self, name: &str, value: Json) -> Result<Value> {
-        match name {
-            "InputParameters" | "OutputParameters" | "SharedVariables" => Ok(Value::Bag(self.bag(value, Self::value)?)),
-            "PreEntityImages" | "PostEntityImages" => {
+        match contract::context_member(name) {
+            Member::Bag => Ok(Value::Bag(self.bag(value, Self::value)?)),
+            Member::Images => {
                 let image = |decoder: &Self, value| {
                     decoder.nullable(value, |m| Ok(Value::Entity(Box::new(decoder.entity(m)?))))
                 };
                 Ok(Value::Bag(self.bag(value, image)?))
             }
-            "OwningExtension" => self.nullable(value, |m| Ok(Value::EntityReference(self.entity_reference(m)?))),
-            "ParentContext" => self.nullable(value, |m| Ok(Value::Context(Box::new(self.context(m)?)))),
+            Member::EntityReference => self.nullable(value, |m| Ok(Value::EntityReference(self.entity_reference(m)?))),
+            Member::Context => self.nullable(value, |m| Ok(Value::Context(Box::new(self.context(m)?)))),
+            // JSON types these members itself.
             _ => self.value(value),
         }
     }
@@ -486,32 +485,6 @@ fn kind(value: &Json) -> &'static str {
         Json::String(_) => "a string",
         Json::Array(_) => "a list",
         Json::Object(_) => "an object",
-    }
-}
-
-/// Prefixes the member path of a shape or string error with `segment` as the error
-/// travels up, so the path costs nothing unless decoding fails.
-fn at(segment: &str) -> impl FnOnce(DecodeError) -> DecodeError + '_ {
-    move |err| match err {
-        DecodeError::Shape { path, expected, found } => DecodeError::Shape {
-            path: join(segment, &path),
-            expected,
-            found,
-        },
-        DecodeError::StringTooLong { path, size, limit } => DecodeError::StringTooLong {
-            path: join(segment, &path),
-            size,
-            limit,
-        },
-        other => other,
-    }
-}
-
-fn join(segment: &str, rest: &str) -> String {
-    if rest.is_empty() || rest.starts_with('[') {
-        format!("{segment}{rest}")
-    } else {
-        format!("{segment}.{rest}")
     }
 }
 

@@ -5,22 +5,34 @@
 //! and rendering that model as the canonical JSON components receive as
 //! `context.json` (see `wit/types.wit`).
 //!
-//! Today only the JSON format (DataContractJsonSerializer output) is decoded. The
-//! XML and .NET binary XML formats come later and will feed the same model, so
-//! nothing downstream of [`decode`] depends on the body format.
+//! All three formats Dataverse posts decode into the same model, so nothing
+//! downstream of [`decode`] depends on the body format:
+//! - JSON (DataContractJsonSerializer output): [`json`];
+//! - XML (DataContractSerializer text XML): [`xml`] reads it into the shared
+//!   [`infoset`] tree;
+//! - .NET binary XML ([MC-NBFX], `application/msbin1`): [`nbfx`] reads it into the
+//!   same tree.
+//!
+//! [`mapper`] turns that tree into the model; [`contract`] holds what the JSON
+//! decoder and the mapper both know about the data contracts.
 //!
 //! What Dataverse says outside the body (Service Bus properties, webhook
-//! headers) is read by [`message_size_exceeded`].
+//! headers) is read by [`message_size_exceeded`] and [`claims`].
 
 mod canonical;
+mod contract;
+mod infoset;
 mod json;
+mod mapper;
 pub mod model;
+mod nbfx;
 mod properties;
+mod xml;
 
 use std::fmt;
 
 use model::Context;
-pub use properties::message_size_exceeded;
+pub use properties::{Claims, claims, message_size_exceeded};
 
 /// A UTF-8 byte order mark, which some senders put before a text body.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -31,11 +43,13 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub struct Limits {
     /// Largest body accepted, checked before anything is parsed.
     pub max_body_bytes: usize,
-    /// Deepest nesting of objects and arrays, the root object being level 1. It also
-    /// bounds `ParentContext` chains. serde_json refuses more than 127 levels on its
-    /// own, so larger values behave as 127.
+    /// Deepest nesting of objects and arrays (JSON) or elements (XML, binary), the
+    /// root being level 1. It also bounds `ParentContext` chains. serde_json refuses
+    /// more than 127 levels on its own, so for JSON larger values behave as 127; for
+    /// XML and binary, values over 256 behave as 256.
     pub max_depth: usize,
-    /// Longest string value or bag key, in bytes once unescaped.
+    /// Longest string value or bag key, in bytes once unescaped (for XML and binary:
+    /// the text of any element or attribute, base64 text included).
     pub max_string_bytes: usize,
 }
 
@@ -108,6 +122,12 @@ pub enum DecodeError {
     },
     #[error("{path}: string is {size} bytes, over the {limit}-byte limit")]
     StringTooLong { path: String, size: usize, limit: usize },
+    /// A .NET binary XML body is not well-formed; `offset` is the byte the
+    /// offending record starts at.
+    #[error(".NET binary XML body is not valid at byte {offset}: {reason}")]
+    Binary { offset: usize, reason: String },
+    #[error(".NET binary XML body has nesting deeper than {limit} levels, at byte {offset}")]
+    BinaryTooDeep { limit: usize, offset: usize },
 }
 
 /// Decodes a `RemoteExecutionContext` body into the model.
@@ -129,7 +149,8 @@ pub fn decode(body: &[u8], content_type: Option<&str>, limits: &Limits) -> Resul
     };
     match format {
         Format::Json => json::decode(body, limits),
-        other => Err(DecodeError::UnsupportedFormat(other)),
+        Format::Xml => xml::decode(body, limits),
+        Format::Binary => nbfx::decode(body, limits),
     }
 }
 
@@ -168,6 +189,8 @@ mod tests {
     const WEBHOOK: &str = "MicrosoftDocs__powerapps-docs__use-webhooks.md__webhook-update-contact.json";
     const ALL_TYPES: &str = "albanian-xrm__PowerPlatform-Entity-Serializer__textsamples_L50.json";
     const SYNTHETIC: &str = "synthetic-update-contact.dcjs.json";
+    const SYNTHETIC_XML: &str = "synthetic-update-contact.dcs.xml";
+    const SYNTHETIC_BINARY: &str = "synthetic-update-contact.dcs-binary.msbin1";
 
     fn sample(name: &str) -> Context {
         let body = std::fs::read(Path::new(SAMPLES).join(name)).unwrap();
@@ -429,25 +452,87 @@ mod tests {
         // An unhelpful content type falls back to sniffing.
         assert!(decode(body, Some("application/octet-stream"), &Limits::default()).is_ok());
 
-        let unsupported =
-            |body: &[u8], content_type| decode(body, content_type, &Limits::default()).unwrap_err().to_string();
+        let error = |body: &[u8], content_type| decode(body, content_type, &Limits::default()).unwrap_err().to_string();
+        // The content type wins over what the body looks like.
+        assert!(error(b"{}", Some("application/xml")).starts_with("XML body is not valid at line 1, column 1"));
+        assert!(error(b"{}", Some("text/xml")).starts_with("XML body is not valid"));
+        assert!(error(b"{}", Some("application/msbin1")).starts_with(".NET binary XML body is not valid at byte 0"));
         assert_eq!(
-            unsupported(b"{}", Some("application/xml")),
-            "XML bodies are not supported yet"
+            error(b"  <RemoteExecutionContext/>", None),
+            "XML body must be a RemoteExecutionContext object, found another root element"
         );
         assert_eq!(
-            unsupported(b"{}", Some("application/msbin1")),
-            ".NET binary XML bodies are not supported yet"
+            error(b"@\x16RemoteExecutionContext", None),
+            ".NET binary XML body is not valid at byte 24: the body ends inside element /RemoteExecutionContext"
         );
-        assert_eq!(
-            unsupported(b"  <RemoteExecutionContext/>", None),
-            "XML bodies are not supported yet"
+        let xml = "\u{FEFF}<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<RemoteExecutionContext \
+                   xmlns=\"http://schemas.microsoft.com/xrm/2011/Contracts\"><Stage>40</Stage></RemoteExecutionContext>";
+        for content_type in [None, Some("application/xml; charset=utf-8"), Some("text/xml")] {
+            let context = decode(xml.as_bytes(), content_type, &Limits::default()).unwrap();
+            assert_eq!(context.int("Stage"), Some(40));
+        }
+        assert_eq!(error(b" \r\n", None), "body is empty");
+    }
+
+    /// Replaces every `{"$type":"Guid","Value":x}` with `x`, noting where.
+    fn untype_guids(json: &mut serde_json::Value, path: &str, found: &mut Vec<String>) {
+        match json {
+            serde_json::Value::Object(members) => {
+                if members.get("$type").and_then(|t| t.as_str()) == Some("Guid") && members.len() == 2 {
+                    found.push(path.to_owned());
+                    *json = members["Value"].clone();
+                    return;
+                }
+                for (name, value) in members.iter_mut() {
+                    let path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    untype_guids(value, &path, found);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    untype_guids(item, &format!("{path}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn xml_and_binary_twins_match_the_json_twin() {
+        let read = |name: &str| std::fs::read(Path::new(SAMPLES).join(name)).unwrap();
+        let json = decode(&read(SYNTHETIC), None, &Limits::default()).unwrap();
+        let xml = decode(&read(SYNTHETIC_XML), None, &Limits::default()).unwrap();
+        let binary = decode(&read(SYNTHETIC_BINARY), None, &Limits::default()).unwrap();
+        // The binary and text XML forms carry the same information.
+        assert_eq!(xml, binary);
+
+        // The only differences JSON allows: a GUID inside an attribute bag is typed in
+        // XML (`i:type="guid"`) and plain text in JSON, which has no GUID type.
+        // DateTimes in bags are typed in all three (JSON's `\/Date(…)\/`), decimals
+        // and doubles render as the same number text.
+        const TYPED_ONLY_IN_XML: [&str; 1] = ["InputParameters.Target.Attributes.contactid"];
+        let expected = json.to_canonical_json();
+        let mut found = Vec::new();
+        untype_guids(&mut expected.clone(), "", &mut found);
+        assert!(found.is_empty(), "{found:?}");
+        for (format, context) in [("XML", &xml), ("binary", &binary)] {
+            let mut canonical = context.to_canonical_json();
+            let mut found = Vec::new();
+            untype_guids(&mut canonical, "", &mut found);
+            assert_eq!(found, TYPED_ONLY_IN_XML, "{format}");
+            assert_eq!(canonical, expected, "{format}");
+        }
+        let text = xml.to_canonical_json().to_string();
+        assert!(text.contains(r#""exchangerate":1.0000000000"#), "{text}");
+        assert!(text.contains(r#""address1_latitude":47.6062"#), "{text}");
+        assert!(
+            text.contains(r#""creditlimit":{"$type":"Money","Value":1500.50}"#),
+            "{text}"
         );
-        assert_eq!(
-            unsupported(b"@\x16RemoteExecutionContext", None),
-            ".NET binary XML bodies are not supported yet"
-        );
-        assert_eq!(unsupported(b" \r\n", None), "body is empty");
     }
 
     #[test]

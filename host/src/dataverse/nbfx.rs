@@ -1,0 +1,932 @@
+//! The .NET binary message format (`application/msbin1`): [MC-NBFX] .NET Binary
+//! XML, as `XmlDictionaryWriter.CreateBinaryWriter(stream, null, null, false)`
+//! writes it, so with no static or session dictionary.
+//!
+//! No Rust crate reads MC-NBFX, so this is a small hand-written reader. It turns
+//! the records into the same events the text XML reader produces and feeds them
+//! to the shared [`Builder`], so both formats end in the same element tree and go
+//! through the same [`mapper`](super::mapper). Typed text records become the text
+//! DataContractSerializer would have written for the same value in text XML
+//! (`true`, `1.0000000000`, `2017-09-26T00:04:07Z`, base64 for bytes…), which is
+//! what the mapper parses.
+//!
+//! What it reads (record type bytes in brackets; each text record `T` also has a
+//! `T + 1` form that closes the element after the text):
+//! - elements: `EndElement` (0x01), `ShortElement` (0x40), `Element` (0x41),
+//!   `PrefixElement_a..z` (0x5E–0x77);
+//! - attributes: `ShortAttribute` (0x04), `Attribute` (0x05), `ShortXmlnsAttribute`
+//!   (0x08), `XmlnsAttribute` (0x09), `PrefixAttribute_a..z` (0x26–0x3F);
+//! - `Comment` (0x02, skipped) and `Array` (0x03, an element repeated once per
+//!   value of a fixed-size text type);
+//! - text: Zero/One/False/True (0x80–0x86), Int8/16/32/64 (0x88–0x8E), Float
+//!   (0x90), Double (0x92), Decimal (0x94), DateTime (0x96), Chars8/16/32 (0x98–0x9C,
+//!   UTF-8), Bytes8/16/32 (0x9E–0xA2), StartList/EndList (0xA4/0xA6), Empty (0xA8),
+//!   UniqueId (0xAC), TimeSpan (0xAE), Uuid (0xB0), UInt64 (0xB2), Bool (0xB4),
+//!   UnicodeChars8/16/32 (0xB6–0xBA, UTF-16LE).
+//!
+//! Every dictionary record (`DictionaryElement`, `PrefixDictionaryAttribute_x`,
+//! `DictionaryText`, `QNameDictionaryText`…) is refused with a clear error: there is
+//! no dictionary to look the strings up in, and these bodies never use one.
+//! Lengths are MultiByteInt31 (7 bits a byte, least significant first, at most 5
+//! bytes). Numbers are little-endian.
+
+use base64::Engine;
+
+use super::infoset::{BuildError, Builder, Element, RawAttribute};
+use super::model::{Context, DateTime};
+use super::{DecodeError, Format, Limits, mapper};
+
+/// .NET ticks (100 ns since 0001-01-01) at the Unix epoch.
+const UNIX_EPOCH_TICKS: i64 = 621_355_968_000_000_000;
+/// `DateTime.MaxValue.Ticks`.
+const MAX_TICKS: u64 = 3_155_378_975_999_999_999;
+
+/// Decodes a binary `RemoteExecutionContext`; the body is already within the size limit.
+pub(super) fn decode(body: &[u8], limits: &Limits) -> std::result::Result<Context, DecodeError> {
+    let root = read(body, limits)?;
+    mapper::context(&root, Format::Binary, limits)
+}
+
+/// Parses the records into the element tree.
+fn read(body: &[u8], limits: &Limits) -> std::result::Result<Element, DecodeError> {
+    let mut reader = Reader {
+        body,
+        pos: 0,
+        limits,
+        builder: Builder::new(limits),
+        elements: 0,
+    };
+    reader.document().map_err(|(offset, err)| match err {
+        BuildError::Invalid(reason) => DecodeError::Binary { offset, reason },
+        BuildError::TooDeep { limit } => DecodeError::BinaryTooDeep { limit, offset },
+        BuildError::TooLong { path, size } => DecodeError::StringTooLong {
+            path: format!("{path} (byte {offset})"),
+            size,
+            limit: limits.max_string_bytes,
+        },
+    })?;
+    let end = body.len();
+    reader.builder.finish().map_err(|err| match err {
+        BuildError::Invalid(reason) => DecodeError::Binary { offset: end, reason },
+        _ => DecodeError::Binary {
+            offset: end,
+            reason: "incomplete document".into(),
+        },
+    })
+}
+
+/// An error and the offset of the record it is about.
+type Failure = (usize, BuildError);
+type Result<T> = std::result::Result<T, Failure>;
+
+/// An element record with its attributes, kept whole so an `Array` record can
+/// repeat it.
+struct StartRecord {
+    prefix: String,
+    local: String,
+    xmlns: Vec<(String, String)>,
+    /// `(prefix, local, value)`.
+    attributes: Vec<(String, String, String)>,
+}
+
+struct Reader<'a> {
+    body: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+    builder: Builder<'a>,
+    /// Elements built so far, `Array` items included: bounded so a short array
+    /// record cannot expand into more elements than a body of this size could
+    /// hold written out.
+    elements: usize,
+}
+
+impl Reader<'_> {
+    fn document(&mut self) -> Result<()> {
+        while self.pos < self.body.len() {
+            let offset = self.pos;
+            let record = self.byte()?;
+            match record {
+                0x01 => self.build(offset, |b| b.end())?,
+                0x02 => {
+                    self.string()?;
+                }
+                0x03 => self.array(offset)?,
+                0x40..=0x77 => {
+                    let start = self.start_record(offset, record)?;
+                    self.start(offset, &start)?;
+                }
+                0x80..=0xBF => {
+                    let text = self.text(offset, record)?;
+                    self.build(offset, |b| b.text(&text))?;
+                    if record & 1 == 1 {
+                        self.build(offset, |b| b.end())?;
+                    }
+                }
+                0x04..=0x3F => {
+                    return Err(invalid(
+                        offset,
+                        format!("attribute record 0x{record:02X} outside an element"),
+                    ));
+                }
+                _ => return Err(invalid(offset, format!("unknown record type 0x{record:02X}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an element record (type byte already read) and its attributes.
+    fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord> {
+        let (prefix, local) = match record {
+            0x40 => (String::new(), self.string()?),
+            0x41 => (self.string()?, self.string()?),
+            0x5E..=0x77 => (letter(record - 0x5E), self.string()?),
+            0x42..=0x5D => return Err(dictionary(offset, record)),
+            _ => return Err(invalid(offset, format!("record 0x{record:02X} is not an element"))),
+        };
+        let mut start = StartRecord {
+            prefix,
+            local,
+            xmlns: Vec::new(),
+            attributes: Vec::new(),
+        };
+        while let Some(&record @ 0x04..=0x3F) = self.body.get(self.pos) {
+            let offset = self.pos;
+            self.pos += 1;
+            match record {
+                0x04 => {
+                    let local = self.string()?;
+                    let value = self.attribute_value()?;
+                    start.attributes.push((String::new(), local, value));
+                }
+                0x05 => {
+                    let (prefix, local) = (self.string()?, self.string()?);
+                    let value = self.attribute_value()?;
+                    start.attributes.push((prefix, local, value));
+                }
+                0x08 => {
+                    let ns = self.string()?;
+                    start.xmlns.push((String::new(), ns));
+                }
+                0x09 => {
+                    let (prefix, ns) = (self.string()?, self.string()?);
+                    start.xmlns.push((prefix, ns));
+                }
+                0x26..=0x3F => {
+                    let local = self.string()?;
+                    let value = self.attribute_value()?;
+                    start.attributes.push((letter(record - 0x26), local, value));
+                }
+                // 0x06, 0x07, 0x0A, 0x0B, 0x0C–0x25.
+                _ => return Err(dictionary(offset, record)),
+            }
+        }
+        Ok(start)
+    }
+
+    fn start(&mut self, offset: usize, start: &StartRecord) -> Result<()> {
+        self.elements += 1;
+        if self.elements > self.body.len() / 3 + 1 {
+            return Err(invalid(offset, "more elements than the body can hold".into()));
+        }
+        let attributes: Vec<RawAttribute<'_>> = start
+            .attributes
+            .iter()
+            .map(|(prefix, local, value)| RawAttribute {
+                prefix,
+                local,
+                value: value.clone(),
+            })
+            .collect();
+        let result = self
+            .builder
+            .start(&start.prefix, &start.local, start.xmlns.clone(), &attributes);
+        result.map_err(|err| (offset, err))
+    }
+
+    /// `Array`: an element record, `EndElement`, then a text record type (one of
+    /// the fixed-size `…WithEndElement` forms), a count, and that many values. It
+    /// means the element written once per value.
+    fn array(&mut self, offset: usize) -> Result<()> {
+        let element_offset = self.pos;
+        let record = self.byte()?;
+        let start = self.start_record(element_offset, record)?;
+        if self.byte()? != 0x01 {
+            return Err(invalid(
+                self.pos - 1,
+                "an array element must be followed by EndElement".into(),
+            ));
+        }
+        let type_offset = self.pos;
+        let item = self.byte()?;
+        let size = match item {
+            0xB5 => 1,
+            0x8B => 2,
+            0x8D | 0x91 => 4,
+            0x8F | 0x93 | 0x97 | 0xAF => 8,
+            0x95 | 0xB1 => 16,
+            _ => {
+                return Err(invalid(
+                    type_offset,
+                    format!("record 0x{item:02X} cannot be an array item"),
+                ));
+            }
+        };
+        let count = self.int31()?;
+        if count
+            .checked_mul(size)
+            .is_none_or(|bytes| bytes > self.body.len() - self.pos)
+        {
+            return Err(invalid(
+                offset,
+                format!("array of {count} items runs past the end of the body"),
+            ));
+        }
+        for _ in 0..count {
+            let value_offset = self.pos;
+            self.start(value_offset, &start)?;
+            let text = self.text(value_offset, item)?;
+            self.build(value_offset, |b| b.text(&text))?;
+            self.build(value_offset, |b| b.end())?;
+        }
+        Ok(())
+    }
+
+    /// An attribute's value: one text record, without the `…WithEndElement` forms.
+    fn attribute_value(&mut self) -> Result<String> {
+        let offset = self.pos;
+        match self.byte()? {
+            record @ 0x80..=0xBF if record & 1 == 0 => self.text(offset, record),
+            record => Err(invalid(
+                offset,
+                format!("record 0x{record:02X} is not an attribute value"),
+            )),
+        }
+    }
+
+    /// The text of a text record whose type byte (at `offset`) is `record`.
+    fn text(&mut self, offset: usize, record: u8) -> Result<String> {
+        Ok(match record & !1 {
+            0x80 => "0".into(),
+            0x82 => "1".into(),
+            0x84 => "false".into(),
+            0x86 => "true".into(),
+            0x88 => i8::from_le_bytes(self.array_of()?).to_string(),
+            0x8A => i16::from_le_bytes(self.array_of()?).to_string(),
+            0x8C => i32::from_le_bytes(self.array_of()?).to_string(),
+            0x8E => i64::from_le_bytes(self.array_of()?).to_string(),
+            0xB2 => u64::from_le_bytes(self.array_of()?).to_string(),
+            0x90 => {
+                let value = f32::from_le_bytes(self.array_of()?);
+                float_text(value.into(), format!("{value:?}"))
+            }
+            0x92 => {
+                let value = f64::from_le_bytes(self.array_of()?);
+                float_text(value, format!("{value:?}"))
+            }
+            0x94 => decimal_text(&self.array_of()?).ok_or_else(|| invalid(offset, "invalid decimal".into()))?,
+            0x96 => date_time_text(u64::from_le_bytes(self.array_of()?))
+                .ok_or_else(|| invalid(offset, "invalid DateTime".into()))?,
+            0x98 => {
+                let length = usize::from(self.byte()?);
+                self.utf8(offset, length)?
+            }
+            0x9A => {
+                let length = usize::from(u16::from_le_bytes(self.array_of()?));
+                self.utf8(offset, length)?
+            }
+            0x9C => {
+                let length = self.length32(offset)?;
+                self.utf8(offset, length)?
+            }
+            0x9E => {
+                let length = usize::from(self.byte()?);
+                self.base64(offset, length)?
+            }
+            0xA0 => {
+                let length = usize::from(u16::from_le_bytes(self.array_of()?));
+                self.base64(offset, length)?
+            }
+            0xA2 => {
+                let length = self.length32(offset)?;
+                self.base64(offset, length)?
+            }
+            0xA4 if record & 1 == 0 => self.list(offset)?,
+            0xA8 => String::new(),
+            0xAC => format!("urn:uuid:{}", guid_text(&self.array_of()?)),
+            0xAE => duration_text(i64::from_le_bytes(self.array_of()?)),
+            0xB0 => guid_text(&self.array_of()?),
+            0xB4 => match self.byte()? {
+                0 => "false".into(),
+                1 => "true".into(),
+                other => return Err(invalid(offset, format!("BoolText value {other} is not 0 or 1"))),
+            },
+            0xB6 => {
+                let length = usize::from(self.byte()?);
+                self.utf16(offset, length)?
+            }
+            0xB8 => {
+                let length = usize::from(u16::from_le_bytes(self.array_of()?));
+                self.utf16(offset, length)?
+            }
+            0xBA => {
+                let length = self.length32(offset)?;
+                self.utf16(offset, length)?
+            }
+            0xAA | 0xBC => return Err(dictionary(offset, record)),
+            _ => return Err(invalid(offset, format!("record 0x{record:02X} is not valid here"))),
+        })
+    }
+
+    /// `StartListText`: text records up to `EndListText`, separated by spaces.
+    fn list(&mut self, offset: usize) -> Result<String> {
+        let mut items = Vec::new();
+        loop {
+            let item_offset = self.pos;
+            match self.byte()? {
+                0xA6 => return Ok(items.join(" ")),
+                0xA4 => return Err(invalid(item_offset, "lists do not nest".into())),
+                record @ 0x80..=0xBF if record & 1 == 0 => {
+                    let item = self.text(item_offset, record)?;
+                    let size = items.iter().map(|i: &String| i.len() + 1).sum::<usize>() + item.len();
+                    if size > self.limits.max_string_bytes {
+                        return Err((
+                            offset,
+                            BuildError::TooLong {
+                                path: "list".into(),
+                                size,
+                            },
+                        ));
+                    }
+                    items.push(item);
+                }
+                record => {
+                    return Err(invalid(
+                        item_offset,
+                        format!("record 0x{record:02X} cannot be in a list"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn build(
+        &mut self,
+        offset: usize,
+        event: impl FnOnce(&mut Builder<'_>) -> std::result::Result<(), BuildError>,
+    ) -> Result<()> {
+        event(&mut self.builder).map_err(|err| (offset, err))
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        let byte = *self.body.get(self.pos).ok_or_else(|| self.truncated())?;
+        self.pos += 1;
+        Ok(byte)
+    }
+
+    fn array_of<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let bytes = self.bytes(N)?;
+        Ok(bytes.try_into().expect("N bytes"))
+    }
+
+    fn bytes(&mut self, length: usize) -> Result<&[u8]> {
+        if length > self.body.len() - self.pos {
+            return Err(self.truncated());
+        }
+        let bytes = &self.body[self.pos..self.pos + length];
+        self.pos += length;
+        Ok(bytes)
+    }
+
+    /// A MultiByteInt31: 7 bits a byte, least significant group first, the high bit
+    /// set on every byte but the last; at most 5 bytes and 31 bits.
+    fn int31(&mut self) -> Result<usize> {
+        let offset = self.pos;
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let byte = self.byte()?;
+            if i == 4 && byte > 0x07 {
+                return Err(invalid(offset, "MultiByteInt31 is over 31 bits".into()));
+            }
+            value |= u32::from(byte & 0x7F) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value as usize);
+            }
+        }
+        unreachable!("the fifth byte has no continuation bit")
+    }
+
+    /// A name, namespace or comment: a MultiByteInt31 length and UTF-8 bytes. Like
+    /// member names in JSON, these are bounded by the body size only.
+    fn string(&mut self) -> Result<String> {
+        let offset = self.pos;
+        let length = self.int31()?;
+        let bytes = self.bytes(length)?;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => Err(invalid(offset, "a name is not UTF-8".into())),
+        }
+    }
+
+    /// The signed 32-bit length of the `…32Text` records.
+    fn length32(&mut self, offset: usize) -> Result<usize> {
+        let length = i32::from_le_bytes(self.array_of()?);
+        usize::try_from(length).map_err(|_| invalid(offset, format!("negative length {length}")))
+    }
+
+    fn check_length(&self, offset: usize, length: usize) -> Result<()> {
+        if length > self.limits.max_string_bytes {
+            return Err((
+                offset,
+                BuildError::TooLong {
+                    path: "text".into(),
+                    size: length,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn utf8(&mut self, offset: usize, length: usize) -> Result<String> {
+        self.check_length(offset, length)?;
+        let bytes = self.bytes(length)?;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => Err(invalid(offset, "text is not UTF-8".into())),
+        }
+    }
+
+    fn utf16(&mut self, offset: usize, length: usize) -> Result<String> {
+        self.check_length(offset, length)?;
+        if !length.is_multiple_of(2) {
+            return Err(invalid(offset, format!("UTF-16 text of odd length {length}")));
+        }
+        let units: Vec<u16> = self
+            .bytes(length)?
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+            .collect();
+        String::from_utf16(&units).map_err(|_| invalid(offset, "text is not valid UTF-16".into()))
+    }
+
+    fn base64(&mut self, offset: usize, length: usize) -> Result<String> {
+        // Base64 text is 4/3 the size of the bytes.
+        self.check_length(offset, length.div_ceil(3) * 4)?;
+        let bytes = self.bytes(length)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    fn truncated(&self) -> Failure {
+        invalid(self.body.len(), "the body ends in the middle of a record".into())
+    }
+}
+
+fn invalid(offset: usize, reason: String) -> Failure {
+    (offset, BuildError::Invalid(reason))
+}
+
+fn dictionary(offset: usize, record: u8) -> Failure {
+    invalid(
+        offset,
+        format!("record 0x{record:02X} refers to a dictionary string, and these bodies have no dictionary"),
+    )
+}
+
+/// The prefix of the `Prefix…_a..z` records.
+fn letter(index: u8) -> String {
+    char::from(b'a' + index).to_string()
+}
+
+/// A float or double as XML Schema text; `finite` is Rust's shortest round-trip
+/// form (`47.6062`, `1e300`), which XML Schema accepts.
+fn float_text(value: f64, finite: String) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "INF".into()
+    } else if value == f64::NEG_INFINITY {
+        "-INF".into()
+    } else {
+        finite
+    }
+}
+
+/// `DecimalText`: the 16-byte `DECIMAL` layout, reserved(2) scale(1) sign(1)
+/// hi32(4) lo64(8), as its exact text with `scale` fraction digits (`1.0000000000`).
+fn decimal_text(bytes: &[u8; 16]) -> Option<String> {
+    let scale = usize::from(bytes[2]);
+    let negative = match bytes[3] {
+        0 => false,
+        0x80 => true,
+        _ => return None,
+    };
+    if scale > 28 {
+        return None;
+    }
+    let hi = u128::from(u32::from_le_bytes(bytes[4..8].try_into().ok()?));
+    let lo = u128::from(u64::from_le_bytes(bytes[8..16].try_into().ok()?));
+    let magnitude = (hi << 64) | lo;
+    let digits = format!("{magnitude:0>width$}", width = scale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    let sign = if negative && magnitude != 0 { "-" } else { "" };
+    Some(match fraction {
+        "" => format!("{sign}{whole}"),
+        _ => format!("{sign}{whole}.{fraction}"),
+    })
+}
+
+/// `DateTimeText`: .NET ticks in the low 62 bits and the `DateTimeKind` in the top
+/// two (0 Unspecified, 1 Utc, 2 Local), as the UTC instant in XML Schema form.
+///
+/// Utc ticks are the instant. Unspecified ticks name no zone, and are taken as UTC
+/// (as the text XML reader does for a date without a zone). Local ticks are the
+/// writer's local time, and the binary form does not record the writer's offset,
+/// so they too are taken as UTC: the result is off by that offset, which nothing
+/// in the body can correct. Dataverse writes UTC dates.
+fn date_time_text(value: u64) -> Option<String> {
+    let ticks = value & 0x3FFF_FFFF_FFFF_FFFF;
+    let kind = value >> 62;
+    if kind == 3 || ticks > MAX_TICKS {
+        return None;
+    }
+    let unix_ticks = i64::try_from(ticks).ok()? - UNIX_EPOCH_TICKS;
+    Some(DateTime { unix_ticks }.to_string())
+}
+
+/// A GUID's 16 bytes in .NET's order (the first three groups little-endian) as
+/// lowercase text.
+fn guid_text(bytes: &[u8; 16]) -> String {
+    let group1 = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let group2 = u16::from_le_bytes([bytes[4], bytes[5]]);
+    let group3 = u16::from_le_bytes([bytes[6], bytes[7]]);
+    let tail: String = bytes[8..].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{group1:08x}-{group2:04x}-{group3:04x}-{}-{}", &tail[..4], &tail[4..])
+}
+
+/// `TimeSpanText`: ticks as an XML Schema duration, the way `XmlConvert` writes a
+/// `TimeSpan` (`PT1H`, `-P1DT2H3M4.5S`, `PT0S`).
+fn duration_text(ticks: i64) -> String {
+    let sign = if ticks < 0 { "-" } else { "" };
+    let ticks = ticks.unsigned_abs();
+    let (days, rest) = (ticks / 864_000_000_000, ticks % 864_000_000_000);
+    let (hours, rest) = (rest / 36_000_000_000, rest % 36_000_000_000);
+    let (minutes, rest) = (rest / 600_000_000, rest % 600_000_000);
+    let (seconds, fraction) = (rest / 10_000_000, rest % 10_000_000);
+    let mut text = format!("{sign}P");
+    if days > 0 {
+        text += &format!("{days}D");
+    }
+    if hours > 0 || minutes > 0 || seconds > 0 || fraction > 0 || days == 0 {
+        text.push('T');
+        if hours > 0 {
+            text += &format!("{hours}H");
+        }
+        if minutes > 0 {
+            text += &format!("{minutes}M");
+        }
+        if seconds > 0 || fraction > 0 || (days == 0 && hours == 0 && minutes == 0) {
+            text += &seconds.to_string();
+            if fraction > 0 {
+                text += format!(".{fraction:07}").trim_end_matches('0');
+            }
+            text.push('S');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_use_the_decimal_layout() {
+        let mut bytes = [0_u8; 16];
+        bytes[2] = 10;
+        bytes[8..16].copy_from_slice(&10_000_000_000_u64.to_le_bytes());
+        assert_eq!(decimal_text(&bytes).as_deref(), Some("1.0000000000"));
+        bytes[3] = 0x80;
+        bytes[2] = 12;
+        assert_eq!(decimal_text(&bytes).as_deref(), Some("-0.010000000000"));
+        let mut max = [0xFF_u8; 16];
+        max[..4].copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(decimal_text(&max).as_deref(), Some("79228162514264337593543950335"));
+        bytes[2] = 29;
+        assert_eq!(decimal_text(&bytes), None);
+    }
+
+    #[test]
+    fn date_times_keep_the_instant_whatever_the_kind() {
+        // 2017-09-26T00:04:07Z in ticks.
+        let ticks: u64 = 636_419_810_470_000_000;
+        for kind in 0..3_u64 {
+            assert_eq!(
+                date_time_text(ticks | kind << 62).as_deref(),
+                Some("2017-09-26T00:04:07Z"),
+                "kind {kind}"
+            );
+        }
+        assert_eq!(date_time_text(ticks | 3 << 62), None);
+        assert_eq!(date_time_text(0).as_deref(), Some("0001-01-01T00:00:00Z"));
+        assert_eq!(
+            date_time_text(MAX_TICKS).as_deref(),
+            Some("9999-12-31T23:59:59.9999999Z")
+        );
+    }
+
+    #[test]
+    fn guids_have_dotnet_byte_order() {
+        let bytes = [
+            0x7f, 0x59, 0x81, 0x6d, 0x9f, 0x0f, 0x11, 0xe7, 0x81, 0x22, 0x00, 0x0d, 0x3a, 0xa2, 0x33, 0x1c,
+        ];
+        assert_eq!(guid_text(&bytes), "6d81597f-0f9f-e711-8122-000d3aa2331c");
+    }
+
+    #[test]
+    fn durations_follow_xml_convert() {
+        assert_eq!(duration_text(0), "PT0S");
+        assert_eq!(duration_text(36_000_000_000), "PT1H");
+        assert_eq!(
+            duration_text(-(864_000_000_000 + 72_000_000_000 + 1_800_000_000 + 45_000_000)),
+            "-P1DT2H3M4.5S"
+        );
+        assert_eq!(duration_text(864_000_000_000), "P1D");
+    }
+}
+
+/// End-to-end tests of binary bodies built record by record.
+#[cfg(test)]
+mod body_tests {
+    use super::super::contract::{ARRAYS_NS, CONTRACTS_NS, GENERIC_NS, SERIALIZATION_NS, XSD_NS, XSI_NS};
+    use super::super::model::Value;
+    use super::super::{Limits, decode};
+
+    /// A short string: a one-byte MultiByteInt31 length and the bytes.
+    fn s(text: &str) -> Vec<u8> {
+        assert!(text.len() < 128);
+        let mut bytes = vec![text.len() as u8];
+        bytes.extend(text.as_bytes());
+        bytes
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// `<RemoteExecutionContext xmlns=… xmlns:i=…>` + `content` + `</…>`.
+    fn context(content: &[u8]) -> Vec<u8> {
+        cat(&[
+            &[0x40],
+            &s("RemoteExecutionContext"),
+            &[0x08],
+            &s(CONTRACTS_NS),
+            &[0x09],
+            &s("i"),
+            &s(XSI_NS),
+            content,
+            &[0x01],
+        ])
+    }
+
+    /// A `KeyValuePairOfstringanyType` whose value has `i:type="<value_type>"` and
+    /// whose content is `value` (which must close the value element).
+    fn pair(key: &str, value_type: &str, value: &[u8]) -> Vec<u8> {
+        cat(&[
+            &[0x40],
+            &s("KeyValuePairOfstringanyType"),
+            &[0x5E],
+            &s("key"),
+            &[0x99],
+            &s(key),
+            &[0x5E],
+            &s("value"),
+            &[0x2E],
+            &s("type"),
+            &[0x98],
+            &s(value_type),
+            value,
+            &[0x01],
+        ])
+    }
+
+    fn bad(body: &[u8]) -> String {
+        decode(body, Some("application/msbin1"), &Limits::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn typed_text_records_become_typed_values() {
+        let mut decimal = [0_u8; 16];
+        decimal[2] = 12;
+        decimal[3] = 0x80;
+        decimal[8..].copy_from_slice(&10_000_000_000_u64.to_le_bytes());
+        let guid = [
+            0x7f, 0x59, 0x81, 0x6d, 0x9f, 0x0f, 0x11, 0xe7, 0x81, 0x22, 0x00, 0x0d, 0x3a, 0xa2, 0x33, 0x1c,
+        ];
+        let ticks: u64 = 636_419_810_470_000_000 | 1 << 62;
+        let mut ints = vec![0x60];
+        ints.extend(s("int"));
+        ints.extend([0x01, 0x8D, 3]);
+        for n in [7_i32, -1, 65_536] {
+            ints.extend(n.to_le_bytes());
+        }
+        let parameters = cat(&[
+            &[0x40],
+            &s("InputParameters"),
+            &[0x09],
+            &s("a"),
+            &s(GENERIC_NS),
+            &[0x09],
+            &s("b"),
+            &s(XSD_NS),
+            &[0x09],
+            &s("z"),
+            &s(SERIALIZATION_NS),
+            &[0x09],
+            &s("c"),
+            &s(ARRAYS_NS),
+            &pair("big", "b:long", &cat(&[&[0x8F], &(-5_000_000_000_i64).to_le_bytes()])),
+            &pair("u", "b:unsignedLong", &cat(&[&[0xB3], &u64::MAX.to_le_bytes()])),
+            &pair("amount", "b:decimal", &cat(&[&[0x95], &decimal])),
+            &pair("id", "z:guid", &cat(&[&[0xB1], &guid])),
+            &pair("urn", "b:string", &cat(&[&[0xAD], &guid])),
+            &pair(
+                "span",
+                "z:duration",
+                &cat(&[&[0xAF], &36_000_000_000_i64.to_le_bytes()]),
+            ),
+            &pair("blob", "b:base64Binary", &[0x9F, 3, 1, 2, 255]),
+            &pair("flag", "b:boolean", &[0xB5, 1]),
+            &pair("f", "b:float", &cat(&[&[0x91], &1.5_f32.to_le_bytes()])),
+            &pair("when", "b:dateTime", &cat(&[&[0x97], &ticks.to_le_bytes()])),
+            &pair("list", "b:string", &cat(&[&[0xA4, 0x98], &s("a"), &[0x82, 0xA6, 0x01]])),
+            &pair("empty", "b:string", &[0xA9]),
+            &pair("wide", "b:string", &[0xB7, 4, b'h', 0, 0xE9, 0]),
+            &pair("ints", "c:ArrayOfint", &cat(&[&[0x03], &ints, &[0x01]])),
+            &[0x01],
+        ]);
+        let body = context(&cat(&[
+            &[0x40],
+            &s("Depth"),
+            &[0x89, 5],
+            &[0x02],
+            &s("a comment"),
+            &[0x40],
+            &s("Stage"),
+            &[0x8B, 40, 0],
+            &[0x41],
+            &s(""),
+            &s("MessageName"),
+            &[0x99],
+            &s("Update"),
+            &parameters,
+        ]));
+        let context = decode(&body, None, &Limits::default()).unwrap();
+        assert_eq!(context.int("Depth"), Some(5));
+        assert_eq!(context.int("Stage"), Some(40));
+        assert_eq!(context.text("MessageName"), Some("Update"));
+        let bag = context.bag("InputParameters");
+        let get = |key: &str| &bag.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(get("big"), &Value::Int(-5_000_000_000));
+        assert_eq!(get("u"), &Value::Decimal("18446744073709551615".into()));
+        assert_eq!(get("amount"), &Value::Decimal("-0.010000000000".into()));
+        assert_eq!(get("id"), &Value::Guid("6d81597f-0f9f-e711-8122-000d3aa2331c".into()));
+        assert_eq!(
+            get("urn"),
+            &Value::String("urn:uuid:6d81597f-0f9f-e711-8122-000d3aa2331c".into())
+        );
+        assert_eq!(get("span"), &Value::String("PT1H".into()));
+        assert_eq!(
+            get("blob"),
+            &Value::List(vec![Value::Int(1), Value::Int(2), Value::Int(255)])
+        );
+        assert_eq!(get("flag"), &Value::Bool(true));
+        assert_eq!(get("f"), &Value::Double(1.5));
+        match get("when") {
+            Value::DateTime(dt) => assert_eq!(dt.to_string(), "2017-09-26T00:04:07Z"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(get("list"), &Value::String("a 1".into()));
+        assert_eq!(get("empty"), &Value::String(String::new()));
+        assert_eq!(get("wide"), &Value::String("hé".into()));
+        assert_eq!(
+            get("ints"),
+            &Value::List(vec![Value::Int(7), Value::Int(-1), Value::Int(65_536)])
+        );
+    }
+
+    /// Where the content of [`context`] starts.
+    fn base() -> usize {
+        context(&[]).len() - 1
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_byte_and_the_reason() {
+        let base = base();
+        assert_eq!(
+            bad(&context(&[0xFF])),
+            format!(".NET binary XML body is not valid at byte {base}: unknown record type 0xFF")
+        );
+        assert_eq!(
+            bad(&[0x42, 0x02]),
+            ".NET binary XML body is not valid at byte 0: record 0x42 refers to a dictionary string, \
+             and these bodies have no dictionary"
+        );
+        assert_eq!(
+            bad(&context(&cat(&[&[0x40], &s("A"), &[0x0B, 0x02, 0x02, 0x01]]))),
+            format!(
+                ".NET binary XML body is not valid at byte {}: record 0x0B refers to a dictionary string, \
+                 and these bodies have no dictionary",
+                base + 3
+            )
+        );
+        assert_eq!(
+            bad(&context(&[0xAB, 0x02])),
+            format!(
+                ".NET binary XML body is not valid at byte {base}: record 0xAB refers to a dictionary string, \
+                 and these bodies have no dictionary"
+            )
+        );
+        assert_eq!(
+            bad(&context(&cat(&[&[0x5F], &s("x"), &[0x01]]))),
+            format!(".NET binary XML body is not valid at byte {base}: prefix `b` is not declared")
+        );
+        assert_eq!(
+            bad(&[0x40, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+            ".NET binary XML body is not valid at byte 1: MultiByteInt31 is over 31 bits"
+        );
+        assert_eq!(
+            bad(&[0x01]),
+            ".NET binary XML body is not valid at byte 0: an end element with no open element"
+        );
+        let array = cat(&[&[0x03, 0x40], &s("v"), &[0x01, 0x8D, 0xFF, 0xFF, 0xFF, 0x07]]);
+        assert_eq!(
+            bad(&context(&array)),
+            format!(
+                ".NET binary XML body is not valid at byte {base}: array of 16777215 items runs past the end \
+                 of the body"
+            )
+        );
+        let not_context = cat(&[&[0x40], &s("Other"), &[0x01]]);
+        assert_eq!(
+            bad(&not_context),
+            ".NET binary XML body must be a RemoteExecutionContext object, found another root element"
+        );
+    }
+
+    #[test]
+    fn truncated_bodies_are_reported() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/samples/dataverse/synthetic-update-contact.dcs-binary.msbin1"
+        );
+        let body = std::fs::read(path).unwrap();
+        for cut in [1, 2, 40, body.len() / 2, body.len() - 1] {
+            let message = bad(&body[..cut]);
+            assert!(
+                message.starts_with(".NET binary XML body is not valid at byte "),
+                "{cut}: {message}"
+            );
+            assert!(
+                message.ends_with("the body ends in the middle of a record")
+                    || message.contains("the body ends inside element"),
+                "{cut}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_and_strings_are_bounded() {
+        let mut body = Vec::new();
+        for _ in 0..100 {
+            body.extend([0x40]);
+            body.extend(s("ParentContext"));
+        }
+        body.extend([0x01; 100]);
+        let deep = context(&body);
+        assert_eq!(
+            bad(&deep),
+            // The root is level 1, so the 64th `ParentContext` (15 bytes each) is too deep.
+            format!(
+                ".NET binary XML body has nesting deeper than 64 levels, at byte {}",
+                base() + 63 * 15
+            )
+        );
+
+        let limits = Limits {
+            max_string_bytes: 30,
+            ..Limits::default()
+        };
+        // Names and namespaces are not strings in this sense: the 47-byte namespace passes.
+        // 30 bytes are 40 characters of base64.
+        let body = context(&cat(&[&[0x40], &s("MessageName"), &[0x9F, 30], &[0; 30]]));
+        let err = decode(&body, Some("application/msbin1"), &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "text (byte {}): string is 40 bytes, over the 30-byte limit",
+                base() + 13
+            )
+        );
+    }
+}
