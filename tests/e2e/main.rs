@@ -6,6 +6,7 @@
 mod cli;
 mod crash;
 mod harness;
+mod interop;
 mod operate;
 mod partners;
 mod runtime;

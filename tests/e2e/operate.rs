@@ -242,3 +242,102 @@ async fn metrics_parse_and_carry_the_series_and_health_endpoints_answer() {
         .sum();
     assert!(completed >= 3.0, "{completed}");
 }
+
+/// Starts a canary of `component` at `percent` through the admin API.
+async fn start_canary(admin: &str, component: &Path, percent: u8, window: usize) {
+    let body = serde_json::json!({ "component": component, "percent": percent, "margin": 0.1, "window": window });
+    let response = reqwest::Client::new()
+        .post(format!("{admin}/admin/partners/p/canary"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+async fn partner_status(admin: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("{admin}/admin/partners"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_canary_rolls_back_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&one_step_config(dir.path())).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let admin = format!("http://{}", host.admin_addr.unwrap());
+    // The candidate fails every message: it is the mdm example, which returns an
+    // error without its `mdm-url` config.
+    let candidate = dir.path().join("candidate.wasm");
+    std::fs::copy(support::component("mdm"), &candidate).unwrap();
+    start_canary(&admin, &candidate, 50, 10).await;
+    assert!(partner_status(&admin).await["canary"]["version"].is_string());
+
+    send_many(&host, 200).await;
+    let mut dead = 0;
+    for _ in 0..200 {
+        if matches!(next_event(&mut events).await.verdict, Verdict::DeadLettered { .. }) {
+            dead += 1;
+        }
+    }
+    let status = partner_status(&admin).await;
+    host.shutdown().await;
+    assert!(status["canary"].is_null(), "the canary is still running: {status}");
+    let last = status["last_canary"].as_str().unwrap();
+    assert!(
+        last.starts_with("rolled back") && last.contains("failed 100%"),
+        "{last}"
+    );
+    // Only the candidate's share of the window was lost to it, then the stable version took over.
+    assert!(
+        (10..60).contains(&dead),
+        "{dead} messages dead-lettered by the candidate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_canary_is_promoted_by_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&one_step_config(dir.path())).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let admin = format!("http://{}", host.admin_addr.unwrap());
+    let candidate = dir.path().join("candidate.wasm");
+    std::fs::write(
+        &candidate,
+        next_version(&support::component_bytes("hostile"), "candidate"),
+    )
+    .unwrap();
+    start_canary(&admin, &candidate, 30, 20).await;
+
+    send_many(&host, 100).await;
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let event = next_event(&mut events).await;
+        assert_eq!(event.verdict, Verdict::Completed);
+        versions.insert(event.version);
+    }
+    assert_eq!(versions.len(), 2, "both versions handled messages");
+    let canary = partner_status(&admin).await["canary"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let promote = reqwest::Client::new()
+        .post(format!("{admin}/admin/partners/p/canary/promote"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promote.status(), 200);
+    let status = partner_status(&admin).await;
+    host.shutdown().await;
+    assert_eq!(status["version"], canary.as_str());
+    assert!(status["canary"].is_null());
+    assert_eq!(status["last_canary"], format!("promoted {canary}").as_str());
+}

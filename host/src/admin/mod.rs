@@ -5,6 +5,8 @@
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `GET /admin/partners`: each partner's component version, reload counters and last error.
 //! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
+//! - `POST /admin/partners/{name}/canary` (body: `{"component": PATH, "percent": N,
+//!   "margin": 0.05, "window": 50}`), `POST …/canary/promote`, `POST …/canary/abort`.
 //! - `GET /admin/dead-letters/{queue}`, `GET /admin/dead-letters/{queue}/{sequence}`,
 //!   `POST /admin/dead-letters/{queue}/{sequence}/redrive`.
 //!
@@ -24,7 +26,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{Registry, Reloaded};
+use crate::component::{CanaryPlan, Registry, Reloaded};
 use crate::outbound::Secret;
 use crate::telemetry::metrics::{QueueLabels, metrics};
 use crate::transport::embedded::EmbeddedQueue;
@@ -47,6 +49,8 @@ pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationTo
         .route("/metrics", get(render_metrics))
         .route("/admin/partners", get(partners))
         .route("/admin/partners/{name}/reload", post(reload))
+        .route("/admin/partners/{name}/canary", post(start_canary))
+        .route("/admin/partners/{name}/canary/{action}", post(end_canary))
         .route("/admin/dead-letters/{queue}", get(dead_letters))
         .route("/admin/dead-letters/{queue}/{sequence}", get(dead_letter))
         .route("/admin/dead-letters/{queue}/{sequence}/redrive", post(redrive))
@@ -140,6 +144,45 @@ async fn reload(State(admin): Shared, headers: HeaderMap, Path(name): Path<Strin
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{err:#}; the old version keeps serving"),
         ),
+    }
+}
+
+async fn start_canary(
+    State(admin): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(plan): Json<CanaryPlan>,
+) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    match admin.registry.start_canary(&name, plan).await {
+        Ok(version) => Json(serde_json::json!({ "partner": name, "canary": version })).into_response(),
+        Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{err:#}")),
+    }
+}
+
+async fn end_canary(
+    State(admin): Shared,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    if let Some(denied) = denied(&admin, &headers) {
+        return denied;
+    }
+    let result = match action.as_str() {
+        "promote" => admin.registry.promote_canary(&name),
+        "abort" => admin.registry.abort_canary(&name),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown canary action `{other}`: use promote or abort"),
+            );
+        }
+    };
+    match result {
+        Ok(version) => Json(serde_json::json!({ "partner": name, action: version })).into_response(),
+        Err(err) => error(StatusCode::CONFLICT, format!("{err:#}")),
     }
 }
 

@@ -90,6 +90,18 @@ pub enum Command {
         #[command(subcommand)]
         command: queue::DeadLetterCommand,
     },
+    /// Serve an embedded queue over AMQP 1.0 in the Azure Service Bus dialect (for SDKs and tests).
+    Broker {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5672")]
+        listen: String,
+        /// Directory for the queue's data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Lock duration of queues, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        lock_duration_ms: u64,
+    },
     /// Reload a partner's component in a running host (through its admin endpoint).
     Reload {
         /// The partner to reload.
@@ -154,6 +166,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             files,
         } => tokio_runtime()?.block_on(queue::send(&config, &queue, &files, content_type.as_deref())),
         Command::DeadLetters { config, command } => tokio_runtime()?.block_on(queue::dead_letters(&config, command)),
+        Command::Broker {
+            listen,
+            data,
+            lock_duration_ms,
+        } => tokio_runtime()?.block_on(broker(&listen, &data, lock_duration_ms)),
         Command::Reload {
             partner,
             admin,
@@ -191,6 +208,31 @@ async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping: finishing in-flight messages");
     host.shutdown().await;
     tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn broker(listen: &str, data: &std::path::Path, lock_duration_ms: u64) -> anyhow::Result<ExitCode> {
+    use crate::transport::broker::{self, BrokerConfig};
+    use crate::transport::embedded::EmbeddedQueue;
+
+    std::fs::create_dir_all(data).with_context(|| format!("--data: creating {}", data.display()))?;
+    let queue = EmbeddedQueue::open(&data.join("broker.sqlite3"), &[])?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("--listen: cannot listen on {listen}"))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    // Scripts and tests read this line to learn the port.
+    println!("sagahost broker listening on {}", listener.local_addr()?);
+    let config = BrokerConfig {
+        lock_duration: std::time::Duration::from_millis(lock_duration_ms),
+        ..BrokerConfig::default()
+    };
+    broker::serve_with(listener, queue, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,14 +8,20 @@
 //! and swaps it in atomically. A file that fails to compile or does not
 //! implement the world leaves the old version serving; the error is logged and
 //! kept in the partner's status.
+//!
+//! A partner can also run a *canary*: a candidate version that handles a
+//! percentage of new messages. Each message's result is recorded per arm over a
+//! sliding window; once the candidate has a full window and its failure rate
+//! exceeds the stable version's by more than the configured margin, it is
+//! rolled back by itself. Otherwise an operator promotes (or aborts) it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{Limits, PartnerComponent, Runtime};
 use crate::telemetry::metrics::{ReloadLabels, metrics};
@@ -53,11 +59,82 @@ pub struct SlotStatus {
     pub last_error: Option<String>,
     /// When the serving version was loaded.
     pub loaded_at: SystemTime,
+    /// The running canary, if any.
+    pub canary: Option<CanaryStatus>,
+    /// How the last canary ended (promoted, aborted, rolled back and why).
+    pub last_canary: Option<String>,
+}
+
+/// How a canary should run.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CanaryPlan {
+    /// The candidate component file.
+    pub component: PathBuf,
+    /// Share of new messages the candidate handles, 1–100.
+    pub percent: u8,
+    /// How much higher than the stable version's the candidate's failure rate
+    /// may be (0.05 = five percentage points) before it is rolled back.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Results per arm the rates are computed over; the candidate is judged
+    /// once it has this many.
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+fn default_margin() -> f64 {
+    0.05
+}
+fn default_window() -> usize {
+    50
+}
+
+/// A running canary as the admin status shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CanaryStatus {
+    pub version: String,
+    pub percent: u8,
+    pub margin: f64,
+    pub window: usize,
+    pub candidate_results: usize,
+    pub candidate_failures: usize,
+    pub stable_results: usize,
+    pub stable_failures: usize,
+}
+
+struct Canary {
+    component: Arc<PartnerComponent>,
+    plan: CanaryPlan,
+    results: Mutex<Arms>,
+}
+
+/// Recent results (true = failed) of each arm.
+#[derive(Default)]
+struct Arms {
+    stable: VecDeque<bool>,
+    candidate: VecDeque<bool>,
+}
+
+fn rate(results: &VecDeque<bool>) -> f64 {
+    if results.is_empty() {
+        0.0
+    } else {
+        results.iter().filter(|f| **f).count() as f64 / results.len() as f64
+    }
+}
+
+/// The component chosen for one message.
+pub struct Picked {
+    pub component: Arc<PartnerComponent>,
+    /// True when it is the canary candidate.
+    pub canary: bool,
 }
 
 struct Slot {
     spec: ComponentSpec,
     current: ArcSwap<PartnerComponent>,
+    canary: ArcSwapOption<Canary>,
     status: Mutex<SlotStatus>,
     // One reload at a time per partner, so two never race to swap.
     reloading: tokio::sync::Mutex<()>,
@@ -91,10 +168,13 @@ impl Registry {
             failed_reloads: 0,
             last_error: None,
             loaded_at: SystemTime::now(),
+            canary: None,
+            last_canary: None,
         });
         let slot = Slot {
             spec,
             current: ArcSwap::from_pointee(component),
+            canary: ArcSwapOption::empty(),
             status,
             reloading: Default::default(),
         };
@@ -124,8 +204,142 @@ impl Registry {
     pub fn status(&self) -> Vec<SlotStatus> {
         self.slots
             .values()
-            .map(|slot| slot.status.lock().expect("status lock").clone())
+            .map(|slot| {
+                let mut status = slot.status.lock().expect("status lock").clone();
+                status.canary = slot.canary.load().as_ref().map(|canary| {
+                    let arms = canary.results.lock().expect("canary lock");
+                    CanaryStatus {
+                        version: canary.component.info().version.clone(),
+                        percent: canary.plan.percent,
+                        margin: canary.plan.margin,
+                        window: canary.plan.window,
+                        candidate_results: arms.candidate.len(),
+                        candidate_failures: arms.candidate.iter().filter(|f| **f).count(),
+                        stable_results: arms.stable.len(),
+                        stable_failures: arms.stable.iter().filter(|f| **f).count(),
+                    }
+                });
+                status
+            })
             .collect()
+    }
+
+    /// The component for one new message: the canary candidate for its share of
+    /// messages, else the current version.
+    pub fn pick(&self, partner: &str) -> Option<Picked> {
+        let slot = self.slots.get(partner)?;
+        if let Some(canary) = slot.canary.load_full()
+            && rand::random_range(0..100u8) < canary.plan.percent
+        {
+            return Some(Picked {
+                component: canary.component.clone(),
+                canary: true,
+            });
+        }
+        Some(Picked {
+            component: slot.current.load_full(),
+            canary: false,
+        })
+    }
+
+    /// Records how one message went on the arm that handled it, and rolls the
+    /// canary back when the candidate fails too often.
+    pub fn record(&self, partner: &str, canary: bool, failed: bool) {
+        let Some(slot) = self.slots.get(partner) else { return };
+        let Some(running) = slot.canary.load_full() else { return };
+        let verdict = {
+            let mut arms = running.results.lock().expect("canary lock");
+            let window = running.plan.window.max(1);
+            let arm = if canary { &mut arms.candidate } else { &mut arms.stable };
+            arm.push_back(failed);
+            if arm.len() > window {
+                arm.pop_front();
+            }
+            let (candidate, stable) = (rate(&arms.candidate), rate(&arms.stable));
+            (arms.candidate.len() >= window && candidate > stable + running.plan.margin).then(|| {
+                format!(
+                    "rolled back {}: the candidate failed {:.0}% of its last {} messages, the stable version {:.0}%, \
+                     allowed margin {:.0} points",
+                    running.component.info().version,
+                    candidate * 100.0,
+                    arms.candidate.len(),
+                    stable * 100.0,
+                    running.plan.margin * 100.0
+                )
+            })
+        };
+        if let Some(reason) = verdict {
+            // Only the first recorder to reach the verdict rolls back.
+            let previous = slot.canary.compare_and_swap(&running, None::<Arc<Canary>>);
+            if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &running)) {
+                tracing::warn!(partner, "canary {reason}");
+                slot.status.lock().expect("status lock").last_canary = Some(reason);
+            }
+        }
+    }
+
+    /// Starts a canary of `plan.component` for `partner`; replaces a running one.
+    pub async fn start_canary(&self, partner: &str, plan: CanaryPlan) -> anyhow::Result<String> {
+        let slot = self
+            .slots
+            .get(partner)
+            .with_context(|| format!("no partner named `{partner}`"))?;
+        anyhow::ensure!(
+            (1..=100).contains(&plan.percent),
+            "canary percent must be between 1 and 100"
+        );
+        let spec = ComponentSpec {
+            path: plan.component.clone(),
+            ..slot.spec.clone()
+        };
+        let (runtime, name) = (self.runtime.clone(), partner.to_string());
+        let component = tokio::task::spawn_blocking(move || load(&runtime, &name, &spec)).await??;
+        let version = component.info().version.clone();
+        let canary = Canary {
+            component: Arc::new(component),
+            plan,
+            results: Default::default(),
+        };
+        slot.canary.store(Some(Arc::new(canary)));
+        tracing::info!(partner, %version, "canary started");
+        Ok(version)
+    }
+
+    /// Makes the canary candidate the current version.
+    pub fn promote_canary(&self, partner: &str) -> anyhow::Result<String> {
+        let slot = self
+            .slots
+            .get(partner)
+            .with_context(|| format!("no partner named `{partner}`"))?;
+        let canary = slot
+            .canary
+            .swap(None)
+            .with_context(|| format!("partner `{partner}` has no canary running"))?;
+        let version = canary.component.info().version.clone();
+        slot.current.store(canary.component.clone());
+        let mut status = slot.status.lock().expect("status lock");
+        status.version = version.clone();
+        status.size = canary.component.info().size;
+        status.loaded_at = SystemTime::now();
+        status.last_canary = Some(format!("promoted {version}"));
+        tracing::info!(partner, %version, "canary promoted");
+        Ok(version)
+    }
+
+    /// Stops the canary; the current version takes all messages again.
+    pub fn abort_canary(&self, partner: &str) -> anyhow::Result<String> {
+        let slot = self
+            .slots
+            .get(partner)
+            .with_context(|| format!("no partner named `{partner}`"))?;
+        let canary = slot
+            .canary
+            .swap(None)
+            .with_context(|| format!("partner `{partner}` has no canary running"))?;
+        let version = canary.component.info().version.clone();
+        slot.status.lock().expect("status lock").last_canary = Some(format!("aborted {version}"));
+        tracing::info!(partner, %version, "canary aborted");
+        Ok(version)
     }
 
     /// Reloads `partner` from its file. On failure the old version keeps serving.

@@ -14,6 +14,8 @@ pub const SAGA_PROPERTY: &str = "sagahost-saga";
 pub const COMPENSATION_PROPERTY: &str = "sagahost-compensation";
 /// W3C trace context, continued across saga steps.
 pub const TRACEPARENT_PROPERTY: &str = "traceparent";
+/// The same trace context under the name Service Bus tooling reads.
+pub const DIAGNOSTIC_ID_PROPERTY: &str = "Diagnostic-Id";
 /// The prefix of every host-owned property.
 const HOST_PREFIX: &str = "sagahost-";
 
@@ -62,6 +64,10 @@ impl Envelope {
                     })?)
                 }
                 TRACEPARENT_PROPERTY => envelope.traceparent = Some(value.clone()),
+                // A message from Service Bus tooling may carry only Diagnostic-Id.
+                DIAGNOSTIC_ID_PROPERTY => {
+                    envelope.traceparent.get_or_insert_with(|| value.clone());
+                }
                 _ if name.starts_with(HOST_PREFIX) => {}
                 _ => envelope.user_properties.push((name.clone(), value.clone())),
             }
@@ -79,7 +85,9 @@ pub fn write(
 ) -> Vec<(String, String)> {
     let mut properties: Vec<(String, String)> = user_properties
         .iter()
-        .filter(|(name, _)| !name.starts_with(HOST_PREFIX) && name != TRACEPARENT_PROPERTY)
+        .filter(|(name, _)| {
+            !name.starts_with(HOST_PREFIX) && name != TRACEPARENT_PROPERTY && name != DIAGNOSTIC_ID_PROPERTY
+        })
         .cloned()
         .collect();
     properties.push((
@@ -93,6 +101,7 @@ pub fn write(
         ));
     }
     properties.push((TRACEPARENT_PROPERTY.into(), traceparent.to_string()));
+    properties.push((DIAGNOSTIC_ID_PROPERTY.into(), traceparent.to_string()));
     properties
 }
 
@@ -131,6 +140,11 @@ mod tests {
         assert_eq!(read.compensation, Some(info));
         assert_eq!(read.user_properties, user);
         assert!(read.traceparent.is_some());
+        assert!(
+            written
+                .iter()
+                .any(|(name, value)| name == "Diagnostic-Id" && Some(value) == read.traceparent.as_ref())
+        );
     }
 
     #[test]

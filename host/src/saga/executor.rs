@@ -252,6 +252,22 @@ impl<T: Transport> Executor<T> {
         message: &ReceivedMessage,
         compensation: bool,
     ) -> (Routed, SagaState, String) {
+        let (routed, saga, version, canary) = self.run_component(partner, message, compensation).await;
+        if let Some(canary) = canary {
+            let failed = matches!(routed.verdict, Verdict::DeadLettered { .. });
+            self.registry.record(&partner.name, canary, failed);
+        }
+        (routed, saga, version)
+    }
+
+    /// [`Self::step`] without the canary bookkeeping; also says which arm ran
+    /// (`None` when no component ran).
+    async fn run_component(
+        &self,
+        partner: &Partner,
+        message: &ReceivedMessage,
+        compensation: bool,
+    ) -> (Routed, SagaState, String, Option<bool>) {
         let fallback = SagaState::start(
             message
                 .correlation_id
@@ -265,6 +281,7 @@ impl<T: Transport> Executor<T> {
                     Routed::dead_letter("InvalidSagaState", describe(partner, message, &reason)),
                     fallback,
                     String::new(),
+                    None,
                 );
             }
         };
@@ -278,6 +295,7 @@ impl<T: Transport> Executor<T> {
                 Routed::dead_letter("MisroutedMessage", describe(partner, message, reason)),
                 fallback,
                 String::new(),
+                None,
             );
         }
         let parts = MessageParts {
@@ -294,6 +312,7 @@ impl<T: Transport> Executor<T> {
                     Routed::dead_letter("DecodeFailed", describe(partner, message, &err.to_string())),
                     fallback,
                     String::new(),
+                    None,
                 );
             }
         };
@@ -308,6 +327,7 @@ impl<T: Transport> Executor<T> {
                     Routed::dead_letter("CompensationMismatch", describe(partner, message, &reason)),
                     saga,
                     String::new(),
+                    None,
                 );
             }
         };
@@ -334,11 +354,13 @@ impl<T: Transport> Executor<T> {
             max_rounds: partner.config.max_rounds,
             ..StepLimits::default()
         };
-        // The version current now handles the whole step, even if a reload lands meanwhile.
-        let component = self
+        // The version picked now (current, or the canary candidate for its share)
+        // handles the whole step, even if a reload lands meanwhile.
+        let picked = self
             .registry
-            .current(&partner.name)
+            .pick(&partner.name)
             .expect("every executor partner is in the registry");
+        let component = picked.component.clone();
         tracing::Span::current().record("version", component.info().version.as_str());
         let run = run_step(&component, &inbound, first, &outbound, limits).await;
 
@@ -375,7 +397,7 @@ impl<T: Transport> Executor<T> {
                 Routed::dead_letter(err.reason(), describe(partner, message, &detail))
             }
         };
-        (routed, saga, component.info().version.clone())
+        (routed, saga, component.info().version.clone(), Some(picked.canary))
     }
 
     /// The event the component gets first: a new message, or a request to undo

@@ -5,11 +5,17 @@
 //! receive under a lock, then complete, abandon or dead-letter; renew the lock
 //! while work is in flight; send and schedule; and settle one message together
 //! with the messages it produced as one atomic step where the transport can.
+//!
+//! [`servicebus`] is the production transport (Azure Service Bus over AMQP 1.0),
+//! and [`broker`] serves an embedded queue over AMQP in the Service Bus dialect,
+//! so SDKs and the Service Bus transport can be tested with no cloud.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+pub mod broker;
 pub mod embedded;
+pub mod servicebus;
 
 /// A message to enqueue.
 #[derive(Debug, Clone, Default, PartialEq)]

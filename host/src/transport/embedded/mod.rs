@@ -6,6 +6,12 @@
 //! ([`EmbeddedQueue::queue_depth`], [`EmbeddedQueue::peek`], [`EmbeddedQueue::dead_letters`],
 //! [`EmbeddedQueue::dead_letter`], [`EmbeddedQueue::redrive`]).
 //!
+//! For the local Service Bus broker (`transport::broker`) it also offers what Service Bus clients
+//! can ask for beyond [`Transport`]: queues created on first use ([`EmbeddedQueue::ensure_queue`]),
+//! receive-and-delete, receiving dead letters under a lock, releasing a lock without counting the
+//! delivery, sending with the sequence numbers returned, cancelling scheduled messages and peeking
+//! from a sequence number.
+//!
 //! # Semantics
 //! As in Service Bus: a receive locks each message for the queue's lock duration under a fresh
 //! lock token and counts the delivery; complete, abandon, dead-letter and renew need that lock to
@@ -37,7 +43,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -91,6 +97,20 @@ impl QueueSettings {
             default_ttl: None,
         }
     }
+}
+
+/// Checks the settings a queue needs to work: a name, a lock that lasts, at least one delivery.
+fn validate(queue: &QueueSettings) -> anyhow::Result<()> {
+    if queue.name.is_empty() {
+        bail!("a queue needs a name");
+    }
+    if queue.lock_duration.is_zero() {
+        bail!("queue `{}`: lock-duration-ms must be more than 0", queue.name);
+    }
+    if queue.max_delivery_count == 0 {
+        bail!("queue `{}`: max-delivery-count must be at least 1", queue.name);
+    }
+    Ok(())
 }
 
 fn default_lock_duration() -> Duration {
@@ -162,6 +182,18 @@ pub struct DeadLetter {
     pub dead_lettered_at: SystemTime,
 }
 
+/// A dead letter received under a lock from a dead-letter queue
+/// ([`EmbeddedQueue::receive_dead_letters`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockedDeadLetter {
+    /// The message and its lock; settle and renew it as any received message.
+    pub message: ReceivedMessage,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// What happened, for the operator.
+    pub description: String,
+}
+
 /// The embedded durable queue. Cheap to clone: clones share one database connection and writer
 /// thread, which stop when the last clone is dropped (after finishing the requests already made).
 #[derive(Clone)]
@@ -170,10 +202,11 @@ pub struct EmbeddedQueue {
 }
 
 struct Shared {
-    /// Settings per queue name; shared with the writer's jobs, which look up output queues.
-    queues: Arc<HashMap<String, QueueSettings>>,
+    /// Settings per queue name; a snapshot is shared with the writer's jobs, which look up output
+    /// queues. Replaced whole (copy on write) when [`EmbeddedQueue::ensure_queue`] adds a queue.
+    queues: RwLock<Arc<HashMap<String, QueueSettings>>>,
     /// Wakes the receivers waiting on a queue when messages may have become visible there.
-    arrivals: HashMap<String, Notify>,
+    arrivals: RwLock<HashMap<String, Arc<Notify>>>,
     writer: Writer,
 }
 
@@ -184,56 +217,115 @@ impl EmbeddedQueue {
     pub fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Self> {
         let mut settings = HashMap::new();
         for queue in queues {
-            if queue.name.is_empty() {
-                bail!("a queue needs a name");
-            }
-            if queue.lock_duration.is_zero() {
-                bail!("queue `{}`: lock-duration-ms must be more than 0", queue.name);
-            }
-            if queue.max_delivery_count == 0 {
-                bail!("queue `{}`: max-delivery-count must be at least 1", queue.name);
-            }
+            validate(queue)?;
             if settings.insert(queue.name.clone(), queue.clone()).is_some() {
                 bail!("queue `{}` is configured twice", queue.name);
             }
         }
         let conn =
             store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
-        let arrivals = settings.keys().map(|name| (name.clone(), Notify::new())).collect();
+        let arrivals = settings
+            .keys()
+            .map(|name| (name.clone(), Arc::new(Notify::new())))
+            .collect();
         let writer = Writer::start(conn)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                queues: Arc::new(settings),
-                arrivals,
+                queues: RwLock::new(Arc::new(settings)),
+                arrivals: RwLock::new(arrivals),
                 writer,
             }),
         })
     }
 
-    fn settings(&self, queue: &str) -> Result<&QueueSettings, TransportError> {
-        self.shared
-            .queues
+    /// The current queue settings, as one consistent snapshot.
+    fn queues(&self) -> Arc<HashMap<String, QueueSettings>> {
+        Arc::clone(
+            &self
+                .shared
+                .queues
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    fn settings(&self, queue: &str) -> Result<QueueSettings, TransportError> {
+        self.queues()
             .get(queue)
+            .cloned()
             .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()))
+    }
+
+    /// The notifier receivers of `queue` wait on.
+    fn arrivals(&self, queue: &str) -> Option<Arc<Notify>> {
+        let arrivals = self
+            .shared
+            .arrivals
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        arrivals.get(queue).cloned()
     }
 
     /// Wakes receivers waiting on `queue`.
     fn announce(&self, queue: &str) {
-        if let Some(arrivals) = self.shared.arrivals.get(queue) {
+        if let Some(arrivals) = self.arrivals(queue) {
             arrivals.notify_waiters();
         }
     }
 
+    /// Whether `queue` exists (was configured at open or added by [`EmbeddedQueue::ensure_queue`]).
+    pub fn has_queue(&self, queue: &str) -> bool {
+        self.queues().contains_key(queue)
+    }
+
+    /// Adds a queue with `settings` unless one of that name exists already (whose settings then stay
+    /// as they are). Returns whether it was added. For a broker whose clients may address any queue
+    /// name: the queue exists from the first time it is used. The queue's messages, if the file
+    /// already had some from an earlier run, become reachable again.
+    pub async fn ensure_queue(&self, settings: QueueSettings) -> Result<bool, TransportError> {
+        if self.has_queue(&settings.name) {
+            return Ok(false);
+        }
+        validate(&settings).map_err(TransportError::Other)?;
+        let name = settings.name.clone();
+        self.shared
+            .writer
+            .call(move |conn| store::register_queue(conn, &name))
+            .await?;
+        let mut queues = self
+            .shared
+            .queues
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queues.contains_key(&settings.name) {
+            // Someone else added it while we registered it: theirs stands.
+            return Ok(false);
+        }
+        let mut updated = HashMap::clone(&queues);
+        let name = settings.name.clone();
+        updated.insert(name.clone(), settings);
+        *queues = Arc::new(updated);
+        // The notifier goes in while the settings lock is held, so a receive that sees the queue
+        // also finds its notifier.
+        let mut arrivals = self
+            .shared
+            .arrivals
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        arrivals.entry(name).or_insert_with(|| Arc::new(Notify::new()));
+        Ok(true)
+    }
+
     /// Counts the active, scheduled and dead-lettered messages in `queue`.
     pub async fn queue_depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
-        let queue = self.settings(queue)?.name.clone();
+        let queue = self.settings(queue)?.name;
         self.shared.writer.call(move |conn| store::depth(conn, &queue)).await
     }
 
     /// Up to `limit` active messages of `queue` (locked and scheduled ones included), in sequence
     /// order, without locking them or counting a delivery.
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<StoredMessage>, TransportError> {
-        let queue = self.settings(queue)?.name.clone();
+        let queue = self.settings(queue)?.name;
         self.shared
             .writer
             .call(move |conn| store::peek(conn, &queue, limit))
@@ -242,7 +334,7 @@ impl EmbeddedQueue {
 
     /// Up to `limit` messages of `queue`'s dead-letter queue, in sequence order.
     pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, TransportError> {
-        let queue = self.settings(queue)?.name.clone();
+        let queue = self.settings(queue)?.name;
         self.shared
             .writer
             .call(move |conn| store::dead_letters(conn, &queue, limit))
@@ -251,7 +343,7 @@ impl EmbeddedQueue {
 
     /// The dead letter with `sequence_number` in `queue`'s dead-letter queue, if there is one.
     pub async fn dead_letter(&self, queue: &str, sequence_number: i64) -> Result<Option<DeadLetter>, TransportError> {
-        let queue = self.settings(queue)?.name.clone();
+        let queue = self.settings(queue)?.name;
         self.shared
             .writer
             .call(move |conn| store::dead_letter_by_sequence(conn, &queue, sequence_number))
@@ -262,7 +354,7 @@ impl EmbeddedQueue {
     /// and its time to live restarted; it keeps its sequence number. Returns false when `queue`'s
     /// dead-letter queue has no message with `sequence_number`.
     pub async fn redrive(&self, queue: &str, sequence_number: i64) -> Result<bool, TransportError> {
-        let name = self.settings(queue)?.name.clone();
+        let name = self.settings(queue)?.name;
         let moved = self
             .shared
             .writer
@@ -273,12 +365,24 @@ impl EmbeddedQueue {
         }
         Ok(moved)
     }
-}
 
-impl Transport for EmbeddedQueue {
-    async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
-        let settings = self.settings(queue)?.clone();
-        let arrivals = &self.shared.arrivals[queue];
+    /// Runs `take` (one of the store's locking receives) until it returns messages or `wait` runs
+    /// out, sleeping between tries on the queue's arrivals or the poll interval.
+    async fn receive_with<T, F>(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        take: F,
+    ) -> Result<Vec<T>, TransportError>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Connection, &QueueSettings, usize) -> anyhow::Result<Vec<T>> + Send + Sync + Copy + 'static,
+    {
+        let settings = self.settings(queue)?;
+        let arrivals = self
+            .arrivals(queue)
+            .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()))?;
         // A wait too long to represent is a wait without end.
         let deadline = Instant::now().checked_add(wait);
         loop {
@@ -288,11 +392,7 @@ impl Transport for EmbeddedQueue {
             arrival.as_mut().enable();
 
             let settings = settings.clone();
-            let batch = self
-                .shared
-                .writer
-                .call(move |conn| store::receive(conn, &settings, max))
-                .await?;
+            let batch = self.shared.writer.call(move |conn| take(conn, &settings, max)).await?;
             let now = Instant::now();
             let remaining = deadline.map_or(POLL_INTERVAL, |deadline| deadline.saturating_duration_since(now));
             if !batch.is_empty() || max == 0 || remaining.is_zero() {
@@ -303,6 +403,105 @@ impl Transport for EmbeddedQueue {
         }
     }
 
+    /// Like [`Transport::receive`], but removes the messages instead of locking them (Service Bus
+    /// receive-and-delete): what this returns is gone from the queue once it returns. TTL and
+    /// delivery-count dead-lettering apply as for a locking receive.
+    pub async fn receive_and_delete(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+        self.receive_with(queue, max, wait, store::receive_and_delete).await
+    }
+
+    /// Receives up to `max` messages from `queue`'s dead-letter queue under a lock, waiting up to
+    /// `wait` for the first. The lock works as for active messages: [`Transport::settle`] with
+    /// `Complete` deletes the dead letter, `Abandon` unlocks it, and [`Transport::renew_lock`]
+    /// extends it. Dead letters are never dead-lettered again for their delivery count or TTL.
+    pub async fn receive_dead_letters(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LockedDeadLetter>, TransportError> {
+        // The dead-letter queue has no arrival notifier of its own: dead-lettering happens on the
+        // same queue, so its notifier and the poll interval serve.
+        self.receive_with(queue, max, wait, store::receive_dead_letters).await
+    }
+
+    /// Gives up the lock on `message` as if it had never been delivered (AMQP `released`): it is
+    /// visible again at once and the delivery is not counted. Fails with
+    /// [`TransportError::LockLost`] when the lock is no longer held.
+    pub async fn release(&self, message: &ReceivedMessage) -> Result<(), TransportError> {
+        let held = store::Lock::from(message);
+        self.shared.writer.call(move |conn| store::release(conn, &held)).await?;
+        self.announce(&message.queue);
+        Ok(())
+    }
+
+    /// [`Transport::send`], returning the sequence number each message got, in order (Service Bus
+    /// `schedule-message` answers with them).
+    pub async fn send_with_sequence_numbers(&self, outputs: Vec<Output>) -> Result<Vec<i64>, TransportError> {
+        let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
+        let queues = self.queues();
+        let numbers = self
+            .shared
+            .writer
+            .call(move |conn| store::send_numbered(conn, &queues, &outputs))
+            .await?;
+        for target in &targets {
+            self.announce(target);
+        }
+        Ok(numbers)
+    }
+
+    /// Removes the message with `sequence_number` from `queue` if it is still scheduled for later
+    /// (not yet visible). Returns whether one was removed.
+    pub async fn cancel_scheduled(&self, queue: &str, sequence_number: i64) -> Result<bool, TransportError> {
+        let queue = self.settings(queue)?.name;
+        self.shared
+            .writer
+            .call(move |conn| store::cancel_scheduled(conn, &queue, sequence_number))
+            .await
+    }
+
+    /// Up to `limit` active messages of `queue` with a sequence number of at least `from_sequence`,
+    /// in sequence order, without locking them (Service Bus peek).
+    pub async fn peek_from(
+        &self,
+        queue: &str,
+        from_sequence: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, TransportError> {
+        let queue = self.settings(queue)?.name;
+        self.shared
+            .writer
+            .call(move |conn| store::peek_from(conn, &queue, from_sequence, limit))
+            .await
+    }
+
+    /// Up to `limit` dead letters of `queue` with a sequence number of at least `from_sequence`, in
+    /// sequence order.
+    pub async fn dead_letters_from(
+        &self,
+        queue: &str,
+        from_sequence: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, TransportError> {
+        let queue = self.settings(queue)?.name;
+        self.shared
+            .writer
+            .call(move |conn| store::dead_letters_from(conn, &queue, from_sequence, limit))
+            .await
+    }
+}
+
+impl Transport for EmbeddedQueue {
+    async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+        self.receive_with(queue, max, wait, store::receive).await
+    }
+
     async fn settle(
         &self,
         message: &ReceivedMessage,
@@ -311,7 +510,7 @@ impl Transport for EmbeddedQueue {
     ) -> Result<(), TransportError> {
         let abandoned = settlement == Settlement::Abandon;
         let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
-        let queues = Arc::clone(&self.shared.queues);
+        let queues = self.queues();
         let held = store::Lock::from(message);
         self.shared
             .writer
@@ -327,7 +526,7 @@ impl Transport for EmbeddedQueue {
     }
 
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
-        let settings = self.settings(&message.queue)?.clone();
+        let settings = self.settings(&message.queue)?;
         let held = store::Lock::from(message);
         self.shared
             .writer
@@ -337,7 +536,7 @@ impl Transport for EmbeddedQueue {
 
     async fn send(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
         let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
-        let queues = Arc::clone(&self.shared.queues);
+        let queues = self.queues();
         self.shared
             .writer
             .call(move |conn| store::send(conn, &queues, &outputs))

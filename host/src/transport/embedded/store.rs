@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::{Output, ReceivedMessage, Settlement, TransportError};
-use super::{DeadLetter, QueueDepth, QueueSettings, StoredMessage};
+use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, StoredMessage};
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
 const SCHEMA_VERSION: i64 = 1;
@@ -60,8 +60,9 @@ const VISIBLE: &str = "queue = ?1 AND dead_lettered_at IS NULL \
      AND (scheduled_at IS NULL OR scheduled_at <= ?2) AND (locked_until IS NULL OR locked_until <= ?2)";
 
 /// Still locked by the holder of the token. `?1` queue, `?2` sequence number, `?3` token, `?4` now.
-const LOCK_HELD: &str = "queue = ?1 AND sequence_number = ?2 AND lock_token = ?3 AND locked_until > ?4 \
-     AND dead_lettered_at IS NULL";
+/// Holds for dead letters too: a dead letter has a lock only when received from the dead-letter
+/// queue ([`receive_dead_letters`]), since dead-lettering clears the lock it had.
+const LOCK_HELD: &str = "queue = ?1 AND sequence_number = ?2 AND lock_token = ?3 AND locked_until > ?4";
 
 /// Dead-letter reason Service Bus gives a message received more than `max_delivery_count` times.
 pub(super) const MAX_DELIVERY_COUNT_EXCEEDED: &str = "MaxDeliveryCountExceeded";
@@ -76,7 +77,7 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
     }
     let conn = Connection::open(path)?;
     // Room for every statement this module prepares, so none is ever re-prepared.
-    conn.set_prepared_statement_cache_capacity(32);
+    conn.set_prepared_statement_cache_capacity(48);
     // Another process (an operator's CLI) may hold the write lock for a moment: wait rather than fail.
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -94,9 +95,16 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     for queue in queues {
-        conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?1)", [&queue.name])?;
+        register_queue(&conn, &queue.name)?;
     }
     Ok(conn)
+}
+
+/// Gives `queue` a sequence counter unless it has one.
+pub(super) fn register_queue(conn: &Connection, queue: &str) -> anyhow::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
+        .execute([queue])?;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch; instants before it count as the epoch.
@@ -265,14 +273,24 @@ pub(super) fn send(
     queues: &HashMap<String, QueueSettings>,
     outputs: &[Output],
 ) -> anyhow::Result<()> {
-    let now = now_ms();
-    for output in outputs {
-        insert(conn, settings(queues, &output.queue)?, output, now)?;
-    }
-    Ok(())
+    send_numbered(conn, queues, outputs).map(drop)
 }
 
-fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64) -> anyhow::Result<()> {
+/// [`send`], returning each output's sequence number in order.
+pub(super) fn send_numbered(
+    conn: &Connection,
+    queues: &HashMap<String, QueueSettings>,
+    outputs: &[Output],
+) -> anyhow::Result<Vec<i64>> {
+    let now = now_ms();
+    outputs
+        .iter()
+        .map(|output| insert(conn, settings(queues, &output.queue)?, output, now))
+        .collect()
+}
+
+/// Inserts one message; returns its sequence number.
+fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64) -> anyhow::Result<i64> {
     let message = &output.message;
     let sequence_number: i64 = conn
         .prepare_cached("UPDATE queues SET last_sequence = last_sequence + 1 WHERE name = ?1 RETURNING last_sequence")?
@@ -304,7 +322,7 @@ fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64
         ttl_ms,
         expires_at,
     ])?;
-    Ok(())
+    Ok(sequence_number)
 }
 
 /// Locks and returns up to `max` visible messages in sequence order. On the way it dead-letters,
@@ -366,6 +384,84 @@ pub(super) fn receive(conn: &Connection, settings: &QueueSettings, max: usize) -
         }
     }
     Ok(received)
+}
+
+/// [`receive`], then deletes what it received: receive-and-delete, in the same transaction.
+pub(super) fn receive_and_delete(
+    conn: &Connection,
+    settings: &QueueSettings,
+    max: usize,
+) -> anyhow::Result<Vec<ReceivedMessage>> {
+    let received = receive(conn, settings, max)?;
+    let mut delete = conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND sequence_number = ?2")?;
+    for message in &received {
+        delete.execute(params![settings.name, message.sequence_number])?;
+    }
+    Ok(received)
+}
+
+/// Locks and returns up to `max` unlocked dead letters of the queue in sequence order, counting the
+/// delivery. No TTL or delivery-count dead-lettering here: they are dead letters already.
+pub(super) fn receive_dead_letters(
+    conn: &Connection,
+    settings: &QueueSettings,
+    max: usize,
+) -> anyhow::Result<Vec<LockedDeadLetter>> {
+    let now = now_ms();
+    let queue = settings.name.as_str();
+    let locked_until = now.saturating_add(duration_ms(settings.lock_duration));
+    let wanted = i64::try_from(max).unwrap_or(i64::MAX);
+    let candidates = conn
+        .prepare_cached(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NOT NULL \
+             AND (locked_until IS NULL OR locked_until <= ?2) ORDER BY sequence_number LIMIT ?3"
+        ))?
+        .query_map(params![queue, now, wanted], dead_letter_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut lock = conn.prepare_cached(
+        "UPDATE messages SET lock_token = ?3, locked_until = ?4, delivery_count = delivery_count + 1 \
+         WHERE queue = ?1 AND sequence_number = ?2",
+    )?;
+    let mut received = Vec::with_capacity(candidates.len());
+    for (row, reason, description, _) in candidates {
+        let token = new_guid();
+        lock.execute(params![queue, row.sequence_number, token, locked_until])?;
+        let delivered = MessageRow {
+            delivery_count: row.delivery_count + 1,
+            ..row
+        };
+        received.push(LockedDeadLetter {
+            message: delivered.into_received(queue, token, locked_until)?,
+            reason,
+            description,
+        });
+    }
+    Ok(received)
+}
+
+/// Unlocks a held lock without counting the delivery (AMQP `released`).
+pub(super) fn release(conn: &Connection, held: &Lock) -> anyhow::Result<()> {
+    let changed = conn
+        .prepare_cached(&format!(
+            "UPDATE messages SET lock_token = NULL, locked_until = NULL, \
+             delivery_count = MAX(delivery_count - 1, 0) WHERE {LOCK_HELD}"
+        ))?
+        .execute(params![held.queue, held.sequence_number, held.token, now_ms()])?;
+    if changed == 0 {
+        return Err(held.lost());
+    }
+    Ok(())
+}
+
+/// Deletes a message that is still scheduled for later; returns whether there was one.
+pub(super) fn cancel_scheduled(conn: &Connection, queue: &str, sequence_number: i64) -> anyhow::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "DELETE FROM messages WHERE queue = ?1 AND sequence_number = ?2 AND dead_lettered_at IS NULL \
+             AND scheduled_at > ?3",
+        )?
+        .execute(params![queue, sequence_number, now_ms()])?;
+    Ok(changed == 1)
 }
 
 fn dead_letter(
@@ -459,25 +555,43 @@ pub(super) fn depth(conn: &Connection, queue: &str) -> anyhow::Result<QueueDepth
 }
 
 pub(super) fn peek(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Vec<StoredMessage>> {
+    peek_from(conn, queue, i64::MIN, limit)
+}
+
+pub(super) fn peek_from(
+    conn: &Connection,
+    queue: &str,
+    from_sequence: i64,
+    limit: usize,
+) -> anyhow::Result<Vec<StoredMessage>> {
     let now = now_ms();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NULL \
-         ORDER BY sequence_number LIMIT ?2"
+         AND sequence_number >= ?3 ORDER BY sequence_number LIMIT ?2"
     ))?
-    .query_map(params![queue, limit], MessageRow::from_row)?
+    .query_map(params![queue, limit, from_sequence], MessageRow::from_row)?
     .map(|row| row?.into_stored(queue, now))
     .collect()
 }
 
 pub(super) fn dead_letters(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    dead_letters_from(conn, queue, i64::MIN, limit)
+}
+
+pub(super) fn dead_letters_from(
+    conn: &Connection,
+    queue: &str,
+    from_sequence: i64,
+    limit: usize,
+) -> anyhow::Result<Vec<DeadLetter>> {
     let now = now_ms();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(&format!(
         "SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NOT NULL \
-         ORDER BY sequence_number LIMIT ?2"
+         AND sequence_number >= ?3 ORDER BY sequence_number LIMIT ?2"
     ))?
-    .query_map(params![queue, limit], dead_letter_from_row)?
+    .query_map(params![queue, limit, from_sequence], dead_letter_from_row)?
     .map(|parts| into_dead_letter(queue, now, parts?))
     .collect()
 }

@@ -480,3 +480,89 @@ fn open_rejects_bad_settings_and_newer_schemas() {
         .expect("newer schema refused");
     assert!(format!("{error:#}").contains("schema version 99"), "{error:#}");
 }
+
+#[tokio::test]
+async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedule_and_peek() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, &[]);
+    assert!(!q.has_queue("new"));
+    assert!(matches!(
+        q.send(vec![output("new", "x")]).await,
+        Err(TransportError::UnknownQueue(_))
+    ));
+    assert!(q.ensure_queue(queue_with_lock("new", 60_000)).await.unwrap());
+    assert!(
+        !q.ensure_queue(QueueSettings::new("new")).await.unwrap(),
+        "a second ensure keeps the first settings"
+    );
+    assert!(q.has_queue("new"));
+
+    // Sequence numbers come back in order.
+    let numbers = q
+        .send_with_sequence_numbers(vec![output("new", "a"), output("new", "b")])
+        .await
+        .unwrap();
+    assert_eq!(numbers, vec![1, 2]);
+
+    // Release: visible again at once, and the delivery is not counted.
+    let got = q.receive("new", 1, NO_WAIT).await.unwrap();
+    q.release(&got[0]).await.unwrap();
+    assert!(matches!(q.release(&got[0]).await, Err(TransportError::LockLost { .. })));
+    let again = q.receive("new", 1, NO_WAIT).await.unwrap();
+    assert_eq!(again[0].sequence_number, 1);
+    assert_eq!(again[0].delivery_count, 1, "a released delivery does not count");
+
+    // Dead letters can be received under a lock, renewed and completed.
+    let reason = Settlement::DeadLetter {
+        reason: "Bad".into(),
+        description: "very".into(),
+    };
+    q.settle(&again[0], reason, vec![]).await.unwrap();
+    let letters = q.receive_dead_letters("new", 10, NO_WAIT).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].reason.as_str(), letters[0].description.as_str()),
+        ("Bad", "very")
+    );
+    assert!(
+        q.receive_dead_letters("new", 10, NO_WAIT).await.unwrap().is_empty(),
+        "locked"
+    );
+    q.renew_lock(&letters[0].message).await.unwrap();
+    q.settle(&letters[0].message, Settlement::Complete, vec![])
+        .await
+        .unwrap();
+    assert_eq!(q.queue_depth("new").await.unwrap().dead_lettered, 0);
+
+    // Scheduled messages can be cancelled while they are still scheduled.
+    let later = Output {
+        queue: "new".into(),
+        message: OutgoingMessage {
+            body: b"later".to_vec(),
+            scheduled_enqueue_time: Some(SystemTime::now() + Duration::from_secs(60)),
+            ..Default::default()
+        },
+    };
+    let scheduled = q.send_with_sequence_numbers(vec![later]).await.unwrap()[0];
+    assert_eq!(
+        q.peek_from("new", 2, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.sequence_number)
+            .collect::<Vec<_>>(),
+        vec![2, scheduled]
+    );
+    assert!(q.cancel_scheduled("new", scheduled).await.unwrap());
+    assert!(!q.cancel_scheduled("new", scheduled).await.unwrap());
+    assert!(
+        !q.cancel_scheduled("new", 2).await.unwrap(),
+        "only scheduled messages are cancelled"
+    );
+
+    // Receive-and-delete removes what it returns.
+    let taken = q.receive_and_delete("new", 10, NO_WAIT).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(q.queue_depth("new").await.unwrap(), QueueDepth::default());
+    assert!(q.dead_letters_from("new", 0, 10).await.unwrap().is_empty());
+}
