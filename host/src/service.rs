@@ -1,4 +1,4 @@
-//! The running host: a config turned into an embedded queue, loaded partner
+//! The running host: a config turned into a transport, loaded partner
 //! components, an outbound HTTP client, the saga executor and the webhook.
 //!
 //! `sagahost run` and the quickstart both start the host through [`Host::start`],
@@ -14,22 +14,25 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Admin};
 use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions};
 use crate::config::Config;
+use crate::config::TransportConfig;
 use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
 use crate::saga::{Executor, Partner, SagaEvent};
+use crate::transport::HostTransport;
 use crate::transport::embedded::EmbeddedQueue;
+use crate::transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 
 /// A started host. Dropping it does not stop it: call [`Host::shutdown`].
 pub struct Host {
-    /// The embedded queue the host runs on.
-    pub queue: EmbeddedQueue,
+    /// The transport the host runs on.
+    pub transport: Arc<HostTransport>,
     /// Where the webhook listens, if configured.
     pub webhook_addr: Option<SocketAddr>,
     /// Where the admin endpoint listens, if configured.
     pub admin_addr: Option<SocketAddr>,
     /// Every partner's current component; reload through it.
     pub registry: Arc<Registry>,
-    executor: Arc<Executor<EmbeddedQueue>>,
+    executor: Arc<Executor<HostTransport>>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -42,9 +45,7 @@ impl Host {
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data-dir {}", config.data_dir.display()))?;
-        let db = config.data_dir.join("queue.sqlite3");
-        let settings = config.queue_settings();
-        let queue = tokio::task::spawn_blocking(move || EmbeddedQueue::open(&db, &settings)).await??;
+        let transport = Arc::new(open_transport(config).await?);
 
         let fuel = config.partners.values().any(|p| p.limits.fuel.is_some());
         let max_memory = config
@@ -97,7 +98,6 @@ impl Host {
             Arc::new(secrets),
         )?;
 
-        let transport = Arc::new(queue.clone());
         let executor = Executor::new(transport.clone(), registry.clone(), partners, http);
         let shutdown = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(executor.clone().run(shutdown.clone()))];
@@ -114,7 +114,7 @@ impl Host {
             admin_addr = Some(listener.local_addr()?);
             let endpoint = Admin {
                 registry: registry.clone(),
-                queue: queue.clone(),
+                queue: transport.embedded().cloned(),
                 queues: config.queue_settings().into_iter().map(|q| q.name).collect(),
                 token,
             };
@@ -140,7 +140,7 @@ impl Host {
                 .with_context(|| format!("webhook.listen: cannot listen on {}", webhook.listen))?;
             webhook_addr = Some(listener.local_addr()?);
             let endpoint = Webhook {
-                transport,
+                transport: transport.clone(),
                 queue: webhook.queue.clone(),
                 key,
                 max_body_bytes: webhook.max_body_bytes,
@@ -154,7 +154,7 @@ impl Host {
             tracing::info!(addr = %webhook_addr.expect("set above"), queue = %webhook.queue, "webhook listening");
         }
         Ok(Self {
-            queue,
+            transport,
             webhook_addr,
             admin_addr,
             registry,
@@ -183,6 +183,34 @@ impl Host {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// Opens the configured transport.
+async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
+    match &config.transport {
+        TransportConfig::Embedded => {
+            let db = config.data_dir.join("queue.sqlite3");
+            let settings = config.queue_settings();
+            let queue = tokio::task::spawn_blocking(move || EmbeddedQueue::open(&db, &settings)).await??;
+            Ok(HostTransport::Embedded(queue))
+        }
+        TransportConfig::Servicebus {
+            connection_string,
+            prefetch,
+        } => {
+            let connection_string = connection_string
+                .read()
+                .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
+            let options = ServiceBusOptions {
+                prefetch: *prefetch,
+                ..ServiceBusOptions::default()
+            };
+            let transport = ServiceBusTransport::connect(connection_string.expose(), options)
+                .await
+                .context("transport: connecting to Service Bus")?;
+            Ok(HostTransport::ServiceBus(transport))
         }
     }
 }

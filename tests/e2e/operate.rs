@@ -68,7 +68,7 @@ async fn send_many(host: &Host, count: usize) {
             },
         })
         .collect();
-    host.queue.send(outputs).await.unwrap();
+    host.transport.send(outputs).await.unwrap();
 }
 
 async fn next_event(events: &mut tokio::sync::broadcast::Receiver<SagaEvent>) -> SagaEvent {

@@ -7,8 +7,11 @@ use std::time::Duration;
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
 use sagahost::service::Host;
+use sagahost::transport::broker::{self, BrokerConfig};
+use sagahost::transport::embedded::EmbeddedQueue;
 use sagahost::transport::{OutgoingMessage, Output, Transport};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::partners::{Partner, Received, mdm_like};
 use crate::support;
@@ -114,25 +117,111 @@ fn set(table: &mut toml::Table, partner: &str, key: &str, value: toml::Value) {
         .insert(key.into(), value);
 }
 
-/// Starts a host on `table` and enqueues the example contact.
-async fn start(dir: &std::path::Path, table: &toml::Table) -> (Host, broadcast::Receiver<SagaEvent>) {
-    let config = Config::load(&write_config(dir, table)).unwrap().config;
+/// The transport a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// The embedded queue, in process.
+    Embedded,
+    /// The Service Bus transport, over AMQP, against `sagahost broker` on loopback.
+    ServiceBus,
+}
+
+/// A started host and the queue store behind its transport.
+struct Running {
+    host: Host,
+    /// The embedded queue the messages live in: the host's own, or the one the
+    /// broker serves. Tests send and inspect through it.
+    store: EmbeddedQueue,
+    events: broadcast::Receiver<SagaEvent>,
+}
+
+/// Starts a host on `table`, on the transport `kind`.
+async fn start(dir: &std::path::Path, mut table: toml::Table, kind: Kind) -> Running {
+    let broker_store = match kind {
+        Kind::Embedded => None,
+        Kind::ServiceBus => {
+            // The broker serves the same queues the host config names.
+            let queues = Config::load(&write_config(dir, &table))
+                .unwrap()
+                .config
+                .queue_settings();
+            let store = EmbeddedQueue::open(&dir.join("broker.sqlite3"), &queues).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let config = BrokerConfig {
+                lock_duration: Duration::from_secs(5),
+                ..BrokerConfig::default()
+            };
+            let served = store.clone();
+            tokio::spawn(async move { broker::serve_with(listener, served, config, CancellationToken::new()).await });
+            let path = dir.join("connection-string");
+            let connection_string = format!(
+                "Endpoint=sb://{addr};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+            );
+            std::fs::write(&path, connection_string).unwrap();
+            let transport = format!(
+                "kind = \"servicebus\"\nprefetch = 8\nconnection-string = {{ file = {:?} }}",
+                path.display().to_string()
+            );
+            table.insert(
+                "transport".into(),
+                toml::from_str::<toml::Table>(&transport).unwrap().into(),
+            );
+            Some(store)
+        }
+    };
+    let config = Config::load(&write_config(dir, &table)).unwrap().config;
     let host = Host::start(&config).await.unwrap();
     let events = host.subscribe();
-    (host, events)
+    let store = broker_store.unwrap_or_else(|| host.transport.embedded().expect("embedded transport").clone());
+    Running { host, store, events }
 }
+
+/// Declares each scenario once per transport.
+macro_rules! on_both_transports {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::Embedded).await
+                }
+            )*
+        }
+        mod servicebus {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::ServiceBus).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_transports!(
+    happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace,
+    transient_failures_are_retried_with_backoff_and_retry_after_then_succeed,
+    exhausted_retries_dead_letter_with_the_reason,
+    fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_order,
+    a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route,
+    a_host_not_on_the_allow_list_is_never_called,
+    a_component_never_sees_a_secret_it_uses,
+    the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one,
+    an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving,
+);
 
 pub fn contact_body() -> Vec<u8> {
     std::fs::read(support::workspace().join("guest-examples/messages/contact-create.json")).unwrap()
 }
 
-async fn send_contact(host: &Host) {
+async fn send_contact(store: &EmbeddedQueue) {
     let message = OutgoingMessage {
         content_type: Some("application/json".into()),
         body: contact_body(),
         ..Default::default()
     };
-    host.queue
+    store
         .send(vec![Output {
             queue: "contacts".into(),
             message,
@@ -177,12 +266,15 @@ fn trace_id(request: &Received) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace() {
+async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
-    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
 
@@ -235,8 +327,7 @@ async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace(
     assert_eq!(trace_id(&mdm[0]), trace_id(&erp[0]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succeed() {
+async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succeed(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers::healthy().await;
     servers.mdm = Partner::start(|request, index| match index {
@@ -245,8 +336,12 @@ async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succee
         _ => mdm_like(request, index),
     })
     .await;
-    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
 
@@ -280,8 +375,7 @@ async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succee
     assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_retries_dead_letter_with_the_reason() {
+async fn exhausted_retries_dead_letter_with_the_reason(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers::healthy().await;
     servers.mdm = Partner::always(503, "down for maintenance").await;
@@ -292,8 +386,12 @@ async fn exhausted_retries_dead_letter_with_the_reason() {
         "retry",
         toml::from_str("max-attempts = 3\ninitial-delay-ms = 50\njitter = 0.0").unwrap(),
     );
-    let (host, mut events) = start(dir.path(), &table).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
 
     let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
@@ -306,7 +404,15 @@ async fn exhausted_retries_dead_letter_with_the_reason() {
     );
     assert!(description.contains("HTTP 503"), "{description}");
     assert_eq!(servers.mdm.received().len(), 3);
-    let dead = host.queue.dead_letters("contacts", 10).await.unwrap();
+    // Over AMQP the settlement lands at the broker just after the host reports it.
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = store.dead_letters("contacts", 10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     host.shutdown().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, "RetriesExhausted");
@@ -317,13 +423,16 @@ async fn exhausted_retries_dead_letter_with_the_reason() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_order() {
+async fn fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_order(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers::healthy().await;
     servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
-    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
 
@@ -389,8 +498,7 @@ async fn fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_or
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route() {
+async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
     let mut table = config(dir.path(), &servers);
@@ -400,8 +508,12 @@ async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route() {
         "routes",
         toml::from_str("elsewhere = \"writeback\"").unwrap(),
     );
-    let (host, mut events) = start(dir.path(), &table).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
     let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
@@ -415,8 +527,7 @@ async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route() {
     assert!(servers.dataverse.received().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_not_on_the_allow_list_is_never_called() {
+async fn a_host_not_on_the_allow_list_is_never_called(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
     let mut table = config(dir.path(), &servers);
@@ -426,8 +537,12 @@ async fn a_host_not_on_the_allow_list_is_never_called() {
         "outbound",
         toml::from_str("allow = [\"https://mdm.example.com\"]").unwrap(),
     );
-    let (host, mut events) = start(dir.path(), &table).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
     let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
@@ -441,8 +556,7 @@ async fn a_host_not_on_the_allow_list_is_never_called() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_component_never_sees_a_secret_it_uses() {
+async fn a_component_never_sees_a_secret_it_uses(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
     let echo = Partner::always(200, "pong").await;
@@ -472,8 +586,12 @@ async fn a_component_never_sees_a_secret_it_uses() {
         toml::from_str(&format!("allow = [\"{}\"]", echo.origin())).unwrap(),
     );
     set(&mut table, "dataverse-writeback", "queue", "captured".into());
-    let (host, mut events) = start(dir.path(), &table).await;
-    send_contact(&host).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
     events_until(&mut events, |e| {
         e.partner == "mdm" && is_end(e) || matches!(e.verdict, Verdict::Forwarded { .. })
     })
@@ -481,7 +599,7 @@ async fn a_component_never_sees_a_secret_it_uses() {
     // The host injected the secret into the request…
     assert_eq!(echo.received()[0].header("x-token"), Some(MDM_KEY));
     // …but nothing the component produced holds it.
-    let forwarded = host.queue.peek("writeback", 10).await.unwrap();
+    let forwarded = store.peek("writeback", 10).await.unwrap();
     host.shutdown().await;
     assert_eq!(forwarded.len(), 1);
     assert_eq!(forwarded[0].body, b"pong");
@@ -493,14 +611,13 @@ async fn a_component_never_sees_a_secret_it_uses() {
     assert!(!everything.contains(MDM_KEY), "{everything}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
+async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
     let mut table = config(dir.path(), &servers);
     // No partner consumes `contacts` here, so the queue can be inspected.
     set(&mut table, "mdm", "queue", "mdm-in".into());
-    let (host, _events) = start(dir.path(), &table).await;
+    let Running { host, store, .. } = start(dir.path(), table, kind).await;
     let url = format!("http://{}/api/webhook", host.webhook_addr.unwrap());
     let client = reqwest::Client::new();
     let post = |code: &str, content_type: &str| {
@@ -513,7 +630,7 @@ async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
     };
     assert_eq!(post("wrong", "application/json").await.unwrap().status(), 401);
     assert_eq!(post("", "application/json").await.unwrap().status(), 401);
-    assert_eq!(host.queue.queue_depth("contacts").await.unwrap().active, 0);
+    assert_eq!(store.queue_depth("contacts").await.unwrap().active, 0);
     assert_eq!(post(WEBHOOK_KEY, "text/plain").await.unwrap().status(), 415);
     assert_eq!(post(WEBHOOK_KEY, "application/json").await.unwrap().status(), 202);
     let by_header = client
@@ -525,7 +642,7 @@ async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
         .await
         .unwrap();
     assert_eq!(by_header.status(), 202);
-    let queued = host.queue.peek("contacts", 10).await.unwrap();
+    let queued = store.peek("contacts", 10).await.unwrap();
     host.shutdown().await;
     assert_eq!(queued.len(), 2);
     assert!(
@@ -536,17 +653,20 @@ async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one() {
     assert_eq!(queued[0].correlation_id.as_deref(), Some(SAGA_ID));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving() {
+async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
-    let (host, mut events) = start(dir.path(), &config(dir.path(), &servers)).await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
     let broken = OutgoingMessage {
         content_type: Some("application/json".into()),
         body: b"{\"MessageName\": \"Create\",\n \"Depth\": }".to_vec(),
         ..Default::default()
     };
-    host.queue
+    store
         .send(vec![Output {
             queue: "contacts".into(),
             message: broken,
@@ -563,7 +683,7 @@ async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_ke
         "{description}"
     );
     // The next, good message goes through.
-    send_contact(&host).await;
+    send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
     host.shutdown().await;
     assert!(matches!(seen.last().unwrap().verdict, Verdict::Completed), "{seen:#?}");

@@ -34,7 +34,8 @@ use crate::transport::embedded::EmbeddedQueue;
 /// What the admin endpoint serves.
 pub struct Admin {
     pub registry: Arc<Registry>,
-    pub queue: EmbeddedQueue,
+    /// The embedded queue, when the host runs on it (depth gauges, dead letters).
+    pub queue: Option<EmbeddedQueue>,
     /// Every queue the host uses, for depth gauges.
     pub queues: Vec<String>,
     /// Required bearer token for `/admin` routes, if any.
@@ -74,44 +75,59 @@ fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     (!authorized).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
 }
 
+/// The answer for the embedded-queue routes when the host runs on Service Bus.
+fn on_service_bus() -> Response {
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        "the host runs on Azure Service Bus: read dead letters from `<queue>/$DeadLetterQueue` with Service Bus tooling",
+    )
+}
+
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
 }
 
 async fn ready(State(admin): Shared) -> Response {
     let loaded = admin.registry.partners().count();
-    match admin
-        .queue
-        .queue_depth(admin.queues.first().map(String::as_str).unwrap_or_default())
-        .await
+    if loaded == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partners loaded\n").into_response();
+    }
+    // The Service Bus transport connected before the host started; the embedded
+    // queue is asked, since its file may have gone away.
+    if let Some(queue) = &admin.queue
+        && let Err(err) = queue
+            .queue_depth(admin.queues.first().map(String::as_str).unwrap_or_default())
+            .await
     {
-        Ok(_) if loaded > 0 => (
-            StatusCode::OK,
-            format!("ready: {loaded} partners loaded, transport connected\n"),
-        )
-            .into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partners loaded\n").into_response(),
-        Err(err) => (
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: transport: {err}\n"),
         )
-            .into_response(),
+            .into_response();
     }
+    (
+        StatusCode::OK,
+        format!("ready: {loaded} partners loaded, transport connected\n"),
+    )
+        .into_response()
 }
 
 async fn render_metrics(State(admin): Shared) -> Response {
-    for queue in &admin.queues {
-        if let Ok(depth) = admin.queue.queue_depth(queue).await {
-            for (state, value) in [
-                ("active", depth.active),
-                ("scheduled", depth.scheduled),
-                ("dead_lettered", depth.dead_lettered),
-            ] {
-                let labels = QueueLabels {
-                    queue: queue.clone(),
-                    state: state.into(),
-                };
-                metrics().queue_depth.get_or_create(&labels).set(value as i64);
+    if let Some(store) = &admin.queue {
+        for queue in &admin.queues {
+            if let Ok(depth) = store.queue_depth(queue).await {
+                let states = [
+                    ("active", depth.active),
+                    ("scheduled", depth.scheduled),
+                    ("dead_lettered", depth.dead_lettered),
+                ];
+                for (state, value) in states {
+                    let labels = QueueLabels {
+                        queue: queue.clone(),
+                        state: state.into(),
+                    };
+                    metrics().queue_depth.get_or_create(&labels).set(value as i64);
+                }
             }
         }
     }
@@ -190,7 +206,10 @@ async fn dead_letters(State(admin): Shared, headers: HeaderMap, Path(queue): Pat
     if let Some(denied) = denied(&admin, &headers) {
         return denied;
     }
-    match admin.queue.dead_letters(&queue, 100).await {
+    let Some(store) = &admin.queue else {
+        return on_service_bus();
+    };
+    match store.dead_letters(&queue, 100).await {
         Ok(list) => Json(
             list.iter()
                 .map(|d| {
@@ -216,7 +235,10 @@ async fn dead_letter(
     if let Some(denied) = denied(&admin, &headers) {
         return denied;
     }
-    match admin.queue.dead_letter(&queue, sequence).await {
+    let Some(store) = &admin.queue else {
+        return on_service_bus();
+    };
+    match store.dead_letter(&queue, sequence).await {
         Ok(Some(d)) => Json(serde_json::json!({
             "sequence": d.message.sequence_number,
             "message-id": d.message.message_id,
@@ -239,7 +261,10 @@ async fn redrive(State(admin): Shared, headers: HeaderMap, Path((queue, sequence
     if let Some(denied) = denied(&admin, &headers) {
         return denied;
     }
-    match admin.queue.redrive(&queue, sequence).await {
+    let Some(store) = &admin.queue else {
+        return on_service_bus();
+    };
+    match store.redrive(&queue, sequence).await {
         Ok(true) => Json(serde_json::json!({ "redriven": sequence, "queue": queue })).into_response(),
         Ok(false) => error(
             StatusCode::NOT_FOUND,

@@ -23,6 +23,9 @@ pub struct Config {
     /// relative to the config file.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The transport: the embedded queue (default) or Azure Service Bus.
+    #[serde(default)]
+    pub transport: TransportConfig,
     /// Settings for queues; queues named by partners but not listed here get defaults.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
@@ -58,6 +61,24 @@ fn default_admin_listen() -> String {
 
 fn default_data_dir() -> PathBuf {
     ".sagahost".into()
+}
+
+/// Which transport the host runs on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TransportConfig {
+    /// The durable SQLite queue under `data-dir`.
+    #[default]
+    Embedded,
+    /// Azure Service Bus over AMQP (or `sagahost broker`, with `UseDevelopmentEmulator=true`).
+    #[serde(rename_all = "kebab-case")]
+    Servicebus {
+        /// The connection string, read from an environment variable or a file.
+        connection_string: SecretSource,
+        /// Messages each receiver keeps in flight ahead of handling.
+        #[serde(default)]
+        prefetch: u32,
+    },
 }
 
 /// Settings of one queue.

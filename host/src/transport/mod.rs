@@ -15,7 +15,10 @@ use std::time::{Duration, SystemTime};
 
 pub mod broker;
 pub mod embedded;
+mod select;
 pub mod servicebus;
+
+pub use select::HostTransport;
 
 /// A message to enqueue.
 #[derive(Debug, Clone, Default, PartialEq)]

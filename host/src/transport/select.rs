@@ -1,0 +1,67 @@
+//! The transport a host runs on, chosen by config: the embedded queue or
+//! Azure Service Bus. Dispatches the [`Transport`] calls to the one in use.
+
+use std::time::{Duration, SystemTime};
+
+use super::embedded::EmbeddedQueue;
+use super::servicebus::ServiceBusTransport;
+use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
+
+/// The configured transport.
+pub enum HostTransport {
+    Embedded(EmbeddedQueue),
+    ServiceBus(ServiceBusTransport),
+}
+
+impl HostTransport {
+    /// The embedded queue, when that is the transport (operator commands and
+    /// queue-depth metrics need it; Service Bus has its own tooling).
+    pub fn embedded(&self) -> Option<&EmbeddedQueue> {
+        match self {
+            Self::Embedded(queue) => Some(queue),
+            Self::ServiceBus(_) => None,
+        }
+    }
+}
+
+impl Transport for HostTransport {
+    async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.receive(queue, max, wait).await,
+            Self::ServiceBus(t) => t.receive(queue, max, wait).await,
+        }
+    }
+
+    async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        settlement: Settlement,
+        outputs: Vec<Output>,
+    ) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.settle(message, settlement, outputs).await,
+            Self::ServiceBus(t) => t.settle(message, settlement, outputs).await,
+        }
+    }
+
+    async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
+        match self {
+            Self::Embedded(t) => t.renew_lock(message).await,
+            Self::ServiceBus(t) => t.renew_lock(message).await,
+        }
+    }
+
+    async fn send(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.send(outputs).await,
+            Self::ServiceBus(t) => t.send(outputs).await,
+        }
+    }
+
+    fn atomic_settle_and_send(&self) -> bool {
+        match self {
+            Self::Embedded(t) => t.atomic_settle_and_send(),
+            Self::ServiceBus(t) => t.atomic_settle_and_send(),
+        }
+    }
+}
