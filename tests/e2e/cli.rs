@@ -174,3 +174,58 @@ async fn dead_letters_list_show_and_redrive() {
         "redriven message is back on its queue"
     );
 }
+
+#[test]
+fn inspect_decodes_the_xml_and_binary_twins_to_the_same_context() {
+    let json_of = |file: &str, content_type: Option<&str>| {
+        let path = support::samples().join(file);
+        let mut args: Vec<&std::ffi::OsStr> = vec!["inspect".as_ref(), path.as_os_str(), "--json".as_ref()];
+        if let Some(ct) = content_type {
+            args.extend(["--content-type".as_ref(), std::ffi::OsStr::new(ct)]);
+        }
+        let output = sagahost(&args);
+        assert!(output.status.success(), "{file}: {}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let xml = json_of("synthetic-update-contact.dcs.xml", None);
+    let binary = json_of("synthetic-update-contact.dcs-binary.msbin1", None);
+    let binary_declared = json_of("synthetic-update-contact.dcs-binary.msbin1", Some("application/msbin1"));
+    assert_eq!(xml, binary, "the XML and binary twins decode alike");
+    assert_eq!(binary, binary_declared, "sniffing and the content type agree");
+    let target = &xml["InputParameters"]["Target"];
+    assert_eq!(
+        target["Attributes"]["creditlimit"],
+        serde_json::from_str::<serde_json::Value>(r#"{"$type": "Money", "Value": 1500.50}"#).unwrap()
+    );
+    // XML and binary type the GUID, which JSON cannot.
+    assert_eq!(target["Attributes"]["contactid"]["$type"], "Guid");
+
+    let summary = text(
+        &sagahost(&[
+            "inspect".as_ref(),
+            support::samples()
+                .join("synthetic-update-contact.dcs-binary.msbin1")
+                .as_os_str(),
+        ])
+        .stdout,
+    );
+    assert!(
+        summary.starts_with("message:  Update contact 6d81597f-0f9f-e711-8122-000d3aa2331c"),
+        "{summary}"
+    );
+    assert!(summary.contains("contactid           guid"), "{summary}");
+}
+
+#[test]
+fn inspect_with_a_wrong_content_type_says_which_format_failed_and_where() {
+    let path = support::samples().join("synthetic-update-contact.dcs-binary.msbin1");
+    let output = sagahost(&[
+        "inspect".as_ref(),
+        path.as_os_str(),
+        "--content-type".as_ref(),
+        "application/xml".as_ref(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("XML body is not valid at line"), "{stderr}");
+}

@@ -661,27 +661,53 @@ async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_ke
         store,
         mut events,
     } = start(dir.path(), config(dir.path(), &servers), kind).await;
-    let broken = OutgoingMessage {
-        content_type: Some("application/json".into()),
-        body: b"{\"MessageName\": \"Create\",\n \"Depth\": }".to_vec(),
-        ..Default::default()
-    };
-    store
-        .send(vec![Output {
-            queue: "contacts".into(),
-            message: broken,
-        }])
-        .await
-        .unwrap();
-    let seen = events_until(&mut events, is_end).await;
-    let Verdict::DeadLettered { reason, description } = &seen[0].verdict else {
-        panic!("{seen:#?}")
-    };
-    assert_eq!(reason, "DecodeFailed");
-    assert!(
-        description.contains("partner `mdm`") && description.contains("line 2"),
-        "{description}"
-    );
+    let xml = std::fs::read(support::samples().join("synthetic-update-contact.dcs.xml")).unwrap();
+    let binary = std::fs::read(support::samples().join("synthetic-update-contact.dcs-binary.msbin1")).unwrap();
+    let bad_bodies: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "application/json",
+            b"{\"MessageName\": \"Create\",\n \"Depth\": }".to_vec(),
+            "JSON body is not valid at line 2",
+        ),
+        (
+            "application/xml",
+            xml[..xml.len() / 2].to_vec(),
+            "XML body is not valid at line",
+        ),
+        (
+            "application/msbin1",
+            binary[..binary.len() / 2].to_vec(),
+            ".NET binary XML body is not valid at byte",
+        ),
+        (
+            "application/msbin1",
+            vec![0x56, 0x02, 0x0b, 0x01],
+            ".NET binary XML body is not valid at byte",
+        ),
+    ];
+    for (content_type, body, expected) in bad_bodies {
+        let broken = OutgoingMessage {
+            content_type: Some(content_type.into()),
+            body,
+            ..Default::default()
+        };
+        store
+            .send(vec![Output {
+                queue: "contacts".into(),
+                message: broken,
+            }])
+            .await
+            .unwrap();
+        let seen = events_until(&mut events, is_end).await;
+        let Verdict::DeadLettered { reason, description } = &seen[0].verdict else {
+            panic!("{seen:#?}")
+        };
+        assert_eq!(reason, "DecodeFailed");
+        assert!(
+            description.contains("partner `mdm`") && description.contains(expected),
+            "{description}"
+        );
+    }
     // The next, good message goes through.
     send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;

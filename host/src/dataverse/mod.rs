@@ -93,8 +93,6 @@ pub enum DecodeError {
     Empty,
     #[error("body is {size} bytes, over the {limit}-byte limit")]
     BodyTooLarge { size: usize, limit: usize },
-    #[error("{0} bodies are not supported yet")]
-    UnsupportedFormat(Format),
     /// The body is not well-formed in its format.
     #[error("{format} body is not valid at line {line}, column {column}: {reason}")]
     Syntax {
