@@ -305,7 +305,13 @@ impl<T: Transport> Executor<T> {
             properties: envelope.user_properties.clone(),
             body: message.body.clone(),
         };
-        let inbound = match build_inbound(parts, envelope.saga.clone(), &self.decode_limits) {
+        let decoded = tracing::info_span!(
+            "decode",
+            content_type = message.content_type.as_deref(),
+            bytes = message.body.len()
+        )
+        .in_scope(|| build_inbound(parts, envelope.saga.clone(), &self.decode_limits));
+        let inbound = match decoded {
             Ok(inbound) => inbound,
             Err(err) => {
                 return (
@@ -379,6 +385,7 @@ impl<T: Transport> Executor<T> {
             traceparent: &trace,
             retry_after: retry_after(&run),
         };
+        let _route = tracing::info_span!("route").entered();
         let routed = match &run.outcome {
             Ok(outcome) => routing::route(&routes, &input, outcome, SystemTime::now()),
             Err(err) if err.is_transient() => {

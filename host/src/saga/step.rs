@@ -8,6 +8,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use crate::component::wit::{self, Event, Plan};
 use crate::component::{ComponentError, PartnerComponent};
 
@@ -122,7 +124,8 @@ pub async fn run_step<O: Outbound>(
     let mut rounds = Vec::new();
     let mut event = first;
     loop {
-        let plan = match call(component, &inbound.message_id, event).await {
+        let round = tracing::info_span!("component_round", round = rounds.len() + 1);
+        let plan = match call(component, &inbound.message_id, event).instrument(round).await {
             Ok(plan) => plan,
             Err(err) => {
                 return StepRun {
