@@ -230,6 +230,28 @@ async fn send_contact(store: &EmbeddedQueue) {
         .unwrap();
 }
 
+/// Runs the example contact through a host on `table` and returns the events up
+/// to its end state.
+async fn run_contact(dir: &std::path::Path, table: toml::Table, kind: Kind) -> Vec<SagaEvent> {
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir, table, kind).await;
+    send_contact(&store).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+    seen
+}
+
+/// The reason and description of a saga that ended dead-lettered.
+fn dead_lettered(seen: &[SagaEvent]) -> (&str, &str) {
+    match &seen.last().expect("an end state").verdict {
+        Verdict::DeadLettered { reason, description } => (reason, description),
+        _ => panic!("expected a dead-letter: {seen:#?}"),
+    }
+}
+
 /// Collects events until one satisfies `last`, or fails after 30 s.
 async fn events_until(
     events: &mut broadcast::Receiver<SagaEvent>,
@@ -269,14 +291,7 @@ fn trace_id(request: &Received) -> String {
 async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let servers = Servers::healthy().await;
-    let Running {
-        host,
-        store,
-        mut events,
-    } = start(dir.path(), config(dir.path(), &servers), kind).await;
-    send_contact(&store).await;
-    let seen = events_until(&mut events, is_end).await;
-    host.shutdown().await;
+    let seen = run_contact(dir.path(), config(dir.path(), &servers), kind).await;
 
     let path: Vec<(&str, &Verdict)> = seen.iter().map(|e| (e.partner.as_str(), &e.verdict)).collect();
     assert_eq!(
@@ -336,14 +351,7 @@ async fn transient_failures_are_retried_with_backoff_and_retry_after_then_succee
         _ => mdm_like(request, index),
     })
     .await;
-    let Running {
-        host,
-        store,
-        mut events,
-    } = start(dir.path(), config(dir.path(), &servers), kind).await;
-    send_contact(&store).await;
-    let seen = events_until(&mut events, is_end).await;
-    host.shutdown().await;
+    let seen = run_contact(dir.path(), config(dir.path(), &servers), kind).await;
 
     let retries: Vec<(u32, Duration)> = seen
         .iter()
@@ -394,9 +402,7 @@ async fn exhausted_retries_dead_letter_with_the_reason(kind: Kind) {
     send_contact(&store).await;
     let seen = events_until(&mut events, is_end).await;
 
-    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
-        panic!("{seen:#?}")
-    };
+    let (reason, description) = dead_lettered(&seen);
     assert_eq!(reason, "RetriesExhausted");
     assert!(
         description.contains("partner `mdm` gave up after 3 attempts"),
@@ -427,14 +433,7 @@ async fn fatal_failure_at_step_three_compensates_steps_two_and_one_in_reverse_or
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers::healthy().await;
     servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
-    let Running {
-        host,
-        store,
-        mut events,
-    } = start(dir.path(), config(dir.path(), &servers), kind).await;
-    send_contact(&store).await;
-    let seen = events_until(&mut events, is_end).await;
-    host.shutdown().await;
+    let seen = run_contact(dir.path(), config(dir.path(), &servers), kind).await;
 
     let path: Vec<(&str, bool, &Verdict)> = seen
         .iter()
@@ -508,17 +507,8 @@ async fn a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route(kind: K
         "routes",
         toml::from_str("elsewhere = \"writeback\"").unwrap(),
     );
-    let Running {
-        host,
-        store,
-        mut events,
-    } = start(dir.path(), table, kind).await;
-    send_contact(&store).await;
-    let seen = events_until(&mut events, is_end).await;
-    host.shutdown().await;
-    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
-        panic!("{seen:#?}")
-    };
+    let seen = run_contact(dir.path(), table, kind).await;
+    let (reason, description) = dead_lettered(&seen);
     assert_eq!(reason, "UnknownRoute");
     assert!(
         description.contains("route `next`") && description.contains("[elsewhere]"),
@@ -537,17 +527,8 @@ async fn a_host_not_on_the_allow_list_is_never_called(kind: Kind) {
         "outbound",
         toml::from_str("allow = [\"https://mdm.example.com\"]").unwrap(),
     );
-    let Running {
-        host,
-        store,
-        mut events,
-    } = start(dir.path(), table, kind).await;
-    send_contact(&store).await;
-    let seen = events_until(&mut events, is_end).await;
-    host.shutdown().await;
-    let Verdict::DeadLettered { reason, description } = &seen.last().unwrap().verdict else {
-        panic!("{seen:#?}")
-    };
+    let seen = run_contact(dir.path(), table, kind).await;
+    let (reason, description) = dead_lettered(&seen);
     assert_eq!(reason, "MdmRejected");
     assert!(description.contains("allow-list"), "{description}");
     assert!(
