@@ -140,6 +140,19 @@ struct Slot {
     reloading: tokio::sync::Mutex<()>,
 }
 
+impl Slot {
+    /// Makes `component` the version new messages get; returns its version.
+    fn serve(&self, component: Arc<PartnerComponent>) -> String {
+        let version = component.info().version.clone();
+        let mut status = self.status.lock().expect("status lock");
+        status.version = version.clone();
+        status.size = component.info().size;
+        status.loaded_at = SystemTime::now();
+        self.current.store(component);
+        version
+    }
+}
+
 /// Every partner's current component.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -280,10 +293,7 @@ impl Registry {
 
     /// Starts a canary of `plan.component` for `partner`; replaces a running one.
     pub async fn start_canary(&self, partner: &str, plan: CanaryPlan) -> anyhow::Result<String> {
-        let slot = self
-            .slots
-            .get(partner)
-            .with_context(|| format!("no partner named `{partner}`"))?;
+        let slot = self.slot(partner)?;
         anyhow::ensure!(
             (1..=100).contains(&plan.percent),
             "canary percent must be between 1 and 100"
@@ -307,47 +317,41 @@ impl Registry {
 
     /// Makes the canary candidate the current version.
     pub fn promote_canary(&self, partner: &str) -> anyhow::Result<String> {
-        let slot = self
-            .slots
-            .get(partner)
-            .with_context(|| format!("no partner named `{partner}`"))?;
-        let canary = slot
-            .canary
-            .swap(None)
-            .with_context(|| format!("partner `{partner}` has no canary running"))?;
-        let version = canary.component.info().version.clone();
-        slot.current.store(canary.component.clone());
-        let mut status = slot.status.lock().expect("status lock");
-        status.version = version.clone();
-        status.size = canary.component.info().size;
-        status.loaded_at = SystemTime::now();
-        status.last_canary = Some(format!("promoted {version}"));
+        let (slot, canary) = self.take_canary(partner)?;
+        let version = slot.serve(canary.component.clone());
+        slot.status.lock().expect("status lock").last_canary = Some(format!("promoted {version}"));
         tracing::info!(partner, %version, "canary promoted");
         Ok(version)
     }
 
     /// Stops the canary; the current version takes all messages again.
     pub fn abort_canary(&self, partner: &str) -> anyhow::Result<String> {
-        let slot = self
-            .slots
-            .get(partner)
-            .with_context(|| format!("no partner named `{partner}`"))?;
-        let canary = slot
-            .canary
-            .swap(None)
-            .with_context(|| format!("partner `{partner}` has no canary running"))?;
+        let (slot, canary) = self.take_canary(partner)?;
         let version = canary.component.info().version.clone();
         slot.status.lock().expect("status lock").last_canary = Some(format!("aborted {version}"));
         tracing::info!(partner, %version, "canary aborted");
         Ok(version)
     }
 
+    fn slot(&self, partner: &str) -> anyhow::Result<&Slot> {
+        self.slots
+            .get(partner)
+            .with_context(|| format!("no partner named `{partner}`"))
+    }
+
+    /// Ends `partner`'s canary and hands it over.
+    fn take_canary(&self, partner: &str) -> anyhow::Result<(&Slot, Arc<Canary>)> {
+        let slot = self.slot(partner)?;
+        let canary = slot
+            .canary
+            .swap(None)
+            .with_context(|| format!("partner `{partner}` has no canary running"))?;
+        Ok((slot, canary))
+    }
+
     /// Reloads `partner` from its file. On failure the old version keeps serving.
     pub async fn reload(&self, partner: &str) -> anyhow::Result<Reloaded> {
-        let slot = self
-            .slots
-            .get(partner)
-            .with_context(|| format!("no partner named `{partner}`"))?;
+        let slot = self.slot(partner)?;
         let _one_at_a_time = slot.reloading.lock().await;
         let runtime = self.runtime.clone();
         let (name, spec) = (partner.to_string(), slot.spec.clone());
@@ -366,21 +370,18 @@ impl Registry {
                 .and_then(|r| r),
             Err(err) => Err(err),
         };
-        let mut status = slot.status.lock().expect("status lock");
         match result {
             Ok(component) => {
-                let to = component.info().version.clone();
-                status.version = to.clone();
-                status.size = component.info().size;
+                let to = slot.serve(Arc::new(component));
+                let mut status = slot.status.lock().expect("status lock");
                 status.reloads += 1;
                 status.last_error = None;
-                status.loaded_at = SystemTime::now();
-                slot.current.store(Arc::new(component));
                 tracing::info!(partner, from = %from, to = %to, "component reloaded");
                 count_reload(partner, "replaced");
                 Ok(Reloaded::Replaced { from, to })
             }
             Err(err) => {
+                let mut status = slot.status.lock().expect("status lock");
                 status.failed_reloads += 1;
                 status.last_error = Some(format!("{err:#}"));
                 tracing::error!(partner, version = %from, "reload failed, the old version keeps serving: {err:#}");
