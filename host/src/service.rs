@@ -199,12 +199,14 @@ async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
         TransportConfig::Servicebus {
             connection_string,
             prefetch,
+            transactions,
         } => {
             let connection_string = connection_string
                 .read()
                 .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
             let options = ServiceBusOptions {
                 prefetch: *prefetch,
+                transactions: *transactions,
                 ..ServiceBusOptions::default()
             };
             let transport = ServiceBusTransport::connect(connection_string.expose(), options)

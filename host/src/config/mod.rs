@@ -59,6 +59,10 @@ fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
 }
 
+fn enabled() -> bool {
+    true
+}
+
 fn default_data_dir() -> PathBuf {
     ".sagahost".into()
 }
@@ -78,6 +82,10 @@ pub enum TransportConfig {
         /// Messages each receiver keeps in flight ahead of handling.
         #[serde(default)]
         prefetch: u32,
+        /// Settle each message and send its outputs in one AMQP transaction (off only for a
+        /// broker without `$coordinator`; then outputs are sent first, at least once).
+        #[serde(default = "enabled")]
+        transactions: bool,
     },
 }
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use fe2o3_amqp::frames::amqp::{FrameBody, FrameDecoder};
 use fe2o3_amqp_types::definitions::{
-    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Fields, Handle, Role, SenderSettleMode,
+    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Handle, Role, SenderSettleMode,
 };
-use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Modified, Rejected, Released, TargetArchetype};
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, Released, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Transfer};
-use fe2o3_amqp_types::primitives::{Symbol, Value};
+use fe2o3_amqp_types::primitives::{Binary, Symbol};
 use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
+use fe2o3_amqp_types::transaction::Declared;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use super::super::embedded::EmbeddedQueue;
 use super::super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 use super::management::{self, Locks, Node};
-use super::message::{self, Outgoing};
+use super::message::{self, Control, Outgoing};
+use super::transactions::{self, Retired, Transactions};
 use super::{BrokerConfig, DEAD_LETTER_SUFFIX, MANAGEMENT_SUFFIX};
 
 /// The largest frame this broker accepts, advertised in `open`.
@@ -49,7 +51,6 @@ const PROTOCOL_SASL: u8 = 3;
 const FRAME_TYPE_AMQP: u8 = 0;
 const FRAME_TYPE_SASL: u8 = 1;
 
-const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 const LOCK_LOST_CONDITION: &str = "com.microsoft:message-lock-lost";
 
 /// Runs one connection until the client closes it, the socket fails or `shutdown` is cancelled.
@@ -85,6 +86,7 @@ pub async fn run(
         events,
         locks: Arc::new(Mutex::new(HashMap::new())),
         next_link_id: 0,
+        transactions: Transactions::default(),
     };
     let result = connection.run(frames, inbox, shutdown).await;
     connection.release_all();
@@ -190,6 +192,8 @@ enum Kind {
     NodeIn { node: Node },
     /// The client receives a node's replies at `address` (its link's target address).
     NodeOut { node: Node, address: Option<String> },
+    /// The client declares and discharges transactions (`$coordinator`).
+    Coordinator,
 }
 
 /// A message waiting for link credit.
@@ -204,6 +208,8 @@ struct Pending {
 struct Partial {
     delivery_id: u32,
     settled: bool,
+    /// The transaction the delivery is posted in, from its first transfer's state.
+    transaction: Option<Binary>,
     format: u32,
     payload: BytesMut,
 }
@@ -250,6 +256,13 @@ enum Event {
         delivery_id: u32,
         state: DeliveryState,
     },
+    /// A transaction's commit finished: answer the discharge and confirm what it settled.
+    Discharged {
+        channel: u16,
+        delivery_id: u32,
+        result: Result<(), AmqpErrorInfo>,
+        retired: Vec<Retired>,
+    },
     Reply {
         channel: u16,
         node: Node,
@@ -270,6 +283,7 @@ struct Connection {
     events: mpsc::UnboundedSender<Event>,
     locks: Locks,
     next_link_id: u64,
+    transactions: Transactions,
 }
 
 /// Strips a URI's scheme and host: `amqps://host/queue/$management` is `queue/$management`.
@@ -496,7 +510,12 @@ impl Connection {
             attach.source.as_ref().and_then(|source| source.address.clone())
         };
         let path = address.as_deref().map(entity_path).unwrap_or_default();
-        let kind = self.classify(&path, client_sends, &attach).await;
+        let coordinator = client_sends && matches!(attach.target.as_deref(), Some(TargetArchetype::Coordinator(_)));
+        let kind = if coordinator {
+            Ok(Kind::Coordinator)
+        } else {
+            self.classify(&path, client_sends, &attach).await
+        };
         let our_role = if client_sends { Role::Receiver } else { Role::Sender };
         let (kind, error) = match kind {
             Ok(kind) => (Some(kind), None),
@@ -605,6 +624,18 @@ impl Connection {
                     ErrorCondition::AmqpError(AmqpError::NotAllowed),
                     "a dead-letter queue cannot be sent to",
                 ));
+            }
+            // A send-via link: attached to the via queue, delivering to the destination.
+            if let Some(destination) = transactions::transfer_destination(attach.properties.as_ref()) {
+                let destination = entity_path(&destination);
+                if destination.is_empty() || destination.contains('/') || destination.starts_with('$') {
+                    return Err(amqp_error(
+                        ErrorCondition::AmqpError(AmqpError::NotFound),
+                        format!("`{destination}` is not a queue address this broker serves"),
+                    ));
+                }
+                self.ensure_queue(&destination).await?;
+                return Ok(Kind::QueueIn { queue: destination });
             }
             return Ok(Kind::QueueIn { queue: queue.into() });
         }
@@ -885,9 +916,14 @@ impl Connection {
                 };
                 link.delivery_count = link.delivery_count.wrapping_add(1);
                 link.granted = link.granted.saturating_sub(1);
+                let transaction = match &transfer.state {
+                    Some(DeliveryState::TransactionalState(state)) => Some(state.txn_id.clone()),
+                    _ => None,
+                };
                 Partial {
                     delivery_id,
                     settled: transfer.settled.unwrap_or(false),
+                    transaction,
                     format: transfer.message_format.unwrap_or(0),
                     payload: BytesMut::from(payload),
                 }
@@ -903,6 +939,8 @@ impl Connection {
         let kind = link.kind.clone();
         let low_credit = link.granted < SENDER_CREDIT / 2;
         match kind {
+            Kind::QueueIn { queue } if partial.transaction.is_some() => self.post(channel, &queue, partial)?,
+            Kind::Coordinator => self.on_control(channel, partial)?,
             Kind::QueueIn { queue } => {
                 let store = self.queue.clone();
                 let events = self.events.clone();
@@ -967,6 +1005,106 @@ impl Connection {
         Ok(())
     }
 
+    /// Holds a message posted in a transaction; confirms it with a `transactional-state`.
+    fn post(&mut self, channel: u16, queue: &str, partial: Partial) -> anyhow::Result<()> {
+        let Some(id) = partial.transaction else {
+            bail!("a posted delivery has no transaction");
+        };
+        let outputs = message::decode_transfer(partial.format, &partial.payload).and_then(|messages| {
+            messages
+                .into_iter()
+                .map(|incoming| {
+                    Ok(Output {
+                        queue: queue.to_owned(),
+                        message: incoming.into_outgoing()?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        });
+        let state = match outputs {
+            Ok(outputs) => match self.transactions.post(&id, outputs) {
+                Ok(()) => transactions::posted(id),
+                Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
+            },
+            Err(error) => DeliveryState::Rejected(Rejected {
+                error: Some(amqp_error(
+                    ErrorCondition::AmqpError(AmqpError::DecodeError),
+                    format!("{error:#}"),
+                )),
+            }),
+        };
+        if partial.settled {
+            return Ok(());
+        }
+        self.send_disposition(channel, partial.delivery_id, Role::Receiver, state)
+    }
+
+    /// A `declare` or `discharge` on the coordinator link.
+    fn on_control(&mut self, channel: u16, partial: Partial) -> anyhow::Result<()> {
+        let delivery_id = partial.delivery_id;
+        let (id, fail) = match message::decode_control(&partial.payload) {
+            Ok(Control::Declare) => {
+                let declared = Declared {
+                    txn_id: self.transactions.declare(),
+                };
+                return self.send_disposition(channel, delivery_id, Role::Receiver, DeliveryState::Declared(declared));
+            }
+            Ok(Control::Discharge { id, fail }) => (id, fail),
+            Err(error) => {
+                let state = DeliveryState::Rejected(Rejected {
+                    error: Some(amqp_error(
+                        ErrorCondition::AmqpError(AmqpError::DecodeError),
+                        format!("{error:#}"),
+                    )),
+                });
+                return self.send_disposition(channel, delivery_id, Role::Receiver, state);
+            }
+        };
+        let Some((retired, commit)) = self.transactions.discharge(&id, fail) else {
+            let state = DeliveryState::Rejected(Rejected {
+                error: Some(transactions::unknown_id(&id)),
+            });
+            return self.send_disposition(channel, delivery_id, Role::Receiver, state);
+        };
+        let Some(work) = commit else {
+            // Rolled back: what it retired is locked and unsettled again, as before.
+            self.restore(retired);
+            return self.send_disposition(
+                channel,
+                delivery_id,
+                Role::Receiver,
+                DeliveryState::Accepted(Accepted {}),
+            );
+        };
+        {
+            let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for retired in &retired {
+                locks.remove(&retired.message.lock_token);
+            }
+        }
+        let queue = self.queue.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = transactions::commit(&queue, work).await;
+            let _ = events.send(Event::Discharged {
+                channel,
+                delivery_id,
+                result,
+                retired,
+            });
+        });
+        Ok(())
+    }
+
+    /// Hands deliveries retired in a transaction that did not commit back to their sessions.
+    fn restore(&mut self, retired: Vec<Retired>) {
+        for retired in retired {
+            if let Some(session) = self.sessions.get_mut(&retired.channel) {
+                session.unsettled.insert(retired.delivery_id, retired.message);
+            }
+        }
+    }
+
     fn send_disposition(
         &mut self,
         channel: u16,
@@ -1004,6 +1142,27 @@ impl Connection {
             let Some(message) = session.unsettled.remove(&delivery_id) else {
                 continue;
             };
+            if let Some(DeliveryState::TransactionalState(state)) = &disposition.state {
+                // Held, lock and all, until the transaction is discharged.
+                let retired = Retired {
+                    channel,
+                    delivery_id,
+                    message,
+                    outcome: state
+                        .outcome
+                        .clone()
+                        .map_or(DeliveryState::Released(Released {}), Into::into),
+                    confirm: !disposition.settled,
+                };
+                if let Some(retired) = self.transactions.retire(&state.txn_id, retired) {
+                    tracing::warn!(
+                        error = ?transactions::unknown_id(&state.txn_id).description,
+                        "broker: a disposition names no live transaction; the message stays locked"
+                    );
+                    session.unsettled.insert(delivery_id, retired.message);
+                }
+                continue;
+            }
             let Some(state) = disposition.state.clone() else {
                 // Settled with no outcome: as released.
                 release(&self.queue, vec![message]);
@@ -1070,6 +1229,38 @@ impl Connection {
                 delivery_id,
                 state,
             } => self.send_disposition(channel, delivery_id, Role::Sender, state)?,
+            Event::Discharged {
+                channel,
+                delivery_id,
+                result,
+                retired,
+            } => {
+                let state = match result {
+                    Ok(()) => {
+                        for retired in retired.iter().filter(|retired| retired.confirm) {
+                            if self.sessions.contains_key(&retired.channel) {
+                                let outcome = retired.outcome.clone();
+                                self.send_disposition(retired.channel, retired.delivery_id, Role::Sender, outcome)?;
+                            }
+                        }
+                        DeliveryState::Accepted(Accepted {})
+                    }
+                    Err(error) => {
+                        // Nothing was applied: the messages are as they were before the transaction.
+                        let locks = Arc::clone(&self.locks);
+                        let mut held = locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        for retired in &retired {
+                            held.insert(retired.message.lock_token.clone(), retired.message.clone());
+                        }
+                        drop(held);
+                        self.restore(retired);
+                        DeliveryState::Rejected(Rejected { error: Some(error) })
+                    }
+                };
+                if self.sessions.contains_key(&channel) {
+                    self.send_disposition(channel, delivery_id, Role::Receiver, state)?;
+                }
+            }
             Event::Reply {
                 channel,
                 node,
@@ -1210,40 +1401,11 @@ fn release(queue: &EmbeddedQueue, messages: Vec<ReceivedMessage>) {
     });
 }
 
-fn info_text(info: Option<&Fields>, name: &str) -> Option<String> {
-    info?.iter().find_map(|(key, value)| match value {
-        Value::String(text) if key.as_str() == name => Some(text.clone()),
-        _ => None,
-    })
-}
-
 /// Applies a client's outcome to a peek-locked message; returns the outcome to confirm with.
 async fn settle(queue: &EmbeddedQueue, message: &ReceivedMessage, state: DeliveryState) -> DeliveryState {
-    let result = match &state {
-        DeliveryState::Accepted(_) => queue.settle(message, Settlement::Complete, vec![]).await,
-        DeliveryState::Released(_) => queue.release(message).await,
-        DeliveryState::Modified(Modified {
-            delivery_failed: Some(true),
-            ..
-        }) => queue.settle(message, Settlement::Abandon, vec![]).await,
-        DeliveryState::Modified(_) => queue.release(message).await,
-        DeliveryState::Rejected(Rejected { error }) => {
-            let info = error.as_ref().and_then(|error| error.info.as_deref());
-            let condition = error.as_ref().map(|error| match &error.condition {
-                ErrorCondition::Custom(symbol) => symbol.as_str().to_owned(),
-                other => format!("{other:?}"),
-            });
-            let reason = info_text(info, message::DEAD_LETTER_REASON)
-                .or_else(|| condition.filter(|condition| condition != DEAD_LETTER_CONDITION))
-                .unwrap_or_default();
-            let description = info_text(info, message::DEAD_LETTER_DESCRIPTION)
-                .or_else(|| error.as_ref().and_then(|error| error.description.clone()))
-                .unwrap_or_default();
-            queue
-                .settle(message, Settlement::DeadLetter { reason, description }, vec![])
-                .await
-        }
-        _ => queue.release(message).await,
+    let result = match transactions::settlement_of(&state) {
+        Some(settlement) => queue.settle(message, settlement, vec![]).await,
+        None => queue.release(message).await,
     };
     match result {
         // Echo what was applied: clients compare it with what they asked for.

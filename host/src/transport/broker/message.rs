@@ -18,6 +18,7 @@ use fe2o3_amqp_types::messaging::{
     ApplicationProperties, Data, Header, MessageAnnotations, MessageId, Properties, annotations::OwnedKey,
 };
 use fe2o3_amqp_types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
+use fe2o3_amqp_types::transaction::{Declare, Discharge};
 use serde::Serialize;
 
 use super::super::OutgoingMessage;
@@ -40,6 +41,8 @@ pub const DEAD_LETTER_SOURCE: &str = "x-opt-deadletter-source";
 /// Application properties Service Bus puts on dead letters.
 pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
 pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
+/// The error condition of a `rejected` outcome that dead-letters.
+pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 
 /// Section descriptor codes (AMQP 1.0 part 3.2).
 const HEADER: u64 = 0x70;
@@ -141,6 +144,29 @@ pub fn decode(encoded: &[u8]) -> anyhow::Result<Incoming> {
         message.data = data_sections.pop();
     }
     Ok(message)
+}
+
+/// A message on a `$coordinator` link.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Control {
+    Declare,
+    Discharge { id: Vec<u8>, fail: bool },
+}
+
+/// Decodes a coordinator message: its body is one `amqp-value` holding `declare` or `discharge`.
+pub fn decode_control(payload: &[u8]) -> anyhow::Result<Control> {
+    let value = decode(payload)?
+        .value
+        .context("a coordinator message has no amqp-value body")?;
+    let bytes = serde_amqp::to_vec(&value)?;
+    if let Ok(discharge) = serde_amqp::from_slice::<Discharge>(&bytes) {
+        return Ok(Control::Discharge {
+            id: discharge.txn_id.into_vec(),
+            fail: discharge.fail.unwrap_or(false),
+        });
+    }
+    serde_amqp::from_slice::<Declare>(&bytes).context("a coordinator message is neither declare nor discharge")?;
+    Ok(Control::Declare)
 }
 
 /// Decodes a transfer's payload into the messages it carries: one, or several for a batch.

@@ -25,6 +25,10 @@
 //!   `x-opt-scheduled-enqueue-time`, and batches (message format `0x80013700`, one encoded message
 //!   per `data` section) are unpacked.
 //! - `<queue>/$DeadLetterQueue` can be received from, under a lock like the queue itself.
+//! - `$coordinator`: AMQP local transactions (declare, transactional posts and dispositions,
+//!   discharge), applied in one embedded-queue commit; sender links may be send-via links (the
+//!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for
+//!   settle-and-send across queues (`transactions.rs`).
 //! - Peek-lock receivers (sender settle mode unsettled) settle with `accepted` = complete,
 //!   `released` or `modified` without `delivery-failed` = give the lock back without counting the
 //!   delivery, `modified` with `delivery-failed` = abandon, `rejected` = dead-letter (reason and
@@ -50,6 +54,7 @@
 mod connection;
 mod management;
 mod message;
+mod transactions;
 
 use std::sync::Arc;
 use std::time::Duration;

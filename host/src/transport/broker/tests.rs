@@ -319,3 +319,72 @@ async fn management_renew_lock_extends_the_lock() {
     assert_eq!(guid_string(&token).len(), 36);
     connection.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
+    use fe2o3_amqp::transaction::{
+        Controller, Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement,
+    };
+    let broker = start(BrokerConfig::default()).await;
+    let mut connection = connect(&broker, "client").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "sender", "in").await.unwrap();
+    sender
+        .send(Message::builder().data(b"input".to_vec()).build())
+        .await
+        .unwrap();
+    let mut receiver = Receiver::attach(&mut session, "receiver", "in").await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+        .await
+        .expect("a delivery")
+        .unwrap();
+
+    let controller = Controller::attach(&mut session, "controller").await.unwrap();
+    let mut out = Sender::attach(&mut session, "out", "out").await.unwrap();
+    let transaction = Transaction::declare(&controller, None).await.unwrap();
+    let posted = transaction
+        .post(&mut out, Message::builder().data(b"output".to_vec()).build())
+        .await
+        .unwrap();
+    assert!(posted.is_accepted(), "{posted:?}");
+    transaction.accept(&mut receiver, &delivery).await.unwrap();
+    // Nothing is applied before the discharge.
+    assert_eq!(broker.queue.queue_depth("out").await.unwrap(), QueueDepth::default());
+    transaction.rollback().await.unwrap();
+    assert_eq!(broker.queue.queue_depth("out").await.unwrap(), QueueDepth::default());
+    assert_eq!(broker.queue.queue_depth("in").await.unwrap().active, 1);
+
+    // The input is still locked: another receiver does not get it.
+    let mut other = Receiver::attach(&mut session, "other", "in").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.recv::<Body<Value>>())
+            .await
+            .is_err()
+    );
+    other.close().await.unwrap();
+
+    // A committed transaction applies both halves.
+    sender
+        .send(Message::builder().data(b"second".to_vec()).build())
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+        .await
+        .expect("a delivery")
+        .unwrap();
+    let transaction = Transaction::declare(&controller, None).await.unwrap();
+    transaction
+        .post(&mut out, Message::builder().data(b"output".to_vec()).build())
+        .await
+        .unwrap();
+    transaction.accept(&mut receiver, &second).await.unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        broker.queue.queue_depth("in").await.unwrap().active,
+        1,
+        "only the first is left"
+    );
+    assert_eq!(broker.queue.queue_depth("out").await.unwrap().active, 1);
+
+    connection.close().await.unwrap();
+}

@@ -54,6 +54,17 @@ use tokio::time::Instant;
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 use writer::Writer;
 
+/// The work of one transaction, applied by [`EmbeddedQueue::commit`] as one step.
+#[derive(Debug, Default)]
+pub struct TransactionWork {
+    /// Locked messages and how to settle each.
+    pub settled: Vec<(ReceivedMessage, Settlement)>,
+    /// Locked messages to give back without counting the delivery.
+    pub released: Vec<ReceivedMessage>,
+    /// Messages to send.
+    pub outputs: Vec<Output>,
+}
+
 /// How often a waiting receive looks again for messages that became visible without a send:
 /// expired locks and scheduled messages coming due. Short enough for lock expiry to feel prompt,
 /// long enough that idle receivers cost next to nothing.
@@ -437,6 +448,44 @@ impl EmbeddedQueue {
         let held = store::Lock::from(message);
         self.shared.writer.call(move |conn| store::release(conn, &held)).await?;
         self.announce(&message.queue);
+        Ok(())
+    }
+
+    /// Applies a whole AMQP transaction (the local broker's `$coordinator`) in one commit: every
+    /// settlement, every release and every send, or none of them. Fails with
+    /// [`TransportError::LockLost`] (and changes nothing) if any lock is no longer held.
+    pub async fn commit(&self, work: TransactionWork) -> Result<(), TransportError> {
+        let mut announce: Vec<String> = work.outputs.iter().map(|output| output.queue.clone()).collect();
+        announce.extend(work.released.iter().map(|message| message.queue.clone()));
+        announce.extend(
+            work.settled
+                .iter()
+                .filter(|(_, settlement)| *settlement == Settlement::Abandon)
+                .map(|(message, _)| message.queue.clone()),
+        );
+        let queues = self.queues();
+        let settled: Vec<(store::Lock, Settlement)> = work
+            .settled
+            .iter()
+            .map(|(message, settlement)| (store::Lock::from(message), settlement.clone()))
+            .collect();
+        let released: Vec<store::Lock> = work.released.iter().map(store::Lock::from).collect();
+        let outputs = work.outputs;
+        self.shared
+            .writer
+            .call(move |conn| {
+                for (held, settlement) in &settled {
+                    store::settle(conn, &queues, held, settlement, &[])?;
+                }
+                for held in &released {
+                    store::release(conn, held)?;
+                }
+                store::send(conn, &queues, &outputs)
+            })
+            .await?;
+        for queue in &announce {
+            self.announce(queue);
+        }
         Ok(())
     }
 

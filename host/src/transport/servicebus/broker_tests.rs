@@ -205,10 +205,85 @@ async fn dead_letters_with_reason_and_description() {
     transport.close().await;
 }
 
+/// Every message now in `queue`, received and completed.
+async fn drain_ids(transport: &ServiceBusTransport, queue: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let batch = transport.receive(queue, 10, Duration::from_millis(300)).await.unwrap();
+        if batch.is_empty() {
+            ids.sort();
+            return ids;
+        }
+        for message in batch {
+            ids.push(message.message_id.clone());
+            transport.settle(&message, Settlement::Complete, vec![]).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
-async fn settles_with_outputs_sends_them_first() {
+async fn settles_with_outputs_in_one_transaction() {
+    let broker = Broker::start(Duration::from_secs(1)).await;
+    let transport = broker.client().await;
+    transport.send(vec![output("step1", "in")]).await.unwrap();
+    let input = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    assert!(transport.atomic_settle_and_send());
+    let dead_letter = Settlement::DeadLetter {
+        reason: "Exhausted".into(),
+        description: "compensating".into(),
+    };
+    transport
+        .settle(
+            &input,
+            dead_letter,
+            vec![output("step2", "out1"), output("compensate", "out2")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(drain_ids(&transport, "step2").await, ["out1"]);
+    assert_eq!(drain_ids(&transport, "compensate").await, ["out2"]);
+    // The input was settled by the same commit: past its lock it does not come back.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(drain_ids(&transport, "step1").await.is_empty());
+    let letters = broker.queue.dead_letters("step1", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].reason.as_str(), letters[0].description.as_str()),
+        ("Exhausted", "compensating")
+    );
+    transport.close().await;
+}
+
+#[tokio::test]
+async fn a_transaction_whose_lock_is_gone_changes_nothing() {
     let broker = Broker::start(Duration::from_secs(30)).await;
     let transport = broker.client().await;
+    transport.send(vec![output("step1", "in")]).await.unwrap();
+    let input = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    // Behind the client's back the lock goes (as when Service Bus loses it early): the client still
+    // believes it holds it, so only the broker's commit can notice.
+    broker.queue.release(&input).await.unwrap();
+    let error = transport
+        .settle(&input, Settlement::Complete, vec![output("step2", "out")])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TransportError::LockLost { .. }), "{error}");
+    // Neither half happened: no output, and the input is there to be received again.
+    assert!(drain_ids(&transport, "step2").await.is_empty());
+    assert_eq!(drain_ids(&transport, "step1").await, ["in"]);
+    transport.close().await;
+}
+
+#[tokio::test]
+async fn without_transactions_sends_the_outputs_first() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let options = ServiceBusOptions {
+        transactions: false,
+        ..ServiceBusOptions::default()
+    };
+    let transport = ServiceBusTransport::connect(&broker.connection_string(), options)
+        .await
+        .unwrap();
     transport.send(vec![output("step1", "in")]).await.unwrap();
     let input = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
     assert!(!transport.atomic_settle_and_send());
@@ -220,20 +295,8 @@ async fn settles_with_outputs_sends_them_first() {
         )
         .await
         .unwrap();
-    let outs = transport.receive("step2", 10, Duration::from_secs(5)).await.unwrap();
-    let mut ids: Vec<_> = outs.iter().map(|m| m.message_id.clone()).collect();
-    if ids.len() < 2 {
-        ids.extend(
-            transport
-                .receive("step2", 10, Duration::from_secs(5))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|m| m.message_id),
-        );
-    }
-    ids.sort();
-    assert_eq!(ids, ["out1", "out2"]);
+    assert_eq!(drain_ids(&transport, "step2").await, ["out1", "out2"]);
+    assert!(drain_ids(&transport, "step1").await.is_empty());
     transport.close().await;
 }
 

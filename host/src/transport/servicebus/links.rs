@@ -9,14 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use fe2o3_amqp::link::delivery::DeliveryInfo;
-use fe2o3_amqp::link::receiver::CreditMode;
+use fe2o3_amqp::link::receiver::{CreditMode, TerminalDeliveryState};
 use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::transaction::{TransactionBase, TransactionPosting, TransactionRetirement};
 use fe2o3_amqp::types::definitions::{self, ErrorCondition, ReceiverSettleMode, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{
-    AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Modified, Outcome, Properties,
+    Accepted, AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Modified, Outcome, Properties, Rejected,
 };
 use fe2o3_amqp::types::primitives::{OrderedMap, SimpleValue, Symbol, Value};
+use fe2o3_amqp::types::transaction::TransactionId;
 use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -68,6 +70,7 @@ enum ReceiverCommand {
     Dispose {
         info: DeliveryInfo,
         settlement: Settlement,
+        transaction: Option<TransactionId>,
         reply: Reply<()>,
     },
 }
@@ -137,9 +140,15 @@ impl ReceiverLink {
             .map_err(|_| anyhow!("the receiver on queue `{}` closed while receiving", self.queue))?
     }
 
-    /// Settles a message received on this link. A token this link does not hold (received on an
+    /// Settles a message received on this link, inside `transaction` if given (then the settlement
+    /// takes effect when the transaction commits). A token this link does not hold (received on an
     /// earlier connection, or settled already) or whose lock has run out is [`TransportError::LockLost`].
-    pub async fn settle(&self, message: &ReceivedMessage, settlement: Settlement) -> Result<(), TransportError> {
+    pub async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        settlement: Settlement,
+        transaction: Option<&TransactionId>,
+    ) -> Result<(), TransportError> {
         let held = self.held.lock().expect("not poisoned").remove(&message.lock_token);
         let Some(held) = held else {
             return Err(lock_lost(&self.queue, &message.message_id));
@@ -151,6 +160,7 @@ impl ReceiverLink {
         let command = ReceiverCommand::Dispose {
             info: held.info,
             settlement,
+            transaction: transaction.cloned(),
             reply,
         };
         if self.commands.send(command).await.is_err() {
@@ -231,9 +241,10 @@ impl ReceiverActor {
                 ReceiverEvent::Command(Some(ReceiverCommand::Dispose {
                     info,
                     settlement,
+                    transaction,
                     reply,
                 })) => {
-                    let result = self.dispose(info, settlement).await;
+                    let result = self.dispose(info, settlement, transaction).await;
                     let failed = result.is_err();
                     let _ = reply.send(result);
                     if failed {
@@ -346,28 +357,43 @@ impl ReceiverActor {
         Ok(())
     }
 
-    async fn dispose(&mut self, info: DeliveryInfo, settlement: Settlement) -> Result<(), TransportError> {
-        let result = match settlement {
-            Settlement::Complete => self.receiver.accept(info).await,
-            Settlement::Abandon => {
-                let modified = Modified {
-                    delivery_failed: Some(true),
-                    undeliverable_here: None,
-                    message_annotations: None,
-                };
-                self.receiver.modify(info, modified).await
-            }
+    async fn dispose(
+        &mut self,
+        info: DeliveryInfo,
+        settlement: Settlement,
+        transaction: Option<TransactionId>,
+    ) -> Result<(), TransportError> {
+        let state = match settlement {
+            Settlement::Complete => TerminalDeliveryState::Accepted(Accepted {}),
+            Settlement::Abandon => TerminalDeliveryState::Modified(Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            }),
             Settlement::DeadLetter { reason, description } => {
                 let mut fields = OrderedMap::new();
                 fields.insert(Symbol::from(DEAD_LETTER_REASON), Value::String(reason));
                 fields.insert(Symbol::from(DEAD_LETTER_DESCRIPTION), Value::String(description));
-                let error = definitions::Error {
-                    condition: ErrorCondition::Custom(Symbol::from(DEAD_LETTER)),
-                    description: None,
-                    info: Some(Box::new(fields)),
-                };
-                self.receiver.reject(info, error).await
+                TerminalDeliveryState::Rejected(Rejected {
+                    error: Some(definitions::Error {
+                        condition: ErrorCondition::Custom(Symbol::from(DEAD_LETTER)),
+                        description: None,
+                        info: Some(Box::new(fields)),
+                    }),
+                })
             }
+        };
+        let result = match transaction {
+            Some(id) => {
+                let outcome = match state {
+                    TerminalDeliveryState::Accepted(accepted) => Outcome::Accepted(accepted),
+                    TerminalDeliveryState::Rejected(rejected) => Outcome::Rejected(rejected),
+                    TerminalDeliveryState::Released(released) => Outcome::Released(released),
+                    TerminalDeliveryState::Modified(modified) => Outcome::Modified(modified),
+                };
+                TransactionRef(id).retire(&mut self.receiver, info, outcome).await
+            }
+            None => self.receiver.dispose(info, state).await,
         };
         result.map_err(|e| anyhow!("settling on queue `{}`: {e}", self.queue).into())
     }
@@ -380,24 +406,56 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// A transaction known by its id only, so that the link tasks can post and retire in it while the
+/// caller that declared it keeps the [`fe2o3_amqp::transaction::Transaction`] to discharge it.
+struct TransactionRef(TransactionId);
+
+impl TransactionBase for TransactionRef {
+    fn txn_id(&self) -> &TransactionId {
+        &self.0
+    }
+}
+
+impl TransactionPosting for TransactionRef {}
+
+impl TransactionRetirement for TransactionRef {
+    type RetireError = fe2o3_amqp::link::DispositionError;
+}
+
 struct SendCommand {
     message: Message<Data>,
+    transaction: Option<TransactionId>,
     reply: Reply<()>,
 }
 
-/// A sender to one queue (or node).
+/// A sender to one queue, directly or through a via queue (Service Bus send-via, which lets the
+/// send join a transaction on the via queue).
 pub struct SenderLink {
     pub queue: String,
     commands: mpsc::Sender<SendCommand>,
     dead: Arc<AtomicBool>,
 }
 
+/// The attach property that makes a sender a send-via link to this destination.
+const TRANSFER_DESTINATION: &str = "com.microsoft:transfer-destination-address";
+
 impl SenderLink {
-    pub async fn attach(session: &mut SessionHandle<()>, queue: &str) -> Result<Self, TransportError> {
+    /// Attaches a sender to `queue`; with `via`, the link is attached to the via queue and the
+    /// messages go on to `queue`.
+    pub async fn attach(
+        session: &mut SessionHandle<()>,
+        queue: &str,
+        via: Option<&str>,
+    ) -> Result<Self, TransportError> {
+        let mut properties = definitions::Fields::new();
+        if via.is_some() {
+            properties.insert(Symbol::from(TRANSFER_DESTINATION), Value::String(queue.to_string()));
+        }
         let sender = Sender::builder()
             .name(format!("sagahost-sender-{queue}-{}", uuid::Uuid::new_v4()))
             .source(format!("sagahost-{}", uuid::Uuid::new_v4()))
-            .target(queue)
+            .target(via.unwrap_or(queue))
+            .properties(properties)
             .sender_settle_mode(SenderSettleMode::Unsettled)
             .attach(session)
             .await
@@ -428,11 +486,21 @@ impl SenderLink {
         self.dead.load(Ordering::Acquire) || self.commands.is_closed()
     }
 
-    /// Sends and waits for the broker to accept the message.
-    pub async fn send(&self, message: Message<Data>) -> Result<(), TransportError> {
+    /// Sends, inside `transaction` if given, and waits for the broker to accept the message (in a
+    /// transaction: to accept it provisionally, for when the transaction commits).
+    pub async fn send(
+        &self,
+        message: Message<Data>,
+        transaction: Option<&TransactionId>,
+    ) -> Result<(), TransportError> {
         let (reply, answer) = oneshot::channel();
+        let transaction = transaction.cloned();
         self.commands
-            .send(SendCommand { message, reply })
+            .send(SendCommand {
+                message,
+                transaction,
+                reply,
+            })
             .await
             .map_err(|_| anyhow!("the sender to queue `{}` is closed", self.queue))?;
         answer
@@ -442,8 +510,25 @@ impl SenderLink {
 }
 
 async fn run_sender(queue: String, mut sender: Sender, mut commands: mpsc::Receiver<SendCommand>) {
-    while let Some(SendCommand { message, reply }) = commands.recv().await {
-        match sender.send_batchable(message).await {
+    while let Some(SendCommand {
+        message,
+        transaction,
+        reply,
+    }) = commands.recv().await
+    {
+        let sent = match transaction {
+            Some(id) => TransactionRef(id)
+                .post_batchable(&mut sender, message)
+                .await
+                .map(|outcome| outcome.map(|result| result.map_err(|e| e.to_string())).boxed())
+                .map_err(|e| e.to_string()),
+            None => sender
+                .send_batchable(message)
+                .await
+                .map(|outcome| outcome.map(|result| result.map_err(|e| e.to_string())).boxed())
+                .map_err(|e| e.to_string()),
+        };
+        match sent {
             Ok(outcome) => {
                 let queue = queue.clone();
                 // Many sends are in flight at once; each waits for its own outcome.
@@ -451,8 +536,7 @@ async fn run_sender(queue: String, mut sender: Sender, mut commands: mpsc::Recei
                     let result = match outcome.await {
                         Ok(Outcome::Accepted(_)) => Ok(()),
                         Ok(other) => Err(anyhow!("queue `{queue}` did not accept the message: {other:?}").into()),
-                        Err(err) => {
-                            let text = err.to_string();
+                        Err(text) => {
                             if is_not_found(&text) {
                                 Err(TransportError::UnknownQueue(queue))
                             } else {

@@ -36,11 +36,17 @@
 //!   properties as strings, the time to live in the header, the schedule in the
 //!   `x-opt-scheduled-enqueue-time` annotation; a send returns once the broker accepted it.
 //!
-//! # Settling with outputs
-//! [`Transport::settle`] sends the outputs first, waits until every one is accepted, and only then
-//! settles the input: at least once (a crash in between delivers the input again and the outputs
-//! twice), never lost. [`Transport::atomic_settle_and_send`] is therefore false. (Service Bus can
-//! make this atomic with an AMQP transaction on `$coordinator` and send-via; not done yet.)
+//! # Settling with outputs: one transaction
+//! [`Transport::settle`] with outputs declares an AMQP transaction on `$coordinator`, posts each
+//! output in it over a *send-via* link (attached to the input's queue, the via entity, with the
+//! `com.microsoft:transfer-destination-address` property naming the output's queue: Service Bus
+//! only lets one transaction span entities that way), retires the input in it, and commits. Either
+//! the input is settled and every output sent, or nothing happened and the input comes back when
+//! its lock expires. [`Transport::atomic_settle_and_send`] is true.
+//!
+//! With [`ServiceBusOptions::transactions`] off (for a broker without `$coordinator`), the outputs
+//! are sent first, each awaited until accepted, and only then is the input settled: at least once
+//! (a crash in between delivers the input again and the outputs twice), never lost.
 //!
 //! # Why hand-built on fe2o3-amqp
 //! `azure_messaging_servicebus` is a REST wrapper that hard-codes the cloud host, so it cannot talk
@@ -68,7 +74,9 @@ use anyhow::{Context, anyhow};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::transaction::{Controller, Transaction, TransactionBase, TransactionDischarge};
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Value};
+use fe2o3_amqp::types::transaction::TransactionId;
 use fe2o3_amqp::{Connection, Session};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -93,6 +101,8 @@ pub struct ServiceBusOptions {
     /// First wait before reconnecting after a failure; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Settle a message and send its outputs in one AMQP transaction (see the module doc).
+    pub transactions: bool,
 }
 
 impl Default for ServiceBusOptions {
@@ -103,6 +113,7 @@ impl Default for ServiceBusOptions {
             operation_timeout: Duration::from_secs(60),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            transactions: true,
         }
     }
 }
@@ -190,21 +201,73 @@ impl ServiceBusTransport {
             .filter(|live| live.is_alive())
     }
 
-    async fn send_all(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
-        if outputs.is_empty() {
-            return Ok(());
-        }
-        let live = self.live().await?;
+    /// Sends every output concurrently and waits for all to be accepted. In a transaction the
+    /// sends go through the transaction's via queue.
+    async fn send_all(
+        &self,
+        live: &Arc<Live>,
+        outputs: Vec<Output>,
+        transaction: Option<(&str, &TransactionId)>,
+    ) -> Result<(), TransportError> {
+        let (via, id) = transaction.unzip();
         let sends = outputs.into_iter().map(|output| {
             let live = live.clone();
             async move {
-                let sender = live.sender(&output.queue).await?;
-                sender.send(codec::outgoing(&output.message)).await
+                let sender = live.sender(&output.queue, via).await?;
+                sender.send(codec::outgoing(&output.message), id).await
             }
         });
         let results = futures::future::join_all(sends).await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(())
+    }
+
+    /// Sends `outputs` and settles `message` in one transaction: all of it or none.
+    async fn settle_in_transaction(
+        &self,
+        live: &Arc<Live>,
+        receiver: &ReceiverLink,
+        message: &ReceivedMessage,
+        settlement: Settlement,
+        outputs: Vec<Output>,
+    ) -> Result<(), TransportError> {
+        let controller = live.controller().await?;
+        let transaction = match Transaction::declare(&controller, None).await {
+            Ok(transaction) => transaction,
+            Err(e) => {
+                // The coordinator link may be gone: attach a fresh one next time.
+                live.controller.lock().await.take();
+                return Err(anyhow!("declaring a transaction on `{}`: {e}", self.target.host).into());
+            }
+        };
+        let id = transaction.txn_id().clone();
+        let work = async {
+            self.send_all(live, outputs, Some((&message.queue, &id))).await?;
+            receiver.settle(message, settlement, Some(&id)).await
+        };
+        if let Err(err) = work.await {
+            // Nothing took effect; the input's lock runs out and it comes back.
+            if let Err(rollback) = transaction.rollback().await {
+                tracing::warn!(queue = %message.queue, "rolling back a transaction failed: {rollback}");
+            }
+            return Err(err);
+        }
+        transaction.commit().await.map_err(|e| {
+            let text = format!("{e:?}");
+            if text.contains("lock") {
+                TransportError::LockLost {
+                    queue: message.queue.clone(),
+                    message_id: message.message_id.clone(),
+                }
+            } else {
+                anyhow!(
+                    "committing the settlement of message `{}` in queue `{}` with its outputs: {e}",
+                    message.message_id,
+                    message.queue
+                )
+                .into()
+            }
+        })
     }
 
     /// Closes the connection (links, session, connection) politely.
@@ -243,9 +306,17 @@ impl Transport for ServiceBusTransport {
         if !receiver.holds(&message.lock_token) {
             return Err(lost());
         }
+        if outputs.is_empty() {
+            return receiver.settle(message, settlement, None).await;
+        }
+        if self.options.transactions {
+            return self
+                .settle_in_transaction(&live, &receiver, message, settlement, outputs)
+                .await;
+        }
         // Outputs first, each accepted by the broker; then the input.
-        self.send_all(outputs).await?;
-        receiver.settle(message, settlement).await
+        self.send_all(&live, outputs, None).await?;
+        receiver.settle(message, settlement, None).await
     }
 
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
@@ -313,11 +384,15 @@ impl Transport for ServiceBusTransport {
     }
 
     async fn send(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
-        self.send_all(outputs).await
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let live = self.live().await?;
+        self.send_all(&live, outputs, None).await
     }
 
     fn atomic_settle_and_send(&self) -> bool {
-        false
+        self.options.transactions
     }
 }
 
@@ -341,6 +416,9 @@ fn expirations(body: &Value) -> Option<Vec<SystemTime>> {
         .collect()
 }
 
+/// A sender's destination queue and via queue (`None`: it sends directly).
+type SenderKey = (String, Option<String>);
+
 /// One connection with its session and links.
 struct Live {
     target: Arc<ConnectionString>,
@@ -351,7 +429,9 @@ struct Live {
     /// Entities with a token put, refreshed by `refresher`.
     audiences: Arc<std::sync::Mutex<BTreeSet<String>>>,
     receivers: Mutex<HashMap<String, Arc<ReceiverLink>>>,
-    senders: Mutex<HashMap<String, Arc<SenderLink>>>,
+    senders: Mutex<HashMap<SenderKey, Arc<SenderLink>>>,
+    /// The `$coordinator` link, attached on the first transaction.
+    controller: Mutex<Option<Arc<Controller>>>,
     management: Mutex<HashMap<String, Arc<RequestLink>>>,
     refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     dead: std::sync::atomic::AtomicBool,
@@ -387,6 +467,7 @@ impl Live {
             audiences: Arc::default(),
             receivers: Mutex::default(),
             senders: Mutex::default(),
+            controller: Mutex::default(),
             management: Mutex::default(),
             refresher: std::sync::Mutex::default(),
             dead: std::sync::atomic::AtomicBool::new(false),
@@ -478,22 +559,45 @@ impl Live {
         self.receivers.lock().await.get(queue).filter(|l| !l.is_dead()).cloned()
     }
 
-    async fn sender(&self, queue: &str) -> Result<Arc<SenderLink>, TransportError> {
+    /// A sender to `queue`, through the `via` queue if given (a send-via link needs a token for
+    /// both entities).
+    async fn sender(&self, queue: &str, via: Option<&str>) -> Result<Arc<SenderLink>, TransportError> {
+        let key = (queue.to_string(), via.map(str::to_string));
         let mut senders = self.senders.lock().await;
-        if let Some(link) = senders.get(queue) {
+        if let Some(link) = senders.get(&key) {
             if !link.is_dead() {
                 return Ok(link.clone());
             }
-            senders.remove(queue);
+            senders.remove(&key);
         }
         self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+        if let Some(via) = via {
+            self.authorize(via).await.map_err(|e| classify(e, via))?;
+        }
         let link = {
             let mut session = self.session.lock().await;
-            SenderLink::attach(&mut session, queue).await?
+            SenderLink::attach(&mut session, queue, via).await?
         };
         let link = Arc::new(link);
-        senders.insert(queue.to_string(), link.clone());
+        senders.insert(key, link.clone());
         Ok(link)
+    }
+
+    /// The transaction controller, attaching it to `$coordinator` the first time.
+    async fn controller(&self) -> Result<Arc<Controller>, TransportError> {
+        let mut controller = self.controller.lock().await;
+        if let Some(live) = controller.as_ref() {
+            return Ok(live.clone());
+        }
+        let attached = {
+            let mut session = self.session.lock().await;
+            Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
+                .await
+                .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}"))?
+        };
+        let attached = Arc::new(attached);
+        *controller = Some(attached.clone());
+        Ok(attached)
     }
 
     async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {
@@ -523,6 +627,7 @@ impl Live {
         }
         self.receivers.lock().await.clear();
         self.senders.lock().await.clear();
+        self.controller.lock().await.take();
         self.management.lock().await.clear();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = self.session.lock().await.end().await;
