@@ -3,7 +3,7 @@
 //! the same `Idempotency-Key`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sagahost::config::Config;
@@ -12,19 +12,13 @@ use sagahost::transport::{OutgoingMessage, Output, Transport};
 
 use crate::partners::Received;
 use crate::saga::{Servers, config, contact_body, write_config};
+use crate::support;
 
 const MESSAGES: usize = 1_000;
 const KILLS: usize = 2;
 
 fn start_host(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sagahost"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting sagahost run")
+    support::start_host(config, &[])
 }
 
 /// Contacts with their own ids, from the example message.

@@ -12,3 +12,4 @@ mod partners;
 mod runtime;
 mod saga;
 mod support;
+mod trace;

@@ -1,6 +1,7 @@
 //! Shared helpers: where the built guest components and the samples are.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -34,4 +35,18 @@ pub fn component(name: &str) -> PathBuf {
 /// Reads a built guest component.
 pub fn component_bytes(name: &str) -> Vec<u8> {
     std::fs::read(component(name)).expect("reading component")
+}
+
+/// Starts `sagahost run --config CONFIG` as a child process, with warnings only on its stderr
+/// (discarded) and `env` added to its environment.
+pub fn start_host(config: &Path, env: &[(&str, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting sagahost run")
 }

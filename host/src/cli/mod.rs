@@ -126,7 +126,7 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     };
-    telemetry::init(cli.log_format, default_filter);
+    let _telemetry = telemetry::init(cli.log_format, default_filter);
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -33,7 +33,6 @@
 
 pub mod policy;
 pub mod secrets;
-pub mod traceparent;
 
 #[cfg(test)]
 mod tests;
@@ -52,12 +51,13 @@ use tracing::Instrument;
 use crate::component::wit;
 use crate::saga::Outbound;
 use crate::telemetry::metrics::OutboundLabels;
+use crate::telemetry::otel;
+use crate::telemetry::traceparent::TraceParent;
 
 pub use policy::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_MS, Origin, PartnerPolicy, Scheme,
 };
 pub use secrets::{ConfigSecrets, Secret, SecretProvider, SecretReadError, SecretSource, UnreadableSecret};
-pub use traceparent::{TraceParent, TraceParentError};
 
 use policy::CompiledPolicy;
 
@@ -379,7 +379,9 @@ async fn execute_one(
             HeaderValue::from_str(&key).expect("hex is a valid header value"),
         );
     }
-    let trace = parent.map_or_else(TraceParent::new_root, TraceParent::child);
+    // The request's own span when spans are exported, so the partner's spans nest under it.
+    let trace = otel::traceparent_of(&tracing::Span::current())
+        .unwrap_or_else(|| parent.map_or_else(TraceParent::new_root, TraceParent::child));
     headers.insert(
         HeaderName::from_static(TRACEPARENT),
         HeaderValue::from_str(&trace.to_string()).expect("traceparent is a valid header value"),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::SagaState;
+use crate::telemetry::traceparent::TraceParent;
 
 /// Property holding the JSON [`SagaState`].
 pub const SAGA_PROPERTY: &str = "sagahost-saga";
@@ -37,8 +38,8 @@ pub struct Envelope {
     pub saga: Option<SagaState>,
     /// Present on compensation messages.
     pub compensation: Option<CompensationInfo>,
-    /// Incoming trace context, if any.
-    pub traceparent: Option<String>,
+    /// Incoming trace context, if any (and valid).
+    pub traceparent: Option<TraceParent>,
     /// The properties a component sees: everything but the host's own.
     pub user_properties: Vec<(String, String)>,
 }
@@ -63,17 +64,28 @@ impl Envelope {
                         format!("property `{COMPENSATION_PROPERTY}` is not valid compensation data: {e}")
                     })?)
                 }
-                TRACEPARENT_PROPERTY => envelope.traceparent = Some(value.clone()),
-                // A message from Service Bus tooling may carry only Diagnostic-Id.
-                DIAGNOSTIC_ID_PROPERTY => {
-                    envelope.traceparent.get_or_insert_with(|| value.clone());
-                }
+                TRACEPARENT_PROPERTY | DIAGNOSTIC_ID_PROPERTY => {}
                 _ if name.starts_with(HOST_PREFIX) => {}
                 _ => envelope.user_properties.push((name.clone(), value.clone())),
             }
         }
+        envelope.traceparent = traceparent(properties);
         Ok(envelope)
     }
+}
+
+/// The trace context `properties` carry: `traceparent`, else `Diagnostic-Id` (a message from
+/// Service Bus tooling may carry only that). An invalid value counts as none.
+pub fn traceparent(properties: &[(String, String)]) -> Option<TraceParent> {
+    let value = |wanted: &str| {
+        properties
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.as_str())
+    };
+    value(TRACEPARENT_PROPERTY)
+        .or_else(|| value(DIAGNOSTIC_ID_PROPERTY))
+        .and_then(|value| TraceParent::parse(value).ok())
 }
 
 /// The properties of a message the host sends: the user's, then the host's.
@@ -139,12 +151,26 @@ mod tests {
         assert_eq!(read.saga, Some(saga));
         assert_eq!(read.compensation, Some(info));
         assert_eq!(read.user_properties, user);
-        assert!(read.traceparent.is_some());
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(read.traceparent.map(|t| t.to_string()).as_deref(), Some(trace));
         assert!(
             written
                 .iter()
-                .any(|(name, value)| name == "Diagnostic-Id" && Some(value) == read.traceparent.as_ref())
+                .any(|(name, value)| name == "Diagnostic-Id" && value == trace)
         );
+    }
+
+    #[test]
+    fn reads_diagnostic_id_when_traceparent_is_missing_and_ignores_invalid_context() {
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let only_diagnostic = vec![("Diagnostic-Id".to_string(), trace.to_string())];
+        assert_eq!(
+            traceparent(&only_diagnostic).map(|t| t.to_string()).as_deref(),
+            Some(trace)
+        );
+        let invalid = vec![("traceparent".to_string(), "00-zz".to_string())];
+        assert_eq!(traceparent(&invalid), None);
+        assert_eq!(Envelope::read(&invalid).unwrap().user_properties, vec![]);
     }
 
     #[test]

@@ -20,11 +20,13 @@ use tracing::Instrument as _;
 use crate::component::{Registry, wit};
 use crate::config::PartnerConfig;
 use crate::dataverse;
-use crate::outbound::{HttpOutbound, RequestContext, TraceParent};
+use crate::outbound::{HttpOutbound, RequestContext};
 use crate::telemetry::metrics::{LimitLabels, OutcomeLabels, PartnerLabels, VersionLabels, metrics};
+use crate::telemetry::otel;
+use crate::telemetry::traceparent::TraceParent;
 use crate::transport::{ReceivedMessage, Transport, TransportError};
 
-use super::envelope::Envelope;
+use super::envelope::{self, Envelope};
 use super::inbound::{MessageParts, build_inbound};
 use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
 use super::state::SagaState;
@@ -165,8 +167,15 @@ impl<T: Transport> Executor<T> {
             partner = %partner.name,
             queue = %message.queue,
             message_id = %message.message_id,
+            saga_id = tracing::field::Empty,
+            step = tracing::field::Empty,
+            attempt = tracing::field::Empty,
             version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
+        if let Some(parent) = envelope::traceparent(&message.properties) {
+            otel::continue_trace(&span, &parent);
+        }
         async {
             let started = std::time::Instant::now();
             let in_flight = metrics()
@@ -193,6 +202,7 @@ impl<T: Transport> Executor<T> {
                 }
             }
             log_verdict(&verdict);
+            tracing::Span::current().record("outcome", verdict.metric_name());
             let labels = OutcomeLabels {
                 partner: partner.name.clone(),
                 version: version.clone(),
@@ -337,11 +347,13 @@ impl<T: Transport> Executor<T> {
                 );
             }
         };
-        let trace = envelope
-            .traceparent
-            .as_deref()
-            .and_then(|t| TraceParent::parse(t).ok())
-            .map_or_else(TraceParent::new_root, |t| t.child());
+        let current = tracing::Span::current();
+        current.record("saga_id", saga.id.as_str());
+        current.record("step", saga.step);
+        current.record("attempt", saga.attempt);
+        // What this step sends on names this message's span, so the next step continues the trace.
+        let trace = otel::traceparent_of(&current)
+            .unwrap_or_else(|| envelope.traceparent.map_or_else(TraceParent::new_root, |t| t.child()));
         // Undoing a step must not reuse the keys of the step it undoes.
         let key_scope = if compensation {
             format!("{}#compensate", saga.id)
