@@ -256,6 +256,26 @@ async fn start_canary(admin: &str, component: &Path, percent: u8, window: usize)
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
+/// Runs the `sagahost` binary with `args`; returns its stdout, failing the test if it failed.
+async fn sagahost_cli(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sagahost"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 async fn partner_status(admin: &str) -> serde_json::Value {
     let text = reqwest::get(format!("{admin}/admin/partners"))
         .await
@@ -315,7 +335,23 @@ async fn a_good_canary_is_promoted_by_the_operator() {
         next_version(&support::component_bytes("hostile"), "candidate"),
     )
     .unwrap();
-    start_canary(&admin, &candidate, 30, 20).await;
+    // Through the CLI this time, which calls the same admin API.
+    let started = sagahost_cli(&[
+        "canary",
+        "start",
+        "--partner",
+        "p",
+        "--percent",
+        "30",
+        "--window",
+        "20",
+        "--admin",
+        &admin,
+        "--component",
+        candidate.to_str().unwrap(),
+    ])
+    .await;
+    assert!(started.contains("\"canary\""), "{started}");
 
     send_many(&host, 100).await;
     let mut versions = std::collections::BTreeSet::new();
@@ -325,16 +361,10 @@ async fn a_good_canary_is_promoted_by_the_operator() {
         versions.insert(event.version);
     }
     assert_eq!(versions.len(), 2, "both versions handled messages");
-    let canary = partner_status(&admin).await["canary"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let promote = reqwest::Client::new()
-        .post(format!("{admin}/admin/partners/p/canary/promote"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(promote.status(), 200);
+    let partners: serde_json::Value =
+        serde_json::from_str(&sagahost_cli(&["partners", "--admin", &admin]).await).unwrap();
+    let canary = partners[0]["canary"]["version"].as_str().unwrap().to_string();
+    sagahost_cli(&["canary", "promote", "--partner", "p", "--admin", &admin]).await;
     let status = partner_status(&admin).await;
     host.shutdown().await;
     assert_eq!(status["version"], canary.as_str());

@@ -6,6 +6,7 @@
 //! [`service`](crate::service), `send` and `dead-letters` on the embedded
 //! queue, `quickstart` on [`quickstart`](crate::quickstart).
 
+mod admin;
 mod inspect;
 mod queue;
 
@@ -102,17 +103,25 @@ pub enum Command {
         #[arg(long, default_value_t = 30_000)]
         lock_duration_ms: u64,
     },
-    /// Reload a partner's component in a running host (through its admin endpoint).
+    /// Show a running host's partners: version, state, counters, canary (through its admin API).
+    Partners {
+        #[command(flatten)]
+        endpoint: admin::Endpoint,
+    },
+    /// Reload a partner's component in a running host (through its admin API).
     Reload {
         /// The partner to reload.
         #[arg(long)]
         partner: String,
-        /// The host's admin endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        admin: String,
-        /// Environment variable holding the admin token, if the host requires one.
-        #[arg(long)]
-        token_env: Option<String>,
+        #[command(flatten)]
+        endpoint: admin::Endpoint,
+    },
+    /// Start, promote or abort a canary rollout in a running host (through its admin API).
+    Canary {
+        #[command(subcommand)]
+        command: admin::CanaryCommand,
+        #[command(flatten)]
+        endpoint: admin::Endpoint,
     },
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(crate::quickstart::Options),
@@ -171,11 +180,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             lock_duration_ms,
         } => tokio_runtime()?.block_on(broker(&listen, &data, lock_duration_ms)),
-        Command::Reload {
-            partner,
-            admin,
-            token_env,
-        } => tokio_runtime()?.block_on(reload(&partner, &admin, token_env)),
+        Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
+        Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
+        Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
         Command::Quickstart(options) => tokio_runtime()?.block_on(crate::quickstart::run(options)),
     }
 }
@@ -234,28 +241,6 @@ async fn broker(listen: &str, data: &std::path::Path, lock_duration_ms: u64) -> 
     };
     broker::serve_with(listener, queue, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn reload(partner: &str, admin: &str, token_env: Option<String>) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/admin/partners/{partner}/reload", admin.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().post(&url);
-    if let Some(var) = token_env {
-        let token =
-            std::env::var(&var).with_context(|| format!("--token-env: environment variable {var} is not set"))?;
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("calling {url}: is `sagahost run` running with [admin]?"))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    println!("{body}");
-    Ok(if status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
