@@ -4,7 +4,9 @@
 //! config for the example components, starts the host on the embedded queue
 //! exactly as `sagahost run` does, posts contact messages through the webhook,
 //! prints each step as it happens, and ends with the path every message took
-//! and the totals. No cloud, no Docker.
+//! and the totals. No cloud, no Docker. With `--transport servicebus` the host
+//! runs the production Service Bus transport against a `sagahost broker` it
+//! starts on loopback.
 
 mod partners;
 
@@ -21,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::saga::{SagaEvent, Verdict};
 use crate::service::Host;
+use crate::transport::broker::{self, BrokerConfig};
+use crate::transport::embedded::EmbeddedQueue;
 
 /// Options of `sagahost quickstart`.
 #[derive(Debug, clap::Args)]
@@ -40,6 +44,17 @@ pub struct Options {
     /// Give up waiting for the sagas after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
+    /// The queues: the embedded queue in process, or the Service Bus transport (the production
+    /// code path, over AMQP) against a `sagahost broker` started on loopback.
+    #[arg(long, value_enum, default_value_t = QueueKind::Embedded)]
+    pub transport: QueueKind,
+}
+
+/// Which transport the quickstart runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    Embedded,
+    Servicebus,
 }
 
 const STEPS: [&str; 3] = ["mdm", "dataverse-writeback", "erp"];
@@ -77,13 +92,31 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
         endpoints.mdm, endpoints.dataverse, endpoints.erp
     );
 
+    let stop_broker = CancellationToken::new();
+    let (transport, queues) = match options.transport {
+        QueueKind::Embedded => (String::new(), "the embedded queue".to_string()),
+        QueueKind::Servicebus => {
+            let address = start_broker(dir, stop_broker.clone()).await?;
+            let connection_string = format!(
+                "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;\
+                 SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+            );
+            let path = dir.join("servicebus-connection-string");
+            std::fs::write(&path, connection_string)?;
+            let table = format!(
+                "[transport]\nkind = \"servicebus\"\nconnection-string = {{ file = {} }}\n",
+                toml_string(&path.display().to_string())
+            );
+            (table, format!("Service Bus (AMQP, sagahost broker on {address})"))
+        }
+    };
     let webhook_key = random_token();
-    let config_path = write_config(dir, &components, &endpoints, &credentials, &webhook_key)?;
+    let config_path = write_config(dir, &components, &endpoints, &credentials, &webhook_key, &transport)?;
     println!("config: {}", config_path.display());
     let host = Host::start(&Config::load(&config_path)?.config).await?;
     let mut events = host.subscribe();
     let webhook = host.webhook_addr.context("the quickstart config has a webhook")?;
-    println!("host running on the embedded queue; webhook on http://{webhook}/api/webhook\n");
+    println!("host running on {queues}; webhook on http://{webhook}/api/webhook\n");
 
     let bodies = messages(options)?;
     let client = reqwest::Client::new();
@@ -134,6 +167,7 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let elapsed = started.elapsed();
     host.shutdown().await;
+    stop_broker.cancel();
     stop_partners.cancel();
 
     println!("\n{}", summary(&sagas, elapsed));
@@ -144,6 +178,21 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves a Service Bus–compatible broker over a fresh queue in `dir` on a loopback port.
+async fn start_broker(dir: &Path, stop: CancellationToken) -> anyhow::Result<std::net::SocketAddr> {
+    let queue = EmbeddedQueue::open(&dir.join("broker.sqlite3"), &[])?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the broker")?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(err) = broker::serve_with(listener, queue, BrokerConfig::default(), stop).await {
+            eprintln!("the quickstart broker stopped: {err:#}");
+        }
+    });
+    Ok(address)
 }
 
 fn component_path(dir: &Path, step: &str) -> PathBuf {
@@ -157,6 +206,7 @@ fn write_config(
     endpoints: &partners::Endpoints,
     credentials: &partners::Credentials,
     webhook_key: &str,
+    transport: &str,
 ) -> anyhow::Result<PathBuf> {
     let secret = |name: &str, value: &str| -> anyhow::Result<String> {
         let path = dir.join(name);
@@ -170,6 +220,7 @@ fn write_config(
         "data-dir = {}\n",
         toml_string(&dir.join("data").display().to_string())
     )?;
+    writeln!(text, "{transport}")?;
     writeln!(
         text,
         "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = {{ file = {} }}\n",
