@@ -3,7 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
@@ -36,6 +43,53 @@ concurrency = 16
     let path = dir.join("sagahost.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Spans finished by the in-process hosts of this test binary, through the real OpenTelemetry
+/// pipeline (tracing-opentelemetry into the SDK), kept in memory instead of sent.
+#[derive(Debug, Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Recorded {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0.lock().unwrap().extend(batch);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Installs the recording pipeline as this process's subscriber (once) and returns it.
+fn recorded_spans() -> &'static Recorded {
+    static RECORDED: OnceLock<(SdkTracerProvider, Recorded)> = OnceLock::new();
+    &RECORDED
+        .get_or_init(|| {
+            let recorded = Recorded::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(recorded.clone())
+                .build();
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("e2e")))
+                .try_init()
+                .expect("no other test installs a global subscriber");
+            (provider, recorded)
+        })
+        .1
+}
+
+/// `message` spans' component version by message id.
+fn traced_versions(spans: &[SpanData]) -> BTreeMap<String, Vec<String>> {
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for span in spans.iter().filter(|span| span.name == "message") {
+        let attribute = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        if let (Some(id), Some(version)) = (attribute("message_id"), attribute("version")) {
+            versions.entry(id).or_default().push(version);
+        }
+    }
+    versions
 }
 
 /// The same component with a custom section appended: new content hash, same behaviour.
@@ -80,6 +134,7 @@ async fn next_event(events: &mut tokio::sync::broadcast::Receiver<SagaEvent>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_component_while_messages_flow_loses_none_and_each_is_handled_by_one_version() {
+    let recorded = recorded_spans();
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(&one_step_config(dir.path())).unwrap().config;
     let host = Host::start(&config).await.unwrap();
@@ -137,6 +192,15 @@ async fn replacing_a_component_while_messages_flow_loses_none_and_each_is_handle
         metrics.contains("sagahost_component_reloads_total{partner=\"p\",result=\"replaced\"}"),
         "{metrics}"
     );
+    // And in the traces: each message's span names the one version that handled it.
+    let traced = traced_versions(&recorded.0.lock().unwrap());
+    for (message_id, versions) in &by_message {
+        assert_eq!(
+            traced.get(message_id),
+            Some(versions),
+            "the span of message {message_id}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

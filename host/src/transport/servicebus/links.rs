@@ -55,6 +55,16 @@ fn attach_error(what: &str, address: &str, error: &(impl std::fmt::Display + std
     }
 }
 
+/// Logs why a link stopped: at `warn`, unless its session or connection had stopped first (the
+/// transport closing, or a lost connection, which the reconnect reports), then at `debug`.
+fn link_failed(kind: &str, entity: &str, error: &str) {
+    if error.contains("SessionStopped") || error.contains("ConnectionStopped") {
+        tracing::debug!(entity, "{kind} link stopped with its session: {error}");
+    } else {
+        tracing::warn!(entity, "{kind} link failed: {error}");
+    }
+}
+
 /// A message handed out under a lock on this link.
 struct Held {
     info: DeliveryInfo,
@@ -216,11 +226,11 @@ impl ReceiverActor {
             self.waiters.retain(|w| !w.reply.is_closed());
             self.serve_waiters();
             if let Err(err) = self.release_unwanted().await {
-                tracing::warn!(queue = %self.queue, "receiver link failed: {err:#}");
+                link_failed("receiver", &self.queue, &format!("{err:#}"));
                 break;
             }
             if let Err(err) = self.top_up_credit().await {
-                tracing::warn!(queue = %self.queue, "receiver link failed: {err}");
+                link_failed("receiver", &self.queue, &err.to_string());
                 break;
             }
             let deadline = self.waiters.iter().map(|w| w.deadline).min();
@@ -255,7 +265,7 @@ impl ReceiverActor {
                     let delivery = match *delivery {
                         Ok(delivery) => delivery,
                         Err(err) => {
-                            tracing::warn!(queue = %self.queue, "receiver link failed: {err}");
+                            link_failed("receiver", &self.queue, &err.to_string());
                             break;
                         }
                     };
@@ -548,7 +558,7 @@ async fn run_sender(queue: String, mut sender: Sender, mut commands: mpsc::Recei
                 });
             }
             Err(err) => {
-                tracing::warn!(%queue, "sender link failed: {err}");
+                link_failed("sender", &queue, &err.to_string());
                 let _ = reply.send(Err(anyhow!("sending to queue `{queue}`: {err}").into()));
                 break;
             }
@@ -713,7 +723,7 @@ async fn run_requests(
                 let message = match *answer {
                     Ok(delivery) => delivery.into_message(),
                     Err(err) => {
-                        tracing::warn!(%node, "response link failed: {err}");
+                        link_failed("response", &node, &err.to_string());
                         break;
                     }
                 };
