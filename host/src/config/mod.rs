@@ -59,10 +59,6 @@ fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
 }
 
-fn enabled() -> bool {
-    true
-}
-
 fn default_data_dir() -> PathBuf {
     ".sagahost".into()
 }
@@ -84,7 +80,7 @@ pub enum TransportConfig {
         prefetch: u32,
         /// Settle each message and send its outputs in one AMQP transaction (off only for a
         /// broker without `$coordinator`; then outputs are sent first, at least once).
-        #[serde(default = "enabled")]
+        #[serde(default = "default_true")]
         transactions: bool,
     },
 }
