@@ -229,13 +229,7 @@ fn scenario_pipeline(handler: &str) -> Value {
                     }
                     for message in batch {
                         let envelope = Envelope::read(&message.properties).unwrap();
-                        let parts = MessageParts {
-                            message_id: message.message_id.clone(),
-                            queue: message.queue.clone(),
-                            content_type: message.content_type.clone(),
-                            properties: envelope.user_properties.clone(),
-                            body: message.body.clone(),
-                        };
+                        let parts = MessageParts::of(&message, &envelope);
                         let event = wit::Event::Message(build_inbound(parts, None, &Default::default()).unwrap());
                         let plan = if native {
                             native_forward(&event)
@@ -703,13 +697,10 @@ fn main() {
     });
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     std::fs::write(out.join("table.md"), &table).unwrap();
-    if !size_curve.is_empty() {
-        plot(&out.join("scaling.png"), &size_curve, &partner_curve);
+    eprintln!("wrote {0}/results.json and {0}/table.md", out.display());
+    if !size_curve.is_empty() && plot(&out.join("scaling.png"), &size_curve, &partner_curve) {
+        eprintln!("wrote {}/scaling.png", out.display());
     }
-    eprintln!(
-        "wrote {0}/results.json, {0}/table.md and {0}/scaling.png",
-        out.display()
-    );
 }
 
 fn render(rows: &[Row]) -> String {
@@ -739,20 +730,28 @@ fn number(value: f64, unit: &str) -> String {
     }
 }
 
-/// Draws throughput against message size and against partners loaded, side by side.
-fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) {
+/// The font the plot's labels are drawn with (Debian's `fonts-dejavu-core`).
+const PLOT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Draws throughput against message size and against partners loaded, side by side; returns
+/// whether it did.
+fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) -> bool {
     use plotters::prelude::*;
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").ok();
-    if let Some(font) = &font {
-        let font: &'static [u8] = Box::leak(font.clone().into_boxed_slice());
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+    // Labels need a font file; without one there is no readable plot to make.
+    let Ok(font) = std::fs::read(PLOT_FONT) else {
+        eprintln!("no plot: {PLOT_FONT} is missing (the figures are in results.json)");
+        return false;
+    };
+    if plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice())).is_err() {
+        eprintln!("no plot: {PLOT_FONT} is not a font plotters can read");
+        return false;
     }
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).unwrap();
     let (left, right) = root.split_horizontally(600);
-    for (area, curve, caption, x_label, log_x) in [
-        (&left, sizes, "throughput vs message size", "message size (KiB)", true),
-        (&right, partners, "throughput vs partners loaded", "partners", true),
+    for (area, curve, caption, x_label) in [
+        (&left, sizes, "throughput vs message size", "message size (KiB)"),
+        (&right, partners, "throughput vs partners loaded", "partners"),
     ] {
         let max_rate = curve.iter().map(|point| point.1).fold(0.0, f64::max) * 1.15;
         let (x_min, x_max) = (curve[0].0 * 0.8, curve[curve.len() - 1].0 * 1.25);
@@ -763,7 +762,6 @@ fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) {
             .y_label_area_size(70)
             .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..max_rate)
             .unwrap();
-        let _ = log_x;
         chart
             .configure_mesh()
             .x_desc(x_label)
@@ -785,4 +783,5 @@ fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) {
             .unwrap();
     }
     root.present().unwrap();
+    true
 }

@@ -308,13 +308,7 @@ impl<T: Transport> Executor<T> {
                 None,
             );
         }
-        let parts = MessageParts {
-            message_id: message.message_id.clone(),
-            queue: message.queue.clone(),
-            content_type: message.content_type.clone(),
-            properties: envelope.user_properties.clone(),
-            body: message.body.clone(),
-        };
+        let parts = MessageParts::of(message, &envelope);
         let decoded = tracing::info_span!(
             "decode",
             content_type = message.content_type.as_deref(),

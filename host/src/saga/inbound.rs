@@ -3,7 +3,9 @@
 use crate::component::{context, wit};
 use crate::dataverse::{self, DecodeError, Limits};
 
+use super::envelope::Envelope;
 use super::state::SagaState;
+use crate::transport::ReceivedMessage;
 
 /// A message as a transport or the harness hands it over.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +15,20 @@ pub struct MessageParts {
     pub content_type: Option<String>,
     pub properties: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl MessageParts {
+    /// The parts of a received message, with the properties a component may see (the
+    /// envelope's user properties, not the host's own).
+    pub fn of(message: &ReceivedMessage, envelope: &Envelope) -> Self {
+        Self {
+            message_id: message.message_id.clone(),
+            queue: message.queue.clone(),
+            content_type: message.content_type.clone(),
+            properties: envelope.user_properties.clone(),
+            body: message.body.clone(),
+        }
+    }
 }
 
 /// Content types whose bodies are Dataverse contexts (besides none at all,

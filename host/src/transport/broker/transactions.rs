@@ -15,14 +15,13 @@
 
 use std::collections::HashMap;
 
-use anyhow::anyhow;
 use fe2o3_amqp_types::definitions::{Error as AmqpErrorInfo, ErrorCondition};
 use fe2o3_amqp_types::messaging::{DeliveryState, Modified, Rejected};
 use fe2o3_amqp_types::primitives::{Binary, Symbol, Value};
 use fe2o3_amqp_types::transaction::TransactionError;
 
 use super::super::embedded::{EmbeddedQueue, TransactionWork};
-use super::super::{Output, ReceivedMessage, Settlement, TransportError};
+use super::super::{Output, ReceivedMessage, Settlement};
 use super::message;
 
 /// `DeadLetterReason` / `DeadLetterErrorDescription` from a rejection's error info.
@@ -146,16 +145,10 @@ impl Transactions {
 
 /// Applies a discharged transaction; the error is what the client's discharge is rejected with.
 pub async fn commit(queue: &EmbeddedQueue, work: TransactionWork) -> Result<(), AmqpErrorInfo> {
-    queue.commit(work).await.map_err(|error| {
-        let description = match error {
-            TransportError::LockLost { .. } => format!("the transaction was rolled back: {error}"),
-            other => format!("the transaction was rolled back: {:#}", anyhow!(other)),
-        };
-        AmqpErrorInfo {
-            condition: ErrorCondition::TransactionError(TransactionError::Rollback),
-            description: Some(description),
-            info: None,
-        }
+    queue.commit(work).await.map_err(|error| AmqpErrorInfo {
+        condition: ErrorCondition::TransactionError(TransactionError::Rollback),
+        description: Some(format!("the transaction was rolled back: {error}")),
+        info: None,
     })
 }
 
