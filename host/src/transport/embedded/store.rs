@@ -12,12 +12,20 @@ use super::super::{Output, ReceivedMessage, Settlement, TransportError};
 use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, StoredMessage};
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
 /// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
 /// milliseconds since the Unix epoch. `queues` keeps each queue's last sequence number, so numbers
 /// keep increasing after the newest message is completed and deleted.
+///
+/// `body` is the last column on purpose: SQLite stores a row's columns in order and spills what
+/// does not fit a page into a chain of overflow pages, so every column after a large body could
+/// only be read by walking that chain. Receiving tests the lock and schedule of each candidate
+/// row; with the body last those tests read one page per row, not the whole message.
+/// `messages_by_state` answers [`depth`] (the metrics gauge, `sagahost queue`) from the index
+/// alone instead of reading every row of the queue.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS queues (
     name          TEXT PRIMARY KEY,
@@ -30,8 +38,6 @@ CREATE TABLE IF NOT EXISTS messages (
     message_id       TEXT NOT NULL,
     correlation_id   TEXT,
     content_type     TEXT,
-    properties       TEXT NOT NULL, -- JSON array of [name, value] pairs: keeps order and repeats
-    body             BLOB NOT NULL,
     enqueued_at      INTEGER NOT NULL,
     scheduled_at     INTEGER,       -- not delivered before this
     ttl_ms           INTEGER,       -- kept so that a redrive can restart the time to live
@@ -42,9 +48,17 @@ CREATE TABLE IF NOT EXISTS messages (
     dead_lettered_at INTEGER,       -- set: the row is in the queue's dead-letter queue
     dead_letter_reason      TEXT,
     dead_letter_description TEXT,
+    properties       TEXT NOT NULL, -- JSON array of [name, value] pairs: keeps order and repeats
+    body             BLOB NOT NULL,
     UNIQUE (queue, sequence_number)
 );
+CREATE INDEX IF NOT EXISTS messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
 ";
+
+/// Every column of `messages`, for copying rows between schema versions.
+const ALL_COLUMNS: &str = "id, queue, sequence_number, message_id, correlation_id, content_type, enqueued_at, \
+     scheduled_at, ttl_ms, expires_at, delivery_count, lock_token, locked_until, dead_lettered_at, \
+     dead_letter_reason, dead_letter_description, properties, body";
 
 /// The columns [`MessageRow::from_row`] reads, in its order.
 const MESSAGE_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
@@ -92,12 +106,31 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
     if version > SCHEMA_VERSION {
         bail!("the queue database has schema version {version}, newer than this sagahost knows ({SCHEMA_VERSION})");
     }
+    if version == 1 {
+        migrate_from_v1(&conn)?;
+    }
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     for queue in queues {
         register_queue(&conn, &queue.name)?;
     }
     Ok(conn)
+}
+
+/// Rewrites a version-1 `messages` table (body in the middle of the row) in the version-2 column
+/// order, in one transaction: a crash part-way leaves the version-1 database as it was.
+fn migrate_from_v1(conn: &Connection) -> anyhow::Result<()> {
+    tracing::info!("upgrading the queue database to schema version {SCHEMA_VERSION}");
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE messages RENAME TO messages_v1;
+         {SCHEMA}
+         INSERT INTO messages ({ALL_COLUMNS}) SELECT {ALL_COLUMNS} FROM messages_v1;
+         DROP TABLE messages_v1;
+         PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
+    ))
+    .context("upgrading the queue database from schema version 1")
 }
 
 /// Gives `queue` a sequence counter unless it has one.

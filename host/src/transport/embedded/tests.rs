@@ -481,6 +481,70 @@ fn open_rejects_bad_settings_and_newer_schemas() {
     assert!(format!("{error:#}").contains("schema version 99"), "{error:#}");
 }
 
+/// A database written by schema version 1 (body in the middle of the row): its messages, locks and
+/// dead letters survive the upgrade to the current schema.
+#[tokio::test]
+async fn opens_and_upgrades_a_version_1_database() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("queue.db");
+    let v1 = rusqlite::Connection::open(&path).unwrap();
+    v1.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE queues (name TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE messages (
+             id INTEGER PRIMARY KEY, queue TEXT NOT NULL, sequence_number INTEGER NOT NULL,
+             message_id TEXT NOT NULL, correlation_id TEXT, content_type TEXT,
+             properties TEXT NOT NULL, body BLOB NOT NULL, enqueued_at INTEGER NOT NULL,
+             scheduled_at INTEGER, ttl_ms INTEGER, expires_at INTEGER,
+             delivery_count INTEGER NOT NULL DEFAULT 0, lock_token TEXT, locked_until INTEGER,
+             dead_lettered_at INTEGER, dead_letter_reason TEXT, dead_letter_description TEXT,
+             UNIQUE (queue, sequence_number));
+         INSERT INTO queues VALUES ('erp', 2);
+         INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at)
+             VALUES ('erp', 1, 'm-1', '[[\"k\",\"v\"]]', x'68656c6c6f', 1);
+         INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at,
+                               dead_lettered_at, dead_letter_reason, dead_letter_description)
+             VALUES ('erp', 2, 'm-2', '[]', x'', 1, 2, 'Broken', 'it broke');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(v1);
+
+    let q = open(&dir, &[QueueSettings::new("erp")]);
+    assert_eq!(
+        q.queue_depth("erp").await.unwrap(),
+        QueueDepth {
+            active: 1,
+            scheduled: 0,
+            dead_lettered: 1
+        }
+    );
+    let received = q.receive("erp", 10, NO_WAIT).await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        (received[0].message_id.as_str(), &received[0].body[..]),
+        ("m-1", &b"hello"[..])
+    );
+    assert_eq!(received[0].properties, vec![("k".to_string(), "v".to_string())]);
+    let dead = q.dead_letters("erp", 10).await.unwrap();
+    assert_eq!(
+        (dead[0].reason.as_str(), dead[0].description.as_str()),
+        ("Broken", "it broke")
+    );
+    q.send(vec![output("erp", "after")]).await.unwrap();
+    let next = q.receive("erp", 10, NO_WAIT).await.unwrap();
+    assert_eq!(
+        next[0].sequence_number, 3,
+        "sequence numbers continue after the upgrade"
+    );
+    drop(q);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
 #[tokio::test]
 async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedule_and_peek() {
     let dir = TempDir::new().unwrap();
