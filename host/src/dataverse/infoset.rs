@@ -10,6 +10,8 @@
 //! builder, the two formats yield the same tree for the same document, and the
 //! [`Limits`] on depth and text length are enforced in one place.
 
+use std::rc::Rc;
+
 use super::Limits;
 use super::contract::XSI_NS;
 
@@ -25,15 +27,16 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// `("http://www.w3.org/2001/XMLSchema", "string")`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct QName {
-    pub ns: String,
+    pub ns: Rc<str>,
     pub local: String,
 }
 
 /// One element of the document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Element {
-    /// The element's namespace (empty when it has none) and local name.
-    pub ns: String,
+    /// The element's namespace (empty when it has none) and local name. Shared with the
+    /// declaration it resolved to: a document names a handful of namespaces thousands of times.
+    pub ns: Rc<str>,
     pub local: String,
     /// `i:type`, resolved against the namespaces in scope on this element.
     pub xsi_type: Option<QName>,
@@ -47,7 +50,7 @@ pub(super) struct Element {
 
 impl Element {
     pub fn is(&self, ns: &str, local: &str) -> bool {
-        self.ns == ns && self.local == local
+        *self.ns == *ns && self.local == local
     }
 
     /// The first child with this namespace and local name.
@@ -88,7 +91,7 @@ pub(super) struct Builder<'l> {
     /// Open elements, outermost first.
     open: Vec<Open>,
     /// Prefix bindings in scope, innermost last; `""` is the default namespace.
-    scope: Vec<(String, String)>,
+    scope: Vec<(String, Rc<str>)>,
     root: Option<Element>,
 }
 
@@ -122,14 +125,15 @@ impl<'l> Builder<'l> {
             return Err(BuildError::Invalid("an element has an empty name".into()));
         }
         let declared = xmlns.len();
-        self.scope.extend(xmlns);
+        self.scope
+            .extend(xmlns.into_iter().map(|(prefix, ns)| (prefix, Rc::from(ns))));
         let mut element = Element {
             ns: self.resolve(prefix)?,
             local: local.to_owned(),
             ..Element::default()
         };
         for attribute in attributes {
-            if attribute.prefix.is_empty() || self.resolve(attribute.prefix)? != XSI_NS {
+            if attribute.prefix.is_empty() || *self.resolve(attribute.prefix)? != *XSI_NS {
                 continue;
             }
             self.check_length(&attribute.value, local)?;
@@ -189,13 +193,13 @@ impl<'l> Builder<'l> {
 
     /// The namespace a prefix is bound to; `""` is the default namespace, which is
     /// empty until declared.
-    fn resolve(&self, prefix: &str) -> Result<String, BuildError> {
+    fn resolve(&self, prefix: &str) -> Result<Rc<str>, BuildError> {
         if prefix == "xml" {
-            return Ok(XML_NS.to_owned());
+            return Ok(XML_NS.into());
         }
         match self.scope.iter().rev().find(|(p, _)| p == prefix) {
             Some((_, ns)) => Ok(ns.clone()),
-            None if prefix.is_empty() => Ok(String::new()),
+            None if prefix.is_empty() => Ok(Rc::default()),
             None => Err(BuildError::Invalid(format!("prefix `{prefix}` is not declared"))),
         }
     }
@@ -266,7 +270,7 @@ mod tests {
         builder.end().unwrap();
         builder.end().unwrap();
         let root = builder.finish().unwrap();
-        assert_eq!(root.ns, "urn:d");
+        assert_eq!(&*root.ns, "urn:d");
         let qname = |ns: &str, local: &str| {
             Some(QName {
                 ns: ns.into(),

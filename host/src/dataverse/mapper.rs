@@ -102,7 +102,7 @@ impl Mapper<'_> {
     }
 
     fn typed(&self, element: &Element, qname: &QName) -> Result<Value> {
-        let ns = qname.ns.as_str();
+        let ns = &*qname.ns;
         if ns == XSD_NS || ns == SERIALIZATION_NS {
             if let Some(value) = self.primitive(element, &qname.local)? {
                 return Ok(value);
