@@ -1,0 +1,86 @@
+//! Fixtures both benches use: where the guest components and samples are, the message bodies,
+//! and the forwarder's logic as a native function (the baseline of every component figure).
+
+use std::path::{Path, PathBuf};
+
+use sagahost::component::wit;
+use sagahost::saga::{MessageParts, build_inbound};
+use serde_json::{Value, json};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The built guest component `name` (made by `scripts/build-guests`).
+pub fn component_path(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
+    let path = target
+        .join("wasm32-wasip2/guest")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "{} is missing: run scripts/bench", path.display());
+    path
+}
+
+/// The sample body decoded for each format: (format, file in the samples, content type).
+pub const DECODE_SAMPLES: [(&str, &str, &str); 3] = [
+    ("json", "synthetic-update-contact.dcjs.json", "application/json"),
+    ("xml", "synthetic-update-contact.dcs.xml", "application/xml"),
+    (
+        "binary",
+        "synthetic-update-contact.dcs-binary.msbin1",
+        "application/msbin1",
+    ),
+];
+
+/// A file of the Dataverse samples.
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(workspace().join("../shared/samples/dataverse").join(name)).expect("the Dataverse samples")
+}
+
+/// The example contact-create context, padded with shared variables to about `kb` KiB.
+pub fn contact_body(kb: usize) -> Vec<u8> {
+    let text = std::fs::read_to_string(workspace().join("guest-examples/messages/contact-create.json")).unwrap();
+    let mut context: Value = serde_json::from_str(&text).unwrap();
+    let mut body = serde_json::to_vec(&context).unwrap();
+    let mut n = 0;
+    while body.len() < kb * 1024 {
+        let pad = "x".repeat(1000.min(kb * 1024 - body.len()));
+        context["SharedVariables"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": format!("pad{n}"), "value": pad}));
+        body = serde_json::to_vec(&context).unwrap();
+        n += 1;
+    }
+    body
+}
+
+/// The forwarder's logic as a native function: the baseline of the component call.
+pub fn native_forward(event: &wit::Event) -> wit::Plan {
+    let decision = match event {
+        wit::Event::Message(_) => wit::Decision::Forward(vec![wit::ForwardMessage {
+            route: "next".into(),
+            body: None,
+            content_type: None,
+            properties: Vec::new(),
+        }]),
+        _ => wit::Decision::Complete,
+    };
+    wit::Plan::Done(wit::Outcome {
+        decision,
+        compensation_data: None,
+    })
+}
+
+/// A new-message event carrying `body` (a JSON context), as the host builds it.
+pub fn message_event(body: Vec<u8>) -> wit::Event {
+    let parts = MessageParts {
+        message_id: "m-1".into(),
+        queue: "in".into(),
+        content_type: Some("application/json".into()),
+        properties: Vec::new(),
+        body,
+    };
+    wit::Event::Message(build_inbound(parts, None, &Default::default()).unwrap())
+}

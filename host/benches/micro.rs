@@ -1,0 +1,58 @@
+//! Criterion micro benchmarks: the two hot calls of every message, measured with criterion's
+//! statistics (outlier detection, confidence intervals, comparison with the previous run).
+//!
+//! - `component-call/{wasm,native}`: one `handle` of the forwarder component, a fresh instance
+//!   from the pool each call, against the same logic as a native Rust function.
+//! - `decode/{json,xml,binary}`: decoding the sample context of each format, with throughput.
+//!
+//! Run with `scripts/bench micro` (which builds the guest components first). The end-to-end
+//! figures and the baselines from other programs are in `suite.rs`.
+
+use std::collections::BTreeMap;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sagahost::component::{Limits, Runtime, RuntimeOptions, wit};
+
+mod common;
+use common::{DECODE_SAMPLES, component_path, contact_body, message_event, native_forward, sample};
+
+fn component_call(c: &mut Criterion) {
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+    let wasm = std::fs::read(component_path("forwarder")).unwrap();
+    let component = runtime
+        .load("forwarder", &wasm, Limits::default(), BTreeMap::new())
+        .unwrap();
+    let event = message_event(contact_body(5));
+    let mut group = c.benchmark_group("component-call");
+    group.bench_function("wasm", |b| {
+        b.iter(|| assert!(matches!(component.handle("m-1", &event), Ok(wit::Plan::Done(_)))));
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| native_forward(std::hint::black_box(&event)));
+    });
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let limits = Default::default();
+    let mut group = c.benchmark_group("decode");
+    for (format, file, content_type) in DECODE_SAMPLES {
+        let body = sample(file);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format, |b| {
+            b.iter(|| sagahost::dataverse::decode(&body, Some(content_type), &limits).unwrap());
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Shorter than criterion's defaults (3 s + 5 s per function) so that `scripts/bench` as a
+    // whole stays within 15 minutes; the intervals stay narrow for calls this short.
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = component_call, decode
+}
+criterion_main!(benches);
