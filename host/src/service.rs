@@ -112,6 +112,7 @@ impl Host {
                 .await
                 .with_context(|| format!("admin.listen: cannot listen on {}", admin.listen))?;
             admin_addr = Some(listener.local_addr()?);
+            tracing::info!(addr = %admin_addr.expect("set above"), "admin endpoint listening");
             let endpoint = Admin {
                 registry: registry.clone(),
                 queue: transport.embedded().cloned(),
@@ -144,6 +145,7 @@ impl Host {
                 queue: webhook.queue.clone(),
                 key,
                 max_body_bytes: webhook.max_body_bytes,
+                request_timeout: std::time::Duration::from_millis(webhook.request_timeout_ms),
             };
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {

@@ -5,6 +5,7 @@
 
 mod cli;
 mod crash;
+mod doors;
 mod harness;
 mod interop;
 mod operate;

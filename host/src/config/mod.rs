@@ -209,10 +209,18 @@ pub struct WebhookConfig {
     /// Largest body accepted, in bytes.
     #[serde(default = "default_webhook_max_body")]
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's headers, and then its body, in
+    /// milliseconds; a slower client is disconnected (408 once the headers are in).
+    #[serde(default = "default_webhook_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 fn default_webhook_max_body() -> usize {
     1 << 20
+}
+
+fn default_webhook_request_timeout_ms() -> u64 {
+    10_000
 }
 
 /// A loaded configuration with paths made absolute.
@@ -256,6 +264,11 @@ impl Config {
                     admin.listen
                 );
             }
+        }
+        if let Some(webhook) = &self.webhook
+            && (webhook.max_body_bytes == 0 || webhook.request_timeout_ms == 0)
+        {
+            anyhow::bail!("webhook.max-body-bytes and webhook.request-timeout-ms must be at least 1");
         }
         if self.partners.is_empty() {
             anyhow::bail!("no partners: add at least one [partners.NAME] table");
@@ -302,5 +315,90 @@ impl Config {
                 queue
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` as a config file; the error text on failure.
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sagahost.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+            .map(|loaded| loaded.config)
+            .map_err(|err| format!("{err:#}"))
+    }
+
+    const PARTNER: &str = "[partners.mdm]\ncomponent = \"mdm.wasm\"\nqueue = \"contacts\"\n";
+
+    #[test]
+    fn a_minimal_config_gets_the_defaults() {
+        let config = load(PARTNER).unwrap();
+        let mdm = &config.partners["mdm"];
+        assert_eq!(mdm.compensation_queue(), "contacts-compensate");
+        assert!(config.data_dir.ends_with(".sagahost") && config.data_dir.is_absolute());
+        assert!(matches!(config.transport, TransportConfig::Embedded));
+    }
+
+    #[test]
+    fn bad_missing_and_unknown_values_are_errors_that_name_the_file_and_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("", "missing field `partners`"),
+            ("[partners]\n", "no partners"),
+            ("[partners.mdm]\nqueue = \"contacts\"\n", "missing field `component`"),
+            (&format!("{PARTNER}colour = \"blue\"\n"), "unknown field `colour`"),
+            (&format!("tranport = 1\n{PARTNER}"), "unknown field `tranport`"),
+            (&format!("{PARTNER}concurrency = \"many\"\n"), "invalid type"),
+            (
+                &format!("{PARTNER}concurrency = 0\n"),
+                "partners.mdm.concurrency must be at least 1",
+            ),
+            (&format!("{PARTNER}concurrency = -1\n"), "invalid value"),
+            (
+                &format!("{PARTNER}retry = {{ jitter = 2.0 }}\n"),
+                "partners.mdm.retry.jitter",
+            ),
+            (
+                &format!("{PARTNER}compensation-queue = \"contacts\"\n"),
+                "compensation-queue must differ",
+            ),
+            (
+                &format!("{PARTNER}outbound = {{ allow = [\"ftp://x\"], colour = 1 }}\n"),
+                "unknown field `colour`",
+            ),
+            (
+                &format!("{PARTNER}secrets = {{ key = \"plain text in the file\" }}\n"),
+                "line 4",
+            ),
+            (
+                &format!("[admin]\nlisten = \"0.0.0.0:9090\"\n{PARTNER}"),
+                "set admin.token",
+            ),
+            (
+                &format!("[admin]\nlisten = \"nowhere\"\n{PARTNER}"),
+                "admin.listen `nowhere`",
+            ),
+            (
+                &format!("[transport]\nkind = \"carrier-pigeon\"\n{PARTNER}"),
+                "unknown variant `carrier-pigeon`",
+            ),
+            (
+                &format!(
+                    "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = {{ env = \"K\" }}\nrequest-timeout-ms = 0\n{PARTNER}"
+                ),
+                "webhook.max-body-bytes and webhook.request-timeout-ms",
+            ),
+            ("partners = [", "config"),
+        ];
+        for (text, expected) in cases {
+            let error = load(text).expect_err(text);
+            assert!(error.contains(expected), "for {text:?}: `{expected}` not in: {error}");
+            assert!(error.contains("sagahost.toml"), "the error names the file: {error}");
+        }
+        let missing = Config::load(Path::new("/nonexistent/sagahost.toml")).unwrap_err();
+        assert!(format!("{missing:#}").contains("reading config /nonexistent/sagahost.toml"));
     }
 }

@@ -126,6 +126,17 @@ pub enum DecodeError {
     Binary { offset: usize, reason: String },
     #[error(".NET binary XML body has nesting deeper than {limit} levels, at byte {offset}")]
     BinaryTooDeep { limit: usize, offset: usize },
+    /// The body failed to decode in the format its content type names, and its first
+    /// bytes look like another format: most likely the sender labels it wrongly.
+    #[error(
+        "{error} (the content type says {declared}, but the body looks like {looks_like}: \
+         check the content type the sender sets)"
+    )]
+    WrongContentType {
+        declared: Format,
+        looks_like: Format,
+        error: Box<DecodeError>,
+    },
 }
 
 /// Decodes a `RemoteExecutionContext` body into the model.
@@ -141,14 +152,26 @@ pub fn decode(body: &[u8], content_type: Option<&str>, limits: &Limits) -> Resul
             limit: limits.max_body_bytes,
         });
     }
-    let format = match content_type.and_then(format_of_content_type) {
+    let declared = content_type.and_then(format_of_content_type);
+    let format = match declared {
         Some(format) => format,
         None => sniff(body)?,
     };
-    match format {
+    let decoded = match format {
         Format::Json => json::decode(body, limits),
         Format::Xml => xml::decode(body, limits),
         Format::Binary => nbfx::decode(body, limits),
+    };
+    match (decoded, declared) {
+        (Err(error), Some(declared)) => match looks_like(body) {
+            Some(looks_like) if looks_like != declared => Err(DecodeError::WrongContentType {
+                declared,
+                looks_like,
+                error: Box::new(error),
+            }),
+            _ => Err(error),
+        },
+        (decoded, _) => decoded,
     }
 }
 
@@ -160,6 +183,19 @@ fn format_of_content_type(content_type: &str) -> Option<Format> {
         "application/xml" | "text/xml" => Some(Format::Xml),
         "application/msbin1" => Some(Format::Binary),
         _ => None,
+    }
+}
+
+/// The format a body unmistakably looks like, if any: text starting with `{` or `<`, or an
+/// element or attribute record followed by a length byte below 0x20 (which no text has as its
+/// second character). Only used to explain a failure, so it would rather say nothing.
+fn looks_like(body: &[u8]) -> Option<Format> {
+    match (sniff(body), body) {
+        (Ok(Format::Binary), [record, length, ..]) if (0x40..=0x77).contains(record) && *length < 0x20 => {
+            Some(Format::Binary)
+        }
+        (Ok(Format::Binary) | Err(_), _) => None,
+        (Ok(text), _) => Some(text),
     }
 }
 
@@ -455,6 +491,17 @@ mod tests {
         assert!(error(b"{}", Some("application/xml")).starts_with("XML body is not valid at line 1, column 1"));
         assert!(error(b"{}", Some("text/xml")).starts_with("XML body is not valid"));
         assert!(error(b"{}", Some("application/msbin1")).starts_with(".NET binary XML body is not valid at byte 0"));
+        // … and when it is wrong, the error says what the body looks like.
+        assert!(error(b"{}", Some("application/xml")).ends_with(
+            "(the content type says XML, but the body looks like JSON: check the content type the sender sets)"
+        ));
+        let binary = error(b"@\x16RemoteExecutionContext", Some("application/json"));
+        assert!(
+            binary.starts_with("JSON body is not valid at line 1, column 1"),
+            "{binary}"
+        );
+        assert!(binary.contains("the body looks like .NET binary XML"), "{binary}");
+        assert!(!error(b"{\"Depth\": }", Some("application/json")).contains("looks like"));
         assert_eq!(
             error(b"  <RemoteExecutionContext/>", None),
             "XML body must be a RemoteExecutionContext object, found another root element"

@@ -8,14 +8,26 @@
 //! enqueues it with the `x-ms-dynamics-*` headers as properties. It answers
 //! 202 only once the message is durably enqueued, so Dataverse retries
 //! anything that did not make it.
+//!
+//! The key and the content type are checked before the body is read, and the
+//! body is read under a size limit (413) and a deadline (408). A client gets
+//! the same deadline to send its headers, after which hyper drops the
+//! connection: slow clients cannot hold connections open. axum's own `serve`
+//! sets no such deadline, hence the accept loop here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 use crate::dataverse;
 use crate::outbound::Secret;
 use crate::transport::{OutgoingMessage, Output, Transport};
+
+/// How long in-flight requests get to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Headers that carry the key for *HttpHeader* authentication.
 const KEY_HEADERS: [&str; 2] = ["x-functions-key", "x-webhook-key"];
@@ -38,6 +53,8 @@ pub struct Webhook<T> {
     pub key: Secret,
     /// Largest body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Deadline for a client's headers, and then for its body.
+    pub request_timeout: Duration,
 }
 
 /// Serves the webhook on `listener` until `shutdown` is cancelled.
@@ -48,15 +65,42 @@ pub async fn serve<T: Transport>(
     webhook: Webhook<T>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let max_body = webhook.max_body_bytes;
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(webhook.request_timeout);
     let app = Router::new()
         .route("/", post(accept::<T>))
         .route("/api/webhook", post(accept::<T>))
-        .layer(DefaultBodyLimit::max(max_body))
         .with_state(Arc::new(webhook));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let service = TowerToHyperService::new(app);
+    let connections = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!("webhook could not accept a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, "webhook connection ended: {err}");
+            }
+        });
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("webhook requests still running after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]
@@ -68,7 +112,7 @@ async fn accept<T: Transport>(
     State(webhook): State<Arc<Webhook<T>>>,
     Query(query): Query<KeyQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> (StatusCode, String) {
     let presented = query.code.or_else(|| {
         KEY_HEADERS
@@ -95,6 +139,10 @@ async fn accept<T: Transport>(
             format!("content type must be application/json (Dataverse webhooks post JSON), got `{content_type}`\n"),
         );
     }
+    let body = match read_body(body, &webhook).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let context = match dataverse::decode(&body, Some("application/json"), &dataverse::Limits::default()) {
         Ok(context) => context,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("not a Dataverse context: {err}\n")),
@@ -127,5 +175,25 @@ async fn accept<T: Transport>(
                 "could not enqueue the message; retry later\n".into(),
             )
         }
+    }
+}
+
+/// The request body, read under the size limit and the deadline.
+async fn read_body<T>(body: Body, webhook: &Webhook<T>) -> Result<Bytes, (StatusCode, String)> {
+    let limited = Limited::new(body, webhook.max_body_bytes).collect();
+    match tokio::time::timeout(webhook.request_timeout, limited).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<LengthLimitError>() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than the limit of {} bytes\n",
+                webhook.max_body_bytes
+            ),
+        )),
+        Ok(Err(err)) => Err((StatusCode::BAD_REQUEST, format!("could not read the body: {err}\n"))),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {:?}\n", webhook.request_timeout),
+        )),
     }
 }

@@ -62,8 +62,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (mut reader, writer) = stream.into_split();
     let mut writer = writer;
+    let deadline = config.handshake_timeout;
     tokio::select! {
-        result = handshake(&mut reader, &mut writer) => result?,
+        result = tokio::time::timeout(deadline, handshake(&mut reader, &mut writer)) => match result {
+            Ok(result) => result?,
+            Err(_) => bail!("no AMQP handshake within {deadline:?}"),
+        },
         () = shutdown.cancelled() => return Ok(()),
     }
     let codec = LengthDelimitedCodec::builder()

@@ -78,6 +78,9 @@ pub struct BrokerConfig {
     pub max_delivery_count: u32,
     /// Send an empty frame this often; set from the client's idle timeout when it asks for one.
     pub heartbeat: Option<Duration>,
+    /// How long a new connection has for its protocol headers and SASL (10 s): a client that
+    /// connects and says nothing is disconnected instead of holding the connection.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +89,7 @@ impl Default for BrokerConfig {
             lock_duration: Duration::from_secs(30),
             max_delivery_count: 10,
             heartbeat: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -388,3 +388,133 @@ async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
 
     connection.close().await.unwrap();
 }
+
+/// Reads from a raw socket until the broker closes it; returns what it sent first.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return seen,
+            Ok(Ok(n)) => seen.extend_from_slice(&buffer[..n]),
+            Err(_) => panic!("the broker kept a hostile connection open; it sent {seen:?}"),
+        }
+    }
+}
+
+/// Checks that the broker still serves: a message sent before the hostile clients is received
+/// and completed by a well-behaved one.
+async fn assert_still_serves(broker: &Broker) {
+    let mut connection = connect(broker, "good").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "receiver", "kept").await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+        .await
+        .expect("the message sent before the garbage")
+        .unwrap();
+    receiver.accept(&delivery).await.unwrap();
+    wait_for_depth(&broker.queue, "kept", QueueDepth::default()).await;
+    connection.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_silence_and_bad_frames_close_the_connection_and_the_broker_keeps_serving() {
+    use tokio::io::AsyncWriteExt as _;
+    let broker = start(BrokerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut connection = connect(&broker, "sender").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "sender", "kept").await.unwrap();
+    sender.send(Message::from("keep me")).await.unwrap();
+    connection.close().await.unwrap();
+    let addr = broker.address.trim_start_matches("amqp://").to_string();
+
+    // Not AMQP at all.
+    let mut http = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut http).await,
+        b"",
+        "no answer to a non-AMQP client"
+    );
+
+    // Connects and says nothing: dropped at the handshake deadline.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(read_until_closed(&mut silent).await, b"");
+
+    // A valid protocol header, then a frame claiming 4 GiB.
+    let mut huge = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    huge.write_all(b"AMQP\x00\x01\x00\x00").await.unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0]).await.unwrap();
+    assert_eq!(read_until_closed(&mut huge).await, b"AMQP\x00\x01\x00\x00");
+
+    // A valid header, then a well-sized frame of noise.
+    let mut noise = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    noise.write_all(b"AMQP\x00\x01\x00\x00").await.unwrap();
+    let mut frame = vec![0, 0, 0, 40, 2, 0, 0, 0];
+    frame.extend((0u8..32).map(|i| i.wrapping_mul(37)));
+    noise.write_all(&frame).await.unwrap();
+    let answer = read_until_closed(&mut noise).await;
+    assert!(answer.starts_with(b"AMQP\x00\x01\x00\x00"), "{answer:?}");
+
+    // A SASL init that does not decode.
+    let mut sasl = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sasl.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
+    sasl.write_all(&[0, 0, 0, 12, 2, 1, 0, 0, 0xde, 0xad, 0xbe, 0xef])
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut sasl).await;
+    assert!(answer.starts_with(b"AMQP\x03\x01\x00\x00"), "{answer:?}");
+
+    assert_still_serves(&broker).await;
+}
+
+#[tokio::test]
+async fn a_connected_client_that_never_settles_loses_its_lock_to_the_next_receiver() {
+    let lock = Duration::from_millis(800);
+    let broker = start(BrokerConfig {
+        lock_duration: lock,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut hoarder = connect(&broker, "hoarder").await;
+    let mut hoarding = Session::begin(&mut hoarder).await.unwrap();
+    let mut sender = Sender::attach(&mut hoarding, "sender", "jobs").await.unwrap();
+    sender.send(Message::from("job")).await.unwrap();
+    // One credit: once it holds the message, the hoarder is offered nothing more.
+    let mut hoarding_receiver = Receiver::builder()
+        .name("receiver")
+        .source("jobs")
+        .credit_mode(fe2o3_amqp::link::receiver::CreditMode::Manual)
+        .attach(&mut hoarding)
+        .await
+        .unwrap();
+    hoarding_receiver.set_credit(1).await.unwrap();
+    let hoarded = tokio::time::timeout(Duration::from_secs(5), hoarding_receiver.recv::<Body<Value>>())
+        .await
+        .expect("a delivery")
+        .unwrap();
+
+    // The hoarder stays connected and never settles; another receiver gets the message once
+    // the lock runs out.
+    let mut worker = connect(&broker, "worker").await;
+    let mut working = Session::begin(&mut worker).await.unwrap();
+    let mut receiver = Receiver::attach(&mut working, "receiver", "jobs").await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+        .await
+        .expect("redelivered while the hoarder is still connected")
+        .unwrap();
+    assert_eq!(again.message().header.as_ref().unwrap().delivery_count, 1);
+    receiver.accept(&again).await.unwrap();
+    wait_for_depth(&broker.queue, "jobs", QueueDepth::default()).await;
+
+    // Settling late changes nothing: the message is not completed twice or brought back.
+    let _ = hoarding_receiver.accept(&hoarded).await;
+    assert_eq!(broker.queue.queue_depth("jobs").await.unwrap(), QueueDepth::default());
+    worker.close().await.unwrap();
+    hoarder.close().await.unwrap();
+}
