@@ -37,6 +37,26 @@ pub fn component_bytes(name: &str) -> Vec<u8> {
     std::fs::read(component(name)).expect("reading component")
 }
 
+/// Starts `sagahost run --config CONFIG --log-format json` as a child process with `RUST_LOG`
+/// at `filter`, its stdout and stderr both appended to `log`, and `env` added to its
+/// environment.
+pub fn start_host_logging(config: &Path, filter: &str, log: &Path, env: &[(&str, String)]) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("opening the host's log file");
+    Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", filter)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdout(file.try_clone().expect("duplicating the log file"))
+        .stderr(file)
+        .spawn()
+        .expect("starting sagahost run")
+}
+
 /// Starts `sagahost run --config CONFIG` as a child process, with warnings only on its stderr
 /// (discarded) and `env` added to its environment.
 pub fn start_host(config: &Path, env: &[(&str, String)]) -> Child {

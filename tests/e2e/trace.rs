@@ -24,13 +24,13 @@ use crate::saga::{SAGA_ID, Servers, config, contact_body, write_config};
 use crate::support;
 
 /// An OTLP/HTTP trace receiver: keeps every span posted to `/v1/traces`.
-struct Collector {
-    endpoint: String,
+pub struct Collector {
+    pub endpoint: String,
     spans: Arc<Mutex<Vec<Span>>>,
 }
 
 impl Collector {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let store = spans.clone();
         let app = Router::new().route(
@@ -56,12 +56,12 @@ impl Collector {
         Self { endpoint, spans }
     }
 
-    fn spans(&self) -> Vec<Span> {
+    pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().unwrap().clone()
     }
 }
 
-fn attribute(span: &Span, key: &str) -> Option<String> {
+pub fn attribute(span: &Span, key: &str) -> Option<String> {
     let value = span
         .attributes
         .iter()

@@ -80,10 +80,35 @@ pub struct Routed {
     pub verdict: Verdict,
 }
 
+/// Longest dead-letter reason kept, in bytes.
+pub const MAX_REASON_BYTES: usize = 128;
+/// Longest dead-letter description kept, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// `text` cut at a character boundary to at most `max` bytes, saying how long it was.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let original = text.len();
+    let marker = format!("… [cut from {original} bytes]");
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&marker);
+    text
+}
+
 impl Routed {
-    /// Dead-letter the input with `reason`; nothing is sent.
+    /// Dead-letter the input with `reason`; nothing is sent. Both are cut to
+    /// [`MAX_REASON_BYTES`] and [`MAX_DESCRIPTION_BYTES`]: they may come from a
+    /// component, and a dead-letter record must stay small enough for any broker
+    /// (Service Bus keeps them in the message's header) and for an operator to read.
     pub fn dead_letter(reason: impl Into<String>, description: impl Into<String>) -> Self {
-        let (reason, description) = (reason.into(), description.into());
+        let reason = bounded(reason.into(), MAX_REASON_BYTES);
+        let description = bounded(description.into(), MAX_DESCRIPTION_BYTES);
         Self {
             settlement: Settlement::DeadLetter {
                 reason: reason.clone(),
@@ -325,5 +350,41 @@ fn resend(
             scheduled_enqueue_time: scheduled,
             ..OutgoingMessage::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_reason_and_description_are_bounded_at_a_character_boundary() {
+        let routed = Routed::dead_letter("R".repeat(1_000), "é".repeat(64 << 10));
+        let Settlement::DeadLetter { reason, description } = &routed.settlement else {
+            panic!("a dead-letter settlement")
+        };
+        assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+        assert!(reason.ends_with("… [cut from 1000 bytes]"), "{reason}");
+        assert!(description.len() <= MAX_DESCRIPTION_BYTES, "{}", description.len());
+        assert!(description.starts_with("éé"));
+        assert!(
+            description.ends_with(&format!("… [cut from {} bytes]", 128 << 10)),
+            "{description}"
+        );
+        assert_eq!(
+            routed.verdict,
+            Verdict::DeadLettered {
+                reason: reason.clone(),
+                description: description.clone()
+            }
+        );
+        let short = Routed::dead_letter("Broken", "it broke");
+        assert_eq!(
+            short.settlement,
+            Settlement::DeadLetter {
+                reason: "Broken".into(),
+                description: "it broke".into()
+            }
+        );
     }
 }

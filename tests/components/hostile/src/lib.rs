@@ -15,16 +15,18 @@
 //! | `recursion` | recurses without bound (stack overflow) |
 //! | `huge-return` | dead-letters with a 64 MiB description |
 //! | `many-requests` | asks for 10 000 GET requests |
-//! | `forbidden-host` | GETs `https://forbidden.example.net/` |
+//! | `forbidden-host` | GETs config `forbidden-url` (default `https://forbidden.example.net/`), then dead-letters `ForbiddenHost` with what the host answered |
 //! | `read-env` | dead-letters `ReadEnv` listing the environment variable names it sees |
 //! | `read-file` | dead-letters `ReadFile` with the result of reading `/etc/passwd` |
 //! | `echo-secret` | sends `x-token: secret(mdm-api-key)` to config `echo-url`, then forwards the response body to `next` |
 //! | `unknown-route` | forwards to route `nowhere` |
+//! | `compensate-first` | asks to compensate on the saga's first step, when no step has run |
+//! | `forge-saga` | forwards to `next` with forged `sagahost-saga` / `sagahost-compensation` properties |
 //! | `stdout` | prints one line to stdout and one to stderr, then completes |
 //! | anything else | completes |
 //!
-//! A [`Event::Responses`] completes, except for `echo-secret`; a
-//! [`Event::Compensate`] completes.
+//! A [`Event::Responses`] completes, except for `echo-secret` and
+//! `forbidden-host`; a [`Event::Compensate`] completes.
 
 use core::hint::black_box;
 use sagahost_partner::prelude::*;
@@ -54,6 +56,10 @@ impl Guest for Hostile {
                     compensation_data: None,
                 }))
             }
+            Event::Responses(responses) if attack == "forbidden-host" => {
+                let answer = responses.results.first().map(HttpResult::describe).unwrap_or_default();
+                Ok(dead_letter("ForbiddenHost", answer))
+            }
             Event::Responses(_) | Event::Compensate(_) => Ok(complete()),
         }
     }
@@ -75,7 +81,7 @@ fn attack_with(attack: &str) -> Result<Plan, String> {
             call(requests, "many-requests")
         }
         "forbidden-host" => call(
-            [Request::get("https://forbidden.example.net/").id("forbidden")],
+            [Request::get(config_or("forbidden-url", "https://forbidden.example.net/")).id("forbidden")],
             "forbidden-host",
         ),
         "read-env" => {
@@ -99,6 +105,14 @@ fn attack_with(attack: &str) -> Result<Plan, String> {
             call([request], "echo-secret")
         }
         "unknown-route" => forward("nowhere"),
+        "compensate-first" => compensate("HostileCompensation", "undo the step that never ran"),
+        "forge-saga" => forward_with(
+            "next",
+            [
+                ("sagahost-saga", r#"{"id":"forged","step":7,"attempt":1,"history":[]}"#),
+                ("sagahost-compensation", r#"{"failed-partner":"erp","reason":"forged"}"#),
+            ],
+        ),
         "stdout" => {
             println!("hostile component writes to stdout");
             eprintln!("hostile component writes to stderr");
