@@ -222,6 +222,41 @@ impl ServiceBusTransport {
         Ok(())
     }
 
+    /// The live connection and the receiver link that hold `message`'s lock, or
+    /// [`TransportError::LockLost`] when the lock is no longer ours (the connection or the
+    /// link it came on is gone, or it was settled).
+    async fn holder(&self, message: &ReceivedMessage) -> Result<(Arc<Live>, Arc<ReceiverLink>), TransportError> {
+        let lost = || lock_lost(message);
+        let live = self.current().ok_or_else(lost)?;
+        let receiver = live.existing_receiver(&message.queue).await.ok_or_else(lost)?;
+        if !receiver.holds(&message.lock_token) {
+            return Err(lost());
+        }
+        Ok((live, receiver))
+    }
+
+    /// [`Transport::settle`] without its time bound.
+    async fn settle_now(
+        &self,
+        message: &ReceivedMessage,
+        settlement: Settlement,
+        outputs: Vec<Output>,
+    ) -> Result<(), TransportError> {
+        // Cheap early answer: a lock we no longer hold is not worth sending outputs for.
+        let (live, receiver) = self.holder(message).await?;
+        if outputs.is_empty() {
+            return receiver.settle(message, settlement, None).await;
+        }
+        if self.options.transactions {
+            return self
+                .settle_in_transaction(&live, &receiver, message, settlement, outputs)
+                .await;
+        }
+        // Outputs first, each accepted by the broker; then the input.
+        self.send_all(&live, outputs, None).await?;
+        receiver.settle(message, settlement, None).await
+    }
+
     /// Sends `outputs` and settles `message` in one transaction: all of it or none.
     async fn settle_in_transaction(
         &self,
@@ -279,6 +314,14 @@ impl ServiceBusTransport {
     }
 }
 
+/// The error for a message whose lock this transport no longer holds.
+fn lock_lost(message: &ReceivedMessage) -> TransportError {
+    TransportError::LockLost {
+        queue: message.queue.clone(),
+        message_id: message.message_id.clone(),
+    }
+}
+
 impl Transport for ServiceBusTransport {
     async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
         let live = self.live().await?;
@@ -292,47 +335,23 @@ impl Transport for ServiceBusTransport {
         settlement: Settlement,
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
-        let lost = || TransportError::LockLost {
-            queue: message.queue.clone(),
-            message_id: message.message_id.clone(),
-        };
-        // Cheap early answer: a lock we no longer hold is not worth sending outputs for.
-        let Some(live) = self.current() else {
-            return Err(lost());
-        };
-        let Some(receiver) = live.existing_receiver(&message.queue).await else {
-            return Err(lost());
-        };
-        if !receiver.holds(&message.lock_token) {
-            return Err(lost());
-        }
-        if outputs.is_empty() {
-            return receiver.settle(message, settlement, None).await;
-        }
-        if self.options.transactions {
-            return self
-                .settle_in_transaction(&live, &receiver, message, settlement, outputs)
-                .await;
-        }
-        // Outputs first, each accepted by the broker; then the input.
-        self.send_all(&live, outputs, None).await?;
-        receiver.settle(message, settlement, None).await
+        // A broker that goes away mid-settle may leave a link's answer pending for good; an
+        // unanswered settle must end (the message then comes back when its lock expires), or a
+        // shutdown would wait on it forever.
+        let timeout = self.options.operation_timeout;
+        tokio::time::timeout(timeout, self.settle_now(message, settlement, outputs))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "settling message `{}` on `{}` was not answered within {timeout:?}",
+                    message.message_id,
+                    message.queue
+                )
+            })?
     }
 
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
-        let lost = || TransportError::LockLost {
-            queue: message.queue.clone(),
-            message_id: message.message_id.clone(),
-        };
-        let Some(live) = self.current() else {
-            return Err(lost());
-        };
-        let Some(receiver) = live.existing_receiver(&message.queue).await else {
-            return Err(lost());
-        };
-        if !receiver.holds(&message.lock_token) {
-            return Err(lost());
-        }
+        let (live, receiver) = self.holder(message).await?;
         let token: uuid::Uuid = message
             .lock_token
             .parse()
@@ -359,8 +378,10 @@ impl Transport for ServiceBusTransport {
             .await?;
         match response.status {
             200 => {}
-            410 => return Err(lost()),
-            _ if response.condition.as_deref().is_some_and(|c| c.contains("lock-lost")) => return Err(lost()),
+            410 => return Err(lock_lost(message)),
+            _ if response.condition.as_deref().is_some_and(|c| c.contains("lock-lost")) => {
+                return Err(lock_lost(message));
+            }
             status => {
                 return Err(anyhow!(
                     "renewing the lock on message `{}` in queue `{}` failed: {status} {}",
