@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use sagahost::config::Config;
 use sagahost::transport::embedded::EmbeddedQueue;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
 
 use crate::partners::Received;
-use crate::saga::{Servers, config, contact_body, write_config};
+use crate::saga::{SAGA_QUEUES, Servers, config, send_contacts, write_config};
 use crate::support;
 
 const MESSAGES: usize = 1_000;
@@ -19,25 +18,6 @@ const KILLS: usize = 2;
 
 fn start_host(config: &std::path::Path) -> Child {
     support::start_host(config, &[])
-}
-
-/// Contacts with their own ids, from the example message.
-fn contacts() -> Vec<Vec<u8>> {
-    let template = String::from_utf8(contact_body()).unwrap();
-    (0..MESSAGES)
-        .map(|i| {
-            template
-                .replace(
-                    "7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57",
-                    &format!("00000000-0000-4000-8000-{i:012}"),
-                )
-                .replace(
-                    "0c7f3a5e-6b8e-ef11-8ee9-000d3a4f5b21",
-                    &format!("11111111-0000-4000-8000-{i:012}"),
-                )
-                .into_bytes()
-        })
-        .collect()
 }
 
 /// Calls per `Idempotency-Key`, and the distinct contacts those calls were for.
@@ -67,14 +47,7 @@ async fn sigkill_mid_run_loses_nothing_and_repeats_calls_only_with_the_same_key(
     let servers = Servers::healthy().await;
     let mut table = config(dir.path(), &servers);
     // Short locks so messages held by the killed process come back quickly.
-    let queues = [
-        "contacts",
-        "writeback",
-        "erp",
-        "contacts-compensate",
-        "writeback-compensate",
-        "erp-compensate",
-    ];
+    let queues = SAGA_QUEUES;
     let mut queue_table = toml::Table::new();
     for queue in queues {
         queue_table.insert(
@@ -89,21 +62,7 @@ async fn sigkill_mid_run_loses_nothing_and_repeats_calls_only_with_the_same_key(
     let db = loaded.data_dir.join("queue.sqlite3");
     std::fs::create_dir_all(&loaded.data_dir).unwrap();
 
-    {
-        let queue = EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
-        let outputs = contacts()
-            .into_iter()
-            .map(|body| Output {
-                queue: "contacts".into(),
-                message: OutgoingMessage {
-                    content_type: Some("application/json".into()),
-                    body,
-                    ..Default::default()
-                },
-            })
-            .collect();
-        queue.send(outputs).await.unwrap();
-    }
+    send_contacts(&db, &loaded, MESSAGES).await;
 
     let started = Instant::now();
     let mut host = start_host(&config_path);

@@ -6,6 +6,7 @@
 mod cli;
 mod crash;
 mod doors;
+mod faults;
 mod harness;
 mod hostile;
 mod interop;

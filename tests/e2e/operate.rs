@@ -93,7 +93,7 @@ fn traced_versions(spans: &[SpanData]) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The same component with a custom section appended: new content hash, same behaviour.
-fn next_version(wasm: &[u8], tag: &str) -> Vec<u8> {
+pub(crate) fn next_version(wasm: &[u8], tag: &str) -> Vec<u8> {
     let mut section = vec![tag.len() as u8];
     section.extend_from_slice(tag.as_bytes());
     section.extend_from_slice(b"payload");
@@ -105,7 +105,7 @@ fn next_version(wasm: &[u8], tag: &str) -> Vec<u8> {
 }
 
 /// Replaces `path` atomically, as a deploy would.
-fn replace(path: &Path, bytes: &[u8]) {
+pub(crate) fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();

@@ -23,6 +23,16 @@ pub const DATAVERSE_TOKEN: &str = "dataverse-token-51be02";
 pub const ERP_TOKEN: &str = "erp-token-c4d8e1";
 pub const WEBHOOK_KEY: &str = "webhook-key-93aa10";
 
+/// Every queue of the contact saga: each partner's and each partner's compensation queue.
+pub const SAGA_QUEUES: [&str; 6] = [
+    "contacts",
+    "writeback",
+    "erp",
+    "contacts-compensate",
+    "writeback-compensate",
+    "erp-compensate",
+];
+
 /// The three partner servers of a test.
 pub struct Servers {
     pub mdm: Partner,
@@ -39,10 +49,32 @@ impl Servers {
             erp: Partner::always(201, "").await,
         }
     }
+
+    /// MDM is busy (503) the first time, ERP rejects every contact: the saga retries its
+    /// first step, then compensates steps two and one.
+    pub async fn retry_then_reject() -> Self {
+        Self {
+            mdm: Partner::start(|request, index| match index {
+                0 => (503, Vec::new(), "busy".into()),
+                _ => mdm_like(request, index),
+            })
+            .await,
+            dataverse: Partner::always(204, "").await,
+            erp: Partner::always(400, r#"{"error":"invalid email"}"#).await,
+        }
+    }
 }
 
 /// The config of the contact saga for `servers`, as a TOML table tests can change.
 pub fn config(dir: &std::path::Path, servers: &Servers) -> toml::Table {
+    config_for(
+        dir,
+        [servers.mdm.origin(), servers.dataverse.origin(), servers.erp.origin()],
+    )
+}
+
+/// The config of the contact saga for partner servers at these origins (MDM, Dataverse, ERP).
+pub fn config_for(dir: &std::path::Path, [mdm_origin, dataverse_origin, erp_origin]: [String; 3]) -> toml::Table {
     let secret = |name: &str, value: &str| {
         let path = dir.join(name);
         std::fs::write(&path, value).unwrap();
@@ -92,14 +124,45 @@ retry = {{ initial-delay-ms = 100, max-delay-ms = 3000, max-attempts = 4, jitter
         mdm = component("mdm"),
         writeback = component("dataverse-writeback"),
         erp = component("erp"),
-        mdm_origin = servers.mdm.origin(),
-        dataverse_origin = servers.dataverse.origin(),
-        erp_origin = servers.erp.origin(),
         mdm_key = secret("mdm-key", MDM_KEY),
         dataverse_token = secret("dataverse-token", DATAVERSE_TOKEN),
         erp_token = secret("erp-token", ERP_TOKEN),
     );
     toml::from_str(&text).unwrap()
+}
+
+/// `count` copies of the example contact, each with ids of its own: the saga and contact ids
+/// end in `-0000-4000-8000-<index>`.
+pub fn contacts(count: usize) -> Vec<Vec<u8>> {
+    let template = String::from_utf8(contact_body()).unwrap();
+    (0..count)
+        .map(|i| {
+            template
+                .replace(SAGA_ID, &format!("00000000-0000-4000-8000-{i:012}"))
+                .replace(
+                    "0c7f3a5e-6b8e-ef11-8ee9-000d3a4f5b21",
+                    &format!("11111111-0000-4000-8000-{i:012}"),
+                )
+                .into_bytes()
+        })
+        .collect()
+}
+
+/// Puts `count` [`contacts`] on the `contacts` queue of the queue database at `path`.
+pub async fn send_contacts(path: &std::path::Path, config: &Config, count: usize) {
+    let queue = EmbeddedQueue::open(path, &config.queue_settings()).unwrap();
+    let outputs = contacts(count)
+        .into_iter()
+        .map(|body| Output {
+            queue: "contacts".into(),
+            message: OutgoingMessage {
+                content_type: Some("application/json".into()),
+                body,
+                ..Default::default()
+            },
+        })
+        .collect();
+    queue.send(outputs).await.unwrap();
 }
 
 /// Writes `table` as `sagahost.toml` in `dir` and returns its path.
@@ -644,7 +707,7 @@ async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_ke
     } = start(dir.path(), config(dir.path(), &servers), kind).await;
     let xml = std::fs::read(support::samples().join("synthetic-update-contact.dcs.xml")).unwrap();
     let binary = std::fs::read(support::samples().join("synthetic-update-contact.dcs-binary.msbin1")).unwrap();
-    let bad_bodies: [(&str, Vec<u8>, &str); 4] = [
+    let bad_bodies: [(&str, Vec<u8>, &str); 5] = [
         (
             "application/json",
             b"{\"MessageName\": \"Create\",\n \"Depth\": }".to_vec(),
@@ -664,6 +727,12 @@ async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_ke
             "application/msbin1",
             vec![0x56, 0x02, 0x0b, 0x01],
             ".NET binary XML body is not valid at byte",
+        ),
+        // A good body under the wrong content type.
+        (
+            "application/json",
+            binary.clone(),
+            "the content type says JSON, but the body looks like .NET binary XML",
         ),
     ];
     for (content_type, body, expected) in bad_bodies {

@@ -11,7 +11,7 @@ use sagahost::config::Config;
 use sagahost::transport::embedded::EmbeddedQueue;
 use sagahost::transport::{OutgoingMessage, Output, Transport};
 
-use crate::partners::{Partner, mdm_like};
+use crate::partners::Partner;
 use crate::saga::{DATAVERSE_TOKEN, ERP_TOKEN, MDM_KEY, Servers, WEBHOOK_KEY, config, contact_body, write_config};
 use crate::support;
 use crate::trace::{Collector, attribute};
@@ -42,13 +42,7 @@ fn echo_partner(table: &mut toml::Table, dir: &std::path::Path, name: &str, key:
 async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start().await;
-    let mut servers = Servers::healthy().await;
-    servers.mdm = Partner::start(|request, index| match index {
-        0 => (503, Vec::new(), "busy".into()),
-        _ => mdm_like(request, index),
-    })
-    .await;
-    servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
+    let servers = Servers::retry_then_reject().await;
     let echo = Partner::always(200, "pong").await;
     let mut table = config(dir.path(), &servers);
     // The webhook feeds a queue nobody consumes, so only the messages below run.

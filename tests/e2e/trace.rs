@@ -19,7 +19,6 @@ use sagahost::telemetry::traceparent::TraceParent;
 use sagahost::transport::embedded::EmbeddedQueue;
 use sagahost::transport::{OutgoingMessage, Output, Transport};
 
-use crate::partners::{Partner, mdm_like};
 use crate::saga::{SAGA_ID, Servers, config, contact_body, write_config};
 use crate::support;
 
@@ -82,13 +81,7 @@ pub fn attribute(span: &Span, key: &str) -> Option<String> {
 async fn one_saga_is_one_trace_across_steps_a_retry_and_compensation() {
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start().await;
-    let mut servers = Servers::healthy().await;
-    servers.mdm = Partner::start(|request, index| match index {
-        0 => (503, Vec::new(), "busy".into()),
-        _ => mdm_like(request, index),
-    })
-    .await;
-    servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
+    let servers = Servers::retry_then_reject().await;
     let mut table = config(dir.path(), &servers);
     table.remove("webhook");
     let config_path = write_config(dir.path(), &table);
