@@ -8,20 +8,14 @@
 //! Run with `scripts/bench micro` (which builds the guest components first). The end-to-end
 //! figures and the baselines from other programs are in `suite.rs`.
 
-use std::collections::BTreeMap;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sagahost::component::{Limits, Runtime, RuntimeOptions, wit};
+use sagahost::component::wit;
 
 mod common;
-use common::{DECODE_SAMPLES, component_path, contact_body, message_event, native_forward, sample};
+use common::{DECODE_SAMPLES, contact_body, forwarder, message_event, native_forward, sample};
 
 fn component_call(c: &mut Criterion) {
-    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-    let wasm = std::fs::read(component_path("forwarder")).unwrap();
-    let component = runtime
-        .load("forwarder", &wasm, Limits::default(), BTreeMap::new())
-        .unwrap();
+    let (_runtime, component) = forwarder();
     let event = message_event(contact_body(5));
     let mut group = c.benchmark_group("component-call");
     group.bench_function("wasm", |b| {

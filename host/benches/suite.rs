@@ -33,7 +33,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sagahost::component::{Limits, Runtime, RuntimeOptions, wit};
+use sagahost::component::wit;
 use sagahost::config::{Config, RetryPolicy};
 use sagahost::saga::envelope::Envelope;
 use sagahost::saga::routing::{self, PartnerRoutes, StepInput};
@@ -44,7 +44,9 @@ use sagahost::transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
 mod common;
-use common::{DECODE_SAMPLES, component_path, contact_body, message_event, native_forward, sample, workspace};
+use common::{
+    DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, workspace,
+};
 
 /// Repetitions of each scenario; the median is reported. Three keeps the whole suite, build
 /// included, within 15 minutes on two cores.
@@ -86,11 +88,7 @@ fn runtime() -> tokio::runtime::Runtime {
 // ---------------------------------------------------------------------------------------------
 
 fn scenario_component() -> Value {
-    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-    let wasm = std::fs::read(component_path("forwarder")).unwrap();
-    let component = runtime
-        .load("forwarder", &wasm, Limits::default(), BTreeMap::new())
-        .unwrap();
+    let (_runtime, component) = forwarder();
     let event = message_event(contact_body(5));
     let time = |f: &dyn Fn() -> bool| {
         for _ in 0..500 {
@@ -145,9 +143,8 @@ fn scenario_pipeline(handler: &str) -> Value {
     )
     .unwrap();
     rt.block_on(fill(&store, "in", PIPELINE_MESSAGES, &contact_body(5)));
-    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-    let wasm = std::fs::read(component_path("forwarder")).unwrap();
-    let component = Arc::new(runtime.load("p", &wasm, Limits::default(), BTreeMap::new()).unwrap());
+    let (_runtime, component) = forwarder();
+    let component = Arc::new(component);
     let native = handler == "native";
     let started = Instant::now();
     rt.block_on(async {
@@ -715,6 +712,9 @@ fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) ->
             .unwrap();
         chart
             .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc(x_label)
             .y_desc("messages/s")
             .draw()
@@ -731,6 +731,16 @@ fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) ->
                     .iter()
                     .map(|point| Circle::new((point.0, point.1), 4, BLUE.filled())),
             )
+            .unwrap();
+        // Each point's peak RSS next to it.
+        chart
+            .draw_series(curve.iter().map(|point| {
+                Text::new(
+                    format!("{:.0} msg/s, {:.0} MiB", point.1, point.2),
+                    (point.0, point.1 + max_rate * 0.03),
+                    ("sans-serif", 13),
+                )
+            }))
             .unwrap();
     }
     root.present().unwrap();

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sagahost::component::wit;
+use std::collections::BTreeMap;
+
+use sagahost::component::{Limits, PartnerComponent, Runtime, RuntimeOptions, wit};
 use sagahost::saga::{MessageParts, build_inbound};
 use serde_json::{Value, json};
 
@@ -54,6 +56,16 @@ pub fn contact_body(kb: usize) -> Vec<u8> {
         n += 1;
     }
     body
+}
+
+/// The forwarder component, loaded in a runtime of its own (which must outlive it).
+pub fn forwarder() -> (Runtime, PartnerComponent) {
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+    let wasm = std::fs::read(component_path("forwarder")).unwrap();
+    let component = runtime
+        .load("forwarder", &wasm, Limits::default(), BTreeMap::new())
+        .unwrap();
+    (runtime, component)
 }
 
 /// The forwarder's logic as a native function: the baseline of the component call.
