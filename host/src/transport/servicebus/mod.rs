@@ -437,6 +437,9 @@ fn expirations(body: &Value) -> Option<Vec<SystemTime>> {
         .collect()
 }
 
+/// How long attaching a link (its token included) may take before the connection is given up.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A sender's destination queue and via queue (`None`: it sends directly).
 type SenderKey = (String, Option<String>);
 
@@ -455,6 +458,9 @@ struct Live {
     controller: Mutex<Option<Arc<Controller>>>,
     management: Mutex<HashMap<String, Arc<RequestLink>>>,
     refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held while a link is attached, one at a time, so that the link maps above are locked
+    /// only for lookups: a settle or a renewal never waits behind an attach.
+    attaching: Mutex<()>,
     dead: std::sync::atomic::AtomicBool,
 }
 
@@ -491,6 +497,7 @@ impl Live {
             controller: Mutex::default(),
             management: Mutex::default(),
             refresher: std::sync::Mutex::default(),
+            attaching: Mutex::new(()),
             dead: std::sync::atomic::AtomicBool::new(false),
         };
         // A connection string scoped to one entity can only authorize that entity; check it now.
@@ -557,23 +564,46 @@ impl Live {
     }
 
     async fn receiver(&self, queue: &str) -> Result<Arc<ReceiverLink>, TransportError> {
-        let mut receivers = self.receivers.lock().await;
-        if let Some(link) = receivers.get(queue) {
-            if !link.is_dead() {
-                return Ok(link.clone());
-            }
-            receivers.remove(queue);
+        if let Some(link) = self.existing_receiver(queue).await {
+            return Ok(link);
         }
-        self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-        let link = {
-            let mut session = self.session.lock().await;
-            ReceiverLink::attach(&mut session, queue, self.options.prefetch)
-                .await
-                .map_err(|e| classify(e, queue))?
-        };
+        let _attaching = self.attaching.lock().await;
+        // Another task may have attached it while this one waited.
+        if let Some(link) = self.existing_receiver(queue).await {
+            return Ok(link);
+        }
+        let link = self
+            .bounded(queue, async {
+                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+                let mut session = self.session.lock().await;
+                ReceiverLink::attach(&mut session, queue, self.options.prefetch)
+                    .await
+                    .map_err(|e| classify(e, queue))
+            })
+            .await?;
         let link = Arc::new(link);
-        receivers.insert(queue.to_string(), link.clone());
+        self.receivers.lock().await.insert(queue.to_string(), link.clone());
         Ok(link)
+    }
+
+    /// Runs a link attach (with its token) for `entity`, giving up after [`ATTACH_TIMEOUT`]. A
+    /// peer that never answers an attach, as a restarted broker sometimes does not, leaves
+    /// this connection dead, so the next operation reconnects instead of waiting behind it.
+    async fn bounded<T>(
+        &self,
+        entity: &str,
+        attach: impl Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        match tokio::time::timeout(ATTACH_TIMEOUT, attach).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.dead.store(true, std::sync::atomic::Ordering::Release);
+                Err(
+                    anyhow!("attaching a link to `{entity}` was not answered within {ATTACH_TIMEOUT:?}; reconnecting")
+                        .into(),
+                )
+            }
+        }
     }
 
     async fn existing_receiver(&self, queue: &str) -> Option<Arc<ReceiverLink>> {
@@ -584,23 +614,27 @@ impl Live {
     /// both entities).
     async fn sender(&self, queue: &str, via: Option<&str>) -> Result<Arc<SenderLink>, TransportError> {
         let key = (queue.to_string(), via.map(str::to_string));
-        let mut senders = self.senders.lock().await;
-        if let Some(link) = senders.get(&key) {
-            if !link.is_dead() {
-                return Ok(link.clone());
-            }
-            senders.remove(&key);
+        let existing =
+            |senders: &HashMap<SenderKey, Arc<SenderLink>>| senders.get(&key).filter(|l| !l.is_dead()).cloned();
+        if let Some(link) = existing(&*self.senders.lock().await) {
+            return Ok(link);
         }
-        self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-        if let Some(via) = via {
-            self.authorize(via).await.map_err(|e| classify(e, via))?;
+        let _attaching = self.attaching.lock().await;
+        if let Some(link) = existing(&*self.senders.lock().await) {
+            return Ok(link);
         }
-        let link = {
-            let mut session = self.session.lock().await;
-            SenderLink::attach(&mut session, queue, via).await?
-        };
+        let link = self
+            .bounded(queue, async {
+                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+                if let Some(via) = via {
+                    self.authorize(via).await.map_err(|e| classify(e, via))?;
+                }
+                let mut session = self.session.lock().await;
+                SenderLink::attach(&mut session, queue, via).await
+            })
+            .await?;
         let link = Arc::new(link);
-        senders.insert(key, link.clone());
+        self.senders.lock().await.insert(key, link.clone());
         Ok(link)
     }
 
@@ -610,34 +644,40 @@ impl Live {
         if let Some(live) = controller.as_ref() {
             return Ok(live.clone());
         }
-        let attached = {
-            let mut session = self.session.lock().await;
-            Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
-                .await
-                .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}"))?
-        };
+        let _attaching = self.attaching.lock().await;
+        let attached = self
+            .bounded("$coordinator", async {
+                let mut session = self.session.lock().await;
+                Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
+                    .await
+                    .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}").into())
+            })
+            .await?;
         let attached = Arc::new(attached);
         *controller = Some(attached.clone());
         Ok(attached)
     }
 
     async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {
-        let mut links = self.management.lock().await;
-        if let Some(link) = links.get(queue) {
-            if !link.is_dead() {
-                return Ok(link.clone());
-            }
-            links.remove(queue);
+        let existing = |links: &HashMap<String, Arc<RequestLink>>| links.get(queue).filter(|l| !l.is_dead()).cloned();
+        if let Some(link) = existing(&*self.management.lock().await) {
+            return Ok(link);
         }
-        self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-        let link = {
-            let mut session = self.session.lock().await;
-            RequestLink::attach(&mut session, &format!("{queue}/$management"))
-                .await
-                .map_err(|e| classify(e, queue))?
-        };
+        let _attaching = self.attaching.lock().await;
+        if let Some(link) = existing(&*self.management.lock().await) {
+            return Ok(link);
+        }
+        let link = self
+            .bounded(queue, async {
+                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+                let mut session = self.session.lock().await;
+                RequestLink::attach(&mut session, &format!("{queue}/$management"))
+                    .await
+                    .map_err(|e| classify(e, queue))
+            })
+            .await?;
         let link = Arc::new(link);
-        links.insert(queue.to_string(), link.clone());
+        self.management.lock().await.insert(queue.to_string(), link.clone());
         Ok(link)
     }
 
