@@ -148,11 +148,7 @@ impl Host {
                 request_timeout: std::time::Duration::from_millis(webhook.request_timeout_ms),
             };
             let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = ingress::serve(listener, endpoint, stop).await {
-                    tracing::error!("webhook stopped: {err}");
-                }
-            }));
+            tasks.push(tokio::spawn(ingress::serve(listener, endpoint, stop)));
             tracing::info!(addr = %webhook_addr.expect("set above"), queue = %webhook.queue, "webhook listening");
         }
         Ok(Self {

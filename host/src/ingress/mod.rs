@@ -59,12 +59,9 @@ pub struct Webhook<T> {
 
 /// Serves the webhook on `listener` until `shutdown` is cancelled.
 ///
-/// `POST /` and `POST /api/webhook` both accept posts.
-pub async fn serve<T: Transport>(
-    listener: TcpListener,
-    webhook: Webhook<T>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// `POST /` and `POST /api/webhook` both accept posts. Failures to accept a
+/// connection are logged and retried, so this returns only at shutdown.
+pub async fn serve<T: Transport>(listener: TcpListener, webhook: Webhook<T>, shutdown: CancellationToken) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(webhook.request_timeout);
@@ -100,7 +97,6 @@ pub async fn serve<T: Transport>(
     {
         tracing::warn!("webhook requests still running after {SHUTDOWN_GRACE:?}; closing them");
     }
-    Ok(())
 }
 
 #[derive(serde::Deserialize)]

@@ -135,10 +135,6 @@ impl ReceiverLink {
         })
     }
 
-    pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
-    }
-
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
         let (reply, answer) = oneshot::channel();
         self.commands
@@ -492,10 +488,6 @@ impl SenderLink {
         })
     }
 
-    pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
-    }
-
     /// Sends, inside `transaction` if given, and waits for the broker to accept the message (in a
     /// transaction: to accept it provisionally, for when the transaction commits).
     pub async fn send(
@@ -627,10 +619,6 @@ impl RequestLink {
             commands,
             dead,
         })
-    }
-
-    pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
     }
 
     /// Sends one request and waits (up to `timeout`) for its response.
@@ -782,5 +770,29 @@ fn response(message: Message<Body<Value>>) -> Response {
         description,
         condition,
         body,
+    }
+}
+
+/// A link the connection keeps in a map and replaces once it has died.
+pub trait Link {
+    /// Whether the link is detached or its task has stopped.
+    fn is_dead(&self) -> bool;
+}
+
+impl Link for ReceiverLink {
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
+    }
+}
+
+impl Link for SenderLink {
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
+    }
+}
+
+impl Link for RequestLink {
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
     }
 }

@@ -85,7 +85,7 @@ use tokio::time::Instant;
 pub use connection_string::{ConnectionString, Credential};
 pub use sas::sas_token;
 
-use self::links::{ReceiverLink, RequestLink, SenderLink};
+use self::links::{Link, ReceiverLink, RequestLink, SenderLink};
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 /// Tuning for [`ServiceBusTransport`].
@@ -564,25 +564,37 @@ impl Live {
     }
 
     async fn receiver(&self, queue: &str) -> Result<Arc<ReceiverLink>, TransportError> {
-        if let Some(link) = self.existing_receiver(queue).await {
+        self.link(&self.receivers, queue.to_string(), queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            let mut session = self.session.lock().await;
+            ReceiverLink::attach(&mut session, queue, self.options.prefetch)
+                .await
+                .map_err(|e| classify(e, queue))
+        })
+        .await
+    }
+
+    /// The live link under `key` in `links`, or a new one from `attach`. Attaches run one at a
+    /// time under [`Live::attaching`] (the map is locked only to look up and insert) and are
+    /// bounded by [`Self::bounded`].
+    async fn link<K: Eq + std::hash::Hash, L: Link>(
+        &self,
+        links: &Mutex<HashMap<K, Arc<L>>>,
+        key: K,
+        entity: &str,
+        attach: impl Future<Output = Result<L, TransportError>>,
+    ) -> Result<Arc<L>, TransportError> {
+        let existing = |links: &HashMap<K, Arc<L>>| links.get(&key).filter(|l| !l.is_dead()).cloned();
+        if let Some(link) = existing(&*links.lock().await) {
             return Ok(link);
         }
         let _attaching = self.attaching.lock().await;
         // Another task may have attached it while this one waited.
-        if let Some(link) = self.existing_receiver(queue).await {
+        if let Some(link) = existing(&*links.lock().await) {
             return Ok(link);
         }
-        let link = self
-            .bounded(queue, async {
-                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-                let mut session = self.session.lock().await;
-                ReceiverLink::attach(&mut session, queue, self.options.prefetch)
-                    .await
-                    .map_err(|e| classify(e, queue))
-            })
-            .await?;
-        let link = Arc::new(link);
-        self.receivers.lock().await.insert(queue.to_string(), link.clone());
+        let link = Arc::new(self.bounded(entity, attach).await?);
+        links.lock().await.insert(key, link.clone());
         Ok(link)
     }
 
@@ -614,28 +626,15 @@ impl Live {
     /// both entities).
     async fn sender(&self, queue: &str, via: Option<&str>) -> Result<Arc<SenderLink>, TransportError> {
         let key = (queue.to_string(), via.map(str::to_string));
-        let existing =
-            |senders: &HashMap<SenderKey, Arc<SenderLink>>| senders.get(&key).filter(|l| !l.is_dead()).cloned();
-        if let Some(link) = existing(&*self.senders.lock().await) {
-            return Ok(link);
-        }
-        let _attaching = self.attaching.lock().await;
-        if let Some(link) = existing(&*self.senders.lock().await) {
-            return Ok(link);
-        }
-        let link = self
-            .bounded(queue, async {
-                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-                if let Some(via) = via {
-                    self.authorize(via).await.map_err(|e| classify(e, via))?;
-                }
-                let mut session = self.session.lock().await;
-                SenderLink::attach(&mut session, queue, via).await
-            })
-            .await?;
-        let link = Arc::new(link);
-        self.senders.lock().await.insert(key, link.clone());
-        Ok(link)
+        self.link(&self.senders, key, queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            if let Some(via) = via {
+                self.authorize(via).await.map_err(|e| classify(e, via))?;
+            }
+            let mut session = self.session.lock().await;
+            SenderLink::attach(&mut session, queue, via).await
+        })
+        .await
     }
 
     /// The transaction controller, attaching it to `$coordinator` the first time.
@@ -659,26 +658,14 @@ impl Live {
     }
 
     async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {
-        let existing = |links: &HashMap<String, Arc<RequestLink>>| links.get(queue).filter(|l| !l.is_dead()).cloned();
-        if let Some(link) = existing(&*self.management.lock().await) {
-            return Ok(link);
-        }
-        let _attaching = self.attaching.lock().await;
-        if let Some(link) = existing(&*self.management.lock().await) {
-            return Ok(link);
-        }
-        let link = self
-            .bounded(queue, async {
-                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
-                let mut session = self.session.lock().await;
-                RequestLink::attach(&mut session, &format!("{queue}/$management"))
-                    .await
-                    .map_err(|e| classify(e, queue))
-            })
-            .await?;
-        let link = Arc::new(link);
-        self.management.lock().await.insert(queue.to_string(), link.clone());
-        Ok(link)
+        self.link(&self.management, queue.to_string(), queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            let mut session = self.session.lock().await;
+            RequestLink::attach(&mut session, &format!("{queue}/$management"))
+                .await
+                .map_err(|e| classify(e, queue))
+        })
+        .await
     }
 
     async fn close(&self) {
