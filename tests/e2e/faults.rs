@@ -19,11 +19,15 @@
 //! `SAGAHOST_FAULTS_LONG=1 cargo test -p sagahost --test e2e faults -- --nocapture --test-threads 1`
 //! (after `scripts/build-guests`). The faults are pseudo-random per `Idempotency-Key`, from
 //! `SAGAHOST_FAULTS_SEED` (default 0): the same seed injects the same faults.
+//!
+//! Each run works in a temporary directory holding the host's and the broker's logs
+//! (`host.log`, `broker.log`, at the `SAGAHOST_FAULTS_LOG` filter, default `warn`). A failed run
+//! keeps it and prints where; `SAGAHOST_FAULTS_KEEP=1` keeps it after a passing run too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -176,6 +180,34 @@ impl FaultyPartner {
 
 /// The seed of the faults: `SAGAHOST_FAULTS_SEED`, else 0, so that a failing run can be rerun
 /// with the same faults.
+/// The log filter of the host and the broker (`SAGAHOST_FAULTS_LOG`, default `warn`).
+fn log_filter() -> String {
+    std::env::var("SAGAHOST_FAULTS_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// A run's directory: removed after a passing run, kept (and its path printed) after a failed
+/// one or when `SAGAHOST_FAULTS_KEEP` is set, so that its logs can be read.
+struct RunDir(Option<tempfile::TempDir>);
+
+impl RunDir {
+    fn new() -> Self {
+        Self(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let dir = self.0.take().expect("present until dropped");
+        if std::thread::panicking() || std::env::var_os("SAGAHOST_FAULTS_KEEP").is_some() {
+            eprintln!("faults: the run's logs and data are kept in {}", dir.keep().display());
+        }
+    }
+}
+
 fn seed() -> u64 {
     std::env::var("SAGAHOST_FAULTS_SEED")
         .ok()
@@ -398,6 +430,12 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     fn start(addr: SocketAddr, data: &Path) -> Self {
+        std::fs::create_dir_all(data).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("broker.log"))
+            .expect("opening the broker's log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
             .args([
                 "broker",
@@ -408,9 +446,9 @@ impl BrokerProcess {
                 "--data",
             ])
             .arg(data)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", log_filter())
+            .stdout(log.try_clone().expect("duplicating the log file"))
+            .stderr(log)
             .spawn()
             .expect("starting sagahost broker");
         let started = Instant::now();
@@ -489,7 +527,8 @@ fn repeat_cause(previous: &Call, next: &Call, incidents: &[Incident]) -> &'stati
     "unexplained"
 }
 
-async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Incident]) -> Books {
+/// The books of a run that started at `started` (repeats are reported by their time since then).
+async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Incident], started: Instant) -> Books {
     let mut books = Books::default();
     for queue_name in SAGA_QUEUES {
         for dead in queue.dead_letters(queue_name, 100_000).await.unwrap() {
@@ -551,11 +590,13 @@ async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Inc
                 *books.repeats.entry(cause).or_default() += 1;
                 if cause == "unexplained" && books.unexplained.len() < 10 {
                     books.unexplained.push(format!(
-                        "{name} {} {:?} then {:?} {:?} later",
+                        "{name} {} {}: {:?} at {:.1?}, then {:?} at {:.1?}",
                         pair[0].method,
+                        pair[0].key,
                         pair[0].fault,
+                        pair[0].at.duration_since(started),
                         pair[1].fault,
-                        pair[1].at.duration_since(pair[0].at)
+                        pair[1].at.duration_since(started)
                     ));
                 }
             }
@@ -566,7 +607,7 @@ async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Inc
 
 /// Runs one scenario; `broker` is set for the Service Bus transport.
 async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = RunDir::new();
     let partners = Partners {
         // 503 7%, 429 5%, slow 3%, reset 3%, hang 2%.
         mdm: FaultyPartner::start(mdm_answer, [7, 5, 3, 3, 2, 0], TIMEOUT_MS).await,
@@ -610,7 +651,7 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
 
     let started = Instant::now();
     let log = dir.path().join("host.log");
-    let start_host = || HostProcess(support::start_host_logging(&config_path, "warn", &log, &[]));
+    let start_host = || HostProcess(support::start_host_logging(&config_path, &log_filter(), &log, &[]));
     let mut host = start_host();
     let mut incidents = Vec::new();
     // Incidents spread over the run by progress (partner calls so far), never at the same point.
@@ -663,7 +704,7 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
             let depth = queue.queue_depth(queue_name).await.unwrap();
             busy += depth.active + depth.scheduled;
         }
-        let books = keep_books(&queue, &partners, &incidents).await;
+        let books = keep_books(&queue, &partners, &incidents, started).await;
         let ended = books.completed.len() + books.compensated.len() + books.dead_lettered.len();
         if busy == 0 && ended >= scale.contacts {
             break books;
@@ -741,17 +782,17 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
         seen.sort();
         seen
     };
+    let incident_times: Vec<String> = incidents
+        .iter()
+        .map(|i| match i {
+            Incident::HostKilled(at) => format!("kill {:.1?}", at.duration_since(started)),
+            Incident::BrokerRestarted(at, _) => format!("broker {:.1?}", at.duration_since(started)),
+        })
+        .collect();
     assert!(
         lost.is_empty(),
-        "{name}: contacts with no end state: {:?}; incidents at {:?}",
+        "{name}: contacts with no end state: {:?}; incidents at {incident_times:?}",
         lost.iter().map(|c| (c, history(**c))).collect::<Vec<_>>(),
-        incidents
-            .iter()
-            .map(|i| match i {
-                Incident::HostKilled(at) => format!("kill {:.1?}", at.duration_since(started)),
-                Incident::BrokerRestarted(at, _) => format!("broker {:.1?}", at.duration_since(started)),
-            })
-            .collect::<Vec<_>>()
     );
     assert!(
         books.conflicts.is_empty(),
@@ -761,7 +802,7 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
     assert_eq!(
         books.repeats.get("unexplained"),
         None,
-        "{name}: {:?}; first unexplained: {:?}",
+        "{name}: {:?}; first unexplained: {:?}; incidents at {incident_times:?}",
         books.repeats,
         books.unexplained
     );
