@@ -368,7 +368,8 @@ impl Connection {
         }
     }
 
-    fn send<T: Serialize>(&mut self, channel: u16, performative: &T) -> anyhow::Result<()> {
+    fn send<T: Serialize + std::fmt::Debug>(&mut self, channel: u16, performative: &T) -> anyhow::Result<()> {
+        tracing::trace!(channel, "broker: sends {performative:?}");
         self.out.extend(frame(FRAME_TYPE_AMQP, channel, performative, &[])?);
         Ok(())
     }
@@ -387,6 +388,12 @@ impl Connection {
             .map_err(|error| anyhow!("decoding a frame: {error:?}"))?
             .ok_or_else(|| anyhow!("an incomplete frame"))?;
         let channel = decoded.channel;
+        match &decoded.body {
+            FrameBody::Transfer { performative, payload } => {
+                tracing::trace!(channel, bytes = payload.len(), "broker: received {performative:?}");
+            }
+            body => tracing::trace!(channel, "broker: received {body:?}"),
+        }
         match decoded.body {
             FrameBody::Empty => {}
             FrameBody::Open(open) => self.on_open(open)?,
@@ -873,6 +880,7 @@ impl Connection {
                 aborted: false,
                 batchable: false,
             };
+            tracing::trace!(channel, bytes = pending.payload.len(), "broker: sends {transfer:?}");
             let overhead = 8 + serde_amqp::to_vec(&transfer).map_err(|error| anyhow!("{error}"))?.len() + 16;
             let chunk = max_frame.saturating_sub(overhead).max(64);
             let mut chunks = pending.payload.chunks(chunk).peekable();

@@ -41,6 +41,10 @@
 //!   busy polling); `drain` is honoured. Messages a client received but never settled stay locked
 //!   until the lock expires, then are delivered again, as in Service Bus.
 //!
+//! # Debugging a client
+//! `RUST_LOG=sagahost::transport::broker=trace` logs every performative the broker receives and
+//! sends, per channel (transfers without their payload, only its size).
+//!
 //! # Why the protocol engine is hand-written
 //! fe2o3-amqp's acceptor gives each link a [`fe2o3_amqp::Sender`], which writes its own 4-byte
 //! counter as the delivery tag (Service Bus clients read the lock token from a 16-byte tag and fail
