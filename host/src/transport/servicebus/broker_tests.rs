@@ -58,10 +58,7 @@ impl Broker {
     }
 
     fn connection_string(&self) -> String {
-        format!(
-            "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true",
-            self.address.port()
-        )
+        connection_string(self.address)
     }
 
     async fn client(&self) -> ServiceBusTransport {
@@ -73,6 +70,57 @@ impl Broker {
         ServiceBusTransport::connect(&self.connection_string(), options)
             .await
             .unwrap()
+    }
+}
+
+fn connection_string(address: SocketAddr) -> String {
+    format!(
+        "Endpoint=sb://127.0.0.1:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true",
+        address.port()
+    )
+}
+
+/// A TCP relay for one client connection to the broker that can start swallowing what the
+/// client sends (a network that stops delivering one way) and then cut the connection.
+struct Relay {
+    address: SocketAddr,
+    swallow: Arc<std::sync::atomic::AtomicBool>,
+    cut: CancellationToken,
+}
+
+impl Relay {
+    async fn start(broker: SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let swallow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = CancellationToken::new();
+        let (swallowing, cutting) = (swallow.clone(), cut.clone());
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(broker).await.unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let upstream = async {
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    let read = from_client.read(&mut buffer).await?;
+                    if read == 0 {
+                        return std::io::Result::Ok(());
+                    }
+                    if !swallowing.load(std::sync::atomic::Ordering::Acquire) {
+                        to_server.write_all(&buffer[..read]).await?;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = upstream => {}
+                _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
+                () = cutting.cancelled() => {}
+            }
+            // Dropping the sockets (and the listener) closes the client's connection for good.
+        });
+        Self { address, swallow, cut }
     }
 }
 
@@ -297,6 +345,78 @@ async fn without_transactions_sends_the_outputs_first() {
         .unwrap();
     assert_eq!(drain_ids(&transport, "step2").await, ["out1", "out2"]);
     assert!(drain_ids(&transport, "step1").await.is_empty());
+    transport.close().await;
+}
+
+/// A client connected through a [`Relay`], with an operation timeout longer than a test may take:
+/// what ends an operation in flight there is its connection ending.
+async fn relayed_client(broker: &Broker) -> (Relay, ServiceBusTransport) {
+    let relay = Relay::start(broker.address).await;
+    let options = ServiceBusOptions {
+        operation_timeout: Duration::from_secs(30),
+        ..ServiceBusOptions::default()
+    };
+    let transport = ServiceBusTransport::connect(&connection_string(relay.address), options)
+        .await
+        .unwrap();
+    (relay, transport)
+}
+
+impl Relay {
+    /// Swallows what the client sends from now on.
+    fn swallow(&self) {
+        self.swallow.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Cuts the connection a moment from now (while an operation started now is in flight).
+    async fn cut_soon(&self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.cut.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_in_flight_ends_with_its_connection() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let (relay, transport) = relayed_client(&broker).await;
+    transport
+        .send(vec![output("step1", "first"), output("step1", "second")])
+        .await
+        .unwrap();
+    // The first settle attaches the coordinator and the send-via link.
+    let first = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    transport
+        .settle(&first, Settlement::Complete, vec![output("step2", "from-first")])
+        .await
+        .unwrap();
+    let second = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+
+    // The second one's transaction is declared into a network that no longer delivers, and
+    // then the connection drops: fe2o3 would wait for the declare's outcome for ever.
+    relay.swallow();
+    let settle = transport.settle(&second, Settlement::Complete, vec![output("step2", "from-second")]);
+    let (settled, ()) = tokio::join!(settle, relay.cut_soon());
+    assert!(matches!(settled, Err(TransportError::LockLost { .. })), "{settled:?}");
+    // Nothing of the second settle happened: its output was not sent and its input is still
+    // there (locked until its lock expires).
+    let step2 = broker.queue.queue_depth("step2").await.unwrap();
+    let step1 = broker.queue.queue_depth("step1").await.unwrap();
+    assert_eq!((step1.active, step2.active), (1, 1));
+    transport.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_flight_fails_with_its_connection() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let (relay, transport) = relayed_client(&broker).await;
+    // Attach the sender first, so that the send below is only waiting for its outcome.
+    transport.send(vec![output("orders", "first")]).await.unwrap();
+    relay.swallow();
+    let send = transport.send(vec![output("orders", "second")]);
+    let (sent, ()) = tokio::join!(send, relay.cut_soon());
+    let error = sent.unwrap_err().to_string();
+    assert!(error.contains("was lost before the messages were accepted"), "{error}");
+    assert_eq!(broker.queue.queue_depth("orders").await.unwrap().active, 1);
     transport.close().await;
 }
 

@@ -3,7 +3,6 @@
 //! without waiting on each other's round trips.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +21,7 @@ use fe2o3_amqp::types::transaction::TransactionId;
 use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::codec;
 use crate::transport::{ReceivedMessage, Settlement, TransportError};
@@ -92,7 +92,7 @@ pub struct ReceiverLink {
     pub name: String,
     commands: mpsc::Sender<ReceiverCommand>,
     held: Arc<Mutex<HashMap<String, Held>>>,
-    dead: Arc<AtomicBool>,
+    stopped: CancellationToken,
 }
 
 impl ReceiverLink {
@@ -111,7 +111,7 @@ impl ReceiverLink {
             .map_err(|e| attach_error("a receiver", queue, &e))?;
         let (commands, rx) = mpsc::channel(256);
         let held = Arc::new(Mutex::new(HashMap::new()));
-        let dead = Arc::new(AtomicBool::new(false));
+        let stopped = CancellationToken::new();
         let actor = ReceiverActor {
             queue: queue.to_string(),
             receiver,
@@ -121,17 +121,17 @@ impl ReceiverLink {
             held: held.clone(),
             unwanted: Vec::new(),
         };
-        let flag = dead.clone();
+        let on_stop = stopped.clone();
         tokio::spawn(async move {
             actor.run(rx).await;
-            flag.store(true, Ordering::Release);
+            on_stop.cancel();
         });
         Ok(Self {
             queue: queue.to_string(),
             name,
             commands,
             held,
-            dead,
+            stopped,
         })
     }
 
@@ -439,7 +439,7 @@ struct SendCommand {
 pub struct SenderLink {
     pub queue: String,
     commands: mpsc::Sender<SendCommand>,
-    dead: Arc<AtomicBool>,
+    stopped: CancellationToken,
 }
 
 /// The attach property that makes a sender a send-via link to this destination.
@@ -474,17 +474,17 @@ impl SenderLink {
                 }
             })?;
         let (commands, rx) = mpsc::channel(256);
-        let dead = Arc::new(AtomicBool::new(false));
-        let flag = dead.clone();
+        let stopped = CancellationToken::new();
+        let on_stop = stopped.clone();
         let name = queue.to_string();
         tokio::spawn(async move {
             run_sender(name, sender, rx).await;
-            flag.store(true, Ordering::Release);
+            on_stop.cancel();
         });
         Ok(Self {
             queue: queue.to_string(),
             commands,
-            dead,
+            stopped,
         })
     }
 
@@ -581,7 +581,7 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<anyhow::Result<Response
 pub struct RequestLink {
     pub node: String,
     commands: mpsc::Sender<Request>,
-    dead: Arc<AtomicBool>,
+    stopped: CancellationToken,
 }
 
 impl RequestLink {
@@ -607,18 +607,24 @@ impl RequestLink {
             .await
             .map_err(|e| attach_error("a receiver", node, &e))?;
         let (commands, rx) = mpsc::channel(256);
-        let dead = Arc::new(AtomicBool::new(false));
-        let flag = dead.clone();
+        let stopped = CancellationToken::new();
+        let on_stop = stopped.clone();
         let name = node.to_string();
         tokio::spawn(async move {
             run_requests(name, reply_to, sender, receiver, rx).await;
-            flag.store(true, Ordering::Release);
+            on_stop.cancel();
         });
         Ok(Self {
             node: node.to_string(),
             commands,
-            dead,
+            stopped,
         })
+    }
+
+    /// Resolves once the link's task has stopped: at once when its session or connection stops,
+    /// since the response receiver then fails.
+    pub async fn stopped(&self) {
+        self.stopped.cancelled().await;
     }
 
     /// Sends one request and waits (up to `timeout`) for its response.
@@ -781,18 +787,18 @@ pub trait Link {
 
 impl Link for ReceiverLink {
     fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
+        self.stopped.is_cancelled() || self.commands.is_closed()
     }
 }
 
 impl Link for SenderLink {
     fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
+        self.stopped.is_cancelled() || self.commands.is_closed()
     }
 }
 
 impl Link for RequestLink {
     fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire) || self.commands.is_closed()
+        self.stopped.is_cancelled() || self.commands.is_closed()
     }
 }

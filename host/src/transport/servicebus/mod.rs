@@ -7,7 +7,10 @@
 //! (for lock renewal) and the `$cbs` pair that authorizes the rest. A dropped connection is
 //! replaced on the next operation, after an exponential backoff; messages received on the dead
 //! connection cannot be settled any more ([`TransportError::LockLost`]) and come back when their
-//! lock expires, so nothing is lost and nothing is settled twice.
+//! lock expires, so nothing is lost and nothing is settled twice. An operation in flight when its
+//! connection drops ends at once (a settle as `LockLost`, a send with an error saying to send
+//! again) rather than waiting for an answer that cannot come; on a connection that stays up but
+//! does not answer, it ends after [`ServiceBusOptions::operation_timeout`].
 //!
 //! # The Service Bus dialect
 //! - **Connecting**: TLS to port 5671 (plain TCP to the endpoint's port, 5672 by default, with
@@ -81,6 +84,7 @@ use fe2o3_amqp::{Connection, Session};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use connection_string::{ConnectionString, Credential};
 pub use sas::sas_token;
@@ -96,7 +100,7 @@ pub struct ServiceBusOptions {
     pub prefetch: u32,
     /// Lifetime of the SAS tokens the transport signs; they are put again at 80% of it.
     pub token_ttl: Duration,
-    /// How long a management or CBS request, or a connection attempt, may take.
+    /// How long a settle, a send, a management or CBS request, or a connection attempt may take.
     pub operation_timeout: Duration,
     /// First wait before reconnecting after a failure; doubles up to `max_backoff`.
     pub min_backoff: Duration,
@@ -235,25 +239,25 @@ impl ServiceBusTransport {
         Ok((live, receiver))
     }
 
-    /// [`Transport::settle`] without its time bound.
-    async fn settle_now(
+    /// [`Transport::settle`] on the connection and link that hold the lock, without its bounds.
+    async fn settle_on(
         &self,
+        live: &Arc<Live>,
+        receiver: &ReceiverLink,
         message: &ReceivedMessage,
         settlement: Settlement,
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
-        // Cheap early answer: a lock we no longer hold is not worth sending outputs for.
-        let (live, receiver) = self.holder(message).await?;
         if outputs.is_empty() {
             return receiver.settle(message, settlement, None).await;
         }
         if self.options.transactions {
             return self
-                .settle_in_transaction(&live, &receiver, message, settlement, outputs)
+                .settle_in_transaction(live, receiver, message, settlement, outputs)
                 .await;
         }
         // Outputs first, each accepted by the broker; then the input.
-        self.send_all(&live, outputs, None).await?;
+        self.send_all(live, outputs, None).await?;
         receiver.settle(message, settlement, None).await
     }
 
@@ -335,19 +339,23 @@ impl Transport for ServiceBusTransport {
         settlement: Settlement,
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
-        // A broker that goes away mid-settle may leave a link's answer pending for good; an
-        // unanswered settle must end (the message then comes back when its lock expires), or a
-        // shutdown would wait on it forever.
+        // Cheap early answer: a lock we no longer hold is not worth sending outputs for.
+        let (live, receiver) = self.holder(message).await?;
+        // An unanswered settle must end (the message then comes back when its lock expires), or
+        // a shutdown would wait on it for ever.
         let timeout = self.options.operation_timeout;
-        tokio::time::timeout(timeout, self.settle_now(message, settlement, outputs))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "settling message `{}` on `{}` was not answered within {timeout:?}",
-                    message.message_id,
-                    message.queue
-                )
-            })?
+        let settle = self.settle_on(&live, &receiver, message, settlement, outputs);
+        match live.run(timeout, settle).await {
+            Ended::Done(settled) => settled,
+            Ended::TimedOut => Err(anyhow!(
+                "settling message `{}` on `{}` was not answered within {timeout:?}",
+                message.message_id,
+                message.queue
+            )
+            .into()),
+            // Whether a commit in flight took effect is unknown; either way the lock is gone.
+            Ended::ConnectionLost => Err(lock_lost(message)),
+        }
     }
 
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
@@ -409,7 +417,19 @@ impl Transport for ServiceBusTransport {
             return Ok(());
         }
         let live = self.live().await?;
-        self.send_all(&live, outputs, None).await
+        let timeout = self.options.operation_timeout;
+        let host = &self.target.host;
+        match live.run(timeout, self.send_all(&live, outputs, None)).await {
+            Ended::Done(sent) => sent,
+            Ended::TimedOut => Err(anyhow!(
+                "Service Bus `{host}` did not accept the messages within {timeout:?}; send them again"
+            )
+            .into()),
+            Ended::ConnectionLost => Err(anyhow!(
+                "the connection to Service Bus `{host}` was lost before the messages were accepted; send them again"
+            )
+            .into()),
+        }
     }
 
     fn atomic_settle_and_send(&self) -> bool {
@@ -440,6 +460,13 @@ fn expirations(body: &Value) -> Option<Vec<SystemTime>> {
 /// How long attaching a link (its token included) may take before the connection is given up.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How an operation run by [`Live::run`] ended.
+enum Ended<T> {
+    Done(T),
+    TimedOut,
+    ConnectionLost,
+}
+
 /// A sender's destination queue and via queue (`None`: it sends directly).
 type SenderKey = (String, Option<String>);
 
@@ -461,7 +488,8 @@ struct Live {
     /// Held while a link is attached, one at a time, so that the link maps above are locked
     /// only for lookups: a settle or a renewal never waits behind an attach.
     attaching: Mutex<()>,
-    dead: std::sync::atomic::AtomicBool,
+    /// Cancelled when this connection is given up: an attach went unanswered, or it was closed.
+    given_up: CancellationToken,
 }
 
 impl Live {
@@ -498,7 +526,7 @@ impl Live {
             management: Mutex::default(),
             refresher: std::sync::Mutex::default(),
             attaching: Mutex::new(()),
-            dead: std::sync::atomic::AtomicBool::new(false),
+            given_up: CancellationToken::new(),
         };
         // A connection string scoped to one entity can only authorize that entity; check it now.
         if let Some(entity) = live.target.entity_path.clone()
@@ -511,13 +539,32 @@ impl Live {
     }
 
     fn is_alive(&self) -> bool {
-        if self.dead.load(std::sync::atomic::Ordering::Acquire) || self.cbs.is_dead() {
+        if self.given_up.is_cancelled() || self.cbs.is_dead() {
             return false;
         }
         match (self.connection.try_lock(), self.session.try_lock()) {
             (Ok(connection), Ok(session)) => !connection.is_closed() && !session.is_ended(),
             // Someone is attaching a link right now: the connection was alive a moment ago.
             _ => true,
+        }
+    }
+
+    /// Resolves once this connection is gone: given up, or its session stopped (which stops the
+    /// `$cbs` link at once). fe2o3 leaves the outcome of a transfer on a stopped session pending
+    /// for good (a send, a transaction's declare or discharge), so operations race this rather
+    /// than wait for an answer that cannot come.
+    async fn lost(&self) {
+        tokio::select! {
+            () = self.given_up.cancelled() => {}
+            () = self.cbs.stopped() => {}
+        }
+    }
+
+    /// Runs `operation` until it finishes, `timeout` passes or this connection is lost.
+    async fn run<T>(&self, timeout: Duration, operation: impl Future<Output = T>) -> Ended<T> {
+        tokio::select! {
+            done = tokio::time::timeout(timeout, operation) => done.map_or(Ended::TimedOut, Ended::Done),
+            () = self.lost() => Ended::ConnectionLost,
         }
     }
 
@@ -598,18 +645,21 @@ impl Live {
         Ok(link)
     }
 
-    /// Runs a link attach (with its token) for `entity`, giving up after [`ATTACH_TIMEOUT`]. A
-    /// peer that never answers an attach, as a restarted broker sometimes does not, leaves
-    /// this connection dead, so the next operation reconnects instead of waiting behind it.
+    /// Runs a link attach (with its token) for `entity`, giving up after [`ATTACH_TIMEOUT`] or
+    /// when the connection is lost. A peer that never answers an attach leaves this connection
+    /// given up, so the next operation reconnects instead of waiting behind it.
     async fn bounded<T>(
         &self,
         entity: &str,
         attach: impl Future<Output = Result<T, TransportError>>,
     ) -> Result<T, TransportError> {
-        match tokio::time::timeout(ATTACH_TIMEOUT, attach).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.dead.store(true, std::sync::atomic::Ordering::Release);
+        match self.run(ATTACH_TIMEOUT, attach).await {
+            Ended::Done(attached) => attached,
+            Ended::ConnectionLost => {
+                Err(anyhow!("the connection was lost while attaching a link to `{entity}`").into())
+            }
+            Ended::TimedOut => {
+                self.given_up.cancel();
                 Err(
                     anyhow!("attaching a link to `{entity}` was not answered within {ATTACH_TIMEOUT:?}; reconnecting")
                         .into(),
@@ -669,7 +719,7 @@ impl Live {
     }
 
     async fn close(&self) {
-        self.dead.store(true, std::sync::atomic::Ordering::Release);
+        self.given_up.cancel();
         if let Some(refresher) = self.refresher.lock().expect("not poisoned").take() {
             refresher.abort();
         }
