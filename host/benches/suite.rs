@@ -685,6 +685,7 @@ const PLOT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 /// whether it did.
 fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) -> bool {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     // Labels need a font file; without one there is no readable plot to make.
     let Ok(font) = std::fs::read(PLOT_FONT) else {
         eprintln!("no plot: {PLOT_FONT} is missing (the figures are in results.json)");
@@ -732,13 +733,21 @@ fn plot(path: &Path, sizes: &[(f64, f64, f64)], partners: &[(f64, f64, f64)]) ->
                     .map(|point| Circle::new((point.0, point.1), 4, BLUE.filled())),
             )
             .unwrap();
-        // Each point's peak RSS next to it.
+        // Each point's rate and peak RSS above it: the first label runs right from its point,
+        // the last one left (so that it stays inside the chart), the others are centred.
+        let last = curve.len() - 1;
         chart
-            .draw_series(curve.iter().map(|point| {
+            .draw_series(curve.iter().enumerate().map(|(i, point)| {
+                let align = match i {
+                    0 => HPos::Left,
+                    i if i == last => HPos::Right,
+                    _ => HPos::Center,
+                };
+                let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(align, VPos::Bottom));
                 Text::new(
                     format!("{:.0} msg/s, {:.0} MiB", point.1, point.2),
                     (point.0, point.1 + max_rate * 0.03),
-                    ("sans-serif", 13),
+                    style,
                 )
             }))
             .unwrap();
