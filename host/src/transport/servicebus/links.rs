@@ -111,7 +111,6 @@ impl ReceiverLink {
             .map_err(|e| attach_error("a receiver", queue, &e))?;
         let (commands, rx) = mpsc::channel(256);
         let held = Arc::new(Mutex::new(HashMap::new()));
-        let stopped = CancellationToken::new();
         let actor = ReceiverActor {
             queue: queue.to_string(),
             receiver,
@@ -121,17 +120,12 @@ impl ReceiverLink {
             held: held.clone(),
             unwanted: Vec::new(),
         };
-        let on_stop = stopped.clone();
-        tokio::spawn(async move {
-            actor.run(rx).await;
-            on_stop.cancel();
-        });
         Ok(Self {
             queue: queue.to_string(),
             name,
             commands,
             held,
-            stopped,
+            stopped: spawn_link_task(actor.run(rx)),
         })
     }
 
@@ -474,17 +468,10 @@ impl SenderLink {
                 }
             })?;
         let (commands, rx) = mpsc::channel(256);
-        let stopped = CancellationToken::new();
-        let on_stop = stopped.clone();
-        let name = queue.to_string();
-        tokio::spawn(async move {
-            run_sender(name, sender, rx).await;
-            on_stop.cancel();
-        });
         Ok(Self {
             queue: queue.to_string(),
             commands,
-            stopped,
+            stopped: spawn_link_task(run_sender(queue.to_string(), sender, rx)),
         })
     }
 
@@ -607,24 +594,11 @@ impl RequestLink {
             .await
             .map_err(|e| attach_error("a receiver", node, &e))?;
         let (commands, rx) = mpsc::channel(256);
-        let stopped = CancellationToken::new();
-        let on_stop = stopped.clone();
-        let name = node.to_string();
-        tokio::spawn(async move {
-            run_requests(name, reply_to, sender, receiver, rx).await;
-            on_stop.cancel();
-        });
         Ok(Self {
             node: node.to_string(),
             commands,
-            stopped,
+            stopped: spawn_link_task(run_requests(node.to_string(), reply_to, sender, receiver, rx)),
         })
-    }
-
-    /// Resolves once the link's task has stopped: at once when its session or connection stops,
-    /// since the response receiver then fails.
-    pub async fn stopped(&self) {
-        self.stopped.cancelled().await;
     }
 
     /// Sends one request and waits (up to `timeout`) for its response.
@@ -779,26 +753,43 @@ fn response(message: Message<Body<Value>>) -> Response {
     }
 }
 
+/// Spawns the task that owns a link; the token is cancelled once that task has stopped (its
+/// link detached or failed, or its session stopped, which fails every link at once).
+fn spawn_link_task(task: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
+    let stopped = CancellationToken::new();
+    let on_stop = stopped.clone();
+    tokio::spawn(async move {
+        task.await;
+        on_stop.cancel();
+    });
+    stopped
+}
+
 /// A link the connection keeps in a map and replaces once it has died.
 pub trait Link {
+    /// Cancelled once the link's task has stopped.
+    fn stopped(&self) -> &CancellationToken;
+
     /// Whether the link is detached or its task has stopped.
-    fn is_dead(&self) -> bool;
+    fn is_dead(&self) -> bool {
+        self.stopped().is_cancelled()
+    }
 }
 
 impl Link for ReceiverLink {
-    fn is_dead(&self) -> bool {
-        self.stopped.is_cancelled() || self.commands.is_closed()
+    fn stopped(&self) -> &CancellationToken {
+        &self.stopped
     }
 }
 
 impl Link for SenderLink {
-    fn is_dead(&self) -> bool {
-        self.stopped.is_cancelled() || self.commands.is_closed()
+    fn stopped(&self) -> &CancellationToken {
+        &self.stopped
     }
 }
 
 impl Link for RequestLink {
-    fn is_dead(&self) -> bool {
-        self.stopped.is_cancelled() || self.commands.is_closed()
+    fn stopped(&self) -> &CancellationToken {
+        &self.stopped
     }
 }

@@ -556,7 +556,7 @@ impl Live {
     async fn lost(&self) {
         tokio::select! {
             () = self.given_up.cancelled() => {}
-            () = self.cbs.stopped() => {}
+            () = self.cbs.stopped().cancelled() => {}
         }
     }
 
