@@ -459,6 +459,9 @@ async fn an_expired_lock_is_lost() {
     ));
     let again = receive_one(&transport, "q", Duration::from_secs(5)).await.unwrap();
     assert_eq!((again.message_id.as_str(), again.delivery_count), ("late", 2));
+    // The link forgot the expired lock it could never settle; it holds only the new one.
+    let (_, receiver) = transport.holder(&again).await.unwrap();
+    assert_eq!(receiver.held_count(), 1);
     transport.close().await;
 }
 

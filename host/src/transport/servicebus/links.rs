@@ -178,6 +178,12 @@ impl ReceiverLink {
         held.get(lock_token).is_some_and(|h| h.locked_until > SystemTime::now())
     }
 
+    /// How many locks this link holds for callers (expired ones not yet forgotten included).
+    #[cfg(test)]
+    pub fn held_count(&self) -> usize {
+        self.held.lock().expect("not poisoned").len()
+    }
+
     /// Records a renewed lock.
     pub fn renewed(&self, lock_token: &str, until: SystemTime) {
         if let Some(held) = self.held.lock().expect("not poisoned").get_mut(lock_token) {
@@ -300,6 +306,16 @@ impl ReceiverActor {
     }
 
     fn serve_waiters(&mut self) {
+        if self.buffer.is_empty() || self.waiters.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        // Locks that ran out in a caller's hands (its step started too late, or it gave up
+        // before settling) are never settled here: forget them as new ones are handed out.
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, held| held.locked_until > now);
         while !self.buffer.is_empty() {
             let Some(waiter) = self.waiters.pop_front() else { return };
             if waiter.reply.is_closed() {
@@ -310,7 +326,7 @@ impl ReceiverActor {
                 let Some(delivery) = self.buffer.pop_front() else { break };
                 match codec::received(&self.queue, delivery.delivery_tag(), delivery.message()) {
                     // A lock that ran out while buffered is the broker's again: skip it.
-                    Ok(message) if message.locked_until <= SystemTime::now() => {}
+                    Ok(message) if message.locked_until <= now => {}
                     Ok(message) => {
                         let info = DeliveryInfo::from(delivery);
                         self.held.lock().expect("not poisoned").insert(
