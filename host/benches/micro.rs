@@ -17,9 +17,13 @@ use common::{DECODE_SAMPLES, contact_body, forwarder, message_event, native_forw
 fn component_call(c: &mut Criterion) {
     let (_runtime, component) = forwarder();
     let event = message_event(contact_body(5));
+    let runtime = common::call_runtime();
     let mut group = c.benchmark_group("component-call");
     group.bench_function("wasm", |b| {
-        b.iter(|| assert!(matches!(component.handle("m-1", &event), Ok(wit::Plan::Done(_)))));
+        b.iter(|| {
+            let plan = runtime.block_on(component.handle("m-1", &event));
+            assert!(matches!(plan, Ok(wit::Plan::Done(_))));
+        });
     });
     group.bench_function("native", |b| {
         b.iter(|| native_forward(std::hint::black_box(&event)));

@@ -103,7 +103,13 @@ fn scenario_component() -> Value {
         let p99 = percentile(&mut samples.clone(), 0.99);
         (median(&mut samples), p99)
     };
-    let (wasm_median, wasm_p99) = time(&|| matches!(component.handle("m-1", &event), Ok(wit::Plan::Done(_))));
+    let runtime = common::call_runtime();
+    let (wasm_median, wasm_p99) = time(&|| {
+        matches!(
+            runtime.block_on(component.handle("m-1", &event)),
+            Ok(wit::Plan::Done(_))
+        )
+    });
     let (native_median, native_p99) = time(&|| {
         matches!(
             std::hint::black_box(native_forward(std::hint::black_box(&event))),
@@ -172,11 +178,7 @@ fn scenario_pipeline(handler: &str) -> Value {
                         let plan = if native {
                             native_forward(&event)
                         } else {
-                            let component = component.clone();
-                            tokio::task::spawn_blocking(move || component.handle("m", &event))
-                                .await
-                                .unwrap()
-                                .unwrap()
+                            component.handle("m", &event).await.unwrap()
                         };
                         let wit::Plan::Done(outcome) = plan else {
                             panic!("the forwarder only forwards")

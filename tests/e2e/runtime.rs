@@ -53,18 +53,18 @@ fn decision(plan: Plan) -> Decision {
 /// After any failure, a well-behaved component on the same runtime still works,
 /// and so does the failing one on its next call (the failure is repeatable, not
 /// a poisoned pool slot).
-fn assert_host_still_serves(runtime: &Runtime, failed: &PartnerComponent, expected_reason: &str) {
+async fn assert_host_still_serves(runtime: &Runtime, failed: &PartnerComponent, expected_reason: &str) {
     let healthy = hostile(runtime, "none", Limits::default());
     assert!(matches!(
-        decision(healthy.handle("m-2", &contact_created()).unwrap()),
+        decision(healthy.handle("m-2", &contact_created()).await.unwrap()),
         Decision::Complete
     ));
-    let again = failed.handle("m-3", &contact_created()).unwrap_err();
+    let again = failed.handle("m-3", &contact_created()).await.unwrap_err();
     assert_eq!(again.reason(), expected_reason);
 }
 
-#[test]
-fn infinite_loop_is_stopped_at_its_deadline() {
+#[tokio::test]
+async fn infinite_loop_is_stopped_at_its_deadline() {
     let runtime = runtime(false);
     let limits = Limits {
         deadline_ms: 200,
@@ -72,7 +72,7 @@ fn infinite_loop_is_stopped_at_its_deadline() {
     };
     let component = hostile(&runtime, "loop", limits);
     let started = Instant::now();
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     let took = started.elapsed();
     assert!(
         matches!(err, ComponentError::DeadlineExceeded { ref partner, .. } if partner == "hostile-loop"),
@@ -90,54 +90,54 @@ fn infinite_loop_is_stopped_at_its_deadline() {
         err.to_string().contains("hostile-loop") && err.to_string().contains("deadline-ms"),
         "{err}"
     );
-    assert_host_still_serves(&runtime, &component, "ComponentDeadlineExceeded");
+    assert_host_still_serves(&runtime, &component, "ComponentDeadlineExceeded").await;
 }
 
-#[test]
-fn memory_growth_is_stopped_at_the_cap() {
+#[tokio::test]
+async fn memory_growth_is_stopped_at_the_cap() {
     let runtime = runtime(false);
     let limits = Limits {
         memory_bytes: 32 << 20,
         ..Limits::default()
     };
     let component = hostile(&runtime, "memory", limits);
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     assert!(
         matches!(err, ComponentError::MemoryLimit { limit_bytes, .. } if limit_bytes == 32 << 20),
         "expected a memory limit, got: {err}"
     );
     assert_eq!(err.partner(), "hostile-memory");
-    assert_host_still_serves(&runtime, &component, "ComponentMemoryLimit");
+    assert_host_still_serves(&runtime, &component, "ComponentMemoryLimit").await;
 }
 
-#[test]
-fn trap_is_reported_with_the_partner_and_the_panic_message() {
+#[tokio::test]
+async fn trap_is_reported_with_the_partner_and_the_panic_message() {
     let runtime = runtime(false);
     let component = hostile(&runtime, "trap", Limits::default());
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ComponentError::Trap { .. }), "{text}");
     assert!(text.contains("partner `hostile-trap`"), "{text}");
     assert!(text.contains("hostile component panicked on purpose"), "{text}");
-    assert_host_still_serves(&runtime, &component, "ComponentTrap");
+    assert_host_still_serves(&runtime, &component, "ComponentTrap").await;
 }
 
-#[test]
-fn runaway_recursion_is_a_typed_failure() {
+#[tokio::test]
+async fn runaway_recursion_is_a_typed_failure() {
     let runtime = runtime(false);
     let component = hostile(&runtime, "recursion", Limits::default());
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     assert!(
         matches!(err, ComponentError::StackOverflow { .. } | ComponentError::Trap { .. }),
         "expected a stack overflow or trap, got: {err}"
     );
     assert_eq!(err.partner(), "hostile-recursion");
     let reason = err.reason();
-    assert_host_still_serves(&runtime, &component, reason);
+    assert_host_still_serves(&runtime, &component, reason).await;
 }
 
-#[test]
-fn fuel_budget_stops_a_busy_guest() {
+#[tokio::test]
+async fn fuel_budget_stops_a_busy_guest() {
     let runtime = runtime(true);
     let limits = Limits {
         fuel: Some(5_000_000),
@@ -145,26 +145,26 @@ fn fuel_budget_stops_a_busy_guest() {
         ..Limits::default()
     };
     let component = hostile(&runtime, "loop", limits);
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     assert!(
         matches!(err, ComponentError::FuelExhausted { fuel: 5_000_000, .. }),
         "{err}"
     );
-    assert_host_still_serves(&runtime, &component, "ComponentFuelExhausted");
+    assert_host_still_serves(&runtime, &component, "ComponentFuelExhausted").await;
 }
 
-#[test]
-fn guest_sees_no_environment_and_no_files() {
+#[tokio::test]
+async fn guest_sees_no_environment_and_no_files() {
     let runtime = runtime(false);
     let env = hostile(&runtime, "read-env", Limits::default());
-    let Decision::DeadLetter(report) = decision(env.handle("m-1", &contact_created()).unwrap()) else {
+    let Decision::DeadLetter(report) = decision(env.handle("m-1", &contact_created()).await.unwrap()) else {
         panic!("read-env should report through a dead-letter");
     };
     // The description lists every variable the guest could see: none.
     assert_eq!(report.description, "", "guest saw host environment variables");
 
     let file = hostile(&runtime, "read-file", Limits::default());
-    let Decision::DeadLetter(report) = decision(file.handle("m-1", &contact_created()).unwrap()) else {
+    let Decision::DeadLetter(report) = decision(file.handle("m-1", &contact_created()).await.unwrap()) else {
         panic!("read-file should report through a dead-letter");
     };
     assert!(
@@ -174,8 +174,8 @@ fn guest_sees_no_environment_and_no_files() {
     );
 }
 
-#[test]
-fn guest_error_return_is_typed() {
+#[tokio::test]
+async fn guest_error_return_is_typed() {
     let runtime = runtime(false);
     let component = runtime
         .load(
@@ -186,7 +186,7 @@ fn guest_error_return_is_typed() {
         )
         .expect("load mdm");
     // mdm without its `mdm-url` config returns `err(...)` naming the key.
-    let err = component.handle("m-1", &contact_created()).unwrap_err();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
     assert!(matches!(err, ComponentError::Returned { .. }), "{err}");
     assert_eq!(err.reason(), "ComponentError");
     assert!(err.to_string().contains("mdm-url"), "{err}");
@@ -202,8 +202,8 @@ fn a_file_that_is_not_a_partner_component_is_refused_with_the_partner_name() {
     assert!(format!("{err:#}").contains("partner `billing`"), "{err:#}");
 }
 
-#[test]
-fn compiled_artifacts_are_cached_by_content_hash() {
+#[tokio::test]
+async fn compiled_artifacts_are_cached_by_content_hash() {
     let dir = tempfile::tempdir().unwrap();
     let options = RuntimeOptions {
         cache_dir: Some(dir.path().to_path_buf()),
@@ -230,6 +230,7 @@ fn compiled_artifacts_are_cached_by_content_hash() {
     assert!(
         again
             .handle("m-1", &contact_created())
+            .await
             .is_err_and(|e| e.to_string().contains("erp-url"))
     );
 }

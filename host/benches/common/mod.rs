@@ -68,6 +68,15 @@ pub fn forwarder() -> (Runtime, PartnerComponent) {
     (runtime, component)
 }
 
+/// A current-thread tokio runtime to drive one component call at a time: the call is a
+/// future (its deadline is a tokio timer), and this is the cheapest way to await it.
+pub fn call_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 /// The forwarder's logic as a native function: the baseline of the component call.
 pub fn native_forward(event: &wit::Event) -> wit::Plan {
     let decision = match event {

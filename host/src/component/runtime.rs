@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 
 use super::cache;
 use super::error::ComponentError;
@@ -17,7 +19,9 @@ use super::host::GuestState;
 use super::limits::Limits;
 use super::wit::{Event, HANDLER_INTERFACE, Partner, PartnerPre, Plan};
 
-/// How often the epoch ticks. Deadlines are enforced to this granularity.
+/// How often the epoch ticks. A guest running wasm yields to the executor once per
+/// tick, so this is both the longest stretch a call holds a worker thread and the
+/// granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Linear memory a freed pool slot keeps mapped and resets in place for the next instance.
 /// Without it every instance starts on zero pages and pays a page fault for each page it
@@ -65,6 +69,7 @@ impl Runtime {
             .total_memories(options.max_instances)
             .total_tables(options.max_instances.saturating_mul(2))
             .total_core_instances(options.max_instances.saturating_mul(8))
+            .total_stacks(options.max_instances)
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES / 8)
@@ -79,7 +84,9 @@ impl Runtime {
         let engine = Engine::new(&config).context("creating the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
+        // Async WASI: a guest blocked in `poll` (a sleep, say) is a pending future that
+        // the call's deadline can drop, where a sync host call could not be interrupted.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         Partner::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .context("linking the partner world's imports")?;
 
@@ -218,9 +225,13 @@ impl PartnerComponent {
 
     /// Runs `handle(event)` in a fresh instance under the partner's limits.
     ///
-    /// Blocks the calling thread for at most the deadline; call it from a
-    /// blocking-friendly thread. `message_id` tags the guest's log lines.
-    pub fn handle(&self, message_id: &str, event: &Event) -> Result<Plan, ComponentError> {
+    /// Ends by the deadline whatever the guest does: wasm code yields to the
+    /// executor every epoch tick and traps once the deadline has passed, and a
+    /// guest waiting in a WASI call (a sleep, a poll) is dropped with its
+    /// instance when the deadline's timer fires. Either way the worker thread is
+    /// free again. `message_id` tags the guest's log lines.
+    pub async fn handle(&self, message_id: &str, event: &Event) -> Result<Plan, ComponentError> {
+        let deadline = self.limits.deadline();
         let state = GuestState::new(
             self.partner.clone(),
             message_id.into(),
@@ -229,29 +240,50 @@ impl PartnerComponent {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let ticks = self.limits.deadline().as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks.max(1));
+        let ends_at = Instant::now() + deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= ends_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         if self.consumes_fuel {
             let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
         }
 
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|err| self.classify(&store, err, true))
-            .and_then(|instance| {
-                instance
-                    .sagahost_partner_handler()
-                    .call_handle(&mut store, event)
-                    .map_err(|err| self.classify(&store, err, false))
-            });
+        let run = async {
+            let instance = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|err| (err, true))?;
+            instance
+                .sagahost_partner_handler()
+                .call_handle(&mut store, event)
+                .await
+                .map_err(|err| (err, false))
+        };
+        // The timer is one tick late on purpose: a guest in wasm traps on the tick
+        // past its deadline, and the trap says more than a dropped future.
+        let result = tokio::time::timeout(deadline + EPOCH_TICK, run).await;
         store.data().flush_stdio();
-        match result? {
-            Ok(plan) => Ok(plan),
-            Err(message) => Err(ComponentError::Returned {
-                partner: self.partner.to_string(),
-                message,
-            }),
+        let returned = match result {
+            Err(_elapsed) => return Err(self.deadline_exceeded()),
+            Ok(Err((err, instantiating))) => return Err(self.classify(&store, err, instantiating)),
+            Ok(Ok(returned)) => returned,
+        };
+        returned.map_err(|message| ComponentError::Returned {
+            partner: self.partner.to_string(),
+            message,
+        })
+    }
+
+    fn deadline_exceeded(&self) -> ComponentError {
+        ComponentError::DeadlineExceeded {
+            partner: self.partner.to_string(),
+            deadline: self.limits.deadline(),
         }
     }
 
@@ -259,10 +291,7 @@ impl PartnerComponent {
     fn classify(&self, store: &Store<GuestState>, err: wasmtime::Error, instantiating: bool) -> ComponentError {
         let partner = self.partner.to_string();
         match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => ComponentError::DeadlineExceeded {
-                partner,
-                deadline: self.limits.deadline(),
-            },
+            Some(Trap::Interrupt) => self.deadline_exceeded(),
             Some(Trap::OutOfFuel) => ComponentError::FuelExhausted {
                 partner,
                 fuel: self.limits.fuel.unwrap_or(u64::MAX),

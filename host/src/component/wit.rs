@@ -7,6 +7,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "partner",
+    // `handle` runs as a future so a deadline can cancel it wherever the guest
+    // is, in wasm or blocked in a WASI call (see `runtime.rs`).
+    exports: { default: async },
 });
 
 pub use self::exports::sagahost::partner::handler::{Event, Plan};

@@ -62,9 +62,6 @@ pub enum StepError {
     /// One round asked for too many requests.
     #[error("partner `{partner}`: component asked for {count} requests in one round; the limit is {max}")]
     TooManyRequests { partner: String, count: usize, max: usize },
-    /// The blocking task running the component died (the host is shutting down).
-    #[error("partner `{partner}`: the component task was cancelled")]
-    Cancelled { partner: String },
 }
 
 impl StepError {
@@ -79,12 +76,11 @@ impl StepError {
         }
     }
 
-    /// Whether retrying the step later may succeed (the pool was full, the host
-    /// was shutting down); a misbehaving component will misbehave again.
+    /// Whether retrying the step later may succeed (the pool was full); a
+    /// misbehaving component will misbehave again.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Component(err) => err.is_transient(),
-            Self::Cancelled { .. } => true,
             Self::TooManyRounds { .. } | Self::TooManyRequests { .. } => false,
         }
     }
@@ -95,7 +91,6 @@ impl StepError {
             Self::Component(err) => err.reason(),
             Self::TooManyRounds { .. } => "TooManyRounds",
             Self::TooManyRequests { .. } => "TooManyRequests",
-            Self::Cancelled { .. } => "Cancelled",
         }
     }
 }
@@ -111,8 +106,8 @@ pub struct StepRun {
 
 /// Drives `component` from `first` (a `message` or `compensate` event) to an outcome.
 ///
-/// The component runs on tokio's blocking pool (it may compute up to its
-/// deadline); requests run on `outbound`.
+/// The component runs on the calling task, yielding every epoch tick and ending
+/// by its deadline (see [`PartnerComponent::handle`]); requests run on `outbound`.
 pub async fn run_step<O: Outbound>(
     component: &Arc<PartnerComponent>,
     inbound: &wit::Inbound,
@@ -177,12 +172,6 @@ pub async fn run_step<O: Outbound>(
     }
 }
 
-async fn call(component: &Arc<PartnerComponent>, message_id: &str, event: Event) -> Result<Plan, StepError> {
-    let component = component.clone();
-    let message_id = message_id.to_string();
-    let partner = component.partner().to_string();
-    tokio::task::spawn_blocking(move || component.handle(&message_id, &event))
-        .await
-        .map_err(|_| StepError::Cancelled { partner })?
-        .map_err(StepError::from)
+async fn call(component: &PartnerComponent, message_id: &str, event: Event) -> Result<Plan, StepError> {
+    component.handle(message_id, &event).await.map_err(StepError::from)
 }

@@ -1145,7 +1145,7 @@ impl Connection {
         let last = disposition.last.unwrap_or(disposition.first);
         let mut settled = Vec::new();
         // Walk what we hold, not the client's range (which could be huge).
-        for (&delivery_id, _) in session.unsettled.iter() {
+        for &delivery_id in session.unsettled.keys() {
             if delivery_id.wrapping_sub(disposition.first) <= last.wrapping_sub(disposition.first) {
                 settled.push(delivery_id);
             }

@@ -23,6 +23,15 @@
 //! | `compensate-first` | asks to compensate on the saga's first step, when no step has run |
 //! | `forge-saga` | forwards to `next` with forged `sagahost-saga` / `sagahost-compensation` properties |
 //! | `stdout` | prints one line to stdout and one to stderr, then completes |
+//! | `long-stdout` | prints one 1 MiB line to stdout, then completes |
+//! | `sleep` | sleeps for an hour (`wasi:clocks` subscribe, then `wasi:io/poll` block) |
+//! | `stdin` | reads stdin to its end |
+//! | `clock-loop` | spins forever, reading the clock between spins (a loop of host calls) |
+//! | `many-forwards` | forwards 100 000 messages to `next` |
+//! | `big-property` | forwards to `next` with an 8 MiB application property |
+//! | `big-compensation` | forwards to `next`, recording 32 MiB of compensation data |
+//! | `big-body` | forwards to `next` with a 1 MiB body |
+//! | `retry-forever` | retries after `u64::MAX` ms |
 //! | anything else | completes |
 //!
 //! A [`Event::Responses`] completes, except for `echo-secret` and
@@ -118,6 +127,46 @@ fn attack_with(attack: &str) -> Result<Plan, String> {
             eprintln!("hostile component writes to stderr");
             complete()
         }
+        "long-stdout" => {
+            println!("{}", "o".repeat(1 << 20));
+            complete()
+        }
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3_600));
+            complete()
+        }
+        "stdin" => {
+            let mut input = Vec::new();
+            let read = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input);
+            complete().recording(format!("{read:?}"))
+        }
+        "clock-loop" => loop {
+            black_box(std::time::Instant::now());
+        },
+        "many-forwards" => {
+            let messages = (0..100_000).map(|_| ForwardMessage {
+                route: "next".to_string(),
+                body: None,
+                content_type: None,
+                properties: Vec::new(),
+            });
+            Plan::Done(Outcome {
+                decision: Decision::Forward(messages.collect()),
+                compensation_data: None,
+            })
+        }
+        "big-property" => forward_with("next", [("big", "p".repeat(8 << 20))]),
+        "big-compensation" => forward("next").recording("c".repeat(32 << 20)),
+        "big-body" => Plan::Done(Outcome {
+            decision: Decision::Forward(vec![ForwardMessage {
+                route: "next".to_string(),
+                body: Some(vec![b'b'; 1 << 20]),
+                content_type: None,
+                properties: Vec::new(),
+            }]),
+            compensation_data: None,
+        }),
+        "retry-forever" => retry(Some(u64::MAX), "hostile retry delay"),
         _ => complete(),
     })
 }
