@@ -278,3 +278,75 @@ async fn every_attack_ends_typed_and_named_while_the_healthy_partner_keeps_being
     }
     host.shutdown().await;
 }
+
+/// `sagahost run` with a guest asleep in a WASI call stops on SIGTERM within the partner's
+/// deadline: the call ends at its deadline, the message is dead-lettered, and the host exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_sleeping_guest_in_flight_stops_within_the_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut text = format!("data-dir = {:?}\n", data.display().to_string());
+    let settings = format!("limits = {{ deadline-ms = {} }}", DEADLINE.as_millis());
+    partner(&mut text, "sleeper", "sleep", &settings, "");
+    let path = dir.path().join("sagahost.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap().config;
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let queue = sagahost::transport::embedded::EmbeddedQueue::open(
+        &config.data_dir.join("queue.sqlite3"),
+        &config.queue_settings(),
+    )
+    .unwrap();
+    let output = Output {
+        queue: "sleeper-in".into(),
+        message: send(&contact_body()),
+    };
+    queue.send(vec![output]).await.unwrap();
+    drop(queue);
+
+    let log = dir.path().join("host.log");
+    let mut host = support::start_host_logging(&path, "info", &log, &[]);
+    let asleep = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("hostile attack: \\\"sleep\\\"")
+    {
+        assert!(asleep.elapsed() < Duration::from_secs(60), "the guest never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(host.id().to_string())
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = host.try_wait().unwrap() {
+            break status;
+        }
+        if term.elapsed() > DEADLINE + Duration::from_secs(10) {
+            host.kill().unwrap();
+            panic!(
+                "the host did not stop on SIGTERM: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stopped = term.elapsed();
+    assert!(status.success(), "{status}");
+    // The deadline, plus the settle and the process exit on a busy machine.
+    assert!(
+        stopped < DEADLINE + Duration::from_secs(1),
+        "stopped {stopped:?} after SIGTERM"
+    );
+    let queue = sagahost::transport::embedded::EmbeddedQueue::open(
+        &config.data_dir.join("queue.sqlite3"),
+        &config.queue_settings(),
+    )
+    .unwrap();
+    let dead = queue.dead_letters("sleeper-in", 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the sleeping message is dead-lettered, not lost");
+    assert_eq!(dead[0].reason, "ComponentDeadlineExceeded");
+}

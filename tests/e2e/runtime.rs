@@ -234,3 +234,101 @@ async fn compiled_artifacts_are_cached_by_content_hash() {
             .is_err_and(|e| e.to_string().contains("erp-url"))
     );
 }
+
+/// A guest blocked in a host call (a WASI sleep is a `wasi:io/poll` block) cannot be reached
+/// by epoch interruption; the call still ends by its deadline, and the thread it ran on is
+/// free again. This test runs on tokio's current-thread runtime: had the sleep held the
+/// thread, nothing after it could run.
+#[tokio::test]
+async fn a_guest_sleeping_for_an_hour_ends_at_its_deadline_and_frees_its_thread() {
+    let runtime = runtime(false);
+    let limits = Limits {
+        deadline_ms: 300,
+        ..Limits::default()
+    };
+    let component = hostile(&runtime, "sleep", limits);
+    let started = Instant::now();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, ComponentError::DeadlineExceeded { ref partner, .. } if partner == "hostile-sleep"),
+        "{err}"
+    );
+    assert_eq!(err.reason(), "ComponentDeadlineExceeded");
+    // The deadline plus one 5 ms epoch tick, with room for a loaded machine's scheduler.
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(300 + 5 + 250),
+        "the sleeping guest ended after {took:?}"
+    );
+    // A timer on this same thread fires on time: the thread is not held by the guest.
+    let timer = Instant::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(timer.elapsed() < Duration::from_millis(200), "{:?}", timer.elapsed());
+    assert_host_still_serves(&runtime, &component, "ComponentDeadlineExceeded").await;
+}
+
+/// A loop between host calls (reading the clock) is wasm code between imports: it yields
+/// every tick and traps at the deadline like any loop.
+#[tokio::test]
+async fn a_guest_looping_over_host_calls_ends_at_its_deadline() {
+    let runtime = runtime(false);
+    let limits = Limits {
+        deadline_ms: 200,
+        ..Limits::default()
+    };
+    let component = hostile(&runtime, "clock-loop", limits);
+    let started = Instant::now();
+    let err = component.handle("m-1", &contact_created()).await.unwrap_err();
+    assert!(matches!(err, ComponentError::DeadlineExceeded { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(200 + 5 + 250),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Stdin is empty and closed: a guest reading it to the end gets end-of-file at once
+/// instead of blocking.
+#[tokio::test]
+async fn a_guest_reading_stdin_sees_it_closed() {
+    let runtime = runtime(false);
+    let component = hostile(&runtime, "stdin", Limits::default());
+    let Plan::Done(outcome) = component.handle("m-1", &contact_created()).await.unwrap() else {
+        panic!("stdin completes")
+    };
+    assert_eq!(outcome.compensation_data.as_deref(), Some("Ok(0)"));
+}
+
+/// Two calls sleeping on a two-thread runtime and a third, healthy call: every sleeper ends at
+/// its deadline and the healthy call is not kept waiting behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_guests_do_not_hold_the_worker_threads() {
+    let runtime = std::sync::Arc::new(runtime(false));
+    let limits = Limits {
+        deadline_ms: 1_000,
+        ..Limits::default()
+    };
+    let sleeper = std::sync::Arc::new(hostile(&runtime, "sleep", limits));
+    let sleepers: Vec<_> = (0..4)
+        .map(|i| {
+            let sleeper = sleeper.clone();
+            tokio::spawn(async move { sleeper.handle(&format!("m-{i}"), &contact_created()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let healthy = hostile(&runtime, "none", Limits::default());
+    let started = Instant::now();
+    assert!(matches!(
+        decision(healthy.handle("m-h", &contact_created()).await.unwrap()),
+        Decision::Complete
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    for sleeper in sleepers {
+        let err = sleeper.await.unwrap().unwrap_err();
+        assert_eq!(err.reason(), "ComponentDeadlineExceeded");
+    }
+}

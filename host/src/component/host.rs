@@ -62,17 +62,32 @@ impl GuestState {
         }
     }
 
-    /// Sends what the guest wrote to stdout/stderr to `tracing`, line by line.
+    /// Sends what the guest wrote to stdout/stderr to `tracing`, line by line, under the
+    /// same bounds as `log.write`: each line cut to [`MAX_LOG_LINE`] bytes, and at most
+    /// [`MAX_LOG_LINES`] lines per stream.
     pub(crate) fn flush_stdio(&self) {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
-            for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            for line in lines.by_ref().take(MAX_LOG_LINES as usize) {
+                let line = truncate(line, MAX_LOG_LINE);
                 tracing::info!(
                     target: "sagahost::guest",
                     partner = %self.partner,
                     message_id = %self.message_id,
                     stream,
                     "{line}"
+                );
+            }
+            let dropped = lines.count();
+            if dropped > 0 {
+                tracing::warn!(
+                    target: "sagahost::guest",
+                    partner = %self.partner,
+                    message_id = %self.message_id,
+                    stream,
+                    "{dropped} more lines dropped: the limit is {MAX_LOG_LINES} per call"
                 );
             }
         }
@@ -137,3 +152,59 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 impl super::wit::sagahost::partner::types::Host for GuestState {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use wasmtime_wasi::p2::{OutputStream, Pollable};
+
+    use super::*;
+
+    /// Captures formatted `tracing` output.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn guest_stdio_lines_are_capped_in_length_and_count() {
+        let state = GuestState::new("p".into(), "m".into(), Arc::default(), 1 << 20);
+        let mut stdout = state.stdout.clone();
+        let mut written = "x".repeat(3 * MAX_LOG_LINE);
+        written.push('\n');
+        for i in 0..MAX_LOG_LINES + 5 {
+            written.push_str(&format!("line {i}\n"));
+        }
+        let written = Bytes::from(written);
+        for chunk in written.chunks(4096) {
+            stdout.ready().await;
+            stdout.write(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || state.flush_stdio());
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let longest = text.lines().map(str::len).max().unwrap();
+        assert!(longest < MAX_LOG_LINE + 200, "a line of {longest} bytes was logged");
+        assert!(text.contains(&"x".repeat(MAX_LOG_LINE)));
+        assert_eq!(
+            text.lines().filter(|l| l.contains("line ")).count(),
+            MAX_LOG_LINES as usize - 1
+        );
+        assert!(text.contains("6 more lines dropped"), "{text}");
+    }
+}
