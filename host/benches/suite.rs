@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sagahost::component::wit;
-use sagahost::config::{Config, RetryPolicy};
+use sagahost::config::{Config, OutputLimits, RetryPolicy};
 use sagahost::saga::envelope::Envelope;
 use sagahost::saga::routing::{self, PartnerRoutes, StepInput};
 use sagahost::saga::{MessageParts, SagaState, build_inbound};
@@ -159,11 +159,14 @@ fn scenario_pipeline(handler: &str) -> Value {
             tokio::spawn(async move {
                 let routes = BTreeMap::from([("next".to_string(), "out".to_string())]);
                 let (retry, compensation) = (RetryPolicy::default(), BTreeMap::new());
+                let outputs = OutputLimits::default();
                 let partner = PartnerRoutes {
                     partner: "p",
                     version: &component.info().version,
                     routes: &routes,
                     retry: &retry,
+                    outputs: &outputs,
+                    transport_max_message_bytes: store.max_message_bytes(),
                     compensation_queues: &compensation,
                 };
                 loop {

@@ -198,6 +198,7 @@ async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
             connection_string,
             prefetch,
             transactions,
+            max_message_bytes,
         } => {
             let connection_string = connection_string
                 .read()
@@ -205,6 +206,7 @@ async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
             let options = ServiceBusOptions {
                 prefetch: *prefetch,
                 transactions: *transactions,
+                max_message_bytes: *max_message_bytes,
                 ..ServiceBusOptions::default()
             };
             let transport = ServiceBusTransport::connect(connection_string.expose(), options)

@@ -75,6 +75,42 @@ const DEAD_LETTERED: &[Expected] = &[
         description: &["error:"],
     },
     Expected {
+        attack: "sleep",
+        settings: "limits = { deadline-ms = 1000 }",
+        reason: "ComponentDeadlineExceeded",
+        description: &["deadline-ms"],
+    },
+    Expected {
+        attack: "clock-loop",
+        settings: "limits = { deadline-ms = 500 }",
+        reason: "ComponentDeadlineExceeded",
+        description: &["deadline-ms"],
+    },
+    Expected {
+        attack: "many-forwards",
+        settings: "",
+        reason: "TooManyOutputs",
+        description: &["100000", "max-forwards"],
+    },
+    Expected {
+        attack: "big-property",
+        settings: "",
+        reason: "OutputTooLarge",
+        description: &["max-properties-bytes"],
+    },
+    Expected {
+        attack: "big-compensation",
+        settings: "limits = { memory-bytes = 268435456 }",
+        reason: "OutputTooLarge",
+        description: &["max-compensation-data-bytes"],
+    },
+    Expected {
+        attack: "big-body",
+        settings: "",
+        reason: "OutputTooLarge",
+        description: &["max-message-bytes"],
+    },
+    Expected {
         attack: "unknown-route",
         settings: "",
         reason: "UnknownRoute",
@@ -198,7 +234,9 @@ async fn every_attack_ends_typed_and_named_while_the_healthy_partner_keeps_being
             for needle in expected.description {
                 assert!(description.contains(needle), "{name}: `{needle}` not in: {description}");
             }
-            if expected.reason.starts_with("Component") || expected.reason == "TooManyRequests" {
+            if expected.reason.starts_with("Component")
+                || ["TooManyRequests", "TooManyOutputs", "OutputTooLarge"].contains(&expected.reason)
+            {
                 assert!(description.contains(&format!("`{name}`")), "{name}: {description}");
             }
         }

@@ -82,7 +82,15 @@ pub enum TransportConfig {
         /// broker without `$coordinator`; then outputs are sent first, at least once).
         #[serde(default = "default_true")]
         transactions: bool,
+        /// The namespace's largest message in bytes: 262144 (256 KB) on Standard, up to
+        /// 104857600 on Premium.
+        #[serde(default = "default_servicebus_max_message_bytes")]
+        max_message_bytes: usize,
     },
+}
+
+fn default_servicebus_max_message_bytes() -> usize {
+    256 << 10
 }
 
 /// Settings of one queue.
@@ -132,6 +140,38 @@ pub struct PartnerConfig {
     /// How transient failures are retried.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How much one step may send.
+    #[serde(default)]
+    pub outputs: OutputLimits,
+}
+
+/// Bounds on what one step sends, checked before anything is sent. A plan over a bound is
+/// dead-lettered (`TooManyOutputs`, `OutputTooLarge`) instead of becoming a send that the
+/// broker refuses on every redelivery. The defaults fit Service Bus Standard (256 KB
+/// messages, 64 KB of properties); raise them for Premium.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutputLimits {
+    /// Messages one step may forward.
+    pub max_forwards: usize,
+    /// Bytes of one message: body, properties and the host's saga state.
+    pub max_message_bytes: usize,
+    /// Bytes of one message's application properties, names and values.
+    pub max_properties_bytes: usize,
+    /// Bytes of compensation data one step may record (it rides in every later message of
+    /// the saga).
+    pub max_compensation_data_bytes: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self {
+            max_forwards: 16,
+            max_message_bytes: 256 << 10,
+            max_properties_bytes: 64 << 10,
+            max_compensation_data_bytes: 8 << 10,
+        }
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -282,6 +322,9 @@ impl Config {
             }
             if !(0.0..=1.0).contains(&partner.retry.jitter) {
                 anyhow::bail!("partners.{name}.retry.jitter must be between 0 and 1");
+            }
+            if partner.outputs.max_forwards == 0 || partner.outputs.max_message_bytes == 0 {
+                anyhow::bail!("partners.{name}.outputs: max-forwards and max-message-bytes must be at least 1");
             }
             if partner.queue == partner.compensation_queue() {
                 anyhow::bail!("partners.{name}: compensation-queue must differ from queue");

@@ -284,18 +284,21 @@ impl<T: Transport> Executor<T> {
         message: &ReceivedMessage,
         compensation: bool,
     ) -> (Routed, SagaState, String, Option<bool>) {
-        let fallback = SagaState::start(
-            message
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| message.message_id.clone()),
-        );
+        // The saga a message that fails before its state is read is reported under.
+        let fallback = || {
+            SagaState::start(
+                message
+                    .correlation_id
+                    .clone()
+                    .unwrap_or_else(|| message.message_id.clone()),
+            )
+        };
         let envelope = match Envelope::read(&message.properties) {
             Ok(envelope) => envelope,
             Err(reason) => {
                 return (
                     Routed::dead_letter("InvalidSagaState", describe(partner, message, &reason)),
-                    fallback,
+                    fallback(),
                     String::new(),
                     None,
                 );
@@ -309,7 +312,7 @@ impl<T: Transport> Executor<T> {
             };
             return (
                 Routed::dead_letter("MisroutedMessage", describe(partner, message, reason)),
-                fallback,
+                fallback(),
                 String::new(),
                 None,
             );
@@ -326,7 +329,7 @@ impl<T: Transport> Executor<T> {
             Err(err) => {
                 return (
                     Routed::dead_letter("DecodeFailed", describe(partner, message, &err.to_string())),
-                    fallback,
+                    fallback(),
                     String::new(),
                     None,
                 );
@@ -387,6 +390,8 @@ impl<T: Transport> Executor<T> {
             version: &component.info().version,
             routes: &partner.config.routes,
             retry: &partner.config.retry,
+            outputs: &partner.config.outputs,
+            transport_max_message_bytes: self.transport.max_message_bytes(),
             compensation_queues: &self.compensation_queues,
         };
         let trace = trace.to_string();

@@ -39,7 +39,7 @@ const DATAVERSE_CONTENT_TYPES: [&str; 3] = ["application/json", "application/xml
 ///
 /// A body with a Dataverse content type (or none) must decode; another content
 /// type is passed through with no context. `saga` of `None` starts a new saga
-/// whose id is the context's `CorrelationId`, or else the message id.
+/// (see [`SagaState::first`]).
 pub fn build_inbound(
     parts: MessageParts,
     saga: Option<SagaState>,
@@ -57,13 +57,7 @@ pub fn build_inbound(
     } else {
         None
     };
-    let saga = saga.unwrap_or_else(|| {
-        let id = context
-            .as_ref()
-            .and_then(|c| c.text("CorrelationId"))
-            .unwrap_or(&parts.message_id);
-        SagaState::start(id)
-    });
+    let saga = saga.unwrap_or_else(|| SagaState::first(&parts.message_id, &parts.body));
     let size_exceeded = dataverse::message_size_exceeded(&parts.properties);
     Ok(wit::Inbound {
         message_id: parts.message_id,

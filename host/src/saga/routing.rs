@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::component::wit;
-use crate::config::{Exhausted, RetryPolicy};
+use crate::config::{Exhausted, OutputLimits, RetryPolicy};
 use crate::transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
 
 use super::envelope::{self, CompensationInfo, Envelope};
@@ -21,8 +21,20 @@ pub struct PartnerRoutes<'a> {
     pub version: &'a str,
     pub routes: &'a BTreeMap<String, String>,
     pub retry: &'a RetryPolicy,
+    /// How much one step may send.
+    pub outputs: &'a OutputLimits,
+    /// The transport's largest message, in bytes.
+    pub transport_max_message_bytes: usize,
     /// Compensation queue of every partner, by partner name.
     pub compensation_queues: &'a BTreeMap<String, String>,
+}
+
+impl PartnerRoutes<'_> {
+    /// The largest message this partner's step may send: its own limit or the transport's,
+    /// whichever is smaller.
+    fn max_message_bytes(&self) -> usize {
+        self.outputs.max_message_bytes.min(self.transport_max_message_bytes)
+    }
 }
 
 /// The step's input as the executor read it.
@@ -128,8 +140,16 @@ impl Routed {
     }
 }
 
+/// Bytes each output keeps free for what the executor adds after routing (the saga state's
+/// integrity tag).
+const HOST_ALLOWANCE_BYTES: usize = 256;
+
 /// Routes a step that ended with `outcome`.
 pub fn route(partner: &PartnerRoutes, input: &StepInput, outcome: &wit::Outcome, now: SystemTime) -> Routed {
+    within_limits(partner, decide(partner, input, outcome, now))
+}
+
+fn decide(partner: &PartnerRoutes, input: &StepInput, outcome: &wit::Outcome, now: SystemTime) -> Routed {
     let compensating = input.envelope.compensation.is_some();
     match (&outcome.decision, compensating) {
         (wit::Decision::Complete, false) => Routed::complete(Vec::new(), Verdict::Completed),
@@ -140,8 +160,11 @@ pub fn route(partner: &PartnerRoutes, input: &StepInput, outcome: &wit::Outcome,
             forward(partner, input, messages, outcome.compensation_data.clone())
         }
         (wit::Decision::Retry(retry), _) => {
-            let delay = retry.delay_ms.map(Duration::from_millis);
-            retry_or_give_up(partner, input, delay, &retry.reason, now)
+            // A component's delay obeys the partner's cap like the host's own backoff.
+            let delay = retry
+                .delay_ms
+                .map(|ms| Duration::from_millis(ms.min(partner.retry.max_delay_ms)));
+            retry_or_give_up_unchecked(partner, input, delay, &retry.reason, now)
         }
         (wit::Decision::Compensate(c), false) => start_compensation(partner, input, &c.reason, c.details.clone()),
         (wit::Decision::DeadLetter(d), _) => Routed::dead_letter(d.reason.clone(), d.description.clone()),
@@ -160,6 +183,19 @@ pub fn route(partner: &PartnerRoutes, input: &StepInput, outcome: &wit::Outcome,
 ///
 /// Used for a component's `retry` decision and for transient host-side failures.
 pub fn retry_or_give_up(
+    partner: &PartnerRoutes,
+    input: &StepInput,
+    requested: Option<Duration>,
+    reason: &str,
+    now: SystemTime,
+) -> Routed {
+    within_limits(
+        partner,
+        retry_or_give_up_unchecked(partner, input, requested, reason, now),
+    )
+}
+
+fn retry_or_give_up_unchecked(
     partner: &PartnerRoutes,
     input: &StepInput,
     requested: Option<Duration>,
@@ -227,6 +263,32 @@ fn forward(
     messages: &[wit::ForwardMessage],
     compensation_data: Option<String>,
 ) -> Routed {
+    let limits = partner.outputs;
+    // Checked before anything is built: 100,000 forwards would be 100,000 copies of the body.
+    if messages.len() > limits.max_forwards {
+        return Routed::dead_letter(
+            "TooManyOutputs",
+            format!(
+                "partner `{}` forwarded {} messages in one step; the limit is {} \
+                 (partners.{}.outputs.max-forwards)",
+                partner.partner,
+                messages.len(),
+                limits.max_forwards,
+                partner.partner
+            ),
+        );
+    }
+    let recorded = compensation_data.as_ref().map_or(0, String::len);
+    if recorded > limits.max_compensation_data_bytes {
+        return Routed::dead_letter(
+            "OutputTooLarge",
+            format!(
+                "partner `{}` recorded {recorded} bytes of compensation data; the limit is {} \
+                 (partners.{}.outputs.max-compensation-data-bytes), because it rides in every later message of the saga",
+                partner.partner, limits.max_compensation_data_bytes, partner.partner
+            ),
+        );
+    }
     if let Some(unknown) = messages.iter().find(|m| !partner.routes.contains_key(&m.route)) {
         let known: Vec<&str> = partner.routes.keys().map(String::as_str).collect();
         return Routed::dead_letter(
@@ -330,6 +392,60 @@ fn compensate_from(partner: &PartnerRoutes, input: &StepInput, end: usize, info:
     )
 }
 
+/// `routed`, or a dead letter naming the first output over the partner's or the transport's
+/// bounds: sending it would fail on every redelivery.
+fn within_limits(partner: &PartnerRoutes, routed: Routed) -> Routed {
+    let max_message = partner.max_message_bytes();
+    let max_properties = partner.outputs.max_properties_bytes;
+    for output in &routed.outputs {
+        let properties = properties_bytes(&output.message);
+        let size = message_bytes(&output.message) + HOST_ALLOWANCE_BYTES;
+        let too_large = if properties > max_properties {
+            Some(format!(
+                "its application properties are {properties} bytes; the limit is {max_properties} \
+                 (partners.{}.outputs.max-properties-bytes)",
+                partner.partner
+            ))
+        } else if size > max_message {
+            Some(format!(
+                "it is {size} bytes with the saga state; the limit is {max_message} (the smaller of \
+                 partners.{}.outputs.max-message-bytes and the transport's maximum message size)",
+                partner.partner
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = too_large {
+            return Routed::dead_letter(
+                "OutputTooLarge",
+                format!(
+                    "partner `{}`: the message for queue `{}` is too large to send: {detail}",
+                    partner.partner, output.queue
+                ),
+            );
+        }
+    }
+    routed
+}
+
+/// Bytes of a message's application properties, names and values.
+fn properties_bytes(message: &OutgoingMessage) -> usize {
+    message
+        .properties
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
+}
+
+/// Bytes of a message as a broker counts it, near enough: body, properties and ids.
+fn message_bytes(message: &OutgoingMessage) -> usize {
+    message.body.len()
+        + properties_bytes(message)
+        + message.message_id.len()
+        + message.correlation_id.as_ref().map_or(0, String::len)
+        + message.content_type.as_ref().map_or(0, String::len)
+}
+
 /// A copy of the input for `queue` with new saga state.
 fn resend(
     input: &StepInput,
@@ -356,6 +472,158 @@ fn resend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One partner's routing settings, with `next` routed to queue `out`.
+    struct Fixture {
+        routes: BTreeMap<String, String>,
+        retry: RetryPolicy,
+        outputs: OutputLimits,
+        compensation_queues: BTreeMap<String, String>,
+        message: ReceivedMessage,
+        envelope: Envelope,
+        saga: SagaState,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                routes: BTreeMap::from([("next".to_string(), "out".to_string())]),
+                retry: RetryPolicy::default(),
+                outputs: OutputLimits::default(),
+                compensation_queues: BTreeMap::from([("p".to_string(), "in-compensate".to_string())]),
+                message: ReceivedMessage {
+                    queue: "in".into(),
+                    message_id: "m-1".into(),
+                    correlation_id: None,
+                    content_type: Some("application/json".into()),
+                    properties: Vec::new(),
+                    body: vec![b'{'; 1024],
+                    sequence_number: 1,
+                    delivery_count: 1,
+                    enqueued_time: SystemTime::UNIX_EPOCH,
+                    lock_token: "t".into(),
+                    locked_until: SystemTime::UNIX_EPOCH,
+                },
+                envelope: Envelope::default(),
+                saga: SagaState::start("saga-1"),
+            }
+        }
+
+        fn route(&self, decision: wit::Decision, compensation_data: Option<String>) -> Routed {
+            let partner = PartnerRoutes {
+                partner: "p",
+                version: "v1",
+                routes: &self.routes,
+                retry: &self.retry,
+                outputs: &self.outputs,
+                transport_max_message_bytes: 4 << 20,
+                compensation_queues: &self.compensation_queues,
+            };
+            let input = StepInput {
+                message: &self.message,
+                envelope: &self.envelope,
+                saga: &self.saga,
+                traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                retry_after: None,
+            };
+            let outcome = wit::Outcome {
+                decision,
+                compensation_data,
+            };
+            route(&partner, &input, &outcome, SystemTime::UNIX_EPOCH)
+        }
+    }
+
+    fn forward(count: usize, properties: Vec<(String, String)>, body: Option<Vec<u8>>) -> wit::Decision {
+        let message = wit::ForwardMessage {
+            route: "next".into(),
+            body,
+            content_type: None,
+            properties,
+        };
+        wit::Decision::Forward(vec![message; count])
+    }
+
+    fn dead_letter_reason(routed: &Routed) -> (&str, &str) {
+        match &routed.verdict {
+            Verdict::DeadLettered { reason, description } => (reason, description),
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn forwards_over_the_partner_limit_are_dead_lettered_before_any_is_built() {
+        let fixture = Fixture::new();
+        let routed = fixture.route(forward(100_000, Vec::new(), None), None);
+        let (reason, description) = dead_letter_reason(&routed);
+        assert_eq!(reason, "TooManyOutputs");
+        assert!(
+            description.contains("100000") && description.contains("outputs.max-forwards"),
+            "{description}"
+        );
+        assert!(routed.outputs.is_empty());
+        let routed = fixture.route(forward(16, Vec::new(), None), None);
+        assert_eq!(routed.outputs.len(), 16, "{:?}", routed.verdict);
+    }
+
+    #[test]
+    fn an_oversized_property_body_or_compensation_record_is_dead_lettered() {
+        let fixture = Fixture::new();
+        let big_property = vec![("big".to_string(), "p".repeat(8 << 20))];
+        let routed = fixture.route(forward(1, big_property, None), None);
+        let (reason, description) = dead_letter_reason(&routed);
+        assert_eq!(reason, "OutputTooLarge");
+        assert!(
+            description.contains("max-properties-bytes") && description.contains("`out`"),
+            "{description}"
+        );
+
+        let routed = fixture.route(forward(1, Vec::new(), Some(vec![b'b'; 1 << 20])), None);
+        let (reason, description) = dead_letter_reason(&routed);
+        assert_eq!(reason, "OutputTooLarge");
+        assert!(description.contains("max-message-bytes"), "{description}");
+
+        let routed = fixture.route(forward(1, Vec::new(), None), Some("c".repeat(32 << 20)));
+        let (reason, description) = dead_letter_reason(&routed);
+        assert_eq!(reason, "OutputTooLarge");
+        assert!(description.contains("max-compensation-data-bytes"), "{description}");
+
+        let fits = fixture.route(forward(1, Vec::new(), None), Some("c".repeat(8 << 10)));
+        assert!(matches!(fits.verdict, Verdict::Forwarded { .. }), "{:?}", fits.verdict);
+    }
+
+    #[test]
+    fn the_transport_maximum_bounds_every_output_including_retries() {
+        let mut fixture = Fixture::new();
+        fixture.outputs.max_message_bytes = usize::MAX;
+        fixture.message.body = vec![b'{'; (4 << 20) - 100];
+        let routed = fixture.route(
+            wit::Decision::Retry(wit::Retry {
+                delay_ms: Some(10),
+                reason: "later".into(),
+            }),
+            None,
+        );
+        let (reason, description) = dead_letter_reason(&routed);
+        assert_eq!(reason, "OutputTooLarge");
+        assert!(description.contains("transport's maximum"), "{description}");
+    }
+
+    #[test]
+    fn a_component_retry_delay_is_clamped_to_the_partner_maximum() {
+        let fixture = Fixture::new();
+        let routed = fixture.route(
+            wit::Decision::Retry(wit::Retry {
+                delay_ms: Some(u64::MAX),
+                reason: "forever".into(),
+            }),
+            None,
+        );
+        let max = Duration::from_millis(fixture.retry.max_delay_ms);
+        assert_eq!(routed.verdict, Verdict::Retried { attempt: 2, delay: max });
+        let scheduled = routed.outputs[0].message.scheduled_enqueue_time.unwrap();
+        assert_eq!(scheduled, SystemTime::UNIX_EPOCH + max);
+    }
 
     #[test]
     fn dead_letter_reason_and_description_are_bounded_at_a_character_boundary() {

@@ -2,6 +2,7 @@
 //! steps recorded. It travels with every message the host sends.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::component::wit;
 
@@ -9,7 +10,7 @@ use crate::component::wit;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct SagaState {
-    /// Saga id: the Dataverse `CorrelationId` unless a step set another.
+    /// Saga id: derived from the first step's message (see [`new_saga_id`]).
     pub id: String,
     /// Zero-based step index.
     pub step: u32,
@@ -42,6 +43,11 @@ impl SagaState {
         }
     }
 
+    /// The state of the saga that the first-step message `message_id` with `body` starts.
+    pub fn first(message_id: &str, body: &[u8]) -> Self {
+        Self::start(new_saga_id(message_id, body))
+    }
+
     /// The WIT view of this state.
     pub fn to_wit(&self) -> wit::Saga {
         wit::Saga {
@@ -58,5 +64,46 @@ impl SagaState {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The id of the saga a first-step message starts: a UUID made from the message id and the
+/// body, so it is the same on every redelivery of that message (retries stay idempotent) and
+/// differs between events.
+///
+/// Not the Dataverse `CorrelationId`: Dataverse shares one across every operation of a request
+/// pipeline (plugin chains, and the `ParentContext` carries the same value), so two events
+/// would share a saga, its `Idempotency-Key`s and its forwarded message ids. The body is
+/// hashed as well as the id because message ids are whatever the sender chose.
+pub fn new_saga_id(message_id: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"sagahost saga id v1\0");
+    hash.update((message_id.len() as u64).to_le_bytes());
+    hash.update(message_id.as_bytes());
+    hash.update(body);
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saga_id_is_stable_per_message_and_differs_between_events() {
+        let body = br#"{"CorrelationId":"7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57","PrimaryEntityId":"a"}"#;
+        let other = br#"{"CorrelationId":"7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57","PrimaryEntityId":"b"}"#;
+        let id = new_saga_id("m-1", body);
+        assert_eq!(id, new_saga_id("m-1", body), "a redelivery keeps its saga id");
+        assert_ne!(id, new_saga_id("m-1", other), "same message id, another event");
+        assert_ne!(id, new_saga_id("m-2", body), "the same body sent twice is two events");
+        assert_ne!(
+            new_saga_id("m-1", b"2"),
+            new_saga_id("m-12", b""),
+            "id and body do not run together"
+        );
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     }
 }

@@ -116,4 +116,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Whether [`Transport::settle`] is one atomic step.
     fn atomic_settle_and_send(&self) -> bool;
+
+    /// The largest message this transport accepts, in bytes, counting the body and the
+    /// application properties. The saga checks every output against it before sending, so
+    /// an oversized output is a dead letter, not a send refused on every redelivery.
+    fn max_message_bytes(&self) -> usize;
 }

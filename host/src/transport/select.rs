@@ -64,4 +64,11 @@ impl Transport for HostTransport {
             Self::ServiceBus(t) => t.atomic_settle_and_send(),
         }
     }
+
+    fn max_message_bytes(&self) -> usize {
+        match self {
+            Self::Embedded(t) => t.max_message_bytes(),
+            Self::ServiceBus(t) => t.max_message_bytes(),
+        }
+    }
 }

@@ -599,6 +599,12 @@ impl Transport for EmbeddedQueue {
     fn atomic_settle_and_send(&self) -> bool {
         true
     }
+
+    /// The embedded queue has no size limit of its own; this is the largest body the
+    /// decoders accept, so anything larger could only be dead-lettered by the next step.
+    fn max_message_bytes(&self) -> usize {
+        crate::dataverse::Limits::default().max_body_bytes
+    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,8 @@ pub struct ServiceBusOptions {
     pub max_backoff: Duration,
     /// Settle a message and send its outputs in one AMQP transaction (see the module doc).
     pub transactions: bool,
+    /// The namespace's largest message: 256 KB on Standard, up to 100 MB on Premium.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ServiceBusOptions {
@@ -118,6 +120,7 @@ impl Default for ServiceBusOptions {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             transactions: true,
+            max_message_bytes: 256 << 10,
         }
     }
 }
@@ -434,6 +437,10 @@ impl Transport for ServiceBusTransport {
 
     fn atomic_settle_and_send(&self) -> bool {
         self.options.transactions
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.options.max_message_bytes
     }
 }
 

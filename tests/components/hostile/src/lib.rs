@@ -31,7 +31,6 @@
 //! | `big-property` | forwards to `next` with an 8 MiB application property |
 //! | `big-compensation` | forwards to `next`, recording 32 MiB of compensation data |
 //! | `big-body` | forwards to `next` with a 1 MiB body |
-//! | `retry-forever` | retries after `u64::MAX` ms |
 //! | anything else | completes |
 //!
 //! A [`Event::Responses`] completes, except for `echo-secret` and
@@ -166,7 +165,6 @@ fn attack_with(attack: &str) -> Result<Plan, String> {
             }]),
             compensation_data: None,
         }),
-        "retry-forever" => retry(Some(u64::MAX), "hostile retry delay"),
         _ => complete(),
     })
 }
