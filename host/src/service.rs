@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::config::TransportConfig;
 use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
+use crate::saga::seal::StateKeys;
 use crate::saga::{Executor, Partner, SagaEvent};
 use crate::transport::HostTransport;
 use crate::transport::embedded::EmbeddedQueue;
@@ -45,6 +46,7 @@ impl Host {
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data-dir {}", config.data_dir.display()))?;
+        let state_keys = saga_state_keys(config)?;
         let transport = Arc::new(open_transport(config).await?);
 
         let fuel = config.partners.values().any(|p| p.limits.fuel.is_some());
@@ -98,7 +100,7 @@ impl Host {
             Arc::new(secrets),
         )?;
 
-        let executor = Executor::new(transport.clone(), registry.clone(), partners, http);
+        let executor = Executor::new(transport.clone(), registry.clone(), partners, http, state_keys);
         let shutdown = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(executor.clone().run(shutdown.clone()))];
 
@@ -183,6 +185,30 @@ impl Host {
             let _ = task.await;
         }
     }
+}
+
+/// The keys that authenticate saga state: the configured ones, or on the embedded queue
+/// (one host) a key the host keeps in `data-dir`. Replicas on Service Bus must share keys,
+/// so there they have to be configured.
+fn saga_state_keys(config: &Config) -> anyhow::Result<StateKeys> {
+    let Some(saga_state) = &config.saga_state else {
+        anyhow::ensure!(
+            matches!(config.transport, TransportConfig::Embedded),
+            "[saga-state] is missing: on Service Bus every replica must share the key that \
+             authenticates saga state. Add\n  [saga-state]\n  signing-key = \"k1\"\n  \
+             keys = {{ k1 = {{ env = \"SAGAHOST_STATE_KEY\" }} }}\nwith a random value of at least 32 \
+             characters (e.g. `openssl rand -hex 32`)"
+        );
+        return StateKeys::local(&config.data_dir);
+    };
+    let mut keys = std::collections::BTreeMap::new();
+    for (id, source) in &saga_state.keys {
+        let key = source
+            .read()
+            .map_err(|err| anyhow::anyhow!("saga-state.keys.{id}: {err}"))?;
+        keys.insert(id.clone(), key.expose().trim().as_bytes().to_vec());
+    }
+    StateKeys::new(&saga_state.signing_key, keys).context("saga-state")
 }
 
 /// Opens the configured transport.

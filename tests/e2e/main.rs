@@ -12,6 +12,7 @@ mod hostile;
 mod interop;
 mod operate;
 mod partners;
+mod quickstart;
 mod runtime;
 mod saga;
 mod secrets;

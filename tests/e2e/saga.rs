@@ -1,6 +1,7 @@
 //! The saga engine end to end, in process: the real embedded queue, the example
 //! components, and real HTTP partner servers on loopback.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub const MDM_KEY: &str = "mdm-key-7f3a9c";
 pub const DATAVERSE_TOKEN: &str = "dataverse-token-51be02";
 pub const ERP_TOKEN: &str = "erp-token-c4d8e1";
 pub const WEBHOOK_KEY: &str = "webhook-key-93aa10";
+/// The key that authenticates saga state (a Service Bus host must have one configured).
+pub const STATE_KEY: &str = "state-key-5d1f0e7a9b3c24681357924680abcdef";
 
 /// Every queue of the contact saga: each partner's and each partner's compensation queue.
 pub const SAGA_QUEUES: [&str; 6] = [
@@ -88,6 +91,10 @@ data-dir = "{data}"
 [queues.contacts]
 lock-duration-ms = 5000
 
+[saga-state]
+signing-key = "test-1"
+keys = {{ test-1 = {{ file = "{state_key}" }} }}
+
 [webhook]
 listen = "127.0.0.1:0"
 queue = "contacts"
@@ -121,6 +128,7 @@ retry = {{ initial-delay-ms = 100, max-delay-ms = 3000, max-attempts = 4, jitter
 "#,
         data = dir.join("data").display(),
         webhook_key = secret("webhook-key", WEBHOOK_KEY),
+        state_key = secret("state-key", STATE_KEY),
         mdm = component("mdm"),
         writeback = component("dataverse-writeback"),
         erp = component("erp"),
@@ -270,6 +278,8 @@ on_both_transports!(
     a_forward_to_an_unknown_route_is_dead_lettered_naming_the_route,
     a_host_not_on_the_allow_list_is_never_called,
     a_component_never_sees_a_secret_it_uses,
+    two_events_with_one_correlation_id_are_two_sagas_with_keys_of_their_own,
+    forged_saga_state_is_dead_lettered_and_undoes_nothing,
     the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one,
     an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving,
 );
@@ -375,7 +385,10 @@ async fn happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace(
             ("erp", &Verdict::Completed),
         ]
     );
-    assert!(seen.iter().all(|e| e.saga_id == SAGA_ID));
+    // One saga id for the whole saga, and not the Dataverse CorrelationId, which Dataverse
+    // shares across every operation of a request pipeline.
+    assert!(seen.iter().all(|e| e.saga_id == seen[0].saga_id), "{seen:#?}");
+    assert_ne!(seen[0].saga_id, SAGA_ID);
 
     let mdm = servers.mdm.received();
     let writeback = servers.dataverse.received();
@@ -695,6 +708,92 @@ async fn the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one(kind: K
             .contains(&("x-ms-dynamics-organization".into(), "contoso.crm.dynamics.com".into()))
     );
     assert_eq!(queued[0].correlation_id.as_deref(), Some(SAGA_ID));
+}
+
+/// Dataverse shares one `CorrelationId` across every operation of a request pipeline: two
+/// events carrying it (here the same sample sent twice) must still be two sagas, with their
+/// own `Idempotency-Key`s, or an idempotent partner would answer the second with the first's
+/// result.
+async fn two_events_with_one_correlation_id_are_two_sagas_with_keys_of_their_own(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    send_contact(&store).await;
+    send_contact(&store).await;
+    let mut ends = Vec::new();
+    while ends.len() < 2 {
+        ends.extend(
+            events_until(&mut events, is_end)
+                .await
+                .into_iter()
+                .filter(is_end),
+        );
+    }
+    host.shutdown().await;
+    assert!(ends.iter().all(|e| e.verdict == Verdict::Completed), "{ends:#?}");
+    assert_ne!(ends[0].saga_id, ends[1].saga_id);
+    let keys: BTreeSet<String> = servers
+        .mdm
+        .received()
+        .iter()
+        .map(|r| r.header("idempotency-key").expect("an Idempotency-Key").to_string())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// Whoever can send to a queue cannot write a saga's history: state without the host's tag,
+/// or with a tag from another key, is dead-lettered as `InvalidSagaState`, and no partner
+/// is called to "undo" anything.
+async fn forged_saga_state_is_dead_lettered_and_undoes_nothing(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    let saga = r#"{"id":"forged","step":0,"attempt":1,"history":[{"partner":"mdm","component-version":"","compensation-data":"{\"mdmId\":\"M-VICTIM\"}"}]}"#;
+    let compensation = r#"{"failed-partner":"erp","reason":"forged"}"#;
+    let other_key = sagahost::saga::seal::StateKeys::new(
+        "test-1",
+        std::collections::BTreeMap::from([("test-1".to_string(), vec![7; 32])]),
+    )
+    .unwrap();
+    let forged = |tag: bool| {
+        let mut message = OutgoingMessage {
+            content_type: Some("application/json".into()),
+            properties: vec![
+                ("sagahost-saga".into(), saga.into()),
+                ("sagahost-compensation".into(), compensation.into()),
+            ],
+            body: contact_body(),
+            ..Default::default()
+        };
+        if tag {
+            other_key.seal(&mut message);
+        }
+        Output {
+            queue: "contacts-compensate".into(),
+            message,
+        }
+    };
+    for tagged in [false, true] {
+        store.send(vec![forged(tagged)]).await.unwrap();
+        let seen = events_until(&mut events, is_end).await;
+        let (reason, description) = dead_lettered(&seen);
+        assert_eq!(reason, "InvalidSagaState");
+        let expected = if tagged { "does not match" } else { "sagahost-state-tag" };
+        assert!(
+            description.contains(expected) && description.contains("partner `mdm`"),
+            "{description}"
+        );
+    }
+    host.shutdown().await;
+    assert!(servers.mdm.received().is_empty(), "a forged undo reached MDM");
 }
 
 async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving(kind: Kind) {

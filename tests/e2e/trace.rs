@@ -162,8 +162,11 @@ async fn one_saga_is_one_trace_across_steps_a_retry_and_compensation() {
         .map(|(partner, attempt, outcome)| (partner.to_string(), attempt.to_string(), outcome.to_string()))
         .collect();
     assert_eq!(path, expected);
+    let saga_id = attribute(messages[0], "saga_id").expect("a saga id");
+    assert_ne!(saga_id, SAGA_ID, "the saga id is not the Dataverse CorrelationId");
     for span in &messages {
-        assert_eq!(attribute(span, "saga_id").as_deref(), Some(SAGA_ID));
+        assert_eq!(attribute(span, "saga_id"), Some(saga_id.clone()));
+        assert_eq!(attribute(span, "correlation_id").as_deref(), Some(SAGA_ID));
         let version = attribute(span, "version").unwrap();
         assert!(
             version.len() == 64 && version.chars().all(|c| c.is_ascii_hexdigit()),

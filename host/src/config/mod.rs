@@ -38,6 +38,25 @@ pub struct Config {
     /// Reload a partner when its component file changes.
     #[serde(default = "default_true")]
     pub watch_components: bool,
+    /// The keys that authenticate saga state; required on Service Bus, made by the host in
+    /// `data-dir` on the embedded queue when absent.
+    pub saga_state: Option<SagaStateConfig>,
+}
+
+/// The keys that sign and verify the saga state the host writes (see `saga::seal`).
+///
+/// ```toml
+/// [saga-state]
+/// signing-key = "2026-12"
+/// keys = { "2026-12" = { env = "SAGAHOST_STATE_KEY" }, "2026-11" = { file = "/run/secrets/state-2026-11" } }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SagaStateConfig {
+    /// The id of the key that signs what this host sends.
+    pub signing_key: String,
+    /// Every key accepted when verifying, by id, each of at least 32 bytes.
+    pub keys: BTreeMap<String, SecretSource>,
 }
 
 fn default_true() -> bool {

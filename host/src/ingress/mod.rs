@@ -148,7 +148,10 @@ async fn accept<T: Transport>(
         .filter(|(name, _)| name.as_str().starts_with(DYNAMICS_HEADER_PREFIX))
         .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
         .collect();
+    // Named here, not by the transport, so the answer can say which message the post became.
+    let message_id = uuid::Uuid::new_v4().to_string();
     let message = OutgoingMessage {
+        message_id: message_id.clone(),
         correlation_id: context.text("CorrelationId").map(str::to_owned),
         content_type: Some("application/json".into()),
         properties,
@@ -163,7 +166,10 @@ async fn accept<T: Transport>(
         }])
         .await
     {
-        Ok(()) => (StatusCode::ACCEPTED, format!("queued on `{}`\n", webhook.queue)),
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("queued on `{}` as message {message_id}\n", webhook.queue),
+        ),
         Err(err) => {
             tracing::error!(queue = %webhook.queue, "webhook could not enqueue: {err}");
             (

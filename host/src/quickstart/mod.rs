@@ -120,9 +120,9 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
 
     let bodies = messages(options)?;
     let client = reqwest::Client::new();
-    let mut sagas: BTreeMap<String, Saga> = BTreeMap::new();
+    // Sagas by the message id each post became, until the saga's first event names its id.
+    let mut posted: BTreeMap<String, String> = BTreeMap::new();
     for (label, body) in &bodies {
-        let saga_id = correlation_id(body).with_context(|| format!("{label} has no CorrelationId"))?;
         let response = client
             .post(format!("http://{webhook}/api/webhook?code={webhook_key}"))
             .header("content-type", "application/json")
@@ -134,23 +134,23 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
             .await
             .context("posting to the webhook")?;
         anyhow::ensure!(response.status().is_success(), "webhook answered {}", response.status());
-        sagas.insert(
-            saga_id,
-            Saga {
-                label: label.clone(),
-                path: Vec::new(),
-                end: None,
-            },
-        );
+        let answer = response.text().await.context("reading the webhook's answer")?;
+        let message_id = answer
+            .trim()
+            .rsplit_once("as message ")
+            .map(|(_, id)| id.to_string())
+            .with_context(|| format!("the webhook's answer names no message: {answer}"))?;
+        posted.insert(message_id, label.clone());
     }
     println!(
         "posted {} messages through the webhook; following the sagas:\n",
-        sagas.len()
+        posted.len()
     );
+    let mut sagas: BTreeMap<String, Saga> = BTreeMap::new();
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(options.timeout_secs);
-    while sagas.values().any(|s| s.end.is_none()) {
+    while !posted.is_empty() || sagas.values().any(|s| s.end.is_none()) {
         let event = match tokio::time::timeout_at(deadline.into(), events.recv()).await {
             Ok(Ok(event)) => event,
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
@@ -159,6 +159,19 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
             }
             Ok(Err(_)) | Err(_) => break,
         };
+        if !event.compensation
+            && event.step == 0
+            && let Some(label) = posted.remove(&event.message_id)
+        {
+            sagas.insert(
+                event.saga_id.clone(),
+                Saga {
+                    label,
+                    path: Vec::new(),
+                    end: None,
+                },
+            );
+        }
         let Some(saga) = sagas.get_mut(&event.saga_id) else {
             continue;
         };
@@ -171,12 +184,24 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     stop_partners.cancel();
 
     println!("\n{}", summary(&sagas, elapsed));
-    println!("{}", ledger_summary(&ledger.lock().expect("ledger")));
-    let unfinished = sagas.values().filter(|s| s.end.is_none()).count();
+    let ledger = ledger.lock().expect("ledger");
+    println!("{}", ledger_summary(&ledger));
+    let unfinished = sagas.values().filter(|s| s.end.is_none()).count() + posted.len();
     if unfinished > 0 {
         println!("{unfinished} sagas did not finish within {} s", options.timeout_secs);
         return Ok(ExitCode::FAILURE);
     }
+    let mismatches = unbalanced_books(&sagas, &ledger);
+    if !mismatches.is_empty() {
+        println!("The books do NOT balance:");
+        for mismatch in &mismatches {
+            println!("  - {mismatch}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "The books balance: every completed saga has one live MDM record and one ERP customer, every compensated one a deleted MDM record."
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,6 +244,12 @@ fn write_config(
         text,
         "data-dir = {}\n",
         toml_string(&dir.join("data").display().to_string())
+    )?;
+    let state_key = hex::encode(rand::random::<[u8; 32]>());
+    writeln!(
+        text,
+        "[saga-state]\nsigning-key = \"quickstart\"\nkeys = {{ quickstart = {{ file = {} }} }}\n",
+        secret("saga-state-key", &state_key)?
     )?;
     writeln!(text, "{transport}")?;
     writeln!(
@@ -319,11 +350,6 @@ fn messages(options: &Options) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-fn correlation_id(body: &[u8]) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    json["CorrelationId"].as_str().map(str::to_owned)
-}
-
 fn random_guid() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
@@ -397,6 +423,30 @@ fn summary(sagas: &BTreeMap<String, Saga>, elapsed: Duration) -> String {
         totals.join(", ")
     );
     out
+}
+
+/// Where the partner systems disagree with the sagas' end states: completed sagas, live MDM
+/// records and ERP customers must be as many, and compensated sagas as many as deleted MDM
+/// records. Empty when the books balance.
+fn unbalanced_books(sagas: &BTreeMap<String, Saga>, ledger: &partners::Ledger) -> Vec<String> {
+    let ended = |end: &str| sagas.values().filter(|s| s.end == Some(end)).count();
+    let (completed, compensated) = (ended("completed"), ended("compensated"));
+    let mut mismatches = Vec::new();
+    for (count, what) in [
+        (ledger.mdm_records.len(), "live MDM records"),
+        (ledger.erp_customers.len(), "ERP customers"),
+    ] {
+        if count != completed {
+            mismatches.push(format!("{completed} sagas completed, but there are {count} {what}"));
+        }
+    }
+    if ledger.mdm_deleted.len() != compensated {
+        mismatches.push(format!(
+            "{compensated} sagas were compensated, but {} MDM records were deleted",
+            ledger.mdm_deleted.len()
+        ));
+    }
+    mismatches
 }
 
 fn ledger_summary(ledger: &partners::Ledger) -> String {

@@ -4,7 +4,9 @@
 //! assigns ids and can delete them again, the Dataverse Web API accepts the
 //! write-back, and the ERP rejects contacts with an invalid email. Each fails
 //! transiently now and then (503, or 429 with `Retry-After`) and checks the
-//! credentials the host injects, answering 401 when they are wrong.
+//! credentials the host injects, answering 401 when they are wrong. The MDM and
+//! the ERP honour `Idempotency-Key` as real APIs do, so a repeated call (after a
+//! lost answer or a redelivery) does not create a second record.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +41,10 @@ pub struct Ledger {
     pub writebacks: BTreeMap<String, String>,
     /// ERP customers created (MDM ids).
     pub erp_customers: Vec<String>,
+    /// MDM ids handed out so far; ids are never reused, even after a delete.
+    pub mdm_issued: u64,
+    /// What each `Idempotency-Key` already created: an MDM id, or an ERP customer.
+    pub created_by_key: BTreeMap<String, String>,
     /// Transient failures injected, by system.
     pub injected_failures: BTreeMap<&'static str, u64>,
 }
@@ -139,8 +145,19 @@ async fn mdm_create(State(s): State<Shared>, headers: HeaderMap, body: String) -
     };
     let dataverse_id = contact["dataverseId"].as_str().unwrap_or_default().to_string();
     let mut ledger = s.ledger.lock().expect("ledger");
-    let id = format!("MDM-{:06}", ledger.mdm_records.len() + 1);
-    ledger.mdm_records.insert(id.clone(), dataverse_id);
+    let key = idempotency_key(&headers);
+    let id = match key.as_ref().and_then(|key| ledger.created_by_key.get(key)) {
+        Some(id) => id.clone(),
+        None => {
+            ledger.mdm_issued += 1;
+            let id = format!("MDM-{:06}", ledger.mdm_issued);
+            ledger.mdm_records.insert(id.clone(), dataverse_id);
+            if let Some(key) = key {
+                ledger.created_by_key.insert(key, id.clone());
+            }
+            id
+        }
+    };
     (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],
@@ -220,6 +237,22 @@ async fn erp_create(State(s): State<Shared>, headers: HeaderMap, body: String) -
             .into_response();
     }
     let mdm_id = customer["mdmId"].as_str().unwrap_or_default().to_string();
-    s.ledger.lock().expect("ledger").erp_customers.push(mdm_id);
+    let mut ledger = s.ledger.lock().expect("ledger");
+    match idempotency_key(&headers) {
+        Some(key) if ledger.created_by_key.contains_key(&key) => {}
+        key => {
+            if let Some(key) = key {
+                ledger.created_by_key.insert(key, mdm_id.clone());
+            }
+            ledger.erp_customers.push(mdm_id);
+        }
+    }
     StatusCode::CREATED.into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

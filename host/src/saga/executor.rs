@@ -29,6 +29,7 @@ use crate::transport::{ReceivedMessage, Transport, TransportError};
 use super::envelope::{self, Envelope};
 use super::inbound::{MessageParts, build_inbound};
 use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
+use super::seal::StateKeys;
 use super::state::SagaState;
 use super::step::{StepLimits, StepRun, run_step};
 
@@ -69,12 +70,19 @@ pub struct Executor<T: Transport> {
     http: HttpOutbound,
     events: broadcast::Sender<SagaEvent>,
     decode_limits: dataverse::Limits,
+    state_keys: StateKeys,
 }
 
 impl<T: Transport> Executor<T> {
     /// An executor for `partners` (whose components are in `registry`) on
-    /// `transport`, making requests with `http`.
-    pub fn new(transport: Arc<T>, registry: Arc<Registry>, partners: Vec<Partner>, http: HttpOutbound) -> Arc<Self> {
+    /// `transport`, making requests with `http` and sealing saga state with `state_keys`.
+    pub fn new(
+        transport: Arc<T>,
+        registry: Arc<Registry>,
+        partners: Vec<Partner>,
+        http: HttpOutbound,
+        state_keys: StateKeys,
+    ) -> Arc<Self> {
         let compensation_queues = partners
             .iter()
             .map(|p| (p.name.clone(), p.config.compensation_queue()))
@@ -89,6 +97,7 @@ impl<T: Transport> Executor<T> {
             http,
             events,
             decode_limits: dataverse::Limits::default(),
+            state_keys,
         })
     }
 
@@ -168,6 +177,7 @@ impl<T: Transport> Executor<T> {
             queue = %message.queue,
             message_id = %message.message_id,
             saga_id = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
             step = tracing::field::Empty,
             attempt = tracing::field::Empty,
             version = tracing::field::Empty,
@@ -192,7 +202,9 @@ impl<T: Transport> Executor<T> {
                 .clone();
             in_flight.inc();
             let renewal = self.keep_locked(&message);
-            let (routed, saga, version) = self.step(partner, &message, compensation).await;
+            let StepResult {
+                routed, saga, version, ..
+            } = self.step(partner, &message, compensation).await;
             renewal.abort();
             in_flight.dec();
             let verdict = routed.verdict.clone();
@@ -260,32 +272,38 @@ impl<T: Transport> Executor<T> {
         })
     }
 
-    /// Runs the step and routes its outcome. Returns the routing, the saga state
-    /// and the component version that ran (empty when none did).
-    async fn step(
-        &self,
-        partner: &Partner,
-        message: &ReceivedMessage,
-        compensation: bool,
-    ) -> (Routed, SagaState, String) {
-        let (routed, saga, version, canary) = self.run_component(partner, message, compensation).await;
-        if let Some(canary) = canary {
-            let failed = matches!(routed.verdict, Verdict::DeadLettered { .. });
+    /// Runs the step and routes its outcome; outputs carry sealed saga state.
+    async fn step(&self, partner: &Partner, message: &ReceivedMessage, compensation: bool) -> StepResult {
+        let mut result = match self.prepare(partner, message, compensation).await {
+            Ok(prepared) => self.run_component(partner, message, compensation, prepared).await,
+            Err(rejected) => rejected,
+        };
+        if let Some(canary) = result.canary {
+            let failed = matches!(result.routed.verdict, Verdict::DeadLettered { .. });
             self.registry.record(&partner.name, canary, failed);
         }
-        (routed, saga, version)
+        for output in &mut result.routed.outputs {
+            self.state_keys.seal(&mut output.message);
+        }
+        result
     }
 
-    /// [`Self::step`] without the canary bookkeeping; also says which arm ran
-    /// (`None` when no component ran).
-    async fn run_component(
+    /// Reads and checks the message's saga state and decodes its body: everything before a
+    /// component runs. A message that fails here is dead-lettered with the reason.
+    async fn prepare(
         &self,
         partner: &Partner,
         message: &ReceivedMessage,
         compensation: bool,
-    ) -> (Routed, SagaState, String, Option<bool>) {
-        // The saga a message that fails before its state is read is reported under.
-        let fallback = || {
+    ) -> Result<Prepared, StepResult> {
+        let reject = |reason: &str, detail: &str, saga: SagaState| StepResult {
+            routed: Routed::dead_letter(reason, describe(partner, message, detail)),
+            saga,
+            version: String::new(),
+            canary: None,
+        };
+        // The saga a message is reported under before its own state is trusted.
+        let unverified = || {
             SagaState::start(
                 message
                     .correlation_id
@@ -293,63 +311,78 @@ impl<T: Transport> Executor<T> {
                     .unwrap_or_else(|| message.message_id.clone()),
             )
         };
-        let envelope = match Envelope::read(&message.properties) {
-            Ok(envelope) => envelope,
-            Err(reason) => {
-                return (
-                    Routed::dead_letter("InvalidSagaState", describe(partner, message, &reason)),
-                    fallback(),
-                    String::new(),
-                    None,
-                );
-            }
-        };
+        let envelope = Envelope::read(&message.properties)
+            .and_then(|envelope| {
+                self.state_keys.verify(&message.properties, &message.body)?;
+                Ok(envelope)
+            })
+            .map_err(|reason| reject("InvalidSagaState", &reason, unverified()))?;
+        let saga = envelope
+            .saga
+            .clone()
+            .unwrap_or_else(|| SagaState::first(&message.message_id, &message.body));
         if compensation != envelope.compensation.is_some() {
             let reason = if compensation {
                 "a message on a compensation queue has no compensation details"
             } else {
                 "a compensation request arrived on a step queue"
             };
-            return (
-                Routed::dead_letter("MisroutedMessage", describe(partner, message, reason)),
-                fallback(),
-                String::new(),
-                None,
-            );
+            return Err(reject("MisroutedMessage", reason, saga));
         }
-        let parts = MessageParts::of(message, &envelope);
-        let decoded = tracing::info_span!(
+        let inbound = self
+            .decode(message, &envelope, saga.clone())
+            .await
+            .map_err(|err| reject("DecodeFailed", &err, saga.clone()))?;
+        let first = self
+            .first_event(partner, &envelope, &saga, inbound.clone())
+            .map_err(|reason| reject("CompensationMismatch", &reason, saga.clone()))?;
+        Ok(Prepared {
+            envelope,
+            saga,
+            inbound,
+            first,
+        })
+    }
+
+    /// Decodes the body on tokio's blocking pool: a large body takes milliseconds of CPU,
+    /// which must not stall lock renewal, the webhook or the admin API on the async workers.
+    async fn decode(
+        &self,
+        message: &ReceivedMessage,
+        envelope: &Envelope,
+        saga: SagaState,
+    ) -> Result<wit::Inbound, String> {
+        let parts = MessageParts::of(message, envelope);
+        let limits = self.decode_limits.clone();
+        let span = tracing::info_span!(
             "decode",
             content_type = message.content_type.as_deref(),
             bytes = message.body.len()
-        )
-        .in_scope(|| build_inbound(parts, envelope.saga.clone(), &self.decode_limits));
-        let inbound = match decoded {
-            Ok(inbound) => inbound,
-            Err(err) => {
-                return (
-                    Routed::dead_letter("DecodeFailed", describe(partner, message, &err.to_string())),
-                    fallback(),
-                    String::new(),
-                    None,
-                );
-            }
-        };
-        let saga = envelope
-            .saga
-            .clone()
-            .unwrap_or_else(|| SagaState::start(inbound.saga.id.clone()));
-        let first = match self.first_event(partner, &envelope, &saga, inbound.clone()) {
-            Ok(event) => event,
-            Err(reason) => {
-                return (
-                    Routed::dead_letter("CompensationMismatch", describe(partner, message, &reason)),
-                    saga,
-                    String::new(),
-                    None,
-                );
-            }
-        };
+        );
+        let inbound = tokio::task::spawn_blocking(move || span.in_scope(|| build_inbound(parts, Some(saga), &limits)))
+            .await
+            .map_err(|err| format!("the decoder stopped: {err}"))?
+            .map_err(|err| err.to_string())?;
+        if let Some(correlation_id) = inbound.context.as_ref().and_then(|c| c.correlation_id.as_deref()) {
+            tracing::Span::current().record("correlation_id", correlation_id);
+        }
+        Ok(inbound)
+    }
+
+    /// Runs the partner's component through the step and routes its outcome.
+    async fn run_component(
+        &self,
+        partner: &Partner,
+        message: &ReceivedMessage,
+        compensation: bool,
+        prepared: Prepared,
+    ) -> StepResult {
+        let Prepared {
+            envelope,
+            saga,
+            inbound,
+            first,
+        } = prepared;
         let current = tracing::Span::current();
         current.record("saga_id", saga.id.as_str());
         current.record("step", saga.step);
@@ -382,12 +415,13 @@ impl<T: Transport> Executor<T> {
             .pick(&partner.name)
             .expect("every executor partner is in the registry");
         let component = picked.component.clone();
-        tracing::Span::current().record("version", component.info().version.as_str());
+        let version = component.info().version.clone();
+        current.record("version", version.as_str());
         let run = run_step(&component, &inbound, first, &outbound, limits).await;
 
         let routes = PartnerRoutes {
             partner: &partner.name,
-            version: &component.info().version,
+            version: &version,
             routes: &partner.config.routes,
             retry: &partner.config.retry,
             outputs: &partner.config.outputs,
@@ -412,16 +446,21 @@ impl<T: Transport> Executor<T> {
                 if let Some(limit) = err.limit() {
                     let labels = LimitLabels {
                         partner: partner.name.clone(),
-                        version: component.info().version.clone(),
+                        version: version.clone(),
                         limit: limit.to_string(),
                     };
                     metrics().limit_hits.get_or_create(&labels).inc();
                 }
-                let detail = format!("{err} [component version {}]", component.info().version);
+                let detail = format!("{err} [component version {version}]");
                 Routed::dead_letter(err.reason(), describe(partner, message, &detail))
             }
         };
-        (routed, saga, component.info().version.clone(), Some(picked.canary))
+        StepResult {
+            routed,
+            saga,
+            version,
+            canary: Some(picked.canary),
+        }
     }
 
     /// The event the component gets first: a new message, or a request to undo
@@ -451,6 +490,24 @@ impl<T: Transport> Executor<T> {
             None => Err("compensation request for a saga with no completed steps".into()),
         }
     }
+}
+
+/// What a step decided, with the saga it belongs to.
+struct StepResult {
+    routed: Routed,
+    saga: SagaState,
+    /// Content hash of the component version that ran (empty when none did).
+    version: String,
+    /// Whether the canary candidate ran (`None` when no component ran).
+    canary: Option<bool>,
+}
+
+/// A message ready for its component: trusted saga state, the decoded body, the first event.
+struct Prepared {
+    envelope: Envelope,
+    saga: SagaState,
+    inbound: wit::Inbound,
+    first: wit::Event,
 }
 
 /// A dead-letter description naming the partner and the message.

@@ -7,6 +7,8 @@
 //!   [`Outbound`];
 //! - [`routing`]: turns the step's outcome into a settlement and the messages to
 //!   send (forward, retry, compensate, complete, dead-letter), as a pure function;
+//! - [`seal`]: the integrity tag over the saga state, so that only a host
+//!   holding the key can write a saga's history;
 //! - [`executor`]: per-partner consumers that receive, run the step, renew locks
 //!   and settle through a [`Transport`](crate::transport::Transport).
 
@@ -14,6 +16,7 @@ pub mod envelope;
 pub mod executor;
 pub mod inbound;
 pub mod routing;
+pub mod seal;
 pub mod state;
 pub mod step;
 

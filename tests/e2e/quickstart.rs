@@ -1,0 +1,42 @@
+//! `sagahost quickstart`, the README's first command, on both transports: every saga ends,
+//! and the partner systems' books agree with the sagas' end states.
+
+use std::process::Command;
+
+use crate::support;
+
+fn quickstart(transport: &str) {
+    let target = support::component("mdm").parent().unwrap().to_path_buf();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .current_dir(support::workspace())
+        .args(["quickstart", "--transport", transport, "--components"])
+        .arg(&target)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running sagahost quickstart");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "quickstart failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("The books balance"), "{stdout}");
+    // The totals name the completed sagas, and the ledger the live MDM records: the same count.
+    let completed = number_before(&stdout, " completed;").or_else(|| number_before(&stdout, " completed,"));
+    let records = number_before(&stdout, " records (");
+    assert!(completed.is_some() && completed == records, "{stdout}");
+}
+
+/// The number just before the first `marker` in `text`.
+fn number_before(text: &str, marker: &str) -> Option<usize> {
+    let end = text.find(marker)?;
+    let digits: String = text[..end].chars().rev().take_while(char::is_ascii_digit).collect();
+    digits.chars().rev().collect::<String>().parse().ok()
+}
+
+#[test]
+fn the_quickstart_balances_its_books_on_the_embedded_queue() {
+    quickstart("embedded");
+}
+
+#[test]
+fn the_quickstart_balances_its_books_on_service_bus() {
+    quickstart("servicebus");
+}
