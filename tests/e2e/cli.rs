@@ -144,6 +144,7 @@ async fn dead_letters_list_show_and_redrive() {
         let settlement = Settlement::DeadLetter {
             reason: "ErpRejected".into(),
             description: "400: invalid email".into(),
+            properties: Vec::new(),
         };
         queue.settle(&received[0], settlement, Vec::new()).await.unwrap();
     }

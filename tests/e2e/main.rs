@@ -13,6 +13,7 @@ mod interop;
 mod operate;
 mod partners;
 mod quickstart;
+mod renewal;
 mod runtime;
 mod saga;
 mod secrets;

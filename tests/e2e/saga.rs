@@ -279,6 +279,7 @@ on_both_transports!(
     a_host_not_on_the_allow_list_is_never_called,
     a_component_never_sees_a_secret_it_uses,
     two_events_with_one_correlation_id_are_two_sagas_with_keys_of_their_own,
+    a_failed_undo_does_not_stop_the_compensation_and_its_redrive_undoes_only_itself,
     forged_saga_state_is_dead_lettered_and_undoes_nothing,
     the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one,
     an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving,
@@ -726,12 +727,7 @@ async fn two_events_with_one_correlation_id_are_two_sagas_with_keys_of_their_own
     send_contact(&store).await;
     let mut ends = Vec::new();
     while ends.len() < 2 {
-        ends.extend(
-            events_until(&mut events, is_end)
-                .await
-                .into_iter()
-                .filter(is_end),
-        );
+        ends.extend(events_until(&mut events, is_end).await.into_iter().filter(is_end));
     }
     host.shutdown().await;
     assert!(ends.iter().all(|e| e.verdict == Verdict::Completed), "{ends:#?}");
@@ -743,6 +739,61 @@ async fn two_events_with_one_correlation_id_are_two_sagas_with_keys_of_their_own
         .map(|r| r.header("idempotency-key").expect("an Idempotency-Key").to_string())
         .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// ERP rejects the contact, so steps two and one are undone; the write-back's undo fails
+/// (Dataverse answers 403) and is dead-lettered, yet MDM's step is still undone. Redriving
+/// the dead letter once Dataverse accepts undoes the write-back only: MDM is not asked twice.
+async fn a_failed_undo_does_not_stop_the_compensation_and_its_redrive_undoes_only_itself(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers::healthy().await;
+    servers.erp = Partner::always(400, r#"{"error":"invalid email"}"#).await;
+    servers.dataverse = Partner::start(|_, index| match index {
+        1 => (403, Vec::new(), r#"{"error":"the record is locked"}"#.into()),
+        _ => (204, Vec::new(), String::new()),
+    })
+    .await;
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), config(dir.path(), &servers), kind).await;
+    send_contact(&store).await;
+    let seen = events_until(&mut events, |e| e.partner == "mdm" && e.compensation).await;
+    let undo = seen
+        .iter()
+        .find(|e| e.partner == "dataverse-writeback" && e.compensation)
+        .expect("the write-back's undo ran");
+    assert!(matches!(undo.verdict, Verdict::DeadLettered { .. }), "{seen:#?}");
+    assert_eq!(seen.last().unwrap().verdict, Verdict::Compensated, "{seen:#?}");
+    let mdm = servers.mdm.received();
+    assert_eq!(mdm.iter().filter(|r| r.method == "DELETE").count(), 1);
+
+    let dead = store.dead_letters("writeback-compensate", 10).await.unwrap();
+    let [dead] = &dead[..] else {
+        panic!("one dead-lettered undo: {dead:#?}")
+    };
+    assert!(
+        dead.description.contains("went on to the older steps"),
+        "{}",
+        dead.description
+    );
+    assert!(
+        store
+            .redrive("writeback-compensate", dead.message.sequence_number)
+            .await
+            .unwrap()
+    );
+    let redriven = events_until(&mut events, |e| e.partner == "dataverse-writeback").await;
+    host.shutdown().await;
+    assert_eq!(redriven.last().unwrap().verdict, Verdict::Completed, "{redriven:#?}");
+    assert_eq!(
+        servers.dataverse.received().len(),
+        3,
+        "write, failed undo, redriven undo"
+    );
+    let deletes = servers.mdm.received().iter().filter(|r| r.method == "DELETE").count();
+    assert_eq!(deletes, 1, "the redrive must not undo MDM's step again");
 }
 
 /// Whoever can send to a queue cannot write a saga's history: state without the host's tag,

@@ -13,6 +13,9 @@ use crate::telemetry::traceparent::TraceParent;
 pub const SAGA_PROPERTY: &str = "sagahost-saga";
 /// Property holding the JSON [`CompensationInfo`] on compensation messages.
 pub const COMPENSATION_PROPERTY: &str = "sagahost-compensation";
+/// Set on a dead-lettered undo whose saga went on to the older steps without it: redriving
+/// the message undoes its own step only.
+pub const UNDO_CONTINUED_PROPERTY: &str = "sagahost-undo-continued";
 /// W3C trace context, continued across saga steps.
 pub const TRACEPARENT_PROPERTY: &str = "traceparent";
 /// The same trace context under the name Service Bus tooling reads.
@@ -29,6 +32,20 @@ pub struct CompensationInfo {
     pub reason: String,
     #[serde(default)]
     pub details: Option<String>,
+    /// Undos of later steps that were dead-lettered while the compensation went on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_undos: Vec<FailedUndo>,
+}
+
+/// An undo that failed and was dead-lettered; the saga's older steps were undone anyway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FailedUndo {
+    /// The step whose undo failed, from 0.
+    pub step: u32,
+    pub partner: String,
+    /// The dead-letter reason.
+    pub reason: String,
 }
 
 /// The host-owned parts of a received message's properties.
@@ -40,6 +57,8 @@ pub struct Envelope {
     pub compensation: Option<CompensationInfo>,
     /// Incoming trace context, if any (and valid).
     pub traceparent: Option<TraceParent>,
+    /// This undo was dead-lettered once and its saga's compensation went on without it.
+    pub undo_continued: bool,
     /// The properties a component sees: everything but the host's own.
     pub user_properties: Vec<(String, String)>,
 }
@@ -64,6 +83,7 @@ impl Envelope {
                         format!("property `{COMPENSATION_PROPERTY}` is not valid compensation data: {e}")
                     })?)
                 }
+                UNDO_CONTINUED_PROPERTY => envelope.undo_continued = value == "true",
                 TRACEPARENT_PROPERTY | DIAGNOSTIC_ID_PROPERTY => {}
                 _ if name.starts_with(HOST_PREFIX) => {}
                 _ => envelope.user_properties.push((name.clone(), value.clone())),
@@ -139,6 +159,7 @@ mod tests {
             failed_partner: "erp".into(),
             reason: "ErpRejected".into(),
             details: None,
+            failed_undos: Vec::new(),
         };
         let user = vec![("mdm-id".to_string(), "M-1".to_string())];
         let written = write(

@@ -37,6 +37,9 @@ use super::step::{StepLimits, StepRun, run_step};
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
 /// Pause after a transport error before receiving again.
 const TRANSPORT_BACKOFF: Duration = Duration::from_secs(1);
+/// First and longest pause between tries of a failed lock renewal.
+const RENEW_RETRY_MIN: Duration = Duration::from_millis(100);
+const RENEW_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// One partner's settings; its component lives in the [`Registry`].
 pub struct Partner {
@@ -205,10 +208,13 @@ impl<T: Transport> Executor<T> {
             let StepResult {
                 routed, saga, version, ..
             } = self.step(partner, &message, compensation).await;
-            renewal.abort();
             in_flight.dec();
             let verdict = routed.verdict.clone();
-            match self.transport.settle(&message, routed.settlement, routed.outputs).await {
+            // The lock is renewed until the settle has finished: on Service Bus a settle with
+            // outputs may take up to the operation timeout, longer than a lock.
+            let settled = self.transport.settle(&message, routed.settlement, routed.outputs).await;
+            renewal.abort();
+            match settled {
                 Ok(()) => {}
                 Err(TransportError::LockLost { .. }) => {
                     tracing::warn!("lock lost before settling; the message will be redelivered and handled again");
@@ -250,7 +256,8 @@ impl<T: Transport> Executor<T> {
         .await
     }
 
-    /// Renews the message's lock at half its remaining time until aborted.
+    /// Renews the message's lock at half its remaining time until aborted. A failed renewal
+    /// is tried again with backoff while the lock lasts; only a lost lock ends it early.
     fn keep_locked(&self, message: &ReceivedMessage) -> tokio::task::JoinHandle<()> {
         let transport = self.transport.clone();
         let mut message = message.clone();
@@ -261,11 +268,26 @@ impl<T: Transport> Executor<T> {
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 tokio::time::sleep(remaining / 2).await;
-                match transport.renew_lock(&message).await {
-                    Ok(until) => message.locked_until = until,
-                    Err(err) => {
-                        tracing::warn!("could not renew the lock: {err}");
-                        return;
+                let mut backoff = RENEW_RETRY_MIN;
+                loop {
+                    match transport.renew_lock(&message).await {
+                        Ok(until) => {
+                            message.locked_until = until;
+                            break;
+                        }
+                        Err(err @ TransportError::LockLost { .. }) => {
+                            tracing::warn!("the lock is gone; the message will be redelivered: {err}");
+                            return;
+                        }
+                        Err(err) if SystemTime::now() + backoff >= message.locked_until => {
+                            tracing::warn!("could not renew the lock before it expires: {err}");
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!("could not renew the lock, trying again in {backoff:?}: {err}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(RENEW_RETRY_MAX);
+                        }
                     }
                 }
             }
@@ -455,6 +477,7 @@ impl<T: Transport> Executor<T> {
                 Routed::dead_letter(err.reason(), describe(partner, message, &detail))
             }
         };
+        let routed = routing::continue_past_failed_undo(&routes, &input, routed);
         StepResult {
             routed,
             saga,

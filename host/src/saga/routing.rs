@@ -11,7 +11,7 @@ use crate::component::wit;
 use crate::config::{Exhausted, OutputLimits, RetryPolicy};
 use crate::transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
 
-use super::envelope::{self, CompensationInfo, Envelope};
+use super::envelope::{self, CompensationInfo, Envelope, FailedUndo, UNDO_CONTINUED_PROPERTY};
 use super::state::{SagaState, StepRecord};
 
 /// What the routing needs to know about the partner that handled the step.
@@ -125,6 +125,7 @@ impl Routed {
             settlement: Settlement::DeadLetter {
                 reason: reason.clone(),
                 description: description.clone(),
+                properties: Vec::new(),
             },
             outputs: Vec::new(),
             verdict: Verdict::DeadLettered { reason, description },
@@ -343,18 +344,62 @@ fn start_compensation(partner: &PartnerRoutes, input: &StepInput, reason: &str, 
         failed_partner: partner.partner.to_string(),
         reason: reason.to_string(),
         details,
+        failed_undos: Vec::new(),
     };
     compensate_from(partner, input, input.saga.history.len(), info)
 }
 
-/// On a compensation message that completed: undo the step before this one.
+/// On a compensation message that completed: undo the step before this one, unless this
+/// undo was dead-lettered before and the compensation already went on without it.
 fn next_compensation(partner: &PartnerRoutes, input: &StepInput, this_step: usize) -> Routed {
+    if input.envelope.undo_continued {
+        return Routed::complete(Vec::new(), Verdict::Completed);
+    }
     let info = input
         .envelope
         .compensation
         .clone()
         .expect("only called on compensation messages");
     compensate_from(partner, input, this_step, info)
+}
+
+/// On a compensation message that is being dead-lettered: the compensation goes on to the
+/// older steps anyway, with the failed undo recorded in the saga's compensation details, and
+/// the dead letter is marked so that redriving it undoes its own step only. Any other
+/// routing is returned as it is.
+///
+/// Without this, one partner's failed undo would leave every older step done.
+pub fn continue_past_failed_undo(partner: &PartnerRoutes, input: &StepInput, routed: Routed) -> Routed {
+    let (Some(info), Verdict::DeadLettered { reason, description }) = (&input.envelope.compensation, &routed.verdict)
+    else {
+        return routed;
+    };
+    if input.envelope.undo_continued {
+        return routed;
+    }
+    let this_step = input.saga.history.len().saturating_sub(1);
+    let mut info = info.clone();
+    info.failed_undos.push(FailedUndo {
+        step: this_step as u32,
+        partner: partner.partner.to_string(),
+        reason: reason.clone(),
+    });
+    let next = compensate_from(partner, input, this_step, info);
+    if let Verdict::DeadLettered { .. } = next.verdict {
+        // The older steps cannot be reached (an unknown partner): keep this dead letter as is.
+        return routed;
+    }
+    // Said first, so that bounding the description cannot cut it.
+    let description = format!(
+        "This undo failed and the compensation went on to the older steps without it; redriving \
+         this message undoes step {this_step} only. {description}"
+    );
+    let mut dead_letter = Routed::dead_letter(reason.clone(), description);
+    if let Settlement::DeadLetter { properties, .. } = &mut dead_letter.settlement {
+        properties.push((UNDO_CONTINUED_PROPERTY.to_string(), "true".to_string()));
+    }
+    dead_letter.outputs = next.outputs;
+    dead_letter
 }
 
 /// Sends the compensation request for the newest history entry before `end`,
@@ -609,6 +654,122 @@ mod tests {
         assert!(description.contains("transport's maximum"), "{description}");
     }
 
+    /// A fixture on the compensation message for step 2 of a three-step saga (partners a, b, p).
+    fn compensating_step_two() -> Fixture {
+        let mut fixture = Fixture::new();
+        fixture.compensation_queues = ["a", "b", "p"]
+            .into_iter()
+            .map(|p| (p.to_string(), format!("{p}-compensate")))
+            .collect();
+        fixture.saga.history = ["a", "b", "p"]
+            .into_iter()
+            .map(|p| StepRecord {
+                partner: p.into(),
+                component_version: "v1".into(),
+                compensation_data: None,
+            })
+            .collect();
+        fixture.saga.step = 2;
+        fixture.envelope.compensation = Some(CompensationInfo {
+            failed_partner: "c".into(),
+            reason: "Rejected".into(),
+            details: None,
+            failed_undos: Vec::new(),
+        });
+        fixture
+    }
+
+    fn dead_letter_decision() -> wit::Decision {
+        wit::Decision::DeadLetter(wit::DeadLetter {
+            reason: "UndoRefused".into(),
+            description: "the partner keeps the record".into(),
+        })
+    }
+
+    /// What the executor does with a step's routing: [`route`], then the failed-undo rule.
+    fn route_as_executor(fixture: &Fixture, decision: wit::Decision) -> Routed {
+        let partner = PartnerRoutes {
+            partner: "p",
+            version: "v1",
+            routes: &fixture.routes,
+            retry: &fixture.retry,
+            outputs: &fixture.outputs,
+            transport_max_message_bytes: 4 << 20,
+            compensation_queues: &fixture.compensation_queues,
+        };
+        let input = StepInput {
+            message: &fixture.message,
+            envelope: &fixture.envelope,
+            saga: &fixture.saga,
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            retry_after: None,
+        };
+        let outcome = wit::Outcome {
+            decision,
+            compensation_data: None,
+        };
+        let routed = route(&partner, &input, &outcome, SystemTime::UNIX_EPOCH);
+        continue_past_failed_undo(&partner, &input, routed)
+    }
+
+    #[test]
+    fn a_failed_undo_is_dead_lettered_marked_and_the_older_steps_are_still_undone() {
+        let fixture = compensating_step_two();
+        let routed = route_as_executor(&fixture, dead_letter_decision());
+        let Settlement::DeadLetter {
+            reason,
+            description,
+            properties,
+        } = &routed.settlement
+        else {
+            panic!("the failed undo is dead-lettered: {:?}", routed.settlement)
+        };
+        assert_eq!(reason, "UndoRefused");
+        assert!(description.contains("undoes step 2 only"), "{description}");
+        assert_eq!(
+            properties,
+            &vec![(UNDO_CONTINUED_PROPERTY.to_string(), "true".to_string())]
+        );
+        let [next] = &routed.outputs[..] else {
+            panic!("one undo request for the older step: {:?}", routed.outputs)
+        };
+        assert_eq!(next.queue, "b-compensate");
+        let envelope = Envelope::read(&next.message.properties).unwrap();
+        let saga = envelope.saga.unwrap();
+        assert_eq!((saga.step, saga.history.len()), (1, 2));
+        assert_eq!(
+            envelope.compensation.unwrap().failed_undos,
+            vec![FailedUndo {
+                step: 2,
+                partner: "p".into(),
+                reason: "UndoRefused".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_redriven_undo_that_succeeds_undoes_its_own_step_only() {
+        let mut fixture = compensating_step_two();
+        fixture.envelope.undo_continued = true;
+        let routed = route_as_executor(&fixture, wit::Decision::Complete);
+        assert_eq!(routed.settlement, Settlement::Complete);
+        assert!(routed.outputs.is_empty(), "the older steps were undone already");
+        // Dead-lettered again, it stays a plain dead letter: the chain does not go on twice.
+        let again = route_as_executor(&fixture, dead_letter_decision());
+        assert!(again.outputs.is_empty());
+        assert!(matches!(again.verdict, Verdict::DeadLettered { .. }));
+    }
+
+    #[test]
+    fn the_oldest_failed_undo_ends_the_chain_with_nothing_more_to_send() {
+        let mut fixture = compensating_step_two();
+        fixture.saga.history.truncate(1);
+        fixture.saga.step = 0;
+        let routed = route_as_executor(&fixture, dead_letter_decision());
+        assert!(routed.outputs.is_empty());
+        assert!(matches!(routed.settlement, Settlement::DeadLetter { .. }));
+    }
+
     #[test]
     fn a_component_retry_delay_is_clamped_to_the_partner_maximum() {
         let fixture = Fixture::new();
@@ -628,7 +789,10 @@ mod tests {
     #[test]
     fn dead_letter_reason_and_description_are_bounded_at_a_character_boundary() {
         let routed = Routed::dead_letter("R".repeat(1_000), "é".repeat(64 << 10));
-        let Settlement::DeadLetter { reason, description } = &routed.settlement else {
+        let Settlement::DeadLetter {
+            reason, description, ..
+        } = &routed.settlement
+        else {
             panic!("a dead-letter settlement")
         };
         assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
@@ -651,7 +815,8 @@ mod tests {
             short.settlement,
             Settlement::DeadLetter {
                 reason: "Broken".into(),
-                description: "it broke".into()
+                description: "it broke".into(),
+                properties: Vec::new(),
             }
         );
     }

@@ -63,8 +63,14 @@ pub enum Settlement {
     Complete,
     /// Release the lock now so it is redelivered (delivery count grows).
     Abandon,
-    /// Move it to the queue's dead-letter queue with a reason.
-    DeadLetter { reason: String, description: String },
+    /// Move it to the queue's dead-letter queue with a reason, setting `properties` on the
+    /// dead-lettered message (Service Bus's properties-to-modify): added, or replacing
+    /// application properties of the same name.
+    DeadLetter {
+        reason: String,
+        description: String,
+        properties: Vec<(String, String)>,
+    },
 }
 
 /// A message to send to a queue as part of a settlement.

@@ -228,6 +228,7 @@ async fn update_disposition(queue: &EmbeddedQueue, locks: &Locks, body: &Ordered
                 let settlement = Settlement::DeadLetter {
                     reason: as_text(field(body, "deadletter-reason")).unwrap_or_default(),
                     description: as_text(field(body, "deadletter-description")).unwrap_or_default(),
+                    properties: Vec::new(),
                 };
                 queue.settle(&message, settlement, vec![]).await
             }

@@ -32,6 +32,22 @@ fn info_text(info: Option<&fe2o3_amqp_types::definitions::Fields>, name: &str) -
     })
 }
 
+/// The rest of a rejection's string-valued error info: the application properties the client
+/// asks to set on the dead-lettered message (the SDKs' properties-to-modify).
+fn info_properties(info: Option<&fe2o3_amqp_types::definitions::Fields>) -> Vec<(String, String)> {
+    info.into_iter()
+        .flat_map(|fields| fields.iter())
+        .filter_map(|(key, value)| match value {
+            Value::String(text)
+                if key.as_str() != message::DEAD_LETTER_REASON && key.as_str() != message::DEAD_LETTER_DESCRIPTION =>
+            {
+                Some((key.as_str().to_owned(), text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a client's outcome does to a peek-locked message: a settlement, or `None` for giving the
 /// lock back without counting the delivery (`released`, or `modified` without `delivery-failed`).
 pub fn settlement_of(state: &DeliveryState) -> Option<Settlement> {
@@ -53,7 +69,11 @@ pub fn settlement_of(state: &DeliveryState) -> Option<Settlement> {
             let description = info_text(info, message::DEAD_LETTER_DESCRIPTION)
                 .or_else(|| error.as_ref().and_then(|error| error.description.clone()))
                 .unwrap_or_default();
-            Some(Settlement::DeadLetter { reason, description })
+            Some(Settlement::DeadLetter {
+                reason,
+                description,
+                properties: info_properties(info),
+            })
         }
         _ => None,
     }

@@ -534,24 +534,53 @@ pub(super) fn settle(
                 "UPDATE messages SET lock_token = NULL, locked_until = NULL WHERE {LOCK_HELD}"
             ))?
             .execute(lock)?,
-        Settlement::DeadLetter { reason, description } => conn
-            .prepare_cached(&format!(
-                "UPDATE messages SET lock_token = NULL, locked_until = NULL, dead_lettered_at = ?4, \
-                 dead_letter_reason = ?5, dead_letter_description = ?6 WHERE {LOCK_HELD}"
-            ))?
-            .execute(params![
-                held.queue,
-                held.sequence_number,
-                held.token,
-                now,
-                reason,
-                description
-            ])?,
+        Settlement::DeadLetter {
+            reason,
+            description,
+            properties,
+        } => {
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE messages SET lock_token = NULL, locked_until = NULL, dead_lettered_at = ?4, \
+                     dead_letter_reason = ?5, dead_letter_description = ?6 WHERE {LOCK_HELD}"
+                ))?
+                .execute(params![
+                    held.queue,
+                    held.sequence_number,
+                    held.token,
+                    now,
+                    reason,
+                    description
+                ])?;
+            if changed == 1 && !properties.is_empty() {
+                set_properties(conn, &held.queue, held.sequence_number, properties)?;
+            }
+            changed
+        }
     };
     if changed == 0 {
         return Err(held.lost());
     }
     send(conn, queues, outputs)
+}
+
+/// Adds `properties` to a message's application properties, replacing same-named ones.
+fn set_properties(
+    conn: &Connection,
+    queue: &str,
+    sequence_number: i64,
+    properties: &[(String, String)],
+) -> anyhow::Result<()> {
+    let stored: String = conn
+        .prepare_cached("SELECT properties FROM messages WHERE queue = ?1 AND sequence_number = ?2")?
+        .query_row(params![queue, sequence_number], |row| row.get(0))?;
+    let mut merged: Vec<(String, String)> = serde_json::from_str(&stored)
+        .with_context(|| format!("application properties of message {sequence_number} are not valid JSON"))?;
+    merged.retain(|(name, _)| !properties.iter().any(|(new, _)| new == name));
+    merged.extend(properties.iter().cloned());
+    conn.prepare_cached("UPDATE messages SET properties = ?3 WHERE queue = ?1 AND sequence_number = ?2")?
+        .execute(params![queue, sequence_number, serde_json::to_string(&merged)?])?;
+    Ok(())
 }
 
 /// Extends a held lock by the queue's lock duration from now; returns the new expiry.

@@ -291,11 +291,14 @@ async fn expired_messages_are_dead_lettered_instead_of_delivered() {
 async fn dead_letter_then_list_show_and_redrive() {
     let dir = TempDir::new().unwrap();
     let q = open(&dir, &[QueueSettings::new("mdm")]);
-    q.send(vec![output("mdm", "bad input")]).await.unwrap();
+    let mut sent = output("mdm", "bad input");
+    sent.message.properties = vec![("kept".into(), "1".into()), ("replaced".into(), "old".into())];
+    q.send(vec![sent]).await.unwrap();
     let message = q.receive("mdm", 1, NO_WAIT).await.unwrap().remove(0);
     let settlement = Settlement::DeadLetter {
         reason: "DecodeFailed".into(),
         description: "body is not JSON".into(),
+        properties: vec![("replaced".into(), "new".into()), ("added".into(), "2".into())],
     };
     q.settle(&message, settlement, vec![]).await.unwrap();
     assert!(q.receive("mdm", 1, NO_WAIT).await.unwrap().is_empty());
@@ -304,6 +307,15 @@ async fn dead_letter_then_list_show_and_redrive() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason, "DecodeFailed");
     assert_eq!(listed[0].description, "body is not JSON");
+    let properties = &listed[0].message.properties;
+    assert_eq!(
+        properties,
+        &vec![
+            ("kept".to_string(), "1".to_string()),
+            ("replaced".to_string(), "new".to_string()),
+            ("added".to_string(), "2".to_string())
+        ]
+    );
     assert!(listed[0].dead_lettered_at >= message.enqueued_time);
     assert_eq!(listed[0].message.locked_until, None);
     let shown = q
@@ -580,6 +592,7 @@ async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedu
     let reason = Settlement::DeadLetter {
         reason: "Bad".into(),
         description: "very".into(),
+        properties: Vec::new(),
     };
     q.settle(&again[0], reason, vec![]).await.unwrap();
     let letters = q.receive_dead_letters("new", 10, NO_WAIT).await.unwrap();

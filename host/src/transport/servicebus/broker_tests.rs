@@ -228,7 +228,7 @@ async fn abandon_redelivers_and_counts_the_delivery() {
 }
 
 #[tokio::test]
-async fn dead_letters_with_reason_and_description() {
+async fn dead_letters_with_reason_description_and_properties_to_modify() {
     let broker = Broker::start(Duration::from_secs(30)).await;
     let transport = broker.client().await;
     transport.send(vec![output("q", "bad")]).await.unwrap();
@@ -236,6 +236,7 @@ async fn dead_letters_with_reason_and_description() {
     let settlement = Settlement::DeadLetter {
         reason: "DecodeFailed".into(),
         description: "body is not JSON".into(),
+        properties: vec![("sagahost-undo-continued".into(), "true".into())],
     };
     transport.settle(&message, settlement, vec![]).await.unwrap();
     let mut dead = Vec::new();
@@ -250,6 +251,14 @@ async fn dead_letters_with_reason_and_description() {
     assert_eq!(dead[0].message.message_id, "bad");
     assert_eq!(dead[0].reason, "DecodeFailed");
     assert_eq!(dead[0].description, "body is not JSON");
+    assert!(
+        dead[0]
+            .message
+            .properties
+            .contains(&("sagahost-undo-continued".into(), "true".into())),
+        "{:?}",
+        dead[0].message.properties
+    );
     transport.close().await;
 }
 
@@ -279,6 +288,7 @@ async fn settles_with_outputs_in_one_transaction() {
     let dead_letter = Settlement::DeadLetter {
         reason: "Exhausted".into(),
         description: "compensating".into(),
+        properties: Vec::new(),
     };
     transport
         .settle(

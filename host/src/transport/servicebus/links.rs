@@ -386,8 +386,17 @@ impl ReceiverActor {
                 undeliverable_here: None,
                 message_annotations: None,
             }),
-            Settlement::DeadLetter { reason, description } => {
+            Settlement::DeadLetter {
+                reason,
+                description,
+                properties,
+            } => {
+                // Service Bus sets the error info's other entries as application properties
+                // of the dead-lettered message (the SDKs' properties-to-modify).
                 let mut fields = OrderedMap::new();
+                for (name, value) in properties {
+                    fields.insert(Symbol::from(name), Value::String(value));
+                }
                 fields.insert(Symbol::from(DEAD_LETTER_REASON), Value::String(reason));
                 fields.insert(Symbol::from(DEAD_LETTER_DESCRIPTION), Value::String(description));
                 TerminalDeliveryState::Rejected(Rejected {
