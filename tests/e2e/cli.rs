@@ -24,6 +24,34 @@ fn sagahost_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("running sagahost")
 }
 
+/// Runs `sagahost run --config CONFIG` in `dir` with `env` added, expecting it to refuse to
+/// start: its stderr, or a panic if it is still running after 30 s.
+fn refused_run(dir: &Path, config: &str, env: &[(&str, &str)]) -> String {
+    let stderr = dir.join(format!("{config}.stderr"));
+    let mut host = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(["run", "--config", config])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("running sagahost");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = host.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            host.kill().unwrap();
+            host.wait().unwrap();
+            panic!("sagahost run --config {config} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    std::fs::read_to_string(stderr).unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -353,13 +381,7 @@ fn run_refuses_an_empty_webhook_key_and_a_short_admin_token_naming_the_file_and_
     let webhook =
         "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = { env = \"SAGAHOST_E2E_WEBHOOK_KEY\" }\n";
     std::fs::write(dir.join("empty-key.toml"), format!("{webhook}{partner}")).unwrap();
-    let refused = sagahost_in(
-        dir,
-        &["run", "--config", "empty-key.toml"],
-        &[("SAGAHOST_E2E_WEBHOOK_KEY", "")],
-    );
-    assert!(!refused.status.success());
-    let stderr = text(&refused.stderr);
+    let stderr = refused_run(dir, "empty-key.toml", &[("SAGAHOST_E2E_WEBHOOK_KEY", "")]);
     assert!(
         stderr.contains(
             "config empty-key.toml: webhook.key read from environment variable `SAGAHOST_E2E_WEBHOOK_KEY` is empty; \
@@ -371,9 +393,7 @@ fn run_refuses_an_empty_webhook_key_and_a_short_admin_token_naming_the_file_and_
     std::fs::write(dir.join("admin-token"), "hunter2\n").unwrap();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = { file = \"admin-token\" }\n";
     std::fs::write(dir.join("short-token.toml"), format!("{admin}{partner}")).unwrap();
-    let refused = sagahost_in(dir, &["run", "--config", "short-token.toml"], &[]);
-    assert!(!refused.status.success());
-    let stderr = text(&refused.stderr);
+    let stderr = refused_run(dir, "short-token.toml", &[]);
     assert!(
         stderr.contains("config short-token.toml: admin.token read from file `")
             && stderr.contains("admin-token` is only 7 characters long"),
