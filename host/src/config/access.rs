@@ -30,9 +30,9 @@ pub struct AccessKey(Secret);
 impl AccessKey {
     /// Reads the key `name` (e.g. `webhook.key`) from `source` and checks its length.
     pub fn read(name: &str, source: &SecretSource) -> Result<Self, AccessKeyError> {
-        let value = source.read().map_err(|source| AccessKeyError::Unreadable {
+        let value = source.read().map_err(|reason| AccessKeyError::Unreadable {
             name: name.to_owned(),
-            source,
+            reason,
         })?;
         let value = value.expose().trim();
         let chars = value.chars().count();
@@ -70,12 +70,8 @@ fn keys_match(presented: Option<&str>, expected: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessKeyError {
     /// The variable is not set, or the file cannot be read.
-    #[error("{name}: {source}")]
-    Unreadable {
-        name: String,
-        #[source]
-        source: SecretReadError,
-    },
+    #[error("{name}: {reason}")]
+    Unreadable { name: String, reason: SecretReadError },
     /// Empty, blank or shorter than [`MIN_KEY_CHARS`].
     #[error(
         "{name} read from {from} is {}; set it to a random value of at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`",

@@ -546,8 +546,12 @@ mod tests {
 
         let unset = format!("SAGAHOST_CONFIG_TEST_UNSET_{}", std::process::id());
         let config = load(&format!("{WEBHOOK}key = {{ env = \"{unset}\" }}\n{PARTNER}")).unwrap();
-        let error = config.webhook.unwrap().access_key().unwrap_err().to_string();
-        assert_eq!(error, format!("webhook.key: environment variable `{unset}` is not set"));
+        let error = anyhow::Error::from(config.webhook.unwrap().access_key().unwrap_err());
+        // `{:#}`, as the command line prints errors: the reason is said once.
+        assert_eq!(
+            format!("{error:#}"),
+            format!("webhook.key: environment variable `{unset}` is not set")
+        );
     }
 
     #[test]
