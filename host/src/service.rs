@@ -106,10 +106,7 @@ impl Host {
 
         let mut admin_addr = None;
         if let Some(admin) = &config.admin {
-            let token = match &admin.token {
-                Some(source) => Some(source.read().map_err(|err| anyhow::anyhow!("admin.token: {err}"))?),
-                None => None,
-            };
+            let token = admin.access_token()?;
             let listener = tokio::net::TcpListener::bind(&admin.listen)
                 .await
                 .with_context(|| format!("admin.listen: cannot listen on {}", admin.listen))?;
@@ -134,10 +131,7 @@ impl Host {
 
         let mut webhook_addr = None;
         if let Some(webhook) = &config.webhook {
-            let key = webhook
-                .key
-                .read()
-                .map_err(|err| anyhow::anyhow!("webhook.key: {err}"))?;
+            let key = webhook.access_key()?;
             let listener = tokio::net::TcpListener::bind(&webhook.listen)
                 .await
                 .with_context(|| format!("webhook.listen: cannot listen on {}", webhook.listen))?;

@@ -1,6 +1,9 @@
-//! The `sagahost` command line: `validate` and `inspect` as the README shows them.
+//! The `sagahost` command line as the README shows it: `validate`, `inspect`, `send`,
+//! `dead-letters`, and `run` with a config named the way the README names it.
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support;
 
@@ -9,6 +12,44 @@ fn sagahost(args: &[&std::ffi::OsStr]) -> Output {
         .args(args)
         .output()
         .expect("running sagahost")
+}
+
+/// Runs `sagahost ARGS` with `dir` as its working directory and `env` added to its environment.
+fn sagahost_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running sagahost")
+}
+
+/// Runs `sagahost run --config CONFIG` in `dir` with `env` added, expecting it to refuse to
+/// start: its stderr, or a panic if it is still running after 30 s.
+fn refused_run(dir: &Path, config: &str, env: &[(&str, &str)]) -> String {
+    let stderr = dir.join(format!("{config}.stderr"));
+    let mut host = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(["run", "--config", config])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("running sagahost");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = host.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            host.kill().unwrap();
+            host.wait().unwrap();
+            panic!("sagahost run --config {config} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    std::fs::read_to_string(stderr).unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -229,4 +270,135 @@ fn inspect_with_a_wrong_content_type_says_which_format_failed_and_where() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("XML body is not valid at line"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_named_without_a_directory_works_for_send_dead_letters_and_run() {
+    const KEY: &str = "bare-config-key-8c41d07e";
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // Every path in the config is relative, so relative to the config file: the working directory.
+    std::fs::copy(support::component("hostile"), dir.join("partner.wasm")).unwrap();
+    std::fs::write(dir.join("webhook-key"), format!("{KEY}\n")).unwrap();
+    std::fs::copy(
+        support::workspace().join("guest-examples/messages/contact-create.json"),
+        dir.join("contact.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sagahost.toml"),
+        "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = { file = \"webhook-key\" }\n\
+         [partners.p]\ncomponent = \"partner.wasm\"\nqueue = \"elsewhere\"\n",
+    )
+    .unwrap();
+
+    let sent = sagahost_in(
+        dir,
+        &[
+            "send",
+            "--config",
+            "sagahost.toml",
+            "--queue",
+            "contacts",
+            "contact.json",
+        ],
+        &[],
+    );
+    assert!(sent.status.success(), "send: {}", text(&sent.stderr));
+    assert!(
+        dir.join(".sagahost/queue.sqlite3").is_file(),
+        "the data dir is beside the config"
+    );
+    let listed = sagahost_in(
+        dir,
+        &[
+            "dead-letters",
+            "--config",
+            "sagahost.toml",
+            "list",
+            "--queue",
+            "contacts",
+        ],
+        &[],
+    );
+    assert!(listed.status.success(), "dead-letters: {}", text(&listed.stderr));
+    assert!(text(&listed.stdout).contains("no dead-lettered messages"));
+
+    let log = dir.join("host.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut host = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args(["--log-format", "json", "run", "--config", "sagahost.toml"])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let webhook = loop {
+        let logged = std::fs::read_to_string(&log).unwrap();
+        if let Some(line) = logged.lines().find(|line| line.contains("webhook listening")) {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            break line["fields"]["addr"].as_str().unwrap().to_string();
+        }
+        if let Some(status) = host.try_wait().unwrap() {
+            panic!("sagahost run exited with {status}:\n{logged}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no webhook after 60 s:\n{logged}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let posted = reqwest::Client::new()
+        .post(format!("http://{webhook}/api/webhook"))
+        .header("x-functions-key", KEY)
+        .header("content-type", "application/json")
+        .body(std::fs::read(dir.join("contact.json")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert_eq!(posted.status(), 202, "the key file beside the config was read");
+    let queues = sagahost::config::Config::load(&dir.join("sagahost.toml"))
+        .unwrap()
+        .config
+        .queue_settings();
+    let queue =
+        sagahost::transport::embedded::EmbeddedQueue::open(&dir.join(".sagahost/queue.sqlite3"), &queues).unwrap();
+    assert_eq!(queue.queue_depth("contacts").await.unwrap().active, 2);
+}
+
+#[test]
+fn run_refuses_an_empty_webhook_key_and_a_short_admin_token_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let partner = format!(
+        "[partners.p]\ncomponent = {:?}\nqueue = \"elsewhere\"\n",
+        support::component("hostile").display().to_string()
+    );
+    let webhook =
+        "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = { env = \"SAGAHOST_E2E_WEBHOOK_KEY\" }\n";
+    std::fs::write(dir.join("empty-key.toml"), format!("{webhook}{partner}")).unwrap();
+    let stderr = refused_run(dir, "empty-key.toml", &[("SAGAHOST_E2E_WEBHOOK_KEY", "")]);
+    assert!(
+        stderr.contains(
+            "config empty-key.toml: webhook.key read from environment variable `SAGAHOST_E2E_WEBHOOK_KEY` is empty; \
+             set it to a random value of at least 16 characters"
+        ),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.join("admin-token"), "hunter2\n").unwrap();
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = { file = \"admin-token\" }\n";
+    std::fs::write(dir.join("short-token.toml"), format!("{admin}{partner}")).unwrap();
+    let stderr = refused_run(dir, "short-token.toml", &[]);
+    assert!(
+        stderr.contains("config short-token.toml: admin.token read from file `")
+            && stderr.contains("admin-token` is only 7 characters long"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the error quotes the token: {stderr}");
 }

@@ -1,8 +1,9 @@
 //! Bad input at the webhook, the host's door to the internet: oversized bodies, bodies that
 //! never finish, clients that never finish their headers, and bodies in a format the content
 //! type does not name. Each gets a clear refusal, nothing half-received is enqueued, and the
-//! webhook keeps serving. (Wrong keys and content types: `saga.rs`; queue bodies: `saga.rs`;
-//! the AMQP door: the broker's unit tests; config: the config module's unit tests.)
+//! webhook keeps serving. Requests that bring no key are refused at the webhook and at the
+//! admin API. (Wrong keys and content types: `saga.rs`; queue bodies: `saga.rs`; the AMQP door:
+//! the broker's unit tests; empty and short keys: the config module's unit tests and `cli.rs`.)
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use tokio::net::TcpStream;
 use crate::saga::contact_body;
 use crate::support;
 
-const KEY: &str = "door-key-5e1f";
+const KEY: &str = "door-key-5e1f-77a0c3";
+const ADMIN_TOKEN: &str = "door-admin-token-3b9e06";
 const MAX_BODY: usize = 64 * 1024;
 
 /// Reads what the server sends until it closes the connection (or 10 s pass).
@@ -132,5 +134,59 @@ async fn the_webhook_refuses_huge_slow_and_stalled_clients_and_keeps_serving() {
     assert_eq!(store.queue_depth("contacts").await.unwrap().active, 0);
     assert_eq!(post(contact_body(), "application/json").await.unwrap().status(), 202);
     assert_eq!(store.queue_depth("contacts").await.unwrap().active, 1);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_key_or_with_an_empty_one_are_refused_at_both_doors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("webhook-key"), KEY).unwrap();
+    std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).unwrap();
+    let text = format!(
+        "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = {{ file = \"webhook-key\" }}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"admin-token\" }}\n\
+         [partners.p]\ncomponent = {:?}\nqueue = \"elsewhere\"\n",
+        support::component("hostile").display().to_string(),
+    );
+    let path = dir.path().join("sagahost.toml");
+    std::fs::write(&path, text).unwrap();
+    let host = Host::start(&Config::load(&path).unwrap().config).await.unwrap();
+    let client = reqwest::Client::new();
+    let webhook = format!("http://{}/api/webhook", host.webhook_addr.unwrap());
+    let post = |query: &str, header: Option<(&'static str, &'static str)>| {
+        let mut request = client
+            .post(format!("{webhook}{query}"))
+            .header("content-type", "application/json")
+            .body(contact_body());
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    for (query, header) in [
+        ("", None),
+        ("?code=", None),
+        ("", Some(("x-functions-key", ""))),
+        ("", Some(("x-webhook-key", ""))),
+    ] {
+        let answer = post(query, header).await.unwrap();
+        assert_eq!(answer.status(), 401, "{query:?} {header:?}");
+    }
+    let admin = format!("http://{}/admin/partners", host.admin_addr.unwrap());
+    let get = |authorization: Option<&str>| {
+        let request = client.get(&admin);
+        match authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
+        .send()
+    };
+    for authorization in [None, Some(""), Some("Bearer "), Some("Bearer"), Some(ADMIN_TOKEN)] {
+        assert_eq!(get(authorization).await.unwrap().status(), 401, "{authorization:?}");
+    }
+    // The doors do open, to the right key and token.
+    assert_eq!(post(&format!("?code={KEY}"), None).await.unwrap().status(), 202);
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    assert_eq!(get(Some(&bearer)).await.unwrap().status(), 200);
     host.shutdown().await;
 }

@@ -4,14 +4,26 @@
 //! letters; clients present wrong keys and tokens. Then every secret value is looked for in the
 //! logs, the exported spans, the metrics, the dead-letter records, the queued messages and the
 //! error answers, and must be in none of them.
+//!
+//! A component's own view is checked step by step: everything the host hands a component that
+//! used a secret, and everything the component makes of it, holds the secret's value only where
+//! the partner API itself answered with it.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sagahost::component::wit::{self, Decision, Event};
+use sagahost::component::{Limits, Runtime, RuntimeOptions};
 use sagahost::config::Config;
+use sagahost::outbound::{ConfigSecrets, HttpOutbound, PartnerPolicy, RequestContext, SecretSource};
+use sagahost::saga::{MessageParts, StepLimits, StepRun, build_inbound, run_step};
 use sagahost::transport::embedded::EmbeddedQueue;
 use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sha2::{Digest as _, Sha256};
 
-use crate::partners::Partner;
+use crate::partners::{Answer, Partner, Received};
 use crate::saga::{DATAVERSE_TOKEN, ERP_TOKEN, MDM_KEY, Servers, WEBHOOK_KEY, config, contact_body, write_config};
 use crate::support;
 use crate::trace::{Collector, attribute};
@@ -214,5 +226,191 @@ async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
         for (place, text) in &places {
             assert!(!text.contains(secret), "secret `{secret}` found in the {place}");
         }
+    }
+}
+
+/// The answer of a partner API that echoes the request's headers back, one `name: value` a
+/// line. On `/masked` it shows `x-token` as `sha256:<hex>` of its value instead.
+fn echo_headers(request: &Received, _: usize) -> Answer {
+    let masked = request.path == "/masked";
+    let mut body = String::new();
+    for (name, value) in &request.headers {
+        if masked && name == "x-token" {
+            writeln!(body, "{name}: sha256:{}", hex::encode(Sha256::digest(value))).unwrap();
+        } else {
+            writeln!(body, "{name}: {value}").unwrap();
+        }
+    }
+    (200, vec![("content-type", "text/plain".into())], body)
+}
+
+/// Everything a component was handed in a step (each answer, or the host's reason for none)
+/// and everything it made (its requests and its outcome), as text to search.
+fn component_view(run: &StepRun) -> String {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut view = String::new();
+    for round in &run.rounds {
+        for request in &round.requests {
+            let body = text(request.body.as_deref().unwrap_or_default());
+            writeln!(view, "{} {} {:?} {body}", request.method, request.url, request.headers).unwrap();
+        }
+        for result in &round.results {
+            match &result.response {
+                Ok(response) => {
+                    let body = text(&response.body);
+                    writeln!(view, "{} {:?} {body}", response.status, response.headers).unwrap();
+                }
+                Err(error) => writeln!(view, "{error:?}").unwrap(),
+            }
+        }
+    }
+    match &run.outcome {
+        Ok(outcome) => match &outcome.decision {
+            Decision::Forward(messages) => {
+                for message in messages {
+                    let body = text(message.body.as_deref().unwrap_or_default());
+                    writeln!(view, "forward {} {:?} {body}", message.route, message.properties).unwrap();
+                }
+            }
+            decision => writeln!(view, "{decision:?}").unwrap(),
+        },
+        Err(error) => writeln!(view, "{error}").unwrap(),
+    }
+    view
+}
+
+/// The body of the one answer the step got.
+fn answer_body(run: &StepRun) -> &[u8] {
+    match &run.rounds[0].results[0].response {
+        Ok(response) => &response.body,
+        Err(error) => panic!("the request got no answer: {error:?}"),
+    }
+}
+
+/// The body the step forwarded.
+fn forwarded_body(run: &StepRun) -> &[u8] {
+    match &run.outcome.as_ref().expect("the step ended").decision {
+        Decision::Forward(messages) => messages[0].body.as_deref().unwrap_or_default(),
+        decision => panic!("expected a forward, got {decision:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_sees_a_secret_it_uses_only_if_the_partner_api_answers_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Partner::start(echo_headers).await;
+    let key_file = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        SecretSource::File(path)
+    };
+    // Three partners run the hostile `echo-secret` attack: it sends `x-token:
+    // secret(mdm-api-key)` to its `echo-url` and forwards the answer's body.
+    let partners = [
+        ("masked", "/masked", key_file("masked-key", MDM_KEY)),
+        ("verbatim", "/verbatim", key_file("verbatim-key", LEAKY_KEY)),
+        ("broken", "/broken", key_file("broken-key", BROKEN_KEY)),
+    ];
+    let policy: PartnerPolicy = toml::from_str(&format!("allow = [\"{}\"]", api.origin())).unwrap();
+    let secrets = ConfigSecrets::new(partners.iter().map(|(partner, _, source)| {
+        (
+            partner.to_string(),
+            BTreeMap::from([("mdm-api-key".to_string(), source.clone())]),
+        )
+    }));
+    let http = HttpOutbound::new(
+        partners
+            .iter()
+            .map(|(partner, _, _)| (partner.to_string(), policy.clone())),
+        Arc::new(secrets),
+    )
+    .unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+    let body = std::fs::read(support::workspace().join("guest-examples/messages/contact-create.json")).unwrap();
+    let mut runs = BTreeMap::new();
+    for (partner, path, _) in &partners {
+        let config = BTreeMap::from([
+            ("attack".to_string(), "echo-secret".to_string()),
+            ("echo-url".to_string(), format!("{}{path}", api.origin())),
+        ]);
+        let component = runtime
+            .load(partner, &support::component_bytes("hostile"), Limits::default(), config)
+            .map(Arc::new)
+            .unwrap();
+        let parts = MessageParts {
+            message_id: format!("{partner}-1"),
+            queue: "q".into(),
+            content_type: Some("application/json".into()),
+            properties: Vec::new(),
+            body: body.clone(),
+        };
+        let inbound = build_inbound(parts, None, &Default::default()).unwrap();
+        let outbound = http.for_message(RequestContext {
+            partner: partner.to_string(),
+            ..RequestContext::default()
+        });
+        let first = Event::Message(inbound.clone());
+        let run = run_step(&component, &inbound, first, &outbound, StepLimits::default()).await;
+        runs.insert(*partner, run);
+    }
+    let received = api.received();
+    let got = |path: &str| received.iter().find(|r| r.path == path);
+
+    // The component named the secret; the host put its value on the wire.
+    for run in runs.values() {
+        let headers = &run.rounds[0].requests[0].headers;
+        assert!(
+            matches!(&headers[..], [wit::Header { name, value: wit::HeaderValue::Secret(secret) }]
+                if name == "x-token" && secret == "mdm-api-key"),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(got("/masked").unwrap().header("x-token"), Some(MDM_KEY));
+    assert_eq!(got("/verbatim").unwrap().header("x-token"), Some(LEAKY_KEY));
+
+    // An API that answers with what it got, but not the secret: the component sees exactly that
+    // answer, the server's account of the secret included (so this view is where a leak would
+    // show), and never the value.
+    let masked = &runs["masked"];
+    let (_, _, answered) = echo_headers(got("/masked").unwrap(), 0);
+    assert_eq!(answer_body(masked), answered.as_bytes(), "the host changed the answer");
+    assert_eq!(forwarded_body(masked), answered.as_bytes());
+    let view = component_view(masked);
+    let digest = format!("x-token: sha256:{}", hex::encode(Sha256::digest(MDM_KEY)));
+    assert!(view.contains(&digest), "{view}");
+    assert!(!view.contains(MDM_KEY), "the component saw the secret:\n{view}");
+
+    // An API that answers with the secret itself: then, and only through that answer, the
+    // component sees it. The host cannot tell a secret in an answer from any other text.
+    let verbatim = &runs["verbatim"];
+    let (_, _, answered) = echo_headers(got("/verbatim").unwrap(), 0);
+    assert_eq!(
+        answer_body(verbatim),
+        answered.as_bytes(),
+        "the host changed the answer"
+    );
+    assert!(answered.contains(&format!("x-token: {LEAKY_KEY}")), "{answered}");
+    let view = component_view(verbatim);
+    assert_eq!(
+        view.matches(LEAKY_KEY).count(),
+        2,
+        "only in the answer and the forward it made: {view}"
+    );
+
+    // A secret that cannot be a header value: nothing is sent, and the host's reason, which
+    // the component sees, names the secret without quoting it.
+    let broken = &runs["broken"];
+    assert!(got("/broken").is_none(), "a request with a broken secret was sent");
+    let reason = match &broken.rounds[0].results[0].response {
+        Err(wit::HttpError::Invalid(reason)) => reason.clone(),
+        other => panic!("expected an invalid request, got {other:?}"),
+    };
+    assert!(reason.contains("mdm-api-key"), "{reason}");
+    let view = component_view(broken);
+    for part in BROKEN_KEY.split("\r\n") {
+        assert!(
+            !view.contains(part),
+            "the component saw `{part}` of the secret:\n{view}"
+        );
     }
 }

@@ -11,8 +11,9 @@
 //!   `POST /admin/dead-letters/{queue}/{sequence}/redrive`.
 //!
 //! It binds to localhost by default. The `/admin` routes need
-//! `Authorization: Bearer <token>` (compared in constant time) whenever a token
-//! is configured, and the config refuses a non-loopback address without one.
+//! `Authorization: Bearer <token>` (compared in constant time, a missing header
+//! never matching) whenever a token is configured, and the config refuses a
+//! non-loopback address without one, and a token shorter than 16 characters.
 
 use std::sync::Arc;
 
@@ -22,12 +23,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{CanaryPlan, Registry, Reloaded};
-use crate::outbound::Secret;
+use crate::config::AccessKey;
 use crate::telemetry::metrics::{QueueLabels, metrics};
 use crate::transport::embedded::EmbeddedQueue;
 
@@ -39,7 +39,7 @@ pub struct Admin {
     /// Every queue the host uses, for depth gauges.
     pub queues: Vec<String>,
     /// Required bearer token for `/admin` routes, if any.
-    pub token: Option<Secret>,
+    pub token: Option<AccessKey>,
 }
 
 /// Serves the admin endpoint on `listener` until `shutdown` is cancelled.
@@ -69,10 +69,8 @@ fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let authorized = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
-    (!authorized).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    (!token.admits(presented)).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
 }
 
 /// The answer for the embedded-queue routes when the host runs on Service Bus.

@@ -2,7 +2,12 @@
 //!
 //! Every table rejects unknown keys, so a typo is an error that names the file
 //! and the key instead of a setting silently ignored. Secrets are never written
-//! in the file: they name an environment variable or a file to read.
+//! in the file: they name an environment variable or a file to read. Relative
+//! paths (data dir, components, secret files) are relative to the config file.
+//! The keys that open the webhook and the admin API are checked here too
+//! ([`access`]).
+
+mod access;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ use serde::Deserialize;
 use crate::component::Limits;
 use crate::outbound::{PartnerPolicy, SecretSource};
 use crate::transport::embedded::QueueSettings;
+
+pub use access::{AccessKey, AccessKeyError};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +79,16 @@ pub struct AdminConfig {
     pub listen: String,
     /// Bearer token the `/admin` routes require; mandatory off localhost.
     pub token: Option<SecretSource>,
+}
+
+impl AdminConfig {
+    /// The bearer token, read and checked, if one is configured.
+    pub fn access_token(&self) -> Result<Option<AccessKey>, AccessKeyError> {
+        self.token
+            .as_ref()
+            .map(|token| AccessKey::read("admin.token", token))
+            .transpose()
+    }
 }
 
 fn default_admin_listen() -> String {
@@ -274,6 +291,13 @@ pub struct WebhookConfig {
     pub request_timeout_ms: u64,
 }
 
+impl WebhookConfig {
+    /// The key, read and checked.
+    pub fn access_key(&self) -> Result<AccessKey, AccessKeyError> {
+        AccessKey::read("webhook.key", &self.key)
+    }
+}
+
 fn default_webhook_max_body() -> usize {
     1 << 20
 }
@@ -290,6 +314,15 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
+/// The directory a config file at `path` is in; relative paths in it are relative to this.
+fn directory_of(path: &Path) -> &Path {
+    // A bare file name (`sagahost.toml`) has the empty path as its parent, which
+    // `std::path::absolute` refuses.
+    path.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 impl Config {
     /// Reads and checks `path`. Errors name the file, the key and the fix.
     pub fn load(path: &Path) -> anyhow::Result<Loaded> {
@@ -297,11 +330,9 @@ impl Config {
         let mut config: Config = toml::from_str(&text)
             .map_err(|err| anyhow::anyhow!("config {}: {}", path.display(), err.to_string().trim_end()))?;
         // Absolute paths, so the file watcher can match the paths it reports.
-        let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))?;
-        config.data_dir = base.join(&config.data_dir);
-        for partner in config.partners.values_mut() {
-            partner.component = base.join(&partner.component);
-        }
+        let base = std::path::absolute(directory_of(path))
+            .with_context(|| format!("config {}: resolving its directory", path.display()))?;
+        config.resolve_paths(&base);
         config
             .check()
             .map_err(|err| anyhow::anyhow!("config {}: {err}", path.display()))?;
@@ -309,6 +340,32 @@ impl Config {
             config,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Makes every relative path in the config relative to `base`, the config file's directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve_secret = |source: &mut SecretSource| {
+            if let SecretSource::File(file) = source {
+                *file = base.join(&*file);
+            }
+        };
+        self.data_dir = base.join(&self.data_dir);
+        for partner in self.partners.values_mut() {
+            partner.component = base.join(&partner.component);
+            partner.secrets.values_mut().for_each(&resolve_secret);
+        }
+        if let Some(webhook) = &mut self.webhook {
+            resolve_secret(&mut webhook.key);
+        }
+        if let Some(token) = self.admin.as_mut().and_then(|admin| admin.token.as_mut()) {
+            resolve_secret(token);
+        }
+        if let TransportConfig::Servicebus { connection_string, .. } = &mut self.transport {
+            resolve_secret(connection_string);
+        }
+        if let Some(saga_state) = &mut self.saga_state {
+            saga_state.keys.values_mut().for_each(&resolve_secret);
+        }
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -349,6 +406,27 @@ impl Config {
                 anyhow::bail!("partners.{name}: compensation-queue must differ from queue");
             }
         }
+        self.check_access_keys()
+    }
+
+    /// Refuses an empty or short webhook key or admin token, so no door opens to
+    /// a missing key.
+    ///
+    /// `send` and `dead-letters` load the config only for its queues, and an
+    /// operator's shell may lack a variable the service has, so a key that cannot
+    /// be read yet is left to `run`, which reads it again to open the door and
+    /// fails then; a key that can be read must be usable.
+    fn check_access_keys(&self) -> anyhow::Result<()> {
+        let keys = [
+            self.webhook.as_ref().map(WebhookConfig::access_key),
+            self.admin.as_ref().and_then(|admin| admin.access_token().transpose()),
+        ];
+        for key in keys.into_iter().flatten() {
+            match key {
+                Ok(_) | Err(AccessKeyError::Unreadable { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
         Ok(())
     }
 
@@ -386,13 +464,27 @@ mod tests {
 
     /// Loads `text` as a config file; the error text on failure.
     fn load(text: &str) -> Result<Config, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sagahost.toml");
+        load_in(tempfile::tempdir().unwrap().path(), text)
+    }
+
+    /// Loads `text` as `dir/sagahost.toml`; the error text on failure.
+    fn load_in(dir: &Path, text: &str) -> Result<Config, String> {
+        let path = dir.join("sagahost.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(&path)
             .map(|loaded| loaded.config)
             .map_err(|err| format!("{err:#}"))
     }
+
+    /// Sets a variable whose name is unique to this test process and `suffix`, and returns its name.
+    fn set_var(suffix: &str, value: &str) -> String {
+        let name = format!("SAGAHOST_CONFIG_TEST_{suffix}_{}", std::process::id());
+        // SAFETY: the name is unique to this test and this process.
+        unsafe { std::env::set_var(&name, value) };
+        name
+    }
+
+    const WEBHOOK: &str = "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\n";
 
     const PARTNER: &str = "[partners.mdm]\ncomponent = \"mdm.wasm\"\nqueue = \"contacts\"\n";
 
@@ -462,5 +554,76 @@ mod tests {
         }
         let missing = Config::load(Path::new("/nonexistent/sagahost.toml")).unwrap_err();
         assert!(format!("{missing:#}").contains("reading config /nonexistent/sagahost.toml"));
+    }
+
+    #[test]
+    fn an_empty_blank_or_short_webhook_key_or_admin_token_is_refused_naming_the_file_and_the_key() {
+        for (index, (value, says)) in [
+            ("", "is empty"),
+            (" \t\r\n\n", "is empty"),
+            ("short-key-12345\n", "is only 15 characters long"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let var = set_var(&format!("WEBHOOK_KEY_{index}"), value);
+            let error = load_in(dir.path(), &format!("{WEBHOOK}key = {{ env = \"{var}\" }}\n{PARTNER}")).unwrap_err();
+            let config = dir.path().join("sagahost.toml");
+            assert_eq!(
+                error,
+                format!(
+                    "config {}: webhook.key read from environment variable `{var}` is {}; set it to a random \
+                     value of at least 16 characters, e.g. `openssl rand -hex 32`",
+                    config.display(),
+                    says.trim_start_matches("is "),
+                )
+            );
+
+            // A file named relative to the config file is read from beside it.
+            std::fs::write(dir.path().join("admin-token"), value).unwrap();
+            let error = load_in(
+                dir.path(),
+                &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = \"admin-token\" }}\n{PARTNER}"),
+            )
+            .unwrap_err();
+            let token_file = dir.path().join("admin-token");
+            assert!(error.starts_with(&format!("config {}: ", config.display())), "{error}");
+            assert!(
+                error.contains(&format!("admin.token read from file `{}` {says}", token_file.display())),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_enough_key_passes_and_one_not_readable_yet_is_left_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("webhook-key"), "0123456789abcdef\n").unwrap();
+        let config = load_in(
+            dir.path(),
+            &format!("{WEBHOOK}key = {{ file = \"webhook-key\" }}\n{PARTNER}"),
+        )
+        .unwrap();
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.key, SecretSource::File(dir.path().join("webhook-key")));
+        assert!(webhook.access_key().unwrap().admits(Some("0123456789abcdef")));
+
+        let unset = format!("SAGAHOST_CONFIG_TEST_UNSET_{}", std::process::id());
+        let config = load(&format!("{WEBHOOK}key = {{ env = \"{unset}\" }}\n{PARTNER}")).unwrap();
+        let error = anyhow::Error::from(config.webhook.unwrap().access_key().unwrap_err());
+        // `{:#}`, as the command line prints errors: the reason is said once.
+        assert_eq!(
+            format!("{error:#}"),
+            format!("webhook.key: environment variable `{unset}` is not set")
+        );
+    }
+
+    #[test]
+    fn a_config_named_without_a_directory_is_in_the_working_directory() {
+        assert_eq!(directory_of(Path::new("sagahost.toml")), Path::new("."));
+        assert_eq!(directory_of(Path::new("./sagahost.toml")), Path::new("."));
+        assert_eq!(directory_of(Path::new("conf/sagahost.toml")), Path::new("conf"));
+        assert_eq!(directory_of(Path::new("/etc/sagahost.toml")), Path::new("/etc"));
     }
 }

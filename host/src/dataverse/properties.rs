@@ -4,22 +4,35 @@
 /// The prefix of the Service Bus properties that carry the message's claims.
 const CLAIMS_PREFIX: &str = "http://schemas.microsoft.com/xrm/2011/Claims/";
 
-/// The webhook header Dataverse sets when it trimmed the context to fit.
+/// The webhook header Dataverse sends when it trimmed the context to fit.
 const WEBHOOK_SIZE_EXCEEDED_HEADER: &str = "x-ms-dynamics-msg-size-exceeded";
-/// The marker Dataverse puts in a Service Bus property when it trimmed the context.
-const SIZE_EXCEEDED_MARKER: &str = "MessageMaxSizeExceeded";
+/// The application property Dataverse adds to a Service Bus message when it
+/// trimmed the context to fit.
+const SERVICE_BUS_SIZE_EXCEEDED_PROPERTY: &str = "MessageMaxSizeExceeded";
 
 /// Whether Dataverse dropped `ParentContext`, `InputParameters` and the images to
 /// fit the message under the size limit.
 ///
-/// Service Bus listeners match the marker as a substring of any property name or
-/// value, because its exact placement has varied; webhooks send a header.
+/// Dataverse says so in one place per channel: the `MessageMaxSizeExceeded`
+/// property on Service Bus, the `x-ms-dynamics-msg-size-exceeded` header on a
+/// webhook (kept as a property by the ingress). Only those two names are read
+/// (without regard to ASCII case), and only a true value counts: `true` in any
+/// case, or `1`. So a header replayed as `false`, or a property of someone
+/// else's whose value happens to mention the marker, does not make a whole
+/// context look trimmed.
 pub fn message_size_exceeded(properties: &[(String, String)]) -> bool {
     properties.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case(WEBHOOK_SIZE_EXCEEDED_HEADER)
-            || name.contains(SIZE_EXCEEDED_MARKER)
-            || value.contains(SIZE_EXCEEDED_MARKER)
+        let named = name.eq_ignore_ascii_case(WEBHOOK_SIZE_EXCEEDED_HEADER)
+            || name.eq_ignore_ascii_case(SERVICE_BUS_SIZE_EXCEEDED_PROPERTY);
+        named && is_true(value)
     })
+}
+
+/// Whether a property value says yes: the Service Bus transport renders an AMQP
+/// boolean as `true`/`false`, a .NET sender writes `True`, a header may say `1`.
+fn is_true(value: &str) -> bool {
+    let value = value.trim();
+    value.eq_ignore_ascii_case("true") || value == "1"
 }
 
 /// The claims Dataverse sets as Service Bus application properties, each named
@@ -117,16 +130,37 @@ mod tests {
     }
 
     #[test]
-    fn detects_the_marker_in_names_values_and_the_webhook_header() {
-        assert!(message_size_exceeded(&props(&[("MessageMaxSizeExceeded", "true")])));
-        assert!(message_size_exceeded(&props(&[("x", "MessageMaxSizeExceeded")])));
-        assert!(message_size_exceeded(&props(&[(
+    fn only_a_true_size_exceeded_header_or_property_marks_a_message_trimmed() {
+        for name in [
+            "x-ms-dynamics-msg-size-exceeded",
             "X-MS-Dynamics-Msg-Size-Exceeded",
-            ""
+            "MessageMaxSizeExceeded",
+        ] {
+            for value in ["true", "True", "TRUE", " true ", "1"] {
+                assert!(message_size_exceeded(&props(&[(name, value)])), "{name} = {value:?}");
+            }
+            for value in ["false", "False", "0", "", "no", "truely"] {
+                assert!(!message_size_exceeded(&props(&[(name, value)])), "{name} = {value:?}");
+            }
+        }
+        assert!(!message_size_exceeded(&[]));
+        assert!(!message_size_exceeded(&props(&[
+            ("x-ms-dynamics-organization", "contoso.crm.dynamics.com"),
+            ("http://schemas.microsoft.com/xrm/2011/Claims/User", "u"),
+        ])));
+        // Someone else's property that merely mentions the marker, in its value or its name.
+        assert!(!message_size_exceeded(&props(&[(
+            "note",
+            "MessageMaxSizeExceeded: the last one was trimmed"
         )])));
         assert!(!message_size_exceeded(&props(&[(
-            "http://schemas.microsoft.com/xrm/2011/Claims/User",
-            "u"
+            "MessageMaxSizeExceededBefore",
+            "true"
         )])));
+        // A true marker among other properties still counts.
+        assert!(message_size_exceeded(&props(&[
+            ("note", "x"),
+            ("MessageMaxSizeExceeded", "true"),
+        ])));
     }
 }

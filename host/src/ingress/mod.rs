@@ -4,7 +4,7 @@
 //! Service Bus, with `x-ms-dynamics-*` headers. The endpoint checks the key
 //! (`?code=`, as Dataverse's *WebhookKey* auth sends it, or the
 //! `x-functions-key` / `x-webhook-key` header for *HttpHeader* auth) in
-//! constant time, checks that the body is a context it can decode, and
+//! constant time (a request without one is refused, see [`AccessKey`]), checks that the body is a context it can decode, and
 //! enqueues it with the `x-ms-dynamics-*` headers as properties. It answers
 //! 202 only once the message is durably enqueued, so Dataverse retries
 //! anything that did not make it.
@@ -28,12 +28,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AccessKey;
 use crate::dataverse;
-use crate::outbound::Secret;
 use crate::transport::{OutgoingMessage, Output, Transport};
 
 /// How long in-flight requests get to finish once shutdown starts.
@@ -50,7 +49,7 @@ pub struct Webhook<T> {
     /// Queue posted contexts go to.
     pub queue: String,
     /// The key callers must present.
-    pub key: Secret,
+    pub key: AccessKey,
     /// Largest body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Deadline for a client's headers, and then for its body.
@@ -115,8 +114,7 @@ async fn accept<T: Transport>(
             .iter()
             .find_map(|h| headers.get(*h)?.to_str().ok().map(str::to_owned))
     });
-    let authorized = presented.is_some_and(|key| bool::from(key.as_bytes().ct_eq(webhook.key.expose().as_bytes())));
-    if !authorized {
+    if !webhook.key.admits(presented.as_deref()) {
         return (StatusCode::UNAUTHORIZED, "missing or wrong webhook key\n".into());
     }
     let content_type = headers
