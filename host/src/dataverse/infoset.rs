@@ -8,11 +8,28 @@
 //! local name, its `i:type` resolved to a [`QName`] (namespace, local name), its
 //! `i:nil`, its children and its text. Because both readers go through the same
 //! builder, the two formats yield the same tree for the same document, and the
-//! [`Limits`] on depth and text length are enforced in one place.
+//! [`Limits`] on depth, text length and decoded size are enforced in one place.
+//!
+//! The builder charges every element, declaration and byte of text against the body's
+//! [`Budget`] before it keeps it, and resolves a prefix in constant time however many
+//! declarations are in scope.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::Limits;
+use super::budget::{ATTRIBUTE_COST, Budget, DECLARATION_COST, ELEMENT_COST, Exhausted};
+
+/// What a namespace declaration costs, in the reader and then in scope.
+pub(super) fn declaration_cost(prefix: &str, ns: &str) -> usize {
+    DECLARATION_COST + 2 * (prefix.len() + ns.len())
+}
+
+/// What an attribute a reader passes to [`Builder::start`] costs while its element is read.
+pub(super) fn attribute_cost(value: &str) -> usize {
+    ATTRIBUTE_COST + 2 * value.len()
+}
 use super::contract::XSI_NS;
 
 /// The deepest tree built whatever [`Limits::max_depth`] says: the mapper recurses
@@ -64,7 +81,7 @@ impl Element {
 pub(super) struct RawAttribute<'a> {
     pub prefix: &'a str,
     pub local: &'a str,
-    pub value: String,
+    pub value: Cow<'a, str>,
 }
 
 /// Why the builder refused an event; the reader adds the position.
@@ -77,6 +94,14 @@ pub(super) enum BuildError {
     /// An element's text or an attribute value is longer than
     /// [`Limits::max_string_bytes`]; `path` names the element.
     TooLong { path: String, size: usize },
+    /// The decoded document would take more than its budget, `limit` bytes.
+    Expansion { limit: usize },
+}
+
+impl From<Exhausted> for BuildError {
+    fn from(Exhausted { limit }: Exhausted) -> Self {
+        Self::Expansion { limit }
+    }
 }
 
 /// An element being built, with the namespace declarations it made.
@@ -88,21 +113,46 @@ struct Open {
 /// Assembles the tree from reader events.
 pub(super) struct Builder<'l> {
     limits: &'l Limits,
+    budget: Budget,
     /// Open elements, outermost first.
     open: Vec<Open>,
-    /// Prefix bindings in scope, innermost last; `""` is the default namespace.
-    scope: Vec<(String, Rc<str>)>,
+    /// The namespaces each prefix is bound to, innermost last; `""` is the default
+    /// namespace. A map, so resolving does not scan every declaration in scope.
+    scope: HashMap<String, Vec<Rc<str>>>,
+    /// The prefixes declared by the open elements, in order, to unbind them at the end.
+    declared: Vec<String>,
     root: Option<Element>,
 }
 
 impl<'l> Builder<'l> {
-    pub fn new(limits: &'l Limits) -> Self {
+    /// A builder for a body of `body_len` bytes.
+    pub fn new(limits: &'l Limits, body_len: usize) -> Self {
         Self {
             limits,
+            budget: Budget::new(body_len, limits),
             open: Vec::new(),
-            scope: Vec::new(),
+            scope: HashMap::new(),
+            declared: Vec::new(),
             root: None,
         }
+    }
+
+    /// The budget, for readers that check a repetition before reporting it.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Charges what a reader holds on to while it reads an element: each namespace
+    /// declaration ([`declaration_cost`]) and each attribute ([`attribute_cost`]), as
+    /// it reads them.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), BuildError> {
+        Ok(self.budget.charge(bytes)?)
+    }
+
+    /// What [`start`](Self::start) charges for an element named `local`; its text is
+    /// charged as it comes, its declarations and attributes by the reader.
+    pub fn element_cost(local: &str) -> usize {
+        ELEMENT_COST + 2 * local.len()
     }
 
     /// Opens an element. `xmlns` holds its declarations as `(prefix, namespace)`,
@@ -124,9 +174,12 @@ impl<'l> Builder<'l> {
         if local.is_empty() {
             return Err(BuildError::Invalid("an element has an empty name".into()));
         }
+        self.budget.charge(Self::element_cost(local))?;
         let declared = xmlns.len();
-        self.scope
-            .extend(xmlns.into_iter().map(|(prefix, ns)| (prefix, Rc::from(ns))));
+        for (prefix, ns) in xmlns {
+            self.scope.entry(prefix.clone()).or_default().push(Rc::from(ns));
+            self.declared.push(prefix);
+        }
         let mut element = Element {
             ns: self.resolve(prefix)?,
             local: local.to_owned(),
@@ -149,7 +202,7 @@ impl<'l> Builder<'l> {
 
     /// Adds character data to the innermost open element.
     pub fn text(&mut self, text: &str) -> Result<(), BuildError> {
-        let Some(open) = self.open.last_mut() else {
+        let Some(open) = self.open.last() else {
             if text.trim().is_empty() {
                 return Ok(());
             }
@@ -162,7 +215,11 @@ impl<'l> Builder<'l> {
                 size,
             });
         }
-        open.element.text.push_str(text);
+        // Once in the tree, once in the model.
+        self.budget.charge(2 * text.len())?;
+        if let Some(open) = self.open.last_mut() {
+            open.element.text.push_str(text);
+        }
         Ok(())
     }
 
@@ -171,7 +228,14 @@ impl<'l> Builder<'l> {
         let Some(Open { element, declared }) = self.open.pop() else {
             return Err(BuildError::Invalid("an end element with no open element".into()));
         };
-        self.scope.truncate(self.scope.len() - declared);
+        for prefix in self.declared.drain(self.declared.len() - declared..) {
+            if let Some(bindings) = self.scope.get_mut(&prefix) {
+                bindings.pop();
+                if bindings.is_empty() {
+                    self.scope.remove(&prefix);
+                }
+            }
+        }
         match self.open.last_mut() {
             Some(parent) => parent.element.children.push(element),
             None => self.root = Some(element),
@@ -197,8 +261,8 @@ impl<'l> Builder<'l> {
         if prefix == "xml" {
             return Ok(XML_NS.into());
         }
-        match self.scope.iter().rev().find(|(p, _)| p == prefix) {
-            Some((_, ns)) => Ok(ns.clone()),
+        match self.scope.get(prefix).and_then(|bindings| bindings.last()) {
+            Some(ns) => Ok(ns.clone()),
             None if prefix.is_empty() => Ok(Rc::default()),
             None => Err(BuildError::Invalid(format!("prefix `{prefix}` is not declared"))),
         }
@@ -243,7 +307,7 @@ mod tests {
     #[test]
     fn prefixes_resolve_by_scope_not_by_spelling() {
         let limits = Limits::default();
-        let mut builder = Builder::new(&limits);
+        let mut builder = Builder::new(&limits, 1000);
         let xmlns = |pairs: &[(&str, &str)]| pairs.iter().map(|(p, n)| (p.to_string(), n.to_string())).collect();
         builder
             .start("", "Root", xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
@@ -251,7 +315,7 @@ mod tests {
         let attribute = |prefix, local, value: &str| RawAttribute {
             prefix,
             local,
-            value: value.into(),
+            value: value.to_owned().into(),
         };
         // `x` here is bound to the instance namespace, so `x:type` is `i:type`.
         builder
