@@ -68,8 +68,9 @@ impl Default for Limits {
     /// tier, and Dataverse trims contexts well below this), 64 levels, 1 MiB strings,
     /// and a decoded form of at most 12 bytes per body byte plus 8 MiB: decoding then
     /// never holds more than 16 bytes per body byte plus 9 MiB (`host/tests/decode_memory.rs`
-    /// checks it). Realistic bodies decode whole up to about 400 KiB of JSON (whose parse
-    /// tree is the largest) and the whole 4 MiB of XML.
+    /// checks it). Bodies made of bags of short pairs, the densest real shape, decode up
+    /// to about 400 KiB as JSON (whose parse tree is the largest) and to the whole 4 MiB
+    /// as XML.
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,

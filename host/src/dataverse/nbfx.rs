@@ -181,7 +181,7 @@ impl Reader<'_> {
                 // 0x06, 0x07, 0x0A, 0x0B, 0x0C–0x25.
                 _ => return Err(dictionary(offset, record)),
             };
-            // Only `type` and `nil` values are read (as `i:type` and `i:nil`); the
+            // Only `type` and `nil` values are kept (as `i:type` and `i:nil`); the
             // prefix of every other attribute is still checked.
             let value = self.attribute_value()?;
             let value = if matches!(local.as_str(), "type" | "nil") {
