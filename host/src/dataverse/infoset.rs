@@ -76,6 +76,10 @@ impl Element {
     }
 }
 
+/// A namespace declaration, `(prefix, namespace)`, the prefix being `""` for a
+/// default-namespace declaration.
+pub(super) type Declaration<'a> = (&'a str, Cow<'a, str>);
+
 /// An attribute as a reader sees it, before namespace resolution. `xmlns`
 /// declarations are passed separately.
 pub(super) struct RawAttribute<'a> {
@@ -116,11 +120,12 @@ pub(super) struct Builder<'l> {
     budget: Budget,
     /// Open elements, outermost first.
     open: Vec<Open>,
-    /// The namespaces each prefix is bound to, innermost last; `""` is the default
-    /// namespace. A map, so resolving does not scan every declaration in scope.
-    scope: HashMap<String, Vec<Rc<str>>>,
-    /// The prefixes declared by the open elements, in order, to unbind them at the end.
-    declared: Vec<String>,
+    /// The namespace each prefix is bound to; `""` is the default namespace. A map, so
+    /// resolving does not scan every declaration in scope.
+    scope: HashMap<Rc<str>, Rc<str>>,
+    /// The prefixes declared by the open elements, in order, each with the binding it
+    /// hides, to restore at the element's end.
+    declared: Vec<(Rc<str>, Option<Rc<str>>)>,
     root: Option<Element>,
 }
 
@@ -155,13 +160,12 @@ impl<'l> Builder<'l> {
         ELEMENT_COST + 2 * local.len()
     }
 
-    /// Opens an element. `xmlns` holds its declarations as `(prefix, namespace)`,
-    /// the prefix being `""` for a default-namespace declaration.
+    /// Opens an element with its namespace declarations and its other attributes.
     pub fn start(
         &mut self,
         prefix: &str,
         local: &str,
-        xmlns: Vec<(String, String)>,
+        xmlns: &[Declaration<'_>],
         attributes: &[RawAttribute<'_>],
     ) -> Result<(), BuildError> {
         if self.root.is_some() {
@@ -177,8 +181,9 @@ impl<'l> Builder<'l> {
         self.budget.charge(Self::element_cost(local))?;
         let declared = xmlns.len();
         for (prefix, ns) in xmlns {
-            self.scope.entry(prefix.clone()).or_default().push(Rc::from(ns));
-            self.declared.push(prefix);
+            let prefix = Rc::<str>::from(*prefix);
+            let hidden = self.scope.insert(prefix.clone(), Rc::from(ns.as_ref()));
+            self.declared.push((prefix, hidden));
         }
         let mut element = Element {
             ns: self.resolve(prefix)?,
@@ -228,13 +233,12 @@ impl<'l> Builder<'l> {
         let Some(Open { element, declared }) = self.open.pop() else {
             return Err(BuildError::Invalid("an end element with no open element".into()));
         };
-        for prefix in self.declared.drain(self.declared.len() - declared..) {
-            if let Some(bindings) = self.scope.get_mut(&prefix) {
-                bindings.pop();
-                if bindings.is_empty() {
-                    self.scope.remove(&prefix);
-                }
-            }
+        // Latest first, in case an element declared a prefix twice.
+        for (prefix, hidden) in self.declared.drain(self.declared.len() - declared..).rev() {
+            match hidden {
+                Some(ns) => self.scope.insert(prefix, ns),
+                None => self.scope.remove(&prefix),
+            };
         }
         match self.open.last_mut() {
             Some(parent) => parent.element.children.push(element),
@@ -261,7 +265,7 @@ impl<'l> Builder<'l> {
         if prefix == "xml" {
             return Ok(XML_NS.into());
         }
-        match self.scope.get(prefix).and_then(|bindings| bindings.last()) {
+        match self.scope.get(prefix) {
             Some(ns) => Ok(ns.clone()),
             None if prefix.is_empty() => Ok(Rc::default()),
             None => Err(BuildError::Invalid(format!("prefix `{prefix}` is not declared"))),
@@ -308,9 +312,11 @@ mod tests {
     fn prefixes_resolve_by_scope_not_by_spelling() {
         let limits = Limits::default();
         let mut builder = Builder::new(&limits, 1000);
-        let xmlns = |pairs: &[(&str, &str)]| pairs.iter().map(|(p, n)| (p.to_string(), n.to_string())).collect();
+        let xmlns = |pairs: &[(&'static str, &'static str)]| -> Vec<Declaration<'static>> {
+            pairs.iter().map(|&(p, n)| (p, n.into())).collect()
+        };
         builder
-            .start("", "Root", xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
+            .start("", "Root", &xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
             .unwrap();
         let attribute = |prefix, local, value: &str| RawAttribute {
             prefix,
@@ -322,15 +328,15 @@ mod tests {
             .start(
                 "",
                 "A",
-                xmlns(&[("x", XSI_NS), ("b", "urn:b")]),
+                &xmlns(&[("x", XSI_NS), ("b", "urn:b")]),
                 &[attribute("x", "type", "b:T")],
             )
             .unwrap();
         builder.end().unwrap();
         // `b` is out of scope again.
-        let err = builder.start("", "B", vec![], &[attribute("i", "type", "b:T")]);
+        let err = builder.start("", "B", &[], &[attribute("i", "type", "b:T")]);
         assert_eq!(err, Err(BuildError::Invalid("prefix `b` is not declared".into())));
-        builder.start("", "C", vec![], &[attribute("i", "type", "T")]).unwrap();
+        builder.start("", "C", &[], &[attribute("i", "type", "T")]).unwrap();
         builder.end().unwrap();
         builder.end().unwrap();
         let root = builder.finish().unwrap();

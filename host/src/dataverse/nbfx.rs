@@ -32,7 +32,7 @@
 
 use base64::Engine;
 
-use super::infoset::{BuildError, Builder, Element, RawAttribute, attribute_cost, declaration_cost};
+use super::infoset::{BuildError, Builder, Declaration, Element, RawAttribute, attribute_cost, declaration_cost};
 use super::model::{Context, DateTime};
 use super::{DecodeError, Format, Limits, mapper};
 
@@ -90,10 +90,11 @@ type Result<T> = std::result::Result<T, Failure>;
 
 /// An element record with its attributes, kept whole so an `Array` record can
 /// repeat it.
-struct StartRecord {
+struct StartRecord<'a> {
     prefix: String,
     local: String,
-    xmlns: Vec<(String, String)>,
+    /// Declarations, borrowed from the body.
+    xmlns: Vec<Declaration<'a>>,
     /// `(prefix, local, value)`.
     attributes: Vec<(String, String, String)>,
 }
@@ -109,7 +110,7 @@ struct Reader<'a> {
     elements: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn document(&mut self) -> Result<()> {
         while self.pos < self.body.len() {
             let offset = self.pos;
@@ -144,7 +145,7 @@ impl Reader<'_> {
     }
 
     /// Reads an element record (type byte already read) and its attributes.
-    fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord> {
+    fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord<'a>> {
         let (prefix, local) = match record {
             0x40 => (String::new(), self.string()?),
             0x41 => (self.string()?, self.string()?),
@@ -172,10 +173,10 @@ impl Reader<'_> {
                 0x05 => (self.string()?, self.string()?),
                 0x26..=0x3F => (letter(record - 0x26), self.string()?),
                 0x08 | 0x09 => {
-                    let prefix = if record == 0x09 { self.string()? } else { String::new() };
-                    let ns = self.string()?;
-                    self.build(offset, |b| b.charge(declaration_cost(&prefix, &ns)))?;
-                    start.xmlns.push((prefix, ns));
+                    let prefix = if record == 0x09 { self.body_str()? } else { "" };
+                    let ns = self.body_str()?;
+                    self.build(offset, |b| b.charge(declaration_cost(prefix, ns)))?;
+                    start.xmlns.push((prefix, ns.into()));
                     continue;
                 }
                 // 0x06, 0x07, 0x0A, 0x0B, 0x0C–0x25.
@@ -211,7 +212,7 @@ impl Reader<'_> {
             .collect();
         let result = self
             .builder
-            .start(&start.prefix, &start.local, start.xmlns.clone(), &attributes);
+            .start(&start.prefix, &start.local, &start.xmlns, &attributes);
         result.map_err(|err| (offset, err))
     }
 
@@ -448,13 +449,20 @@ impl Reader<'_> {
     /// A name, namespace or comment: a MultiByteInt31 length and UTF-8 bytes. Like
     /// member names in JSON, these are bounded by the body size only.
     fn string(&mut self) -> Result<String> {
+        self.body_str().map(str::to_owned)
+    }
+
+    /// As [`string`](Self::string), borrowed from the body.
+    fn body_str(&mut self) -> Result<&'a str> {
         let offset = self.pos;
         let length = self.int31()?;
-        let bytes = self.bytes(length)?;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(_) => Err(invalid(offset, "a name is not UTF-8".into())),
+        if length > self.body.len() - self.pos {
+            return Err(self.truncated());
         }
+        let body: &'a [u8] = self.body;
+        let bytes = &body[self.pos..self.pos + length];
+        self.pos += length;
+        std::str::from_utf8(bytes).map_err(|_| invalid(offset, "a name is not UTF-8".into()))
     }
 
     /// The signed 32-bit length of the `…32Text` records.

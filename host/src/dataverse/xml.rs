@@ -97,14 +97,14 @@ fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<()
         };
         match key.split_once(':') {
             None if key == "xmlns" => {
-                let ns = value()?.into_owned();
+                let ns = value()?;
                 builder.charge(declaration_cost("", &ns))?;
-                xmlns.push((String::new(), ns));
+                xmlns.push(("", ns));
             }
             Some(("xmlns", declared)) => {
-                let ns = value()?.into_owned();
+                let ns = value()?;
                 builder.charge(declaration_cost(declared, &ns))?;
-                xmlns.push((declared.to_owned(), ns));
+                xmlns.push((declared, ns));
             }
             // Other prefixed attributes are passed on for their prefix to be checked.
             Some((prefix, local)) => {
@@ -129,7 +129,7 @@ fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<()
             pair[0]
         )));
     }
-    builder.start(prefix, local, xmlns, &raw)
+    builder.start(prefix, local, &xmlns, &raw)
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, BuildError> {
