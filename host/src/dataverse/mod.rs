@@ -69,8 +69,8 @@ impl Default for Limits {
     /// and a decoded form of at most 12 bytes per body byte plus 8 MiB: decoding then
     /// never holds more than 16 bytes per body byte plus 9 MiB (`host/tests/decode_memory.rs`
     /// checks it). Bodies made of bags of short pairs, the densest real shape, decode up
-    /// to about 400 KiB as JSON (whose parse tree is the largest) and to the whole 4 MiB
-    /// as XML.
+    /// to about 300 KB as JSON (whose parse tree is the largest; Service Bus standard
+    /// takes 256 KiB) and to the whole 4 MiB as XML.
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
