@@ -4,6 +4,9 @@
 //! - `component-call/{wasm,native}`: one `handle` of the forwarder component, a fresh instance
 //!   from the pool each call, against the same logic as a native Rust function.
 //! - `decode/{json,xml,binary}`: decoding the sample context of each format, with throughput.
+//! - `decode/<format>/<attack>`: decoding (or refusing) each hostile body of
+//!   `sagahost::dataverse::adversarial`, [`ADVERSARIAL_BYTES`] long, with throughput: each
+//!   must take at most 50 ms per MiB.
 //!
 //! Run with `scripts/bench micro` (which builds the guest components first). The end-to-end
 //! figures and the baselines from other programs are in `suite.rs`.
@@ -13,6 +16,11 @@ use sagahost::component::wit;
 
 mod common;
 use common::{DECODE_SAMPLES, contact_body, forwarder, message_event, native_forward, sample};
+use sagahost::dataverse::adversarial::GENERATORS;
+
+/// The size of the hostile bodies the `decode` group times: 1 MiB, a quarter of the default
+/// body limit, so the group stays short (the memory test decodes them at 4 MiB).
+const ADVERSARIAL_BYTES: usize = 1024 * 1024;
 
 fn component_call(c: &mut Criterion) {
     let (_runtime, component) = forwarder();
@@ -39,6 +47,13 @@ fn decode(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format, |b| {
             b.iter(|| sagahost::dataverse::decode(&body, Some(content_type), &limits).unwrap());
+        });
+    }
+    for generator in GENERATORS {
+        let body = (generator.build)(ADVERSARIAL_BYTES);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(generator.name, |b| {
+            b.iter(|| sagahost::dataverse::decode(&body, Some(generator.content_type), &limits).is_ok());
         });
     }
     group.finish();

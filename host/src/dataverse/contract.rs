@@ -88,7 +88,13 @@ pub(super) fn at(segment: &str) -> impl FnOnce(DecodeError) -> DecodeError + '_ 
             expected,
             found,
         },
-        DecodeError::StringTooLong { path, size, limit } => DecodeError::StringTooLong {
+        DecodeError::StringTooLong {
+            format,
+            path,
+            size,
+            limit,
+        } => DecodeError::StringTooLong {
+            format,
             path: join(segment, &path),
             size,
             limit,

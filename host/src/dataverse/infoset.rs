@@ -8,11 +8,28 @@
 //! local name, its `i:type` resolved to a [`QName`] (namespace, local name), its
 //! `i:nil`, its children and its text. Because both readers go through the same
 //! builder, the two formats yield the same tree for the same document, and the
-//! [`Limits`] on depth and text length are enforced in one place.
+//! [`Limits`] on depth, text length and decoded size are enforced in one place.
+//!
+//! The builder charges every element, declaration and byte of text against the body's
+//! [`Budget`] before it keeps it, and resolves a prefix in constant time however many
+//! declarations are in scope.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::Limits;
+use super::budget::{ATTRIBUTE_COST, Budget, DECLARATION_COST, ELEMENT_COST, Exhausted};
+
+/// What a namespace declaration costs, in the reader and then in scope.
+pub(super) fn declaration_cost(prefix: &str, ns: &str) -> usize {
+    DECLARATION_COST + 2 * (prefix.len() + ns.len())
+}
+
+/// What an attribute a reader passes to [`Builder::start`] costs while its element is read.
+pub(super) fn attribute_cost(value: &str) -> usize {
+    ATTRIBUTE_COST + 2 * value.len()
+}
 use super::contract::XSI_NS;
 
 /// The deepest tree built whatever [`Limits::max_depth`] says: the mapper recurses
@@ -59,12 +76,16 @@ impl Element {
     }
 }
 
+/// A namespace declaration, `(prefix, namespace)`, the prefix being `""` for a
+/// default-namespace declaration.
+pub(super) type Declaration<'a> = (&'a str, Cow<'a, str>);
+
 /// An attribute as a reader sees it, before namespace resolution. `xmlns`
 /// declarations are passed separately.
 pub(super) struct RawAttribute<'a> {
     pub prefix: &'a str,
     pub local: &'a str,
-    pub value: String,
+    pub value: Cow<'a, str>,
 }
 
 /// Why the builder refused an event; the reader adds the position.
@@ -77,6 +98,14 @@ pub(super) enum BuildError {
     /// An element's text or an attribute value is longer than
     /// [`Limits::max_string_bytes`]; `path` names the element.
     TooLong { path: String, size: usize },
+    /// The decoded document would take more than its budget, `limit` bytes.
+    Expansion { limit: usize },
+}
+
+impl From<Exhausted> for BuildError {
+    fn from(Exhausted { limit }: Exhausted) -> Self {
+        Self::Expansion { limit }
+    }
 }
 
 /// An element being built, with the namespace declarations it made.
@@ -88,30 +117,55 @@ struct Open {
 /// Assembles the tree from reader events.
 pub(super) struct Builder<'l> {
     limits: &'l Limits,
+    budget: Budget,
     /// Open elements, outermost first.
     open: Vec<Open>,
-    /// Prefix bindings in scope, innermost last; `""` is the default namespace.
-    scope: Vec<(String, Rc<str>)>,
+    /// The namespace each prefix is bound to; `""` is the default namespace. A map, so
+    /// resolving does not scan every declaration in scope.
+    scope: HashMap<Rc<str>, Rc<str>>,
+    /// The prefixes declared by the open elements, in order, each with the binding it
+    /// hides, to restore at the element's end.
+    declared: Vec<(Rc<str>, Option<Rc<str>>)>,
     root: Option<Element>,
 }
 
 impl<'l> Builder<'l> {
-    pub fn new(limits: &'l Limits) -> Self {
+    /// A builder for a body of `body_len` bytes.
+    pub fn new(limits: &'l Limits, body_len: usize) -> Self {
         Self {
             limits,
+            budget: Budget::new(body_len, limits),
             open: Vec::new(),
-            scope: Vec::new(),
+            scope: HashMap::new(),
+            declared: Vec::new(),
             root: None,
         }
     }
 
-    /// Opens an element. `xmlns` holds its declarations as `(prefix, namespace)`,
-    /// the prefix being `""` for a default-namespace declaration.
+    /// The budget, for readers that check a repetition before reporting it.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Charges what a reader holds on to while it reads an element: each namespace
+    /// declaration ([`declaration_cost`]) and each attribute ([`attribute_cost`]), as
+    /// it reads them.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), BuildError> {
+        Ok(self.budget.charge(bytes)?)
+    }
+
+    /// What [`start`](Self::start) charges for an element named `local`; its text is
+    /// charged as it comes, its declarations and attributes by the reader.
+    pub fn element_cost(local: &str) -> usize {
+        ELEMENT_COST + 2 * local.len()
+    }
+
+    /// Opens an element with its namespace declarations and its other attributes.
     pub fn start(
         &mut self,
         prefix: &str,
         local: &str,
-        xmlns: Vec<(String, String)>,
+        xmlns: &[Declaration<'_>],
         attributes: &[RawAttribute<'_>],
     ) -> Result<(), BuildError> {
         if self.root.is_some() {
@@ -124,9 +178,13 @@ impl<'l> Builder<'l> {
         if local.is_empty() {
             return Err(BuildError::Invalid("an element has an empty name".into()));
         }
+        self.budget.charge(Self::element_cost(local))?;
         let declared = xmlns.len();
-        self.scope
-            .extend(xmlns.into_iter().map(|(prefix, ns)| (prefix, Rc::from(ns))));
+        for (prefix, ns) in xmlns {
+            let prefix = Rc::<str>::from(*prefix);
+            let hidden = self.scope.insert(prefix.clone(), Rc::from(ns.as_ref()));
+            self.declared.push((prefix, hidden));
+        }
         let mut element = Element {
             ns: self.resolve(prefix)?,
             local: local.to_owned(),
@@ -149,7 +207,7 @@ impl<'l> Builder<'l> {
 
     /// Adds character data to the innermost open element.
     pub fn text(&mut self, text: &str) -> Result<(), BuildError> {
-        let Some(open) = self.open.last_mut() else {
+        let Some(open) = self.open.last() else {
             if text.trim().is_empty() {
                 return Ok(());
             }
@@ -162,7 +220,11 @@ impl<'l> Builder<'l> {
                 size,
             });
         }
-        open.element.text.push_str(text);
+        // Once in the tree, once in the model.
+        self.budget.charge(2 * text.len())?;
+        if let Some(open) = self.open.last_mut() {
+            open.element.text.push_str(text);
+        }
         Ok(())
     }
 
@@ -171,7 +233,13 @@ impl<'l> Builder<'l> {
         let Some(Open { element, declared }) = self.open.pop() else {
             return Err(BuildError::Invalid("an end element with no open element".into()));
         };
-        self.scope.truncate(self.scope.len() - declared);
+        // Latest first, in case an element declared a prefix twice.
+        for (prefix, hidden) in self.declared.drain(self.declared.len() - declared..).rev() {
+            match hidden {
+                Some(ns) => self.scope.insert(prefix, ns),
+                None => self.scope.remove(&prefix),
+            };
+        }
         match self.open.last_mut() {
             Some(parent) => parent.element.children.push(element),
             None => self.root = Some(element),
@@ -197,8 +265,8 @@ impl<'l> Builder<'l> {
         if prefix == "xml" {
             return Ok(XML_NS.into());
         }
-        match self.scope.iter().rev().find(|(p, _)| p == prefix) {
-            Some((_, ns)) => Ok(ns.clone()),
+        match self.scope.get(prefix) {
+            Some(ns) => Ok(ns.clone()),
             None if prefix.is_empty() => Ok(Rc::default()),
             None => Err(BuildError::Invalid(format!("prefix `{prefix}` is not declared"))),
         }
@@ -243,30 +311,32 @@ mod tests {
     #[test]
     fn prefixes_resolve_by_scope_not_by_spelling() {
         let limits = Limits::default();
-        let mut builder = Builder::new(&limits);
-        let xmlns = |pairs: &[(&str, &str)]| pairs.iter().map(|(p, n)| (p.to_string(), n.to_string())).collect();
+        let mut builder = Builder::new(&limits, 1000);
+        let xmlns = |pairs: &[(&'static str, &'static str)]| -> Vec<Declaration<'static>> {
+            pairs.iter().map(|&(p, n)| (p, n.into())).collect()
+        };
         builder
-            .start("", "Root", xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
+            .start("", "Root", &xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
             .unwrap();
         let attribute = |prefix, local, value: &str| RawAttribute {
             prefix,
             local,
-            value: value.into(),
+            value: value.to_owned().into(),
         };
         // `x` here is bound to the instance namespace, so `x:type` is `i:type`.
         builder
             .start(
                 "",
                 "A",
-                xmlns(&[("x", XSI_NS), ("b", "urn:b")]),
+                &xmlns(&[("x", XSI_NS), ("b", "urn:b")]),
                 &[attribute("x", "type", "b:T")],
             )
             .unwrap();
         builder.end().unwrap();
         // `b` is out of scope again.
-        let err = builder.start("", "B", vec![], &[attribute("i", "type", "b:T")]);
+        let err = builder.start("", "B", &[], &[attribute("i", "type", "b:T")]);
         assert_eq!(err, Err(BuildError::Invalid("prefix `b` is not declared".into())));
-        builder.start("", "C", vec![], &[attribute("i", "type", "T")]).unwrap();
+        builder.start("", "C", &[], &[attribute("i", "type", "T")]).unwrap();
         builder.end().unwrap();
         builder.end().unwrap();
         let root = builder.finish().unwrap();

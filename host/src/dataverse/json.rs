@@ -17,6 +17,7 @@
 
 use serde_json::{Map, Number, Value as Json};
 
+use super::budget::{Budget, Exhausted, JSON_OBJECT_COST, JSON_VALUE_COST};
 use super::contract::{self, EMPTY_GUID, Member, at};
 use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
 use super::{DecodeError, Format, Limits, UTF8_BOM};
@@ -26,7 +27,7 @@ type Result<T> = std::result::Result<T, DecodeError>;
 /// Decodes a JSON `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    check_depth(body, limits.max_depth)?;
+    check_structure(body, limits)?;
     match serde_json::from_slice(body).map_err(syntax_error)? {
         Json::Object(members) => Decoder { limits }.context(members),
         other => Err(DecodeError::NotAContext {
@@ -36,13 +37,21 @@ pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
     }
 }
 
-/// Refuses bodies nested deeper than `max_depth` before serde_json parses them.
+/// Refuses bodies nested deeper than `max_depth`, or whose values would take more than
+/// the decoded-size budget, before serde_json parses them.
 ///
-/// This bounds every recursion that follows, `ParentContext` chains included, and
-/// fires before serde_json's own limit (127 levels), whose message is less clear.
-/// Only brackets outside strings count.
-fn check_depth(body: &[u8], max_depth: usize) -> Result<()> {
+/// The depth check bounds every recursion that follows, `ParentContext` chains
+/// included, and fires before serde_json's own limit (127 levels), whose message is
+/// less clear. Only brackets outside strings count.
+///
+/// The budget is charged for every value (each follows a `[`, `,` or `:`, or is the
+/// root), for every object (serde_json's map allocates room for eleven members at
+/// once) and for every byte of the body twice (strings, names and number text are
+/// copied into serde_json's tree, then into the model). Counting is a single pass that
+/// allocates nothing, so a body over budget costs no more than reading it.
+fn check_structure(body: &[u8], limits: &Limits) -> Result<()> {
     let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
+    let (mut values, mut objects) = (1_usize, 0_usize);
     for (offset, &byte) in body.iter().enumerate() {
         if in_string {
             match byte {
@@ -57,21 +66,36 @@ fn check_depth(body: &[u8], max_depth: usize) -> Result<()> {
             b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
-                if depth > max_depth {
+                if depth > limits.max_depth {
                     let (line, column) = position(body, offset);
                     return Err(DecodeError::TooDeep {
                         format: Format::Json,
-                        limit: max_depth,
+                        limit: limits.max_depth,
                         line,
                         column,
                     });
                 }
+                if byte == b'{' {
+                    objects += 1;
+                } else {
+                    values += 1;
+                }
             }
+            b',' | b':' => values += 1,
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    Ok(())
+    let mut budget = Budget::new(body.len(), limits);
+    budget
+        .charge_each(values, JSON_VALUE_COST)
+        .and_then(|()| budget.charge_each(objects, JSON_OBJECT_COST))
+        .and_then(|()| budget.charge_each(body.len(), 2))
+        .map_err(|Exhausted { limit }| DecodeError::Expansion {
+            format: Format::Json,
+            size: body.len(),
+            limit,
+        })
 }
 
 /// One-based line and column of a byte offset, counted the way serde_json does.
@@ -395,6 +419,7 @@ impl Decoder<'_> {
         let limit = self.limits.max_string_bytes;
         if s.len() > limit {
             return Err(DecodeError::StringTooLong {
+                format: Format::Json,
                 path: String::new(),
                 size: s.len(),
                 limit,

@@ -36,11 +36,12 @@ pub(super) fn context(root: &Element, format: Format, limits: &Limits) -> Result
     if root.nil {
         return Err(DecodeError::NotAContext { format, found: "nil" });
     }
-    Mapper { limits }.context(root)
+    Mapper { limits, format }.context(root)
 }
 
 struct Mapper<'a> {
     limits: &'a Limits,
+    format: Format,
 }
 
 impl Mapper<'_> {
@@ -524,6 +525,7 @@ impl Mapper<'_> {
         let limit = self.limits.max_string_bytes;
         if element.text.len() > limit {
             return Err(DecodeError::StringTooLong {
+                format: self.format,
                 path: String::new(),
                 size: element.text.len(),
                 limit,

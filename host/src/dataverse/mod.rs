@@ -19,6 +19,8 @@
 //! What Dataverse says outside the body (Service Bus properties, webhook
 //! headers) is read by [`message_size_exceeded`] and [`claims`].
 
+pub mod adversarial;
+mod budget;
 mod canonical;
 mod contract;
 mod infoset;
@@ -51,16 +53,31 @@ pub struct Limits {
     /// Longest string value or bag key, in bytes once unescaped (for XML and binary:
     /// the text of any element or attribute, base64 text included).
     pub max_string_bytes: usize,
+    /// Bytes the decoded form of a body (parse tree and model) may take per body byte,
+    /// on top of [`expansion_allowance`](Self::expansion_allowance). What a body would
+    /// decode to is charged before it is built (see [`DecodeError::Expansion`]), so this
+    /// bounds the decoder's memory, and its time, by the body's size.
+    pub max_expansion: usize,
+    /// Decoded bytes every body may take whatever its size, so small bodies are never
+    /// refused for their structure.
+    pub expansion_allowance: usize,
 }
 
 impl Default for Limits {
     /// 4 MiB bodies (Service Bus premium allows more than the 256 KiB standard
-    /// tier, and Dataverse trims contexts well below this), 64 levels, 1 MiB strings.
+    /// tier, and Dataverse trims contexts well below this), 64 levels, 1 MiB strings,
+    /// and a decoded form of at most 12 bytes per body byte plus 8 MiB: decoding then
+    /// never holds more than 16 bytes per body byte plus 9 MiB (`host/tests/decode_memory.rs`
+    /// checks it). Bodies made of bags of short pairs, the densest real shape, decode up
+    /// to about 300 KB as JSON (whose parse tree is the largest; Service Bus standard
+    /// takes 256 KiB) and to the whole 4 MiB as XML.
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_depth: 64,
             max_string_bytes: 1024 * 1024,
+            max_expansion: 12,
+            expansion_allowance: 8 * 1024 * 1024,
         }
     }
 }
@@ -118,14 +135,27 @@ pub enum DecodeError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("{path}: string is {size} bytes, over the {limit}-byte limit")]
-    StringTooLong { path: String, size: usize, limit: usize },
+    #[error("{format} body: {path}: string is {size} bytes, over the {limit}-byte limit")]
+    StringTooLong {
+        format: Format,
+        path: String,
+        size: usize,
+        limit: usize,
+    },
     /// A .NET binary XML body is not well-formed; `offset` is the byte the
     /// offending record starts at.
     #[error(".NET binary XML body is not valid at byte {offset}: {reason}")]
     Binary { offset: usize, reason: String },
     #[error(".NET binary XML body has nesting deeper than {limit} levels, at byte {offset}")]
     BinaryTooDeep { limit: usize, offset: usize },
+    /// What the body decodes to would take more than the decoded-size budget, `limit`
+    /// bytes for a body of this size ([`Limits::max_expansion`] per body byte plus
+    /// [`Limits::expansion_allowance`]). Found before that much is built.
+    #[error(
+        "{format} body would take more than {limit} bytes once decoded, over the decoded-size limit \
+         for a body of {size} bytes"
+    )]
+    Expansion { format: Format, size: usize, limit: usize },
     /// The body failed to decode in the format its content type names, and its first
     /// bytes look like another format: most likely the sender labels it wrongly.
     #[error(
@@ -661,7 +691,7 @@ mod tests {
         let err = decode(body, None, &limits).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "InputParameters.Target.Attributes.name: string is 9 bytes, over the 8-byte limit"
+            "JSON body: InputParameters.Target.Attributes.name: string is 9 bytes, over the 8-byte limit"
         );
     }
 

@@ -32,7 +32,7 @@
 
 use base64::Engine;
 
-use super::infoset::{BuildError, Builder, Element, RawAttribute};
+use super::infoset::{BuildError, Builder, Declaration, Element, RawAttribute, attribute_cost, declaration_cost};
 use super::model::{Context, DateTime};
 use super::{DecodeError, Format, Limits, mapper};
 
@@ -40,6 +40,9 @@ use super::{DecodeError, Format, Limits, mapper};
 const UNIX_EPOCH_TICKS: i64 = 621_355_968_000_000_000;
 /// `DateTime.MaxValue.Ticks`.
 const MAX_TICKS: u64 = 3_155_378_975_999_999_999;
+/// The longest text an `Array` item becomes (a negative decimal with 28 fraction digits
+/// is 31 bytes, a GUID 36).
+const MAX_ARRAY_ITEM_TEXT: usize = 40;
 
 /// Decodes a binary `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> std::result::Result<Context, DecodeError> {
@@ -53,16 +56,22 @@ fn read(body: &[u8], limits: &Limits) -> std::result::Result<Element, DecodeErro
         body,
         pos: 0,
         limits,
-        builder: Builder::new(limits),
+        builder: Builder::new(limits, body.len()),
         elements: 0,
     };
     reader.document().map_err(|(offset, err)| match err {
         BuildError::Invalid(reason) => DecodeError::Binary { offset, reason },
         BuildError::TooDeep { limit } => DecodeError::BinaryTooDeep { limit, offset },
         BuildError::TooLong { path, size } => DecodeError::StringTooLong {
+            format: Format::Binary,
             path: format!("{path} (byte {offset})"),
             size,
             limit: limits.max_string_bytes,
+        },
+        BuildError::Expansion { limit } => DecodeError::Expansion {
+            format: Format::Binary,
+            size: body.len(),
+            limit,
         },
     })?;
     let end = body.len();
@@ -81,10 +90,11 @@ type Result<T> = std::result::Result<T, Failure>;
 
 /// An element record with its attributes, kept whole so an `Array` record can
 /// repeat it.
-struct StartRecord {
+struct StartRecord<'a> {
     prefix: String,
     local: String,
-    xmlns: Vec<(String, String)>,
+    /// Declarations, borrowed from the body.
+    xmlns: Vec<Declaration<'a>>,
     /// `(prefix, local, value)`.
     attributes: Vec<(String, String, String)>,
 }
@@ -100,7 +110,7 @@ struct Reader<'a> {
     elements: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn document(&mut self) -> Result<()> {
         while self.pos < self.body.len() {
             let offset = self.pos;
@@ -135,7 +145,7 @@ impl Reader<'_> {
     }
 
     /// Reads an element record (type byte already read) and its attributes.
-    fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord> {
+    fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord<'a>> {
         let (prefix, local) = match record {
             0x40 => (String::new(), self.string()?),
             0x41 => (self.string()?, self.string()?),
@@ -152,33 +162,36 @@ impl Reader<'_> {
         while let Some(&record @ 0x04..=0x3F) = self.body.get(self.pos) {
             let offset = self.pos;
             self.pos += 1;
-            match record {
+            let (prefix, local) = match record {
+                // An attribute without a prefix is in no namespace, so never `i:type`
+                // or `i:nil`: nothing keeps it.
                 0x04 => {
-                    let local = self.string()?;
-                    let value = self.attribute_value()?;
-                    start.attributes.push((String::new(), local, value));
+                    self.string()?;
+                    self.attribute_value()?;
+                    continue;
                 }
-                0x05 => {
-                    let (prefix, local) = (self.string()?, self.string()?);
-                    let value = self.attribute_value()?;
-                    start.attributes.push((prefix, local, value));
-                }
-                0x08 => {
-                    let ns = self.string()?;
-                    start.xmlns.push((String::new(), ns));
-                }
-                0x09 => {
-                    let (prefix, ns) = (self.string()?, self.string()?);
-                    start.xmlns.push((prefix, ns));
-                }
-                0x26..=0x3F => {
-                    let local = self.string()?;
-                    let value = self.attribute_value()?;
-                    start.attributes.push((letter(record - 0x26), local, value));
+                0x05 => (self.string()?, self.string()?),
+                0x26..=0x3F => (letter(record - 0x26), self.string()?),
+                0x08 | 0x09 => {
+                    let prefix = if record == 0x09 { self.body_str()? } else { "" };
+                    let ns = self.body_str()?;
+                    self.build(offset, |b| b.charge(declaration_cost(prefix, ns)))?;
+                    start.xmlns.push((prefix, ns.into()));
+                    continue;
                 }
                 // 0x06, 0x07, 0x0A, 0x0B, 0x0C–0x25.
                 _ => return Err(dictionary(offset, record)),
-            }
+            };
+            // Only `type` and `nil` values are kept (as `i:type` and `i:nil`); the
+            // prefix of every other attribute is still checked.
+            let value = self.attribute_value()?;
+            let value = if matches!(local.as_str(), "type" | "nil") {
+                value
+            } else {
+                String::new()
+            };
+            self.build(offset, |b| b.charge(attribute_cost(&value)))?;
+            start.attributes.push((prefix, local, value));
         }
         Ok(start)
     }
@@ -194,18 +207,19 @@ impl Reader<'_> {
             .map(|(prefix, local, value)| RawAttribute {
                 prefix,
                 local,
-                value: value.clone(),
+                value: value.into(),
             })
             .collect();
         let result = self
             .builder
-            .start(&start.prefix, &start.local, start.xmlns.clone(), &attributes);
+            .start(&start.prefix, &start.local, &start.xmlns, &attributes);
         result.map_err(|err| (offset, err))
     }
 
     /// `Array`: an element record, `EndElement`, then a text record type (one of
     /// the fixed-size `…WithEndElement` forms), a count, and that many values. It
-    /// means the element written once per value.
+    /// means the element written once per value, so the whole repetition is checked
+    /// against the decoded-size budget before the first item is built.
     fn array(&mut self, offset: usize) -> Result<()> {
         let element_offset = self.pos;
         let record = self.byte()?;
@@ -241,6 +255,18 @@ impl Reader<'_> {
                 format!("array of {count} items runs past the end of the body"),
             ));
         }
+        // Each item is the element written out again, declarations and attributes included.
+        let declarations: usize = start
+            .xmlns
+            .iter()
+            .map(|(prefix, ns)| declaration_cost(prefix, ns))
+            .sum();
+        let attributes: usize = start.attributes.iter().map(|(_, _, value)| attribute_cost(value)).sum();
+        let item_cost = Builder::element_cost(&start.local) + declarations + attributes + 2 * MAX_ARRAY_ITEM_TEXT;
+        self.builder
+            .budget()
+            .check_each(count, item_cost)
+            .map_err(|exhausted| (offset, exhausted.into()))?;
         for _ in 0..count {
             let value_offset = self.pos;
             self.start(value_offset, &start)?;
@@ -339,15 +365,16 @@ impl Reader<'_> {
 
     /// `StartListText`: text records up to `EndListText`, separated by spaces.
     fn list(&mut self, offset: usize) -> Result<String> {
-        let mut items = Vec::new();
+        let (mut text, mut items) = (String::new(), 0_usize);
         loop {
             let item_offset = self.pos;
             match self.byte()? {
-                0xA6 => return Ok(items.join(" ")),
+                0xA6 => return Ok(text),
                 0xA4 => return Err(invalid(item_offset, "lists do not nest".into())),
                 record @ 0x80..=0xBF if record & 1 == 0 => {
                     let item = self.text(item_offset, record)?;
-                    let size = items.iter().map(|i: &String| i.len() + 1).sum::<usize>() + item.len();
+                    let separator = usize::from(items > 0);
+                    let size = text.len() + separator + item.len();
                     if size > self.limits.max_string_bytes {
                         return Err((
                             offset,
@@ -357,7 +384,11 @@ impl Reader<'_> {
                             },
                         ));
                     }
-                    items.push(item);
+                    if separator == 1 {
+                        text.push(' ');
+                    }
+                    text.push_str(&item);
+                    items += 1;
                 }
                 record => {
                     return Err(invalid(
@@ -418,13 +449,20 @@ impl Reader<'_> {
     /// A name, namespace or comment: a MultiByteInt31 length and UTF-8 bytes. Like
     /// member names in JSON, these are bounded by the body size only.
     fn string(&mut self) -> Result<String> {
+        self.body_str().map(str::to_owned)
+    }
+
+    /// As [`string`](Self::string), borrowed from the body.
+    fn body_str(&mut self) -> Result<&'a str> {
         let offset = self.pos;
         let length = self.int31()?;
-        let bytes = self.bytes(length)?;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(_) => Err(invalid(offset, "a name is not UTF-8".into())),
+        if length > self.body.len() - self.pos {
+            return Err(self.truncated());
         }
+        let body: &'a [u8] = self.body;
+        let bytes = &body[self.pos..self.pos + length];
+        self.pos += length;
+        std::str::from_utf8(bytes).map_err(|_| invalid(offset, "a name is not UTF-8".into()))
     }
 
     /// The signed 32-bit length of the `…32Text` records.
@@ -875,6 +913,37 @@ mod body_tests {
     }
 
     #[test]
+    fn arrays_are_charged_in_full_before_any_item_is_built() {
+        // A 600-byte name repeated by 300 items is about 0.5 MB once decoded (name in the
+        // tree and the model, element and value), over a 50 KB budget: refused at the array.
+        let mut array = vec![0x03, 0x40, 0xD8, 0x04];
+        array.extend([b'n'; 600]);
+        array.extend([0x01, 0xB5, 0xAC, 0x02]);
+        array.extend([1; 300]);
+        let body = context(&array);
+        let limits = Limits {
+            max_expansion: 0,
+            expansion_allowance: 50_000,
+            ..Limits::default()
+        };
+        let err = decode(&body, Some("application/msbin1"), &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                ".NET binary XML body would take more than 50000 bytes once decoded, over the decoded-size \
+                 limit for a body of {} bytes",
+                body.len()
+            )
+        );
+        // The same array fits a budget that pays for it.
+        let limits = Limits {
+            expansion_allowance: 1_000_000,
+            ..limits
+        };
+        decode(&body, Some("application/msbin1"), &limits).unwrap();
+    }
+
+    #[test]
     fn truncated_bodies_are_reported() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -924,7 +993,7 @@ mod body_tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "text (byte {}): string is 40 bytes, over the 30-byte limit",
+                ".NET binary XML body: text (byte {}): string is 40 bytes, over the 30-byte limit",
                 base() + 13
             )
         );

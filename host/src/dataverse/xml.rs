@@ -14,9 +14,12 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 
-use super::infoset::{BuildError, Builder, Element, RawAttribute};
+use super::infoset::{BuildError, Builder, Element, RawAttribute, attribute_cost, declaration_cost};
 use super::model::Context;
 use super::{DecodeError, Format, Limits, UTF8_BOM, mapper};
+
+/// What the name of each attribute costs while its element is checked for duplicates.
+const KEY_COST: usize = 32;
 
 /// Decodes an XML `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context, DecodeError> {
@@ -29,7 +32,7 @@ pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context, DecodeErro
 fn read(body: &[u8], limits: &Limits) -> Result<Element, DecodeError> {
     let mut reader = Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
-    let mut builder = Builder::new(limits);
+    let mut builder = Builder::new(limits, body.len());
     let error = |offset: u64, err: BuildError| located(body, offset as usize, err, limits);
     loop {
         let before = reader.buffer_position();
@@ -71,30 +74,62 @@ fn read(body: &[u8], limits: &Limits) -> Result<Element, DecodeError> {
 
 /// Splits an element's attributes into `xmlns` declarations and the rest, and
 /// opens it.
+///
+/// Only prefixed `type` and `nil` attributes can be `i:type` and `i:nil`, the only
+/// attributes the tree keeps, so no other value is unescaped. quick-xml's own
+/// duplicate check compares every attribute with every earlier one; this one sorts the
+/// names instead, so an element with many attributes costs `n log n`, not `n²`.
 fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<(), BuildError> {
     let name = utf8(start.name().into_inner())?;
     let (prefix, local) = name.split_once(':').unwrap_or(("", name));
     let mut xmlns = Vec::new();
     let mut raw = Vec::new();
-    for attribute in start.attributes() {
+    let mut keys = Vec::new();
+    for attribute in start.attributes().with_checks(false) {
         let attribute = attribute.map_err(|err| BuildError::Invalid(err.to_string()))?;
         let key = utf8(attribute.key.into_inner())?;
-        let value = attribute
-            .unescape_value()
-            .map_err(|err| BuildError::Invalid(err.to_string()))?
-            .into_owned();
+        keys.push(key);
+        builder.charge(KEY_COST)?;
+        let value = || {
+            attribute
+                .unescape_value()
+                .map_err(|err| BuildError::Invalid(err.to_string()))
+        };
         match key.split_once(':') {
-            None if key == "xmlns" => xmlns.push((String::new(), value)),
-            Some(("xmlns", declared)) => xmlns.push((declared.to_owned(), value)),
-            Some((prefix, local)) => raw.push(RawAttribute { prefix, local, value }),
-            None => raw.push(RawAttribute {
-                prefix: "",
-                local: key,
-                value,
-            }),
+            None if key == "xmlns" => {
+                let ns = value()?;
+                builder.charge(declaration_cost("", &ns))?;
+                xmlns.push(("", ns));
+            }
+            Some(("xmlns", declared)) => {
+                let ns = value()?;
+                builder.charge(declaration_cost(declared, &ns))?;
+                xmlns.push((declared, ns));
+            }
+            // Other prefixed attributes are passed on for their prefix to be checked.
+            Some((prefix, local)) => {
+                let value = match local {
+                    "type" | "nil" => value()?.into_owned(),
+                    _ => String::new(),
+                };
+                builder.charge(attribute_cost(&value))?;
+                raw.push(RawAttribute {
+                    prefix,
+                    local,
+                    value: value.into(),
+                });
+            }
+            None => {}
         }
     }
-    builder.start(prefix, local, xmlns, &raw)
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(BuildError::Invalid(format!(
+            "attribute `{}` appears twice on element `{name}`",
+            pair[0]
+        )));
+    }
+    builder.start(prefix, local, &xmlns, &raw)
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, BuildError> {
@@ -117,11 +152,17 @@ fn located(body: &[u8], offset: usize, err: BuildError, limits: &Limits) -> Deco
         BuildError::TooLong { path, size } => {
             let (line, column) = position(body, offset);
             DecodeError::StringTooLong {
+                format: Format::Xml,
                 path: format!("{path} (line {line}, column {column})"),
                 size,
                 limit: limits.max_string_bytes,
             }
         }
+        BuildError::Expansion { limit } => DecodeError::Expansion {
+            format: Format::Xml,
+            size: body.len(),
+            limit,
+        },
     }
 }
 
@@ -368,6 +409,24 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_attributes_are_refused() {
+        assert_eq!(
+            error("<a x=\"1\" y=\"2\" x=\"3\"/>"),
+            "XML body is not valid at line 1, column 1: attribute `x` appears twice on element `a`"
+        );
+        let declarations = context("<Stage xmlns:b=\"urn:1\" xmlns:b=\"urn:2\">1</Stage>");
+        assert!(
+            error(&declarations).ends_with("attribute `xmlns:b` appears twice on element `Stage`"),
+            "{}",
+            error(&declarations)
+        );
+        // Many distinct attributes are fine.
+        let many: String = (0..100).map(|i| format!(" i:a{i}=\"\"")).collect();
+        let body = context(&format!("<Stage{many}>1</Stage>"));
+        assert!(decode(body.as_bytes(), None, &Limits::default()).is_ok());
+    }
+
+    #[test]
     fn truncated_bodies_are_reported() {
         let body = std::fs::read_to_string(SAMPLE).unwrap();
         for cut in [10, body.len() / 2, body.len() - 1] {
@@ -423,7 +482,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "/RemoteExecutionContext/MessageName (line 1, column {}): string is 9 bytes, over the 8-byte limit",
+                "XML body: /RemoteExecutionContext/MessageName (line 1, column {}): string is 9 bytes, over the \
+                 8-byte limit",
                 context("<MessageName>").find("</Remote").unwrap() + 1
             )
         );
