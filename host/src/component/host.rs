@@ -155,26 +155,13 @@ impl super::wit::sagahost::partner::types::Host for GuestState {}
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use bytes::Bytes;
     use wasmtime_wasi::p2::{OutputStream, Pollable};
 
     use super::*;
-
-    /// Captures formatted `tracing` output.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::capture::CapturedLogs;
 
     #[tokio::test]
     async fn guest_stdio_lines_are_capped_in_length_and_count() {
@@ -190,14 +177,10 @@ mod tests {
             stdout.ready().await;
             stdout.write(Bytes::copy_from_slice(chunk)).unwrap();
         }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || state.flush_stdio());
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let (captured, guard) = CapturedLogs::install();
+        state.flush_stdio();
+        drop(guard);
+        let text = captured.text();
         let longest = text.lines().map(str::len).max().unwrap();
         assert!(longest < MAX_LOG_LINE + 200, "a line of {longest} bytes was logged");
         assert!(text.contains(&"x".repeat(MAX_LOG_LINE)));

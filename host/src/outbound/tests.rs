@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::telemetry::capture::CapturedLogs;
 
 type Body = BoxBody<Bytes, Infallible>;
 type Handler = Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
@@ -704,21 +705,6 @@ fn secret_debug_is_masked() {
     assert_eq!(format!("{}", Secret::new("s3cr3t")), "***");
 }
 
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_name_partner_method_host_and_status_but_never_secrets_or_bodies() {
     let server = TestServer::start(|_| async { ok("response-body-marker") }).await;
@@ -730,14 +716,7 @@ async fn logs_name_partner_method_host_and_status_but_never_secrets_or_bodies() 
         HashMap::from([("token".to_string(), SecretSource::Env(var))]),
     )]));
     let http = outbound(vec![(PARTNER, policy(&[server.origin()]))], secrets);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = CapturedLogs::install();
 
     let request = wit::HttpRequest {
         method: "PUT".into(),
@@ -754,7 +733,7 @@ async fn logs_name_partner_method_host_and_status_but_never_secrets_or_bodies() 
     assert!(matches!(error(&results[1]), wit::HttpError::Blocked(_)));
     assert_eq!(server.seen()[0].header("authorization"), Some("secret-value-marker"));
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for expected in [
         "partner=mdm",
         "method=PUT",

@@ -6,6 +6,8 @@
 //! under the `sagahost::guest` target with the partner name as a field. Exported
 //! spans are those at `info` and above, whatever the log filter.
 
+#[cfg(test)]
+pub(crate) mod capture;
 pub mod metrics;
 pub mod otel;
 pub mod traceparent;
