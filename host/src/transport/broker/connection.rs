@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use fe2o3_amqp::frames::amqp::{FrameBody, FrameDecoder};
 use fe2o3_amqp_types::definitions::{
-    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Handle, Role, SenderSettleMode,
+    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Handle, LinkError, Role, SenderSettleMode,
 };
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, Released, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Transfer};
@@ -38,14 +38,15 @@ use super::{BrokerConfig, DEAD_LETTER_SUFFIX, MANAGEMENT_SUFFIX, entity_path};
 
 /// The largest frame this broker accepts, advertised in `open`.
 const MAX_FRAME_SIZE: u32 = 1024 * 1024;
-/// The largest message accepted on a link, advertised in `attach`.
-const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
 /// Credit granted to a client's sender, topped up when half is used.
 const SENDER_CREDIT: u32 = 1000;
 /// The session window advertised both ways: far more transfers than a client keeps in flight.
 const SESSION_WINDOW: u32 = 1 << 24;
 /// How long one fetch waits on the queue before checking whether it is still wanted.
 const FETCH_WAIT: Duration = Duration::from_millis(500);
+/// Most messages one fetch locks and holds encoded in memory, however much credit the client
+/// gives: the next fetch starts as soon as these are sent.
+const MAX_FETCH: usize = 256;
 
 const PROTOCOL_AMQP: u8 = 0;
 const PROTOCOL_TLS: u8 = 2;
@@ -186,7 +187,12 @@ fn frame_body(frame: &[u8]) -> anyhow::Result<&[u8]> {
 }
 
 /// Encodes a frame: size, data offset 2, type, channel, the performative, then `payload`.
-fn frame<T: Serialize>(frame_type: u8, channel: u16, performative: &T, payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn frame<T: Serialize>(
+    frame_type: u8,
+    channel: u16,
+    performative: &T,
+    payload: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let body = serde_amqp::to_vec(performative).map_err(|error| anyhow!("encoding a frame: {error}"))?;
     let size = 8 + body.len() + payload.len();
     let mut out = Vec::with_capacity(size);
@@ -338,8 +344,20 @@ impl Connection {
         loop {
             let keep_going = tokio::select! {
                 read = frames.next() => match read {
-                    Some(frame) => {
-                        let frame = frame.context("reading a frame")?;
+                    Some(Err(error)) => {
+                        // Larger than the max-frame-size we advertised, or the socket failed. Once
+                        // our `open` is out, the client is told why before the socket closes.
+                        if self.opened {
+                            let close = Close { error: Some(amqp_error(
+                                ErrorCondition::ConnectionError(ConnectionError::FramingError),
+                                format!("{error}"),
+                            )) };
+                            self.out.extend(frame(FRAME_TYPE_AMQP, 0, &close, &[])?);
+                            let _ = self.writer.write_all(&self.out).await;
+                        }
+                        return Err(error).context("reading a frame");
+                    }
+                    Some(Ok(frame)) => {
                         let open_before = self.opened;
                         let go_on = self.on_frame(frame).await?;
                         if !open_before && self.opened {
@@ -588,7 +606,7 @@ impl Connection {
             unsettled: None,
             incomplete_unsettled: false,
             initial_delivery_count: if client_sends { None } else { Some(0) },
-            max_message_size: Some(MAX_MESSAGE_SIZE),
+            max_message_size: Some(self.config.max_message_size),
             offered_capabilities: None,
             desired_capabilities: None,
             properties: None,
@@ -851,7 +869,7 @@ impl Connection {
         else {
             return;
         };
-        let wanted = (link.credit as usize).saturating_sub(link.pending.len());
+        let wanted = (link.credit as usize).saturating_sub(link.pending.len()).min(MAX_FETCH);
         if wanted == 0 || link.fetching.is_some() {
             return;
         }
@@ -954,6 +972,7 @@ impl Connection {
 
     fn on_transfer(&mut self, channel: u16, transfer: Transfer, payload: &[u8]) -> anyhow::Result<()> {
         let handle = transfer.handle.0;
+        let max_message_size = self.config.max_message_size;
         let Some(session) = self.sessions.get_mut(&channel) else {
             bail!("transfer on channel {channel}, which has no session");
         };
@@ -961,6 +980,26 @@ impl Connection {
         let Some(link) = session.links.get_mut(&handle) else {
             return Ok(());
         };
+        // Checked before buffering: a delivery split over many frames is refused as soon as what
+        // arrived of it passes the size the link advertised.
+        let buffered = link.partial.as_ref().map_or(0, |partial| partial.payload.len());
+        let size = (buffered + payload.len()) as u64;
+        if size > max_message_size {
+            let delivery_id = link
+                .partial
+                .as_ref()
+                .map(|partial| partial.delivery_id)
+                .or(transfer.delivery_id);
+            let error = amqp_error(
+                ErrorCondition::LinkError(LinkError::MessageSizeExceeded),
+                format!(
+                    "The received message (delivery-id:{}, size:{size} bytes so far) exceeds the limit \
+                     ({max_message_size} bytes) currently allowed on the link.",
+                    delivery_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                ),
+            );
+            return self.detach_with(channel, handle, Some(error));
+        }
         let partial = match link.partial.take() {
             Some(mut partial) => {
                 partial.payload.extend_from_slice(payload);

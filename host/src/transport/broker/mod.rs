@@ -39,6 +39,9 @@
 //!   receiver settle mode `second` the broker confirms with the outcome it applied, or `rejected`
 //!   with `com.microsoft:message-lock-lost` when the lock was gone. A receiver attaching with
 //!   sender settle mode `settled` gets receive-and-delete: messages are removed as they are taken.
+//! - Each link advertises [`BrokerConfig::max_message_size`] and a delivery that grows past it,
+//!   over however many frames, is refused before more of it is buffered: the link is detached
+//!   with `amqp:link:message-size-exceeded`, as Service Bus does, and the connection goes on.
 //! - Credit-based flow: a receiver gets as many messages as its link credit allows; while it has
 //!   credit and the queue is empty, one task per link waits on the queue's arrival notifier (no
 //!   busy polling); `drain` is honoured. Messages a client received but never settled stay locked
@@ -94,6 +97,8 @@ pub struct BrokerConfig {
     /// The key SAS tokens and SASL PLAIN credentials are checked against (by default the Service
     /// Bus emulator's `RootManageSharedAccessKey` / `SAS_KEY_VALUE`).
     pub key: SharedAccessKey,
+    /// The largest message a client may send, advertised on every link (16 MiB).
+    pub max_message_size: u64,
 }
 
 impl Default for BrokerConfig {
@@ -104,6 +109,7 @@ impl Default for BrokerConfig {
             heartbeat: None,
             handshake_timeout: Duration::from_secs(10),
             key: SharedAccessKey::default(),
+            max_message_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -179,5 +185,7 @@ pub async fn serve_with(
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;
