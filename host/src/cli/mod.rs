@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::harness::{Harness, Mode};
 use crate::service::Host;
 use crate::telemetry::{self, LogFormat};
+use crate::transport::broker::SharedAccessKey;
 
 /// Runs Dataverse saga steps as sandboxed WebAssembly partner components.
 #[derive(Debug, Parser)]
@@ -102,6 +103,19 @@ pub enum Command {
         /// Lock duration of queues, in milliseconds.
         #[arg(long, default_value_t = 30_000)]
         lock_duration_ms: u64,
+        /// Name of the shared access key clients must sign their SAS tokens with
+        /// (`SharedAccessKeyName` in their connection string).
+        #[arg(long, env = "SAGAHOST_BROKER_SAS_KEY_NAME", default_value = SharedAccessKey::EMULATOR_NAME)]
+        sas_key_name: String,
+        /// The shared access key (`SharedAccessKey`); the default is the Service Bus emulator's
+        /// public one. Prefer the environment variable: arguments show in the process list.
+        #[arg(
+            long,
+            env = "SAGAHOST_BROKER_SAS_KEY",
+            default_value = SharedAccessKey::EMULATOR_KEY,
+            hide_env_values = true
+        )]
+        sas_key: String,
     },
     /// Show a running host's partners: version, state, counters, canary (through its admin API).
     Partners {
@@ -179,7 +193,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             data,
             lock_duration_ms,
-        } => tokio_runtime()?.block_on(broker(&listen, &data, lock_duration_ms)),
+            sas_key_name,
+            sas_key,
+        } => {
+            let key = SharedAccessKey {
+                name: sas_key_name,
+                key: sas_key,
+            };
+            tokio_runtime()?.block_on(broker(&listen, &data, lock_duration_ms, key))
+        }
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
@@ -218,7 +240,12 @@ async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn broker(listen: &str, data: &std::path::Path, lock_duration_ms: u64) -> anyhow::Result<ExitCode> {
+async fn broker(
+    listen: &str,
+    data: &std::path::Path,
+    lock_duration_ms: u64,
+    key: SharedAccessKey,
+) -> anyhow::Result<ExitCode> {
     use crate::transport::broker::{self, BrokerConfig};
     use crate::transport::embedded::EmbeddedQueue;
 
@@ -233,10 +260,22 @@ async fn broker(listen: &str, data: &std::path::Path, lock_duration_ms: u64) -> 
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
+    let address = listener.local_addr()?;
+    if key.name.is_empty() || key.key.is_empty() {
+        anyhow::bail!("--sas-key-name and --sas-key must not be empty");
+    }
+    if !address.ip().is_loopback() && key == SharedAccessKey::default() {
+        tracing::warn!(
+            %address,
+            "the broker listens beyond loopback with the emulator's public key: set --sas-key \
+             (or SAGAHOST_BROKER_SAS_KEY) to keep other machines out"
+        );
+    }
     // Scripts and tests read this line to learn the port.
-    println!("sagahost broker listening on {}", listener.local_addr()?);
+    println!("sagahost broker listening on {address}");
     let config = BrokerConfig {
         lock_duration: std::time::Duration::from_millis(lock_duration_ms),
+        key,
         ..BrokerConfig::default()
     };
     broker::serve_with(listener, queue, config, shutdown).await?;

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 pub mod broker;
 pub mod embedded;
+mod sas;
 mod select;
 pub mod servicebus;
 

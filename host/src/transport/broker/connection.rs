@@ -3,14 +3,14 @@
 //! for a receiver, storing sent messages, settling, management requests) runs in spawned tasks
 //! that report back to this task over a channel, so the connection keeps answering frames.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use fe2o3_amqp::frames::amqp::{FrameBody, FrameDecoder};
 use fe2o3_amqp_types::definitions::{
-    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Handle, Role, SenderSettleMode,
+    AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Handle, LinkError, Role, SenderSettleMode,
 };
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, Released, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Transfer};
@@ -28,22 +28,25 @@ use tokio_util::codec::{Decoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::super::embedded::EmbeddedQueue;
+use super::super::sas;
 use super::super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
+use super::auth::{self, Grants};
 use super::management::{self, Locks, Node};
 use super::message::{self, Control, Outgoing};
 use super::transactions::{self, Retired, Transactions};
-use super::{BrokerConfig, DEAD_LETTER_SUFFIX, MANAGEMENT_SUFFIX};
+use super::{BrokerConfig, DEAD_LETTER_SUFFIX, MANAGEMENT_SUFFIX, entity_path};
 
 /// The largest frame this broker accepts, advertised in `open`.
 const MAX_FRAME_SIZE: u32 = 1024 * 1024;
-/// The largest message accepted on a link, advertised in `attach`.
-const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
 /// Credit granted to a client's sender, topped up when half is used.
 const SENDER_CREDIT: u32 = 1000;
 /// The session window advertised both ways: far more transfers than a client keeps in flight.
 const SESSION_WINDOW: u32 = 1 << 24;
 /// How long one fetch waits on the queue before checking whether it is still wanted.
 const FETCH_WAIT: Duration = Duration::from_millis(500);
+/// Most messages one fetch locks and holds encoded in memory, however much credit the client
+/// gives: the next fetch starts as soon as these are sent.
+const MAX_FETCH: usize = 256;
 
 const PROTOCOL_AMQP: u8 = 0;
 const PROTOCOL_TLS: u8 = 2;
@@ -63,13 +66,13 @@ pub async fn run(
     let (mut reader, writer) = stream.into_split();
     let mut writer = writer;
     let deadline = config.handshake_timeout;
-    tokio::select! {
-        result = tokio::time::timeout(deadline, handshake(&mut reader, &mut writer)) => match result {
+    let grants = tokio::select! {
+        result = tokio::time::timeout(deadline, handshake(&mut reader, &mut writer, &config.key)) => match result {
             Ok(result) => result?,
             Err(_) => bail!("no AMQP handshake within {deadline:?}"),
         },
         () = shutdown.cancelled() => return Ok(()),
-    }
+    };
     let codec = LengthDelimitedCodec::builder()
         .length_field_length(4)
         // The size counts itself; with nothing skipped the codec yields whole frames, size included.
@@ -91,14 +94,21 @@ pub async fn run(
         locks: Arc::new(Mutex::new(HashMap::new())),
         next_link_id: 0,
         transactions: Transactions::default(),
+        grants,
     };
     let result = connection.run(frames, inbox, shutdown).await;
     connection.release_all();
     result
 }
 
-/// Reads the protocol header(s), doing SASL (ANONYMOUS or PLAIN, any credentials) when asked.
-async fn handshake(reader: &mut (impl AsyncReadExt + Unpin), writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
+/// Reads the protocol header(s), doing SASL when asked; returns what the connection may use
+/// before it puts any token (everything after SASL PLAIN with the key, else nothing).
+async fn handshake(
+    reader: &mut (impl AsyncReadExt + Unpin),
+    writer: &mut OwnedWriteHalf,
+    key: &auth::SharedAccessKey,
+) -> anyhow::Result<Grants> {
+    let mut grants = Grants::default();
     let mut header = read_header(reader).await?;
     if header == PROTOCOL_TLS {
         writer.write_all(&protocol_header(PROTOCOL_SASL)).await?;
@@ -107,17 +117,26 @@ async fn handshake(reader: &mut (impl AsyncReadExt + Unpin), writer: &mut OwnedW
     if header == PROTOCOL_SASL {
         writer.write_all(&protocol_header(PROTOCOL_SASL)).await?;
         let mechanisms = SaslMechanisms {
-            sasl_server_mechanisms: vec![Symbol::from("ANONYMOUS"), Symbol::from("PLAIN")].into(),
+            sasl_server_mechanisms: auth::SASL_MECHANISMS.map(Symbol::from).to_vec().into(),
         };
         writer.write_all(&frame(FRAME_TYPE_SASL, 0, &mechanisms, &[])?).await?;
         let init_frame = read_raw_frame(reader).await?;
         let body = frame_body(&init_frame)?;
         let init: SaslInit = serde_amqp::from_slice(body).context("decoding sasl-init")?;
         let mechanism = init.mechanism.as_str();
-        let code = if mechanism == "ANONYMOUS" || mechanism == "PLAIN" {
-            SaslCode::Ok
-        } else {
-            SaslCode::Auth
+        let code = match mechanism {
+            "ANONYMOUS" | "MSSBCBS" => SaslCode::Ok,
+            "PLAIN"
+                if key.matches_plain(
+                    init.initial_response
+                        .as_deref()
+                        .map_or(&[][..], |response| response.as_slice()),
+                ) =>
+            {
+                grants = Grants::namespace();
+                SaslCode::Ok
+            }
+            _ => SaslCode::Auth,
         };
         let outcome = SaslOutcome {
             code: code.clone(),
@@ -125,7 +144,7 @@ async fn handshake(reader: &mut (impl AsyncReadExt + Unpin), writer: &mut OwnedW
         };
         writer.write_all(&frame(FRAME_TYPE_SASL, 0, &outcome, &[])?).await?;
         if code != SaslCode::Ok {
-            bail!("the client asked for SASL mechanism `{mechanism}`");
+            bail!("SASL `{mechanism}` failed: unknown mechanism or wrong credentials");
         }
         header = read_header(reader).await?;
     }
@@ -134,7 +153,7 @@ async fn handshake(reader: &mut (impl AsyncReadExt + Unpin), writer: &mut OwnedW
         bail!("unsupported protocol id {header}");
     }
     writer.write_all(&protocol_header(PROTOCOL_AMQP)).await?;
-    Ok(())
+    Ok(grants)
 }
 
 fn protocol_header(id: u8) -> [u8; 8] {
@@ -168,7 +187,12 @@ fn frame_body(frame: &[u8]) -> anyhow::Result<&[u8]> {
 }
 
 /// Encodes a frame: size, data offset 2, type, channel, the performative, then `payload`.
-fn frame<T: Serialize>(frame_type: u8, channel: u16, performative: &T, payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn frame<T: Serialize>(
+    frame_type: u8,
+    channel: u16,
+    performative: &T,
+    payload: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let body = serde_amqp::to_vec(performative).map_err(|error| anyhow!("encoding a frame: {error}"))?;
     let size = 8 + body.len() + payload.len();
     let mut out = Vec::with_capacity(size);
@@ -238,6 +262,10 @@ struct Session {
     next_incoming_id: u32,
     next_delivery_id: u32,
     links: HashMap<u32, Link>,
+    /// Handles the broker detached on its own (a refused attach, an oversized message): the
+    /// client's `detach` for them answers ours and gets no reply, and its transfers still in
+    /// flight on them are dropped.
+    detaching: HashSet<u32>,
     /// Peek-lock deliveries the client has not settled yet, by delivery id.
     unsettled: HashMap<u32, ReceivedMessage>,
 }
@@ -288,15 +316,8 @@ struct Connection {
     locks: Locks,
     next_link_id: u64,
     transactions: Transactions,
-}
-
-/// Strips a URI's scheme and host: `amqps://host/queue/$management` is `queue/$management`.
-fn entity_path(address: &str) -> String {
-    let path = match address.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
-        None => address,
-    };
-    path.trim_matches('/').to_owned()
+    /// The entities this connection's SASL login and `$cbs` tokens let it use.
+    grants: Grants,
 }
 
 fn amqp_error(condition: ErrorCondition, description: impl Into<String>) -> AmqpErrorInfo {
@@ -322,9 +343,21 @@ impl Connection {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let keep_going = tokio::select! {
-                frame = frames.next() => match frame {
-                    Some(frame) => {
-                        let frame = frame.context("reading a frame")?;
+                read = frames.next() => match read {
+                    Some(Err(error)) => {
+                        // Larger than the max-frame-size we advertised, or the socket failed. Once
+                        // our `open` is out, the client is told why before the socket closes.
+                        if self.opened {
+                            let close = Close { error: Some(amqp_error(
+                                ErrorCondition::ConnectionError(ConnectionError::FramingError),
+                                format!("{error}"),
+                            )) };
+                            self.out.extend(frame(FRAME_TYPE_AMQP, 0, &close, &[])?);
+                            let _ = self.writer.write_all(&self.out).await;
+                        }
+                        return Err(error).context("reading a frame");
+                    }
+                    Some(Ok(frame)) => {
                         let open_before = self.opened;
                         let go_on = self.on_frame(frame).await?;
                         if !open_before && self.opened {
@@ -408,6 +441,13 @@ impl Connection {
             }
             FrameBody::Attach(attach) => self.on_attach(channel, attach).await?,
             FrameBody::Detach(detach) => {
+                let answers_ours = self
+                    .sessions
+                    .get_mut(&channel)
+                    .is_some_and(|session| session.detaching.remove(&detach.handle.0));
+                if answers_ours {
+                    return Ok(true);
+                }
                 self.detach_link(channel, detach.handle.0);
                 let reply = Detach {
                     handle: detach.handle,
@@ -455,6 +495,7 @@ impl Connection {
                 next_incoming_id: begin.next_outgoing_id,
                 next_delivery_id: 0,
                 links: HashMap::new(),
+                detaching: HashSet::new(),
                 unsettled: HashMap::new(),
             },
         );
@@ -487,6 +528,20 @@ impl Connection {
         if let Some(link) = link {
             self.retire_link(link);
         }
+    }
+
+    /// Detaches a link on the broker's own initiative, with `error` saying why.
+    fn detach_with(&mut self, channel: u16, handle: u32, error: Option<AmqpErrorInfo>) -> anyhow::Result<()> {
+        self.detach_link(channel, handle);
+        if let Some(session) = self.sessions.get_mut(&channel) {
+            session.detaching.insert(handle);
+        }
+        let detach = Detach {
+            handle: Handle(handle),
+            closed: true,
+            error,
+        };
+        self.send(channel, &detach)
     }
 
     /// Stops a link's fetching and gives back the messages it locked but never sent. Messages sent
@@ -551,19 +606,14 @@ impl Connection {
             unsettled: None,
             incomplete_unsettled: false,
             initial_delivery_count: if client_sends { None } else { Some(0) },
-            max_message_size: Some(MAX_MESSAGE_SIZE),
+            max_message_size: Some(self.config.max_message_size),
             offered_capabilities: None,
             desired_capabilities: None,
             properties: None,
         };
         self.send(channel, &reply)?;
         let Some(kind) = kind else {
-            let detach = Detach {
-                handle: attach.handle,
-                closed: true,
-                error,
-            };
-            return self.send(channel, &detach);
+            return self.detach_with(channel, handle, error);
         };
         self.next_link_id += 1;
         let link = Link {
@@ -598,6 +648,7 @@ impl Connection {
                 Some(queue) => (queue, true),
                 None => (entity, false),
             };
+            self.authorize(entity)?;
             self.ensure_queue(queue).await?;
             Some(Node::Management {
                 queue: queue.to_owned(),
@@ -628,6 +679,7 @@ impl Connection {
                 format!("`{path}` is not a queue address this broker serves"),
             ));
         }
+        self.authorize(path)?;
         self.ensure_queue(queue).await?;
         if client_sends {
             if dead_letter {
@@ -645,6 +697,7 @@ impl Connection {
                         format!("`{destination}` is not a queue address this broker serves"),
                     ));
                 }
+                self.authorize(&destination)?;
                 self.ensure_queue(&destination).await?;
                 return Ok(Kind::QueueIn { queue: destination });
             }
@@ -655,6 +708,15 @@ impl Connection {
             dead_letter,
             receive_and_delete: attach.snd_settle_mode == SenderSettleMode::Settled,
         })
+    }
+
+    /// Whether this connection's grants cover `entity` now.
+    fn authorize(&self, entity: &str) -> Result<(), AmqpErrorInfo> {
+        if self.grants.allows(entity, sas::now_unix_secs()) {
+            Ok(())
+        } else {
+            Err(auth::unauthorized(entity))
+        }
     }
 
     async fn ensure_queue(&self, queue: &str) -> Result<(), AmqpErrorInfo> {
@@ -807,7 +869,7 @@ impl Connection {
         else {
             return;
         };
-        let wanted = (link.credit as usize).saturating_sub(link.pending.len());
+        let wanted = (link.credit as usize).saturating_sub(link.pending.len()).min(MAX_FETCH);
         if wanted == 0 || link.fetching.is_some() {
             return;
         }
@@ -910,6 +972,7 @@ impl Connection {
 
     fn on_transfer(&mut self, channel: u16, transfer: Transfer, payload: &[u8]) -> anyhow::Result<()> {
         let handle = transfer.handle.0;
+        let max_message_size = self.config.max_message_size;
         let Some(session) = self.sessions.get_mut(&channel) else {
             bail!("transfer on channel {channel}, which has no session");
         };
@@ -917,6 +980,26 @@ impl Connection {
         let Some(link) = session.links.get_mut(&handle) else {
             return Ok(());
         };
+        // Checked before buffering: a delivery split over many frames is refused as soon as what
+        // arrived of it passes the size the link advertised.
+        let buffered = link.partial.as_ref().map_or(0, |partial| partial.payload.len());
+        let size = (buffered + payload.len()) as u64;
+        if size > max_message_size {
+            let delivery_id = link
+                .partial
+                .as_ref()
+                .map(|partial| partial.delivery_id)
+                .or(transfer.delivery_id);
+            let error = amqp_error(
+                ErrorCondition::LinkError(LinkError::MessageSizeExceeded),
+                format!(
+                    "The received message (delivery-id:{}, size:{size} bytes so far) exceeds the limit \
+                     ({max_message_size} bytes) currently allowed on the link.",
+                    delivery_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                ),
+            );
+            return self.detach_with(channel, handle, Some(error));
+        }
         let partial = match link.partial.take() {
             Some(mut partial) => {
                 partial.payload.extend_from_slice(payload);
@@ -970,7 +1053,24 @@ impl Connection {
                     }
                 });
             }
-            Kind::NodeIn { node } => {
+            Kind::NodeIn { node: Node::Cbs } => {
+                if !partial.settled {
+                    self.send_disposition(
+                        channel,
+                        partial.delivery_id,
+                        Role::Receiver,
+                        DeliveryState::Accepted(Accepted {}),
+                    )?;
+                }
+                self.on_cbs_request(channel, &partial.payload)?;
+            }
+            Kind::NodeIn {
+                node:
+                    Node::Management {
+                        queue: name,
+                        dead_letter,
+                    },
+            } => {
                 if !partial.settled {
                     self.send_disposition(
                         channel,
@@ -994,11 +1094,14 @@ impl Connection {
                         .properties
                         .as_ref()
                         .and_then(|properties| properties.reply_to.clone());
-                    match management::handle(&queue, &locks, &node, request).await {
+                    match management::handle(&queue, &locks, &name, dead_letter, request).await {
                         Ok(payload) => {
                             let _ = events.send(Event::Reply {
                                 channel,
-                                node,
+                                node: Node::Management {
+                                    queue: name,
+                                    dead_letter,
+                                },
                                 reply_to,
                                 payload,
                             });
@@ -1015,6 +1118,24 @@ impl Connection {
             self.grant_credit(channel, handle)?;
         }
         Ok(())
+    }
+
+    /// A `put-token` on `$cbs`: checked and answered here, on the connection's task, so that a
+    /// token's grant is in place before the client's next attach is read.
+    fn on_cbs_request(&mut self, channel: u16, payload: &[u8]) -> anyhow::Result<()> {
+        let request = match message::decode(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(error = %error, "broker: undecodable $cbs request");
+                return Ok(());
+            }
+        };
+        let reply_to = request
+            .properties
+            .as_ref()
+            .and_then(|properties| properties.reply_to.clone());
+        let reply = auth::put_token(&self.config.key, &mut self.grants, &request, sas::now_unix_secs())?;
+        self.reply(channel, Node::Cbs, reply_to, reply)
     }
 
     /// Holds a message posted in a transaction; confirms it with a `transactional-state`.
@@ -1278,39 +1399,43 @@ impl Connection {
                 node,
                 reply_to,
                 payload,
-            } => {
-                let Some(session) = self.sessions.get_mut(&channel) else {
-                    return Ok(());
-                };
-                let mut target = None;
-                for (&handle, link) in &session.links {
-                    if let Kind::NodeOut { node: linked, address } = &link.kind
-                        && *linked == node
-                    {
-                        if reply_to.is_some() && *address == reply_to {
-                            target = Some(handle);
-                            break;
-                        }
-                        target.get_or_insert(handle);
-                    }
-                }
-                let Some(handle) = target else {
-                    tracing::warn!("broker: a management reply has no link to go to");
-                    return Ok(());
-                };
-                if let Some(link) = session.links.get_mut(&handle) {
-                    let tag = link.next_tag.to_be_bytes().to_vec();
-                    link.next_tag += 1;
-                    link.pending.push_back(Pending {
-                        payload,
-                        tag,
-                        lock: None,
-                    });
-                }
-                self.flush(channel, handle)?;
-            }
+            } => self.reply(channel, node, reply_to, payload)?,
         }
         Ok(())
+    }
+
+    /// Sends a node's reply on the client's link for it, the one whose address is `reply_to` when
+    /// there are several.
+    fn reply(&mut self, channel: u16, node: Node, reply_to: Option<String>, payload: Vec<u8>) -> anyhow::Result<()> {
+        let Some(session) = self.sessions.get_mut(&channel) else {
+            return Ok(());
+        };
+        let mut target = None;
+        for (&handle, link) in &session.links {
+            if let Kind::NodeOut { node: linked, address } = &link.kind
+                && *linked == node
+            {
+                if reply_to.is_some() && *address == reply_to {
+                    target = Some(handle);
+                    break;
+                }
+                target.get_or_insert(handle);
+            }
+        }
+        let Some(handle) = target else {
+            tracing::warn!("broker: a management reply has no link to go to");
+            return Ok(());
+        };
+        if let Some(link) = session.links.get_mut(&handle) {
+            let tag = link.next_tag.to_be_bytes().to_vec();
+            link.next_tag += 1;
+            link.pending.push_back(Pending {
+                payload,
+                tag,
+                lock: None,
+            });
+        }
+        self.flush(channel, handle)
     }
 }
 

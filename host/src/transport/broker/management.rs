@@ -1,11 +1,10 @@
-//! The request/response nodes: `$cbs` (claims-based security: every `put-token` is accepted with
-//! 202) and `<entity>/$management` (the Service Bus operations the broker supports).
+//! The request/response nodes: `<entity>/$management` (the Service Bus operations the broker
+//! supports) here, and `$cbs` (claims-based security, answered in `auth.rs`).
 //!
 //! A request is an AMQP message whose `operation` application property names the operation, whose
 //! `message-id` the reply echoes as `correlation-id`, and whose body is an `amqp-value` map. The
-//! reply carries `statusCode` / `statusDescription` (and for CBS `status-code` /
-//! `status-description`) application properties, `errorCondition` on failure, and an `amqp-value`
-//! map body.
+//! reply carries `statusCode` / `statusDescription` application properties, `errorCondition` on
+//! failure, and an `amqp-value` map body.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,8 +50,15 @@ fn bad_request(what: impl Into<String>) -> Failure {
     Failure(400, BAD_REQUEST, what.into())
 }
 
-/// Answers one request; returns the encoded reply message.
-pub async fn handle(queue: &EmbeddedQueue, locks: &Locks, node: &Node, request: Incoming) -> anyhow::Result<Vec<u8>> {
+/// Answers one request to the management node of queue `name` (or of its dead-letter queue);
+/// returns the encoded reply message.
+pub async fn handle(
+    queue: &EmbeddedQueue,
+    locks: &Locks,
+    name: &str,
+    dead_letter: bool,
+    request: Incoming,
+) -> anyhow::Result<Vec<u8>> {
     let correlation_id = request
         .properties
         .as_ref()
@@ -68,24 +74,6 @@ pub async fn handle(queue: &EmbeddedQueue, locks: &Locks, node: &Node, request: 
         })
         .unwrap_or_default();
     let mut properties = OrderedMap::new();
-    if *node == Node::Cbs {
-        // Every token is good: this is a local broker with no secrets.
-        for (code, description) in [
-            ("status-code", "status-description"),
-            ("statusCode", "statusDescription"),
-        ] {
-            properties.insert(code.to_owned(), SimpleValue::Int(202));
-            properties.insert(description.to_owned(), SimpleValue::String("Accepted".into()));
-        }
-        return message::encode_reply(correlation_id, properties, Value::Null);
-    }
-    let Node::Management {
-        queue: name,
-        dead_letter,
-    } = node
-    else {
-        unreachable!("CBS answered above");
-    };
     let body = match request.value {
         Some(Value::Map(map)) => map,
         _ => OrderedMap::new(),
@@ -94,7 +82,7 @@ pub async fn handle(queue: &EmbeddedQueue, locks: &Locks, node: &Node, request: 
         "com.microsoft:renew-lock" => renew_lock(queue, locks, &body).await,
         "com.microsoft:schedule-message" => schedule(queue, name, &body).await,
         "com.microsoft:cancel-scheduled-message" => cancel_scheduled(queue, name, &body).await,
-        "com.microsoft:peek-message" => peek(queue, name, *dead_letter, &body).await,
+        "com.microsoft:peek-message" => peek(queue, name, dead_letter, &body).await,
         "com.microsoft:update-disposition" => update_disposition(queue, locks, &body).await,
         other => Err(Failure(
             501,

@@ -10,9 +10,12 @@
 //! embedded queue's: the broker only speaks the protocol.
 //!
 //! # The Service Bus dialect it speaks
-//! - SASL `ANONYMOUS` and `PLAIN` (any credentials), or no SASL at all. No TLS.
-//! - `$cbs`: `put-token` is answered `202 Accepted` whatever the token (a local broker with no
-//!   secrets).
+//! - SASL `MSSBCBS` and `ANONYMOUS` (then tokens on `$cbs`), `PLAIN` with the key name and key,
+//!   or no SASL at all. No TLS.
+//! - `$cbs`: `put-token` with a SAS token signed with the configured key ([`SharedAccessKey`],
+//!   by default the Service Bus emulator's) is answered `202 Accepted` and authorizes the entities
+//!   its `sr` covers; any other token is answered `401`. A link to an entity no valid token covers
+//!   is detached with `amqp:unauthorized-access` (`auth.rs`).
 //! - `<queue>/$management` and `<queue>/$DeadLetterQueue/$management`: `com.microsoft:renew-lock`,
 //!   `schedule-message`, `cancel-scheduled-message`, `peek-message` and `update-disposition`, with
 //!   `statusCode` / `statusDescription` (and `errorCondition` on failure) in the reply's
@@ -36,6 +39,9 @@
 //!   receiver settle mode `second` the broker confirms with the outcome it applied, or `rejected`
 //!   with `com.microsoft:message-lock-lost` when the lock was gone. A receiver attaching with
 //!   sender settle mode `settled` gets receive-and-delete: messages are removed as they are taken.
+//! - Each link advertises [`BrokerConfig::max_message_size`] and a delivery that grows past it,
+//!   over however many frames, is refused before more of it is buffered: the link is detached
+//!   with `amqp:link:message-size-exceeded`, as Service Bus does, and the connection goes on.
 //! - Credit-based flow: a receiver gets as many messages as its link credit allows; while it has
 //!   credit and the queue is empty, one task per link waits on the queue's arrival notifier (no
 //!   busy polling); `drain` is honoured. Messages a client received but never settled stay locked
@@ -55,6 +61,7 @@
 //! the broker's own (`connection.rs`); fe2o3-amqp still provides the
 //! performative and message types, their codec (`serde_amqp`) and the frame decoder.
 
+mod auth;
 mod connection;
 mod management;
 mod message;
@@ -67,6 +74,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::embedded::{EmbeddedQueue, QueueSettings};
+
+pub use auth::SharedAccessKey;
 
 /// The suffix of a management node address.
 const MANAGEMENT_SUFFIX: &str = "/$management";
@@ -85,6 +94,11 @@ pub struct BrokerConfig {
     /// How long a new connection has for its protocol headers and SASL (10 s): a client that
     /// connects and says nothing is disconnected instead of holding the connection.
     pub handshake_timeout: Duration,
+    /// The key SAS tokens and SASL PLAIN credentials are checked against (by default the Service
+    /// Bus emulator's `RootManageSharedAccessKey` / `SAS_KEY_VALUE`).
+    pub key: SharedAccessKey,
+    /// The largest message a client may send, advertised on every link (16 MiB).
+    pub max_message_size: u64,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +108,8 @@ impl Default for BrokerConfig {
             max_delivery_count: 10,
             heartbeat: None,
             handshake_timeout: Duration::from_secs(10),
+            key: SharedAccessKey::default(),
+            max_message_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -107,6 +123,15 @@ impl BrokerConfig {
             ..QueueSettings::new(name)
         }
     }
+}
+
+/// Strips a URI's scheme and host: `amqps://host/queue/$management` is `queue/$management`.
+fn entity_path(address: &str) -> String {
+    let path = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => address,
+    };
+    path.trim_matches('/').to_owned()
 }
 
 /// Serves `queue` over AMQP on `listener` with the default [`BrokerConfig`] until `shutdown` is
@@ -158,5 +183,9 @@ pub async fn serve_with(
     Ok(())
 }
 
+#[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -17,9 +17,10 @@ use super::super::embedded::{EmbeddedQueue, QueueDepth};
 use super::message::guid_string;
 use super::{BrokerConfig, serve_with};
 
-struct Broker {
-    address: String,
-    queue: EmbeddedQueue,
+pub(super) struct Broker {
+    /// `amqp://127.0.0.1:<port>`.
+    pub(super) address: String,
+    pub(super) queue: EmbeddedQueue,
     shutdown: CancellationToken,
     _dir: TempDir,
 }
@@ -30,7 +31,7 @@ impl Drop for Broker {
     }
 }
 
-async fn start(config: BrokerConfig) -> Broker {
+pub(super) async fn start(config: BrokerConfig) -> Broker {
     let dir = TempDir::new().unwrap();
     let queue = EmbeddedQueue::open(&dir.path().join("broker.db"), &[]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -45,7 +46,8 @@ async fn start(config: BrokerConfig) -> Broker {
     }
 }
 
-async fn connect(broker: &Broker, name: &str) -> ConnectionHandle<()> {
+/// A connection that logs in with SASL PLAIN and the emulator's key (so it needs no token).
+pub(super) async fn connect(broker: &Broker, name: &str) -> ConnectionHandle<()> {
     Connection::builder()
         .container_id(name)
         .sasl_profile(SaslProfile::Plain {
@@ -71,7 +73,7 @@ fn lock_token(tag: &[u8]) -> [u8; 16] {
     bytes
 }
 
-async fn wait_for_depth(queue: &EmbeddedQueue, name: &str, expected: QueueDepth) {
+pub(super) async fn wait_for_depth(queue: &EmbeddedQueue, name: &str, expected: QueueDepth) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let depth = queue.queue_depth(name).await.unwrap();
@@ -80,6 +82,25 @@ async fn wait_for_depth(queue: &EmbeddedQueue, name: &str, expected: QueueDepth)
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sasl_plain_with_a_wrong_key_is_refused() {
+    let broker = start(BrokerConfig::default()).await;
+    for (username, password) in [
+        ("RootManageSharedAccessKey", "not the key"),
+        ("SomeoneElse", "SAS_KEY_VALUE"),
+    ] {
+        let refused = Connection::builder()
+            .container_id("intruder")
+            .sasl_profile(SaslProfile::Plain {
+                username: username.into(),
+                password: password.into(),
+            })
+            .open(broker.address.as_str())
+            .await;
+        assert!(refused.is_err(), "{username}/{password} was let in");
     }
 }
 
@@ -405,7 +426,7 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
 
 /// Checks that the broker still serves: a message sent before the hostile clients is received
 /// and completed by a well-behaved one.
-async fn assert_still_serves(broker: &Broker) {
+pub(super) async fn assert_still_serves(broker: &Broker) {
     let mut connection = connect(broker, "good").await;
     let mut session = Session::begin(&mut connection).await.unwrap();
     let mut receiver = Receiver::attach(&mut session, "receiver", "kept").await.unwrap();

@@ -65,7 +65,6 @@ mod broker_tests;
 mod codec;
 mod connection_string;
 mod links;
-mod sas;
 #[cfg(test)]
 mod tests;
 
@@ -86,11 +85,11 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use super::sas::sas_token;
 pub use connection_string::{ConnectionString, Credential};
-pub use sas::sas_token;
 
 use self::links::{Link, ReceiverLink, RequestLink, SenderLink};
-use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
+use super::{Output, ReceivedMessage, Settlement, Transport, TransportError, sas};
 
 /// Tuning for [`ServiceBusTransport`].
 #[derive(Debug, Clone)]
