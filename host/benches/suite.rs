@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, workspace,
+    DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, samples, workspace,
 };
 
 /// Repetitions of each scenario; the median is reported. Three keeps the whole suite, build
@@ -399,7 +399,7 @@ fn scenario_decode(format: &str) -> Value {
     let mb_per_s = (body.len() * rounds) as f64 / started.elapsed().as_secs_f64() / 1e6;
     let mut result = json!({"mb_per_s": mb_per_s, "bytes": body.len()});
     if format == "binary" {
-        let path = workspace().join("../shared/samples/dataverse").join(file);
+        let path = samples().join(file);
         result["wcf_mb_per_s"] = json!(python_baseline(&["wcf", path.to_str().unwrap(), "200"]));
     }
     result

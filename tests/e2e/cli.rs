@@ -87,13 +87,15 @@ fn validate_refuses_a_file_that_is_not_a_component() {
 
 #[test]
 fn inspect_decodes_every_json_sample() {
-    let samples: Vec<_> = std::fs::read_dir(support::samples())
-        .expect("the samples folder beside the repository")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(samples.len(), 3, "{samples:?}");
-    for sample in samples {
+    let json_files = |folder: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(folder)
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect()
+    };
+    assert_eq!(json_files(&support::samples()).len(), 3);
+    for sample in support::sample_folders().iter().flat_map(|folder| json_files(folder)) {
         let output = sagahost(&["inspect".as_ref(), sample.as_os_str()]);
         let stdout = text(&output.stdout);
         assert!(
@@ -112,26 +114,49 @@ fn inspect_decodes_every_json_sample() {
             "{stdout}"
         );
         assert!(stdout.contains(&format!("target: {entity} {id}")), "{stdout}");
-        assert!(stdout.contains("post-image AsynchronousStepPrimaryName"), "{stdout}");
+        let images = json["PostEntityImages"].as_object().unwrap();
+        assert!(!images.is_empty(), "{}", sample.display());
+        for image in images.keys() {
+            assert!(stdout.contains(&format!("post-image {image}: ")), "{stdout}");
+        }
         assert_eq!(json["InputParameters"]["Target"]["$type"], "Entity");
     }
 }
 
 #[test]
 fn inspect_shows_typed_target_attributes() {
-    let sample = support::samples().join("synthetic-update-contact.dcjs.json");
-    let output = sagahost(&["inspect".as_ref(), sample.as_os_str()]);
-    let stdout = text(&output.stdout);
-    for line in [
-        "creditlimit         money                  1500.50",
-        "statecode           option-set             0",
-        "new_colors          option-set-collection  [1, 2]",
-        "modifiedon          datetime               2017-09-26T00:04:07Z",
-        "modifiedby          reference              systemuser 75c2dd85-e89e-e711-8122-000d3aa2331c",
-        "exchangerate        decimal                1.0000000000",
-        "alias.name          aliased                account.name = \"Contoso\"",
-    ] {
-        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    let expected: [(&str, &[&str]); 2] = [
+        (
+            "account-update.dcjs.json",
+            &[
+                r#"  name                text                   "Fabrikam & Söhne \"Nord\" <Großhandel>""#,
+                r#"  description         text                   "Line one\r\nLine two\tindented \\ backslash / slash 😀 end""#,
+                "  revenue             money                  2500000.75",
+                "  creditlimit         money                  0.00",
+                "  industrycode        option-set             7",
+                "  new_healthscore     integer                -15",
+                "  exchangerate        decimal                1.0000000000",
+                "  modifiedon          datetime               2024-03-18T09:41:27.357Z",
+                "  primarycontactid    reference              contact e2a96c58-0d4f-4b73-8a1e-5c7f3b9d2064",
+                "pre-image PreImage: account b7e41f02-6c3a-4d85-9f17-2a0c8e5d4b91",
+            ],
+        ),
+        (
+            "email-create.dcjs.json",
+            &[
+                "  new_topics                   option-set-collection  [1, 3, 4]",
+                r#"  regarding.accountnumber      aliased                account.accountnumber = "FAB-00042""#,
+                "  to                           entity-collection      activityparty 8d0c5a27-e3f6-4b19-b7d4-5a2e9f1c0b63, \
+                 activityparty a6f19d3c-0b72-4e8a-95c1-d7e4b3a20f58",
+            ],
+        ),
+    ];
+    for (file, lines) in expected {
+        let output = sagahost(&["inspect".as_ref(), support::samples().join(file).as_os_str()]);
+        let stdout = text(&output.stdout);
+        for line in lines {
+            assert!(stdout.contains(&format!("{line}\n")), "missing `{line}` in:\n{stdout}");
+        }
     }
 }
 
@@ -229,38 +254,37 @@ fn inspect_decodes_the_xml_and_binary_twins_to_the_same_context() {
         assert!(output.status.success(), "{file}: {}", text(&output.stderr));
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    let xml = json_of("synthetic-update-contact.dcs.xml", None);
-    let binary = json_of("synthetic-update-contact.dcs-binary.msbin1", None);
-    let binary_declared = json_of("synthetic-update-contact.dcs-binary.msbin1", Some("application/msbin1"));
+    let xml = json_of("account-update.dcs.xml", None);
+    let binary = json_of("account-update.dcs-binary.msbin1", None);
+    let binary_declared = json_of("account-update.dcs-binary.msbin1", Some("application/msbin1"));
     assert_eq!(xml, binary, "the XML and binary twins decode alike");
     assert_eq!(binary, binary_declared, "sniffing and the content type agree");
     let target = &xml["InputParameters"]["Target"];
     assert_eq!(
-        target["Attributes"]["creditlimit"],
-        serde_json::from_str::<serde_json::Value>(r#"{"$type": "Money", "Value": 1500.50}"#).unwrap()
+        target["Attributes"]["revenue"],
+        serde_json::from_str::<serde_json::Value>(r#"{"$type": "Money", "Value": 2500000.75}"#).unwrap()
     );
     // XML and binary type the GUID, which JSON cannot.
-    assert_eq!(target["Attributes"]["contactid"]["$type"], "Guid");
+    assert_eq!(target["Attributes"]["accountid"]["$type"], "Guid");
+    assert_eq!(xml["ParentContext"]["Stage"], 30);
 
     let summary = text(
         &sagahost(&[
             "inspect".as_ref(),
-            support::samples()
-                .join("synthetic-update-contact.dcs-binary.msbin1")
-                .as_os_str(),
+            support::samples().join("account-update.dcs-binary.msbin1").as_os_str(),
         ])
         .stdout,
     );
     assert!(
-        summary.starts_with("message:  Update contact 6d81597f-0f9f-e711-8122-000d3aa2331c"),
+        summary.starts_with("message:  Update account b7e41f02-6c3a-4d85-9f17-2a0c8e5d4b91"),
         "{summary}"
     );
-    assert!(summary.contains("contactid           guid"), "{summary}");
+    assert!(summary.contains("accountid           guid"), "{summary}");
 }
 
 #[test]
 fn inspect_with_a_wrong_content_type_says_which_format_failed_and_where() {
-    let path = support::samples().join("synthetic-update-contact.dcs-binary.msbin1");
+    let path = support::samples().join("contact-create.dcs-binary.msbin1");
     let output = sagahost(&[
         "inspect".as_ref(),
         path.as_os_str(),

@@ -82,7 +82,7 @@ async fn the_webhook_refuses_huge_slow_and_stalled_clients_and_keeps_serving() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A body in another format than its content type says: 400 naming both.
-    let binary = std::fs::read(support::samples().join("synthetic-update-contact.dcs-binary.msbin1")).unwrap();
+    let binary = std::fs::read(support::samples().join("contact-create.dcs-binary.msbin1")).unwrap();
     let mislabelled = post(binary, "application/json").await.unwrap();
     assert_eq!(mislabelled.status(), 400);
     let why = mislabelled.text().await.unwrap();

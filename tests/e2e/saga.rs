@@ -799,8 +799,8 @@ async fn an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_ke
         store,
         mut events,
     } = start(dir.path(), config(dir.path(), &servers), kind).await;
-    let xml = std::fs::read(support::samples().join("synthetic-update-contact.dcs.xml")).unwrap();
-    let binary = std::fs::read(support::samples().join("synthetic-update-contact.dcs-binary.msbin1")).unwrap();
+    let xml = std::fs::read(support::samples().join("contact-create.dcs.xml")).unwrap();
+    let binary = std::fs::read(support::samples().join("contact-create.dcs-binary.msbin1")).unwrap();
     let bad_bodies: [(&str, Vec<u8>, &str); 5] = [
         (
             "application/json",

@@ -11,9 +11,21 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Dataverse samples shipped beside the repository.
+/// The repository's own Dataverse samples (`tests/samples/dataverse/INDEX.md` says what
+/// each is).
 pub fn samples() -> PathBuf {
-    workspace().join("../shared/samples/dataverse")
+    workspace().join("tests/samples/dataverse")
+}
+
+/// Every samples folder there is: the repository's, then `../shared/samples/dataverse`
+/// when the repository is checked out beside it (optional: nothing requires it).
+pub fn sample_folders() -> Vec<PathBuf> {
+    let shared = workspace().join("../shared/samples/dataverse");
+    let mut folders = vec![samples()];
+    if shared.is_dir() {
+        folders.push(shared);
+    }
+    folders
 }
 
 /// Path of a built guest component, e.g. `component("mdm")`.

@@ -947,7 +947,7 @@ mod body_tests {
     fn truncated_bodies_are_reported() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/samples/dataverse/synthetic-update-contact.dcs-binary.msbin1"
+            "/../tests/samples/dataverse/contact-create.dcs-binary.msbin1"
         );
         let body = std::fs::read(path).unwrap();
         for cut in [1, 2, 40, body.len() / 2, body.len() - 1] {

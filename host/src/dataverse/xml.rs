@@ -194,7 +194,7 @@ mod tests {
 
     const SAMPLE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/samples/dataverse/synthetic-update-contact.dcs.xml"
+        "/../tests/samples/dataverse/contact-create.dcs.xml"
     );
 
     /// A context with the usual namespace declarations around `content`.

@@ -35,9 +35,10 @@ pub struct Options {
     /// The example messages (`contact-create.json` is the template).
     #[arg(long, default_value = "guest-examples/messages")]
     pub messages: PathBuf,
-    /// Real Dataverse samples to post as well, when the folder exists.
-    #[arg(long, default_value = "../shared/samples/dataverse")]
-    pub samples: PathBuf,
+    /// Dataverse sample folders: the webhook samples found in them are posted as well
+    /// (folders that do not exist are skipped, so `../shared` is optional).
+    #[arg(long, default_values = ["tests/samples/dataverse", "../shared/samples/dataverse"])]
+    pub samples: Vec<PathBuf>,
     /// How many contacts to create; every fourth has an invalid email, which the ERP rejects.
     #[arg(long, default_value_t = 12)]
     pub contacts: usize,
@@ -313,7 +314,17 @@ fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-/// The messages to post: contacts made from the template, then any real webhook sample.
+/// The webhook samples posted after the contacts, by file name, from whichever sample
+/// folder has them: the repository's own, and Microsoft's documented body from `../shared`.
+const WEBHOOK_SAMPLES: [(&str, &str); 2] = [
+    ("contact-create.dcjs.json", "contact create sample"),
+    (
+        "MicrosoftDocs__powerapps-docs__use-webhooks.md__webhook-update-contact.json",
+        "docs webhook sample",
+    ),
+];
+
+/// The messages to post: contacts made from the template, then the webhook samples.
 fn messages(options: &Options) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     const TEMPLATE_CORRELATION: &str = "7d4e2b9a-1c3f-4a5e-9b8d-2f6a0c1e3b57";
     const TEMPLATE_CONTACT: &str = "0c7f3a5e-6b8e-ef11-8ee9-000d3a4f5b21";
@@ -341,11 +352,12 @@ fn messages(options: &Options) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         );
         out.push((label, body.into_bytes()));
     }
-    let sample = options
-        .samples
-        .join("MicrosoftDocs__powerapps-docs__use-webhooks.md__webhook-update-contact.json");
-    if let Ok(body) = std::fs::read(&sample) {
-        out.push(("docs webhook sample".to_string(), body));
+    for folder in &options.samples {
+        for (file, label) in WEBHOOK_SAMPLES {
+            if let Ok(body) = std::fs::read(folder.join(file)) {
+                out.push((label.to_string(), body));
+            }
+        }
     }
     Ok(out)
 }
@@ -468,4 +480,45 @@ fn ledger_summary(ledger: &partners::Ledger) -> String {
             failures.join(", ")
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    #[test]
+    fn the_repository_sample_is_posted_and_a_missing_sample_folder_is_skipped() {
+        let defaults = Command::parse_from(["quickstart"]).options;
+        assert_eq!(
+            defaults.samples,
+            [
+                PathBuf::from("tests/samples/dataverse"),
+                PathBuf::from("../shared/samples/dataverse")
+            ]
+        );
+
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let options = Options {
+            messages: workspace.join("guest-examples/messages"),
+            samples: vec![
+                workspace.join("tests/samples/dataverse"),
+                workspace.join("no-such-folder"),
+            ],
+            contacts: 2,
+            ..defaults
+        };
+        let bodies = messages(&options).unwrap();
+        let labels: Vec<&str> = bodies.iter().map(|(label, _)| label.as_str()).collect();
+        assert_eq!(labels, ["contact  1 Ana", "contact  2 Bo", "contact create sample"]);
+        let sample = workspace.join("tests/samples/dataverse/contact-create.dcjs.json");
+        assert_eq!(bodies[2].1, std::fs::read(sample).unwrap());
+    }
 }
