@@ -11,7 +11,8 @@
 //! mid-run, and (Service Bus scenario) `sagahost broker` itself is killed and restarted.
 //!
 //! The books: every contact reached exactly one end state (completed at the ERP, compensated
-//! back to the MDM, or dead-lettered with a reason), no queue holds anything, and every repeated
+//! back to the MDM, or dead-lettered with a reason), no queue holds anything, a failed undo
+//! of a later step never kept the MDM's step from being undone, and every repeated
 //! partner call is explained (a retry after a fault, or a redelivery after a kill or a broker
 //! restart); a repeat with no such cause would mean a lock was lost while a call ran.
 //!
@@ -37,6 +38,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sagahost::config::Config;
+use sagahost::saga::envelope::UNDO_CONTINUED_PROPERTY;
 use sagahost::transport::embedded::EmbeddedQueue;
 
 use crate::operate::{next_version, replace};
@@ -498,6 +500,8 @@ struct Books {
     completed: BTreeSet<usize>,
     compensated: BTreeSet<usize>,
     dead_lettered: BTreeMap<usize, String>,
+    /// Undos dead-lettered while the compensation went on to the older steps (not end states).
+    failed_undos: BTreeMap<usize, String>,
     /// Contacts with evidence of two end states.
     conflicts: BTreeSet<usize>,
     faults: BTreeMap<String, usize>,
@@ -537,6 +541,18 @@ async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Inc
                 !dead.reason.is_empty(),
                 "a dead letter without a reason on {queue_name}"
             );
+            let continued = dead
+                .message
+                .properties
+                .iter()
+                .any(|(name, value)| name == UNDO_CONTINUED_PROPERTY && value == "true");
+            // The MDM's undo is the oldest: after it there is nothing left to undo.
+            if continued && queue_name != "contacts-compensate" {
+                books
+                    .failed_undos
+                    .insert(contact, format!("{queue_name}: {}", dead.reason));
+                continue;
+            }
             let previous = books
                 .dead_lettered
                 .insert(contact, format!("{queue_name}: {}", dead.reason));
@@ -576,6 +592,13 @@ async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Inc
         .filter(|c| !books.dead_lettered.contains_key(c) && !deleted.contains(c))
         .copied()
         .collect();
+    // A failed undo of a later step must not have kept the MDM's step from being undone.
+    for (contact, undo) in &books.failed_undos {
+        assert!(
+            deleted.contains(contact) || books.dead_lettered.contains_key(contact),
+            "contact {contact}: the undo `{undo}` failed and the MDM record was never deleted"
+        );
+    }
     for (name, calls) in [("mdm", mdm), ("writeback", partners.writeback.calls()), ("erp", erp)] {
         let mut by_key: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
         for call in &calls {
@@ -746,7 +769,7 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
     println!(
         "faults/{name} (seed {}): {} contacts in {:.0?}; {} host kills, {} broker restarts, 1 reload; \
          faults injected {:?}; end states: {} completed, {} compensated, {} dead-lettered {reasons:?}; \
-         lost {}; repeated calls by cause {:?}",
+         failed undos the compensation went past {:?}; lost {}; repeated calls by cause {:?}",
         seed(),
         scale.contacts,
         started.elapsed(),
@@ -762,6 +785,7 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
         books.completed.len(),
         books.compensated.len(),
         books.dead_lettered.len(),
+        books.failed_undos,
         lost.len(),
         books.repeats,
     );
