@@ -1,4 +1,3 @@
-
 use super::super::contract::{ARRAYS_NS, CONTRACTS_NS, GENERIC_NS, SERIALIZATION_NS, XSD_NS, XSI_NS};
 use super::super::model::Value;
 use super::super::{Limits, decode};

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// One partner's routing settings, with `next` routed to queue `out`.

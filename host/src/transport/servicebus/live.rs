@@ -1,0 +1,396 @@
+//! One live AMQP connection to a namespace: TLS, SASL, the session, CBS tokens, the links it
+//! holds, and how an operation ends when the connection is lost under it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::transaction::Controller;
+use fe2o3_amqp::types::primitives::{SimpleValue, Value};
+use fe2o3_amqp::{Connection, Session};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::connection_string::{ConnectionString, Credential};
+
+use super::super::{TransportError, sas};
+use super::ServiceBusOptions;
+use super::links::{Link, ReceiverLink, RequestLink, SenderLink};
+
+/// How long attaching a link (its token included) may take before the connection is given up.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How an operation run by [`Live::run`] ended.
+pub(super) enum Ended<T> {
+    Done(T),
+    TimedOut,
+    ConnectionLost,
+}
+
+/// A sender's destination queue and via queue (`None`: it sends directly).
+type SenderKey = (String, Option<String>);
+
+/// One connection with its session and links.
+pub(super) struct Live {
+    target: Arc<ConnectionString>,
+    options: ServiceBusOptions,
+    connection: Mutex<ConnectionHandle<()>>,
+    session: Mutex<SessionHandle<()>>,
+    cbs: Arc<RequestLink>,
+    /// Entities with a token put, refreshed by `refresher`.
+    audiences: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    receivers: Mutex<HashMap<String, Arc<ReceiverLink>>>,
+    senders: Mutex<HashMap<SenderKey, Arc<SenderLink>>>,
+    /// The `$coordinator` link, attached on the first transaction.
+    controller: Mutex<Option<Arc<Controller>>>,
+    management: Mutex<HashMap<String, Arc<RequestLink>>>,
+    refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held while a link is attached, one at a time, so that the link maps above are locked
+    /// only for lookups: a settle or a renewal never waits behind an attach.
+    attaching: Mutex<()>,
+    /// Cancelled when this connection is given up: an attach went unanswered, or it was closed.
+    given_up: CancellationToken,
+}
+
+impl Live {
+    /// Drops the transaction controller, so that the next transaction attaches a fresh one.
+    pub(super) async fn forget_controller(&self) {
+        self.controller.lock().await.take();
+    }
+
+    pub(super) async fn open(target: Arc<ConnectionString>, options: &ServiceBusOptions) -> anyhow::Result<Self> {
+        let timeout = options.operation_timeout;
+        let (mut connection, session) =
+            tokio::time::timeout(timeout, open_connection(&target))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "connecting to `{}:{}` took longer than {timeout:?}",
+                        target.host,
+                        target.port
+                    )
+                })??;
+        let mut session = session;
+        let cbs = match RequestLink::attach(&mut session, "$cbs").await {
+            Ok(cbs) => cbs,
+            Err(err) => {
+                let _ = connection.close().await;
+                return Err(err);
+            }
+        };
+        let live = Self {
+            target,
+            options: options.clone(),
+            connection: Mutex::new(connection),
+            session: Mutex::new(session),
+            cbs: Arc::new(cbs),
+            audiences: Arc::default(),
+            receivers: Mutex::default(),
+            senders: Mutex::default(),
+            controller: Mutex::default(),
+            management: Mutex::default(),
+            refresher: std::sync::Mutex::default(),
+            attaching: Mutex::new(()),
+            given_up: CancellationToken::new(),
+        };
+        // A connection string scoped to one entity can only authorize that entity; check it now.
+        if let Some(entity) = live.target.entity_path.clone()
+            && let Err(err) = live.authorize(&entity).await
+        {
+            live.close().await;
+            return Err(err);
+        }
+        Ok(live)
+    }
+
+    pub(super) fn is_alive(&self) -> bool {
+        if self.given_up.is_cancelled() || self.cbs.is_dead() {
+            return false;
+        }
+        match (self.connection.try_lock(), self.session.try_lock()) {
+            (Ok(connection), Ok(session)) => !connection.is_closed() && !session.is_ended(),
+            // Someone is attaching a link right now: the connection was alive a moment ago.
+            _ => true,
+        }
+    }
+
+    /// Resolves once this connection is gone: given up, or its session stopped (which stops the
+    /// `$cbs` link at once). fe2o3 leaves the outcome of a transfer on a stopped session pending
+    /// for good (a send, a transaction's declare or discharge), so operations race this rather
+    /// than wait for an answer that cannot come.
+    pub(super) async fn lost(&self) {
+        tokio::select! {
+            () = self.given_up.cancelled() => {}
+            () = self.cbs.stopped().cancelled() => {}
+        }
+    }
+
+    /// Runs `operation` until it finishes, `timeout` passes or this connection is lost.
+    pub(super) async fn run<T>(&self, timeout: Duration, operation: impl Future<Output = T>) -> Ended<T> {
+        tokio::select! {
+            done = tokio::time::timeout(timeout, operation) => done.map_or(Ended::TimedOut, Ended::Done),
+            () = self.lost() => Ended::ConnectionLost,
+        }
+    }
+
+    pub(super) fn audience(&self, entity: &str) -> String {
+        format!("{}/{}", self.target.namespace_uri(), entity)
+    }
+
+    /// Puts a token for `entity` on `$cbs` unless one is there already.
+    pub(super) async fn authorize(&self, entity: &str) -> anyhow::Result<()> {
+        let audience = self.audience(entity);
+        if self.audiences.lock().expect("not poisoned").contains(&audience) {
+            return Ok(());
+        }
+        self.put_token(&audience).await?;
+        self.audiences.lock().expect("not poisoned").insert(audience);
+        self.ensure_refresher();
+        Ok(())
+    }
+
+    pub(super) async fn put_token(&self, audience: &str) -> anyhow::Result<()> {
+        put_token(&self.cbs, &self.target, &self.options, audience).await
+    }
+
+    /// Starts the task that puts every token again at 80% of its lifetime.
+    pub(super) fn ensure_refresher(&self) {
+        let mut refresher = self.refresher.lock().expect("not poisoned");
+        if refresher.is_some() || matches!(self.target.credential, Credential::SharedAccessSignature(_)) {
+            return;
+        }
+        let (cbs, audiences) = (self.cbs.clone(), self.audiences.clone());
+        let (target, options) = (self.target.clone(), self.options.clone());
+        *refresher = Some(tokio::spawn(async move {
+            let period = options.token_ttl.mul_f64(0.8).max(Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(period).await;
+                let all: Vec<String> = audiences.lock().expect("not poisoned").iter().cloned().collect();
+                for audience in all {
+                    if let Err(err) = put_token(&cbs, &target, &options, &audience).await {
+                        tracing::warn!(%audience, "refreshing the SAS token failed: {err:#}");
+                    }
+                }
+            }
+        }));
+    }
+
+    pub(super) async fn receiver(&self, queue: &str) -> Result<Arc<ReceiverLink>, TransportError> {
+        self.link(&self.receivers, queue.to_string(), queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            let mut session = self.session.lock().await;
+            ReceiverLink::attach(&mut session, queue, self.options.prefetch)
+                .await
+                .map_err(|e| classify(e, queue))
+        })
+        .await
+    }
+
+    /// The live link under `key` in `links`, or a new one from `attach`. Attaches run one at a
+    /// time under [`Live::attaching`] (the map is locked only to look up and insert) and are
+    /// bounded by [`Self::bounded`].
+    pub(super) async fn link<K: Eq + std::hash::Hash, L: Link>(
+        &self,
+        links: &Mutex<HashMap<K, Arc<L>>>,
+        key: K,
+        entity: &str,
+        attach: impl Future<Output = Result<L, TransportError>>,
+    ) -> Result<Arc<L>, TransportError> {
+        let existing = |links: &HashMap<K, Arc<L>>| links.get(&key).filter(|l| !l.is_dead()).cloned();
+        if let Some(link) = existing(&*links.lock().await) {
+            return Ok(link);
+        }
+        let _attaching = self.attaching.lock().await;
+        // Another task may have attached it while this one waited.
+        if let Some(link) = existing(&*links.lock().await) {
+            return Ok(link);
+        }
+        let link = Arc::new(self.bounded(entity, attach).await?);
+        links.lock().await.insert(key, link.clone());
+        Ok(link)
+    }
+
+    /// Runs a link attach (with its token) for `entity`, giving up after [`ATTACH_TIMEOUT`] or
+    /// when the connection is lost. A peer that never answers an attach leaves this connection
+    /// given up, so the next operation reconnects instead of waiting behind it.
+    pub(super) async fn bounded<T>(
+        &self,
+        entity: &str,
+        attach: impl Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        match self.run(ATTACH_TIMEOUT, attach).await {
+            Ended::Done(attached) => attached,
+            Ended::ConnectionLost => {
+                Err(anyhow!("the connection was lost while attaching a link to `{entity}`").into())
+            }
+            Ended::TimedOut => {
+                self.given_up.cancel();
+                Err(
+                    anyhow!("attaching a link to `{entity}` was not answered within {ATTACH_TIMEOUT:?}; reconnecting")
+                        .into(),
+                )
+            }
+        }
+    }
+
+    pub(super) async fn existing_receiver(&self, queue: &str) -> Option<Arc<ReceiverLink>> {
+        self.receivers.lock().await.get(queue).filter(|l| !l.is_dead()).cloned()
+    }
+
+    /// A sender to `queue`, through the `via` queue if given (a send-via link needs a token for
+    /// both entities).
+    pub(super) async fn sender(&self, queue: &str, via: Option<&str>) -> Result<Arc<SenderLink>, TransportError> {
+        let key = (queue.to_string(), via.map(str::to_string));
+        self.link(&self.senders, key, queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            if let Some(via) = via {
+                self.authorize(via).await.map_err(|e| classify(e, via))?;
+            }
+            let mut session = self.session.lock().await;
+            SenderLink::attach(&mut session, queue, via).await
+        })
+        .await
+    }
+
+    /// The transaction controller, attaching it to `$coordinator` the first time.
+    pub(super) async fn controller(&self) -> Result<Arc<Controller>, TransportError> {
+        let mut controller = self.controller.lock().await;
+        if let Some(live) = controller.as_ref() {
+            return Ok(live.clone());
+        }
+        let _attaching = self.attaching.lock().await;
+        let attached = self
+            .bounded("$coordinator", async {
+                let mut session = self.session.lock().await;
+                Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
+                    .await
+                    .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}").into())
+            })
+            .await?;
+        let attached = Arc::new(attached);
+        *controller = Some(attached.clone());
+        Ok(attached)
+    }
+
+    pub(super) async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {
+        self.link(&self.management, queue.to_string(), queue, async {
+            self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+            let mut session = self.session.lock().await;
+            RequestLink::attach(&mut session, &format!("{queue}/$management"))
+                .await
+                .map_err(|e| classify(e, queue))
+        })
+        .await
+    }
+
+    pub(super) async fn close(&self) {
+        self.given_up.cancel();
+        if let Some(refresher) = self.refresher.lock().expect("not poisoned").take() {
+            refresher.abort();
+        }
+        self.receivers.lock().await.clear();
+        self.senders.lock().await.clear();
+        self.controller.lock().await.take();
+        self.management.lock().await.clear();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = self.session.lock().await.end().await;
+            let _ = self.connection.lock().await.close().await;
+        })
+        .await;
+    }
+}
+
+/// `UnknownQueue` for errors that say the entity does not exist.
+pub(super) fn classify(err: anyhow::Error, queue: &str) -> TransportError {
+    let text = format!("{err:#}");
+    if text.contains("not-found") || text.contains("NotFound") || text.contains(" 404") {
+        TransportError::UnknownQueue(queue.to_string())
+    } else {
+        TransportError::Other(err)
+    }
+}
+
+async fn put_token(
+    cbs: &RequestLink,
+    target: &ConnectionString,
+    options: &ServiceBusOptions,
+    audience: &str,
+) -> anyhow::Result<()> {
+    let token = match &target.credential {
+        Credential::SharedAccessKey { name, key } => {
+            sas::sas_token(audience, name, key, sas::expiry_from_now(options.token_ttl))
+        }
+        Credential::SharedAccessSignature(token) => token.clone(),
+    };
+    let properties = vec![
+        ("type".to_string(), SimpleValue::String(sas::SAS_TOKEN_TYPE.into())),
+        ("name".to_string(), SimpleValue::String(audience.to_string())),
+    ];
+    let response = cbs
+        .request("put-token", properties, Value::String(token), options.operation_timeout)
+        .await?;
+    match response.status {
+        200 | 202 => Ok(()),
+        status => Err(anyhow!(
+            "Service Bus refused the SAS token for `{audience}` ({status} {}); check SharedAccessKeyName/SharedAccessKey",
+            response.description
+        )),
+    }
+}
+
+/// TCP (with `TCP_NODELAY`), TLS unless the emulator is asked for, SASL ANONYMOUS, open, begin.
+async fn open_connection(target: &ConnectionString) -> anyhow::Result<(ConnectionHandle<()>, SessionHandle<()>)> {
+    let address = (target.host.as_str(), target.port);
+    let tcp = TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to `{}:{}`", target.host, target.port))?;
+    tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
+    let container_id = format!("sagahost-{}", uuid::Uuid::new_v4());
+    let builder = Connection::builder()
+        .container_id(container_id)
+        .hostname(target.host.as_str())
+        .sasl_profile(SaslProfile::Anonymous);
+    let mut connection = if target.use_development_emulator {
+        builder
+            .open_with_stream(tcp)
+            .await
+            .map_err(|e| anyhow!("opening the AMQP connection: {e}"))?
+    } else {
+        let tls = tls_connect(&target.host, tcp).await?;
+        builder
+            .open_with_stream(tls)
+            .await
+            .map_err(|e| anyhow!("opening the AMQP connection: {e}"))?
+    };
+    let session = match Session::begin(&mut connection).await {
+        Ok(session) => session,
+        Err(err) => {
+            let _ = connection.close().await;
+            return Err(anyhow!("beginning the AMQP session: {err}"));
+        }
+    };
+    Ok((connection, session))
+}
+
+async fn tls_connect(host: &str, tcp: TcpStream) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+    let roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).with_context(|| format!("`{host}` is not a TLS server name"))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS handshake with `{host}`"))
+}
