@@ -2,7 +2,7 @@
 //! Bus dialect to a namespace (or to a local Service Bus–compatible broker such as `sagahost broker`
 //! or the Service Bus emulator).
 //!
-//! It owns one AMQP connection with one session ([`live`] opens it: TLS, SASL, CBS tokens,
+//! It owns one AMQP connection with one session (`live.rs` opens it: TLS, SASL, CBS tokens,
 //! and the end of every operation when the connection is lost), and on it: a peek-lock receiver per consumed
 //! queue, a sender per destination queue, a `$management` request/response link pair per queue
 //! (for lock renewal) and the `$cbs` pair that authorizes the rest. A dropped connection is
