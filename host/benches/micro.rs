@@ -5,7 +5,7 @@
 //!   from the pool each call, against the same logic as a native Rust function.
 //! - `decode/{json,xml,binary}`: decoding the sample context of each format, with throughput.
 //! - `decode/<format>/<attack>`: decoding (or refusing) each hostile body of
-//!   `sagahost::dataverse::adversarial`, [`ADVERSARIAL_BYTES`] long, with throughput: each
+//!   `sagahost_dataverse::adversarial`, [`ADVERSARIAL_BYTES`] long, with throughput: each
 //!   must take at most 50 ms per MiB.
 //!
 //! Run with `scripts/bench micro` (which builds the guest components first). The end-to-end
@@ -16,7 +16,7 @@ use sagahost::component::wit;
 
 mod common;
 use common::{DECODE_SAMPLES, contact_body, forwarder, message_event, native_forward, sample};
-use sagahost::dataverse::adversarial::GENERATORS;
+use sagahost_dataverse::adversarial::GENERATORS;
 
 /// The size of the hostile bodies the `decode` group times: 1 MiB, a quarter of the default
 /// body limit, so the group stays short (the memory test decodes them at 4 MiB).
@@ -46,14 +46,14 @@ fn decode(c: &mut Criterion) {
         let body = sample(file);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format, |b| {
-            b.iter(|| sagahost::dataverse::decode(&body, Some(content_type), &limits).unwrap());
+            b.iter(|| sagahost_dataverse::decode(&body, Some(content_type), &limits).unwrap());
         });
     }
     for generator in GENERATORS {
         let body = (generator.build)(ADVERSARIAL_BYTES);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(generator.name, |b| {
-            b.iter(|| sagahost::dataverse::decode(&body, Some(generator.content_type), &limits).is_ok());
+            b.iter(|| sagahost_dataverse::decode(&body, Some(generator.content_type), &limits).is_ok());
         });
     }
     group.finish();

@@ -39,8 +39,8 @@ use sagahost::saga::envelope::Envelope;
 use sagahost::saga::routing::{self, PartnerRoutes, StepInput};
 use sagahost::saga::{MessageParts, SagaState, build_inbound};
 use sagahost::service::Host;
-use sagahost::transport::embedded::{EmbeddedQueue, QueueSettings};
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
 mod common;
@@ -315,9 +315,9 @@ fn scenario_outbound(concurrency: usize) -> Value {
 }
 
 fn scenario_servicebus() -> Value {
-    use sagahost::transport::Settlement;
-    use sagahost::transport::broker::{self, BrokerConfig};
-    use sagahost::transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
+    use sagahost_broker::{self as broker, BrokerConfig};
+    use sagahost_transport::Settlement;
+    use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedQueue::open(&dir.path().join("broker.sqlite3"), &[QueueSettings::new("bench")]).unwrap();
@@ -394,7 +394,7 @@ fn scenario_decode(format: &str) -> Value {
     let rounds = 2_000;
     let started = Instant::now();
     for _ in 0..rounds {
-        std::hint::black_box(sagahost::dataverse::decode(&body, Some(content_type), &limits).unwrap());
+        std::hint::black_box(sagahost_dataverse::decode(&body, Some(content_type), &limits).unwrap());
     }
     let mb_per_s = (body.len() * rounds) as f64 / started.elapsed().as_secs_f64() / 1e6;
     let mut result = json!({"mb_per_s": mb_per_s, "bytes": body.len()});

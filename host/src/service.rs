@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use sagahost_transport::HostTransport;
+use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +22,6 @@ use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
 use crate::saga::seal::StateKeys;
 use crate::saga::{Executor, Partner, SagaEvent};
-use crate::transport::HostTransport;
-use crate::transport::embedded::EmbeddedQueue;
-use crate::transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 
 /// A started host. Dropping it does not stop it: call [`Host::shutdown`].
 pub struct Host {

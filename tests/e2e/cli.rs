@@ -173,7 +173,7 @@ fn inspect_reports_a_malformed_body_with_its_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_list_show_and_redrive() {
-    use sagahost::transport::{Settlement, Transport};
+    use sagahost_transport::{Settlement, Transport};
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sagahost.toml");
@@ -197,7 +197,7 @@ async fn dead_letters_list_show_and_redrive() {
     let loaded = sagahost::config::Config::load(&config).unwrap().config;
     let db = loaded.data_dir.join("queue.sqlite3");
     {
-        let queue = sagahost::transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
+        let queue = sagahost_transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
         let received = queue
             .receive("contacts", 1, std::time::Duration::from_secs(1))
             .await
@@ -234,7 +234,7 @@ async fn dead_letters_list_show_and_redrive() {
     assert!(text(&args(&["list", "--queue", "contacts"]).stdout).contains("no dead-lettered messages"));
     let missing = args(&["show", "--queue", "contacts", "999"]);
     assert!(!missing.status.success() && text(&missing.stderr).contains("dead-letters list"));
-    let queue = sagahost::transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
+    let queue = sagahost_transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
     assert_eq!(
         queue.queue_depth("contacts").await.unwrap().active,
         1,
@@ -391,7 +391,7 @@ async fn a_config_named_without_a_directory_works_for_send_dead_letters_and_run(
         .config
         .queue_settings();
     let queue =
-        sagahost::transport::embedded::EmbeddedQueue::open(&dir.join(".sagahost/queue.sqlite3"), &queues).unwrap();
+        sagahost_transport::embedded::EmbeddedQueue::open(&dir.join(".sagahost/queue.sqlite3"), &queues).unwrap();
     assert_eq!(queue.queue_depth("contacts").await.unwrap().active, 2);
 }
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sagahost::config::Config;
-use sagahost::transport::embedded::EmbeddedQueue;
+use sagahost_transport::embedded::EmbeddedQueue;
 
 use crate::partners::Received;
 use crate::saga::{SAGA_QUEUES, Servers, config, send_contacts, write_config};

@@ -39,7 +39,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sagahost::config::Config;
 use sagahost::saga::envelope::UNDO_CONTINUED_PROPERTY;
-use sagahost::transport::embedded::EmbeddedQueue;
+use sagahost_transport::embedded::EmbeddedQueue;
 
 use crate::operate::{next_version, replace};
 use crate::saga::{SAGA_QUEUES, config_for, send_contacts, write_config};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
 use sagahost::service::Host;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 
 use crate::partners::Partner;
 use crate::saga::contact_body;
@@ -332,7 +332,7 @@ async fn sigterm_with_a_sleeping_guest_in_flight_stops_within_the_deadline() {
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap().config;
     std::fs::create_dir_all(&config.data_dir).unwrap();
-    let queue = sagahost::transport::embedded::EmbeddedQueue::open(
+    let queue = sagahost_transport::embedded::EmbeddedQueue::open(
         &config.data_dir.join("queue.sqlite3"),
         &config.queue_settings(),
     )
@@ -380,7 +380,7 @@ async fn sigterm_with_a_sleeping_guest_in_flight_stops_within_the_deadline() {
         stopped < DEADLINE + Duration::from_secs(1),
         "stopped {stopped:?} after SIGTERM"
     );
-    let queue = sagahost::transport::embedded::EmbeddedQueue::open(
+    let queue = sagahost_transport::embedded::EmbeddedQueue::open(
         &config.data_dir.join("queue.sqlite3"),
         &config.queue_settings(),
     )

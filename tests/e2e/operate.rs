@@ -15,7 +15,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
 use sagahost::service::Host;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 
 use crate::saga::contact_body;
 use crate::support;

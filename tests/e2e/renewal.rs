@@ -14,8 +14,8 @@ use sagahost::config::Config;
 use sagahost::outbound::{ConfigSecrets, HttpOutbound};
 use sagahost::saga::seal::StateKeys;
 use sagahost::saga::{Executor, Partner, Verdict};
-use sagahost::transport::embedded::{EmbeddedQueue, QueueSettings};
-use sagahost::transport::{OutgoingMessage, Output, ReceivedMessage, Settlement, Transport, TransportError};
+use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement, Transport, TransportError};
 use tokio_util::sync::CancellationToken;
 
 use crate::support;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
 use sagahost::service::Host;
-use sagahost::transport::broker::{self, BrokerConfig};
-use sagahost::transport::embedded::EmbeddedQueue;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_broker::{self as broker, BrokerConfig};
+use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 

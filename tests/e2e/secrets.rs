@@ -19,8 +19,8 @@ use sagahost::component::{Limits, Runtime, RuntimeOptions};
 use sagahost::config::Config;
 use sagahost::outbound::{ConfigSecrets, HttpOutbound, PartnerPolicy, RequestContext, SecretSource};
 use sagahost::saga::{MessageParts, StepLimits, StepRun, build_inbound, run_step};
-use sagahost::transport::embedded::EmbeddedQueue;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 use sha2::{Digest as _, Sha256};
 
 use crate::partners::{Answer, Partner, Received};

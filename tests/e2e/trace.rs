@@ -16,8 +16,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use sagahost::config::Config;
 use sagahost::telemetry::traceparent::TraceParent;
-use sagahost::transport::embedded::EmbeddedQueue;
-use sagahost::transport::{OutgoingMessage, Output, Transport};
+use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 
 use crate::saga::{SAGA_ID, Servers, config, contact_body, write_config};
 use crate::support;

@@ -23,13 +23,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use sagahost_transport::embedded::EmbeddedQueue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{CanaryPlan, Registry, Reloaded};
 use crate::config::AccessKey;
 use crate::telemetry::metrics::{QueueLabels, metrics};
-use crate::transport::embedded::EmbeddedQueue;
 
 /// What the admin endpoint serves.
 pub struct Admin {

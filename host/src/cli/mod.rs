@@ -2,7 +2,7 @@
 //!
 //! Each subcommand is a thin front on a library module: `validate` on
 //! [`component`](crate::component), `test` on [`harness`](crate::harness),
-//! `inspect` on [`dataverse`](crate::dataverse), `run` on
+//! `inspect` on [`dataverse`](sagahost_dataverse), `run` on
 //! [`service`](crate::service), `send` and `dead-letters` on the embedded
 //! queue, `quickstart` on [`quickstart`](crate::quickstart).
 
@@ -15,13 +15,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sagahost_broker::SharedAccessKey;
 
 use crate::component::{Limits, Runtime, RuntimeOptions};
 use crate::config::Config;
 use crate::harness::{Harness, Mode};
 use crate::service::Host;
 use crate::telemetry::{self, LogFormat};
-use crate::transport::broker::SharedAccessKey;
 
 /// Runs Dataverse saga steps as sandboxed WebAssembly partner components.
 #[derive(Debug, Parser)]
@@ -246,8 +246,8 @@ async fn broker(
     lock_duration_ms: u64,
     key: SharedAccessKey,
 ) -> anyhow::Result<ExitCode> {
-    use crate::transport::broker::{self, BrokerConfig};
-    use crate::transport::embedded::EmbeddedQueue;
+    use sagahost_broker::{self as broker, BrokerConfig};
+    use sagahost_transport::embedded::EmbeddedQueue;
 
     std::fs::create_dir_all(data).with_context(|| format!("--data: creating {}", data.display()))?;
     let queue = EmbeddedQueue::open(&data.join("broker.sqlite3"), &[])?;
@@ -306,7 +306,7 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn inspect(path: &std::path::Path, content_type: Option<&str>, json_only: bool) -> anyhow::Result<ExitCode> {
     let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let context = crate::dataverse::decode(&body, content_type, &Default::default())
+    let context = sagahost_dataverse::decode(&body, content_type, &Default::default())
         .with_context(|| format!("decoding {}", path.display()))?;
     if !json_only {
         println!("{}", inspect::summary(&context));

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use sagahost_transport::embedded::{DeadLetter, EmbeddedQueue};
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 
 use crate::config::Config;
-use crate::transport::embedded::{DeadLetter, EmbeddedQueue};
-use crate::transport::{OutgoingMessage, Output, Transport};
 
 /// `sagahost dead-letters` subcommands.
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 //! (`context.entities`) and referenced by index; everything the typed fields do
 //! not cover stays reachable through the canonical JSON.
 
-use crate::dataverse::model::{self, Value};
+use sagahost_dataverse::model::{self, Value};
 
 use super::wit;
 

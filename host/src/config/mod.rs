@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sagahost_transport::embedded::QueueSettings;
 use serde::Deserialize;
 
 use crate::component::Limits;
 use crate::outbound::{PartnerPolicy, SecretSource};
-use crate::transport::embedded::QueueSettings;
 
 pub use access::{AccessKey, AccessKeyError};
 

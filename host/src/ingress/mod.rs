@@ -28,12 +28,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use sagahost_dataverse::{Format, Limits};
+use sagahost_transport::{OutgoingMessage, Output, Transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AccessKey;
-use crate::dataverse;
-use crate::transport::{OutgoingMessage, Output, Transport};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -121,23 +121,20 @@ async fn accept<T: Transport>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
+    if Format::from_content_type(content_type) != Some(Format::Json) {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type must be application/json (Dataverse webhooks post JSON), got `{content_type}`\n"),
+            format!(
+                "content type must be application/json or text/json (Dataverse webhooks post JSON), got \
+                 `{content_type}`\n"
+            ),
         );
     }
     let body = match read_body(body, &webhook).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let context = match dataverse::decode(&body, Some("application/json"), &dataverse::Limits::default()) {
+    let context = match sagahost_dataverse::decode(&body, Some("application/json"), &Limits::default()) {
         Ok(context) => context,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("not a Dataverse context: {err}\n")),
     };

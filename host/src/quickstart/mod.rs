@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use sagahost_broker::{self as broker, BrokerConfig};
+use sagahost_transport::embedded::EmbeddedQueue;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::saga::{SagaEvent, Verdict};
 use crate::service::Host;
-use crate::transport::broker::{self, BrokerConfig};
-use crate::transport::embedded::EmbeddedQueue;
 
 /// Options of `sagahost quickstart`.
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sagahost_transport::{ReceivedMessage, Transport, TransportError};
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,12 +20,11 @@ use tracing::Instrument as _;
 
 use crate::component::{Registry, wit};
 use crate::config::PartnerConfig;
-use crate::dataverse;
+
 use crate::outbound::{HttpOutbound, RequestContext};
 use crate::telemetry::metrics::{LimitLabels, OutcomeLabels, PartnerLabels, VersionLabels, metrics};
 use crate::telemetry::otel;
 use crate::telemetry::traceparent::TraceParent;
-use crate::transport::{ReceivedMessage, Transport, TransportError};
 
 use super::envelope::{self, Envelope};
 use super::inbound::{MessageParts, build_inbound};
@@ -72,7 +72,7 @@ pub struct Executor<T: Transport> {
     compensation_queues: BTreeMap<String, String>,
     http: HttpOutbound,
     events: broadcast::Sender<SagaEvent>,
-    decode_limits: dataverse::Limits,
+    decode_limits: sagahost_dataverse::Limits,
     state_keys: StateKeys,
 }
 
@@ -99,7 +99,7 @@ impl<T: Transport> Executor<T> {
             compensation_queues,
             http,
             events,
-            decode_limits: dataverse::Limits::default(),
+            decode_limits: sagahost_dataverse::Limits::default(),
             state_keys,
         })
     }

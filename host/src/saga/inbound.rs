@@ -1,11 +1,12 @@
 //! Builds the `inbound` record a component sees from a message's raw parts.
 
+use sagahost_dataverse::{DecodeError, Format, Limits};
+use sagahost_transport::ReceivedMessage;
+
 use crate::component::{context, wit};
-use crate::dataverse::{self, DecodeError, Limits};
 
 use super::envelope::Envelope;
 use super::state::SagaState;
-use crate::transport::ReceivedMessage;
 
 /// A message as a transport or the harness hands it over.
 #[derive(Debug, Clone, Default)]
@@ -31,14 +32,10 @@ impl MessageParts {
     }
 }
 
-/// Content types whose bodies are Dataverse contexts (besides none at all,
-/// which is sniffed).
-const DATAVERSE_CONTENT_TYPES: [&str; 3] = ["application/json", "application/xml", "application/msbin1"];
-
 /// Decodes `parts` into the record the component receives.
 ///
-/// A body with a Dataverse content type (or none) must decode; another content
-/// type is passed through with no context. `saga` of `None` starts a new saga
+/// A body with a content type the decoders read (see [`Format::from_content_type`]), or
+/// with none, must decode; another content type is passed through with no context. `saga` of `None` starts a new saga
 /// (see [`SagaState::first`]).
 pub fn build_inbound(
     parts: MessageParts,
@@ -47,18 +44,19 @@ pub fn build_inbound(
 ) -> Result<wit::Inbound, DecodeError> {
     let is_dataverse = match &parts.content_type {
         None => true,
-        Some(ct) => {
-            let essence = ct.split(';').next().unwrap_or_default().trim();
-            DATAVERSE_CONTENT_TYPES.iter().any(|t| t.eq_ignore_ascii_case(essence))
-        }
+        Some(content_type) => Format::from_content_type(content_type).is_some(),
     };
     let context = if is_dataverse {
-        Some(dataverse::decode(&parts.body, parts.content_type.as_deref(), limits)?)
+        Some(sagahost_dataverse::decode(
+            &parts.body,
+            parts.content_type.as_deref(),
+            limits,
+        )?)
     } else {
         None
     };
     let saga = saga.unwrap_or_else(|| SagaState::first(&parts.message_id, &parts.body));
-    let size_exceeded = dataverse::message_size_exceeded(&parts.properties);
+    let size_exceeded = sagahost_dataverse::message_size_exceeded(&parts.properties);
     Ok(wit::Inbound {
         message_id: parts.message_id,
         queue: parts.queue,
@@ -68,4 +66,16 @@ pub fn build_inbound(
         context: context.map(|c| context::to_wit(&c, size_exceeded)),
         saga: saga.to_wit(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sagahost_dataverse::Limits;
+    use sagahost_transport::embedded::MAX_MESSAGE_BYTES;
+
+    /// The embedded queue refuses what the decoders would refuse anyway, and nothing less.
+    #[test]
+    fn the_embedded_queue_takes_the_largest_body_the_decoders_take() {
+        assert_eq!(MAX_MESSAGE_BYTES, Limits::default().max_body_bytes);
+    }
 }

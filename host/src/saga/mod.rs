@@ -10,7 +10,7 @@
 //! - [`seal`]: the integrity tag over the saga state, so that only a host
 //!   holding the key can write a saga's history;
 //! - [`executor`]: per-partner consumers that receive, run the step, renew locks
-//!   and settle through a [`Transport`](crate::transport::Transport).
+//!   and settle through a [`Transport`](sagahost_transport::Transport).
 
 pub mod envelope;
 pub mod executor;

@@ -4,12 +4,12 @@
 //! This is pure: it reads the input, the outcome and the partner's settings and
 //! returns what to do, so every routing rule is unit-testable without a queue.
 
+use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::component::wit;
 use crate::config::{Exhausted, OutputLimits, RetryPolicy};
-use crate::transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
 
 use super::envelope::{self, CompensationInfo, Envelope, FailedUndo, UNDO_CONTINUED_PROPERTY};
 use super::state::{SagaState, StepRecord};

@@ -20,10 +20,10 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use sagahost_transport::OutgoingMessage;
 use sha2::{Digest, Sha256};
 
 use super::envelope::{COMPENSATION_PROPERTY, SAGA_PROPERTY};
-use crate::transport::OutgoingMessage;
 
 /// Property holding the tag over the saga state.
 pub const TAG_PROPERTY: &str = "sagahost-state-tag";

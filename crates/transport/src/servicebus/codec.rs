@@ -1,0 +1,180 @@
+//! Between the transport's messages and AMQP messages in the Service Bus dialect.
+//!
+//! Received: the lock token is the delivery tag (a GUID in .NET byte order), sequence number,
+//! enqueued time and locked-until are the `x-opt-*` message annotations, and the header's
+//! `delivery-count` counts earlier deliveries. Sent: message id, correlation id and content type in
+//! the properties, string application properties, the time to live in the header and the schedule
+//! in the `x-opt-scheduled-enqueue-time` annotation.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Body, Data, Header, Message, MessageAnnotations, MessageId, Properties,
+};
+use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
+
+use super::dialect::{
+    ENQUEUED_TIME, LOCK_TOKEN, LOCKED_UNTIL, SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, lock_token_from_tag,
+    message_id_text,
+};
+use crate::{OutgoingMessage, ReceivedMessage};
+
+pub fn to_unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn from_unix_millis(millis: i64) -> SystemTime {
+    if millis >= 0 {
+        UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+    }
+}
+
+fn as_time(value: &Value) -> Option<SystemTime> {
+    match value {
+        Value::Timestamp(t) => Some(from_unix_millis(t.milliseconds())),
+        Value::Long(ms) => Some(from_unix_millis(*ms)),
+        _ => None,
+    }
+}
+
+fn as_long(value: &Value) -> Option<i64> {
+    match value {
+        Value::Long(n) => Some(*n),
+        Value::Int(n) => Some(i64::from(*n)),
+        Value::Ulong(n) => i64::try_from(*n).ok(),
+        Value::Uint(n) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+fn simple_text(value: &SimpleValue) -> String {
+    match value {
+        SimpleValue::String(s) => s.clone(),
+        SimpleValue::Symbol(s) => s.0.clone(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Ubyte(n) => n.to_string(),
+        SimpleValue::Ushort(n) => n.to_string(),
+        SimpleValue::Uint(n) => n.to_string(),
+        SimpleValue::Ulong(n) => n.to_string(),
+        SimpleValue::Byte(n) => n.to_string(),
+        SimpleValue::Short(n) => n.to_string(),
+        SimpleValue::Int(n) => n.to_string(),
+        SimpleValue::Long(n) => n.to_string(),
+        SimpleValue::Float(n) => n.to_string(),
+        SimpleValue::Double(n) => n.to_string(),
+        SimpleValue::Char(c) => c.to_string(),
+        SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
+        SimpleValue::Uuid(u) => uuid::Uuid::from_bytes(*u.as_inner()).to_string(),
+        SimpleValue::Binary(b) => hex::encode(b.as_slice()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A received AMQP message as the transport's [`ReceivedMessage`]; `tag` is the delivery tag.
+pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyhow::Result<ReceivedMessage> {
+    let annotations = message.message_annotations.as_ref();
+    let lock_token = match lock_token_from_tag(tag) {
+        Some(token) => token,
+        None => match annotation(annotations, LOCK_TOKEN) {
+            Some(Value::Uuid(u)) => uuid::Uuid::from_bytes(*u.as_inner()),
+            _ => bail!("delivery tag is {} bytes, not a 16-byte lock token", tag.len()),
+        },
+    };
+    let sequence_number = annotation(annotations, SEQUENCE_NUMBER)
+        .and_then(as_long)
+        .with_context(|| format!("message has no `{SEQUENCE_NUMBER}` annotation"))?;
+    let enqueued_time = annotation(annotations, ENQUEUED_TIME)
+        .and_then(as_time)
+        .with_context(|| format!("message has no `{ENQUEUED_TIME}` annotation"))?;
+    let locked_until = annotation(annotations, LOCKED_UNTIL)
+        .and_then(as_time)
+        .with_context(|| format!("message has no `{LOCKED_UNTIL}` annotation"))?;
+    let earlier = message.header.as_ref().map_or(0, |h| h.delivery_count);
+    let properties = message.properties.as_ref();
+    let body = match &message.body {
+        Body::Data(batch) => batch.iter().flat_map(|d| d.0.as_slice().iter().copied()).collect(),
+        Body::Value(v) => match &v.0 {
+            Value::Binary(b) => b.to_vec(),
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Null => Vec::new(),
+            other => bail!("message body is an AMQP value of an unsupported type ({other:?}); expected binary data"),
+        },
+        Body::Empty => Vec::new(),
+        Body::Sequence(_) => bail!("message body is an AMQP sequence; expected binary data"),
+    };
+    Ok(ReceivedMessage {
+        queue: queue.to_string(),
+        message_id: properties
+            .and_then(|p| p.message_id.as_ref())
+            .map(message_id_text)
+            .unwrap_or_default(),
+        correlation_id: properties.and_then(|p| p.correlation_id.as_ref()).map(message_id_text),
+        content_type: properties.and_then(|p| p.content_type.as_ref()).map(|s| s.0.clone()),
+        properties: message
+            .application_properties
+            .as_ref()
+            .map(|a| a.0.iter().map(|(k, v)| (k.clone(), simple_text(v))).collect())
+            .unwrap_or_default(),
+        body,
+        sequence_number,
+        delivery_count: earlier.saturating_add(1),
+        enqueued_time,
+        lock_token: lock_token.to_string(),
+        locked_until,
+    })
+}
+
+/// The AMQP message for `message`; an empty message id is replaced by a fresh GUID.
+pub fn outgoing(message: &OutgoingMessage) -> Message<Data> {
+    let message_id = if message.message_id.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        message.message_id.clone()
+    };
+    let header = Header {
+        durable: true,
+        ttl: message
+            .time_to_live
+            .map(|ttl| u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX)),
+        ..Header::default()
+    };
+    let properties = Properties {
+        message_id: Some(MessageId::String(message_id)),
+        correlation_id: message.correlation_id.clone().map(MessageId::String),
+        content_type: message.content_type.clone().map(Symbol::from),
+        ..Properties::default()
+    };
+    let application_properties = (!message.properties.is_empty()).then(|| {
+        ApplicationProperties(
+            message
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), SimpleValue::String(v.clone())))
+                .collect::<OrderedMap<_, _>>(),
+        )
+    });
+    let message_annotations = message.scheduled_enqueue_time.map(|at| {
+        let mut annotations = OrderedMap::new();
+        annotations.insert(
+            OwnedKey::Symbol(Symbol::from(SCHEDULED_ENQUEUE_TIME)),
+            Value::Timestamp(Timestamp::from_milliseconds(to_unix_millis(at))),
+        );
+        MessageAnnotations(annotations)
+    });
+    Message {
+        header: Some(header),
+        delivery_annotations: None,
+        message_annotations,
+        properties: Some(properties),
+        application_properties,
+        body: Data(Binary::from(message.body.clone())),
+        footer: None,
+    }
+}

@@ -1,0 +1,104 @@
+//! The Service Bus dialect of AMQP 1.0: the names and conversions that this crate's client and
+//! `sagahost-broker` both need, defined once so the two sides cannot drift apart.
+//!
+//! Service Bus layers its own conventions over plain AMQP: `x-opt-*` message annotations for
+//! broker-assigned facts (sequence number, enqueued time, lock expiry), application properties
+//! on dead letters, error conditions for dead-lettering and lost locks, and lock tokens that
+//! are GUIDs in .NET byte order.
+
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{MessageAnnotations, MessageId};
+use fe2o3_amqp::types::primitives::Value;
+use uuid::Uuid;
+
+/// The broker-assigned sequence number of a message (annotation).
+pub const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
+/// When the broker accepted a message (annotation).
+pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
+/// Until when the receiver's lock on a message holds (annotation).
+pub const LOCKED_UNTIL: &str = "x-opt-locked-until";
+/// The lock token, for receivers that cannot read the delivery tag (annotation).
+pub const LOCK_TOKEN: &str = "x-opt-lock-token";
+/// When a scheduled message becomes visible (annotation, set by the sender).
+pub const SCHEDULED_ENQUEUE_TIME: &str = "x-opt-scheduled-enqueue-time";
+/// The queue a dead letter came from (annotation).
+pub const DEAD_LETTER_SOURCE: &str = "x-opt-deadletter-source";
+
+/// Why a message was dead-lettered: an application property on the dead letter, and an info
+/// key of the `rejected` outcome that dead-letters it.
+pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
+/// The longer explanation beside [`DEAD_LETTER_REASON`].
+pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
+
+/// The error condition of a `rejected` outcome that dead-letters a message.
+pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
+/// The error condition for a settlement or renewal whose message lock is gone.
+pub const LOCK_LOST_CONDITION: &str = "com.microsoft:message-lock-lost";
+
+/// The attach property naming a send-via sender's final destination (transactions that span
+/// entities send through the queue being settled).
+pub const TRANSFER_DESTINATION: &str = "com.microsoft:transfer-destination-address";
+
+/// The value of the message annotation `name`, if the message has it.
+pub fn annotation<'a>(annotations: Option<&'a MessageAnnotations>, name: &str) -> Option<&'a Value> {
+    annotations?
+        .0
+        .iter()
+        .find(|(key, _)| matches!(key, OwnedKey::Symbol(symbol) if symbol.0 == name))
+        .map(|(_, value)| value)
+}
+
+/// A message id as text, the way Service Bus SDKs show it: strings as they are, numbers in
+/// decimal, UUIDs hyphenated, binary ids in lower-case hex.
+pub fn message_id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(text) => text.clone(),
+        MessageId::Ulong(number) => number.to_string(),
+        MessageId::Uuid(uuid) => Uuid::from_bytes(*uuid.as_inner()).to_string(),
+        MessageId::Binary(bytes) => hex::encode(bytes.as_slice()),
+    }
+}
+
+/// The lock token a delivery tag carries: a 16-byte GUID laid out as .NET's
+/// `Guid.ToByteArray` does (first three fields little-endian), as the Azure SDKs read it
+/// (`uuid.UUID(bytes_le=tag)`).
+pub fn lock_token_from_tag(tag: &[u8]) -> Option<Uuid> {
+    let bytes: [u8; 16] = tag.try_into().ok()?;
+    Some(Uuid::from_bytes_le(bytes))
+}
+
+/// The delivery tag for a lock token: the inverse of [`lock_token_from_tag`].
+pub fn lock_token_tag(token: &str) -> Option<[u8; 16]> {
+    Some(Uuid::parse_str(token).ok()?.to_bytes_le())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_tokens_travel_as_guids_in_dotnet_byte_order() {
+        let token = "01020304-0506-0708-090a-0b0c0d0e0f10";
+        let tag = lock_token_tag(token).unwrap();
+        assert_eq!(tag, [4, 3, 2, 1, 6, 5, 8, 7, 9, 10, 11, 12, 13, 14, 15, 16]);
+        assert_eq!(lock_token_from_tag(&tag).unwrap().to_string(), token);
+        assert_eq!(lock_token_from_tag(&tag[..8]), None);
+        assert_eq!(lock_token_tag("not a guid"), None);
+    }
+
+    #[test]
+    fn message_ids_read_as_the_sdks_show_them() {
+        use fe2o3_amqp::types::primitives::{Binary, Uuid as AmqpUuid};
+        let uuid = Uuid::parse_str("6f9619ff-8b86-d011-b42d-00cf4fc964ff").unwrap();
+        assert_eq!(
+            message_id_text(&MessageId::Uuid(AmqpUuid::from(*uuid.as_bytes()))),
+            uuid.to_string()
+        );
+        assert_eq!(message_id_text(&MessageId::Ulong(42)), "42");
+        assert_eq!(
+            message_id_text(&MessageId::Binary(Binary::from(vec![0xab, 0x01]))),
+            "ab01"
+        );
+        assert_eq!(message_id_text(&MessageId::String("order-7".into())), "order-7");
+    }
+}

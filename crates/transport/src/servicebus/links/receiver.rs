@@ -1,0 +1,374 @@
+//! The peek-lock receiver link: receives under a lock, settles, and forgets locks that expired.
+
+use super::*;
+
+/// A message handed out under a lock on this link.
+struct Held {
+    info: DeliveryInfo,
+    locked_until: SystemTime,
+}
+
+enum ReceiverCommand {
+    Receive {
+        max: usize,
+        wait: Duration,
+        reply: Reply<Vec<ReceivedMessage>>,
+    },
+    Dispose {
+        info: DeliveryInfo,
+        settlement: Settlement,
+        transaction: Option<TransactionId>,
+        reply: Reply<()>,
+    },
+}
+
+/// A peek-lock receiver on one queue.
+pub struct ReceiverLink {
+    pub queue: String,
+    /// The link name, sent as `associated-link-name` on management requests.
+    pub name: String,
+    commands: mpsc::Sender<ReceiverCommand>,
+    held: Arc<Mutex<HashMap<String, Held>>>,
+    stopped: CancellationToken,
+}
+
+impl ReceiverLink {
+    pub async fn attach(session: &mut SessionHandle<()>, queue: &str, prefetch: u32) -> anyhow::Result<Self> {
+        let name = format!("sagahost-receiver-{queue}-{}", uuid::Uuid::new_v4());
+        let receiver = Receiver::builder()
+            .name(name.clone())
+            .source(queue)
+            .target(format!("sagahost-{}", uuid::Uuid::new_v4()))
+            .receiver_settle_mode(ReceiverSettleMode::Second)
+            .sender_settle_mode(SenderSettleMode::Unsettled)
+            .credit_mode(CreditMode::Manual)
+            .auto_accept(false)
+            .attach(session)
+            .await
+            .map_err(|e| attach_error("a receiver", queue, &e))?;
+        let (commands, rx) = mpsc::channel(256);
+        let held = Arc::new(Mutex::new(HashMap::new()));
+        let actor = ReceiverActor {
+            queue: queue.to_string(),
+            receiver,
+            prefetch,
+            buffer: VecDeque::new(),
+            waiters: VecDeque::new(),
+            held: held.clone(),
+            unwanted: Vec::new(),
+        };
+        Ok(Self {
+            queue: queue.to_string(),
+            name,
+            commands,
+            held,
+            stopped: spawn_link_task(actor.run(rx)),
+        })
+    }
+
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(ReceiverCommand::Receive { max, wait, reply })
+            .await
+            .map_err(|_| anyhow!("the receiver on queue `{}` is closed", self.queue))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the receiver on queue `{}` closed while receiving", self.queue))?
+    }
+
+    /// Settles a message received on this link, inside `transaction` if given (then the settlement
+    /// takes effect when the transaction commits). A token this link does not hold (received on an
+    /// earlier connection, or settled already) or whose lock has run out is [`TransportError::LockLost`].
+    pub async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        settlement: Settlement,
+        transaction: Option<&TransactionId>,
+    ) -> Result<(), TransportError> {
+        let held = self.held.lock().expect("not poisoned").remove(&message.lock_token);
+        let Some(held) = held else {
+            return Err(TransportError::lock_lost(message));
+        };
+        if held.locked_until <= SystemTime::now() {
+            return Err(TransportError::lock_lost(message));
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = ReceiverCommand::Dispose {
+            info: held.info,
+            settlement,
+            transaction: transaction.cloned(),
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return Err(TransportError::lock_lost(message));
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::lock_lost(message)),
+        }
+    }
+
+    /// Whether this link holds `lock_token` (with an unexpired lock).
+    pub fn holds(&self, lock_token: &str) -> bool {
+        let held = self.held.lock().expect("not poisoned");
+        held.get(lock_token).is_some_and(|h| h.locked_until > SystemTime::now())
+    }
+
+    /// How many locks this link holds for callers (expired ones not yet forgotten included).
+    pub fn held_count(&self) -> usize {
+        self.held.lock().expect("not poisoned").len()
+    }
+
+    /// Records a renewed lock.
+    pub fn renewed(&self, lock_token: &str, until: SystemTime) {
+        if let Some(held) = self.held.lock().expect("not poisoned").get_mut(lock_token) {
+            held.locked_until = until;
+        }
+    }
+}
+
+struct Waiter {
+    max: usize,
+    deadline: Instant,
+    reply: Reply<Vec<ReceivedMessage>>,
+}
+
+struct ReceiverActor {
+    queue: String,
+    receiver: Receiver,
+    prefetch: u32,
+    buffer: VecDeque<fe2o3_amqp::link::delivery::Delivery<Body<Value>>>,
+    waiters: VecDeque<Waiter>,
+    held: Arc<Mutex<HashMap<String, Held>>>,
+    /// Handed to a caller that had gone: to be released.
+    unwanted: Vec<DeliveryInfo>,
+}
+
+enum ReceiverEvent {
+    Command(Option<ReceiverCommand>),
+    Delivery(Box<Result<fe2o3_amqp::link::delivery::Delivery<Body<Value>>, fe2o3_amqp::link::RecvError>>),
+    Timeout,
+}
+
+impl ReceiverActor {
+    async fn run(mut self, mut commands: mpsc::Receiver<ReceiverCommand>) {
+        loop {
+            // Receives whose callers are gone (cancelled) no longer want credit or messages.
+            self.waiters.retain(|w| !w.reply.is_closed());
+            self.serve_waiters();
+            if let Err(err) = self.release_unwanted().await {
+                link_failed("receiver", &self.queue, &format!("{err:#}"));
+                break;
+            }
+            if let Err(err) = self.top_up_credit().await {
+                link_failed("receiver", &self.queue, &err.to_string());
+                break;
+            }
+            let deadline = self.waiters.iter().map(|w| w.deadline).min();
+            let event = tokio::select! {
+                command = commands.recv() => ReceiverEvent::Command(command),
+                delivery = self.receiver.recv::<Body<Value>>() => ReceiverEvent::Delivery(Box::new(delivery)),
+                () = sleep_until(deadline) => ReceiverEvent::Timeout,
+            };
+            match event {
+                ReceiverEvent::Command(None) => break,
+                ReceiverEvent::Command(Some(ReceiverCommand::Receive { max, wait, reply })) => {
+                    self.waiters.push_back(Waiter {
+                        max: max.max(1),
+                        deadline: Instant::now() + wait,
+                        reply,
+                    });
+                }
+                ReceiverEvent::Command(Some(ReceiverCommand::Dispose {
+                    info,
+                    settlement,
+                    transaction,
+                    reply,
+                })) => {
+                    let result = self.dispose(info, settlement, transaction).await;
+                    let failed = result.is_err();
+                    let _ = reply.send(result);
+                    if failed {
+                        break;
+                    }
+                }
+                ReceiverEvent::Delivery(delivery) => {
+                    let delivery = match *delivery {
+                        Ok(delivery) => delivery,
+                        Err(err) => {
+                            link_failed("receiver", &self.queue, &err.to_string());
+                            break;
+                        }
+                    };
+                    self.buffer.push_back(delivery);
+                    // Take whatever else already arrived, so one receive returns a batch.
+                    while let Some(Ok(delivery)) = self.receiver.recv::<Body<Value>>().now_or_never() {
+                        self.buffer.push_back(delivery);
+                    }
+                }
+                ReceiverEvent::Timeout => {
+                    let now = Instant::now();
+                    while let Some(waiter) = self.waiters.front() {
+                        if waiter.deadline > now {
+                            break;
+                        }
+                        let waiter = self.waiters.pop_front().expect("front exists");
+                        let _ = waiter.reply.send(Ok(Vec::new()));
+                    }
+                }
+            }
+        }
+        // Fail whoever waits; messages held on this link can no longer be settled.
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.reply.send(Err(
+                anyhow!("the receiver link on queue `{}` was lost", self.queue).into()
+            ));
+        }
+        self.held.lock().expect("not poisoned").clear();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.receiver.close()).await;
+    }
+
+    /// Keeps enough credit out for the waiting receives (and the prefetch).
+    async fn top_up_credit(&mut self) -> anyhow::Result<()> {
+        let wanted: usize = self.waiters.iter().map(|w| w.max).sum();
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX).max(self.prefetch);
+        let buffered = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
+        let desired = wanted.saturating_sub(buffered);
+        if self.receiver.credit() < desired {
+            self.receiver.set_credit(desired).await.context("setting link credit")?;
+        }
+        Ok(())
+    }
+
+    fn serve_waiters(&mut self) {
+        if self.buffer.is_empty() || self.waiters.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        // Locks that ran out in a caller's hands (its step started too late, or it gave up
+        // before settling) are never settled here: forget them as new ones are handed out.
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, held| held.locked_until > now);
+        while !self.buffer.is_empty() {
+            let Some(waiter) = self.waiters.pop_front() else { return };
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            let mut batch = Vec::new();
+            while batch.len() < waiter.max {
+                let Some(delivery) = self.buffer.pop_front() else { break };
+                match codec::received(&self.queue, delivery.delivery_tag(), delivery.message()) {
+                    // A lock that ran out while buffered is the broker's again: skip it.
+                    Ok(message) if message.locked_until <= now => {}
+                    Ok(message) => {
+                        let info = DeliveryInfo::from(delivery);
+                        self.held.lock().expect("not poisoned").insert(
+                            message.lock_token.clone(),
+                            Held {
+                                info,
+                                locked_until: message.locked_until,
+                            },
+                        );
+                        batch.push(message);
+                    }
+                    Err(err) => {
+                        // Not ours to handle: leave it locked so Service Bus redelivers it and
+                        // dead-letters it after the queue's max delivery count.
+                        tracing::error!(queue = %self.queue, "cannot read a received message: {err:#}");
+                    }
+                }
+            }
+            if batch.is_empty() {
+                self.waiters.push_front(waiter);
+                continue;
+            }
+            if let Err(Ok(batch)) = waiter.reply.send(Ok(batch)) {
+                // The caller gave up (its receive was cancelled): give the locks back.
+                let mut held = self.held.lock().expect("not poisoned");
+                for message in batch {
+                    if let Some(held) = held.remove(&message.lock_token) {
+                        self.unwanted.push(held.info);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases deliveries no caller took: the broker hands them out again without counting a
+    /// delivery.
+    async fn release_unwanted(&mut self) -> anyhow::Result<()> {
+        for info in std::mem::take(&mut self.unwanted) {
+            self.receiver
+                .release(info)
+                .await
+                .context("releasing an unwanted delivery")?;
+        }
+        Ok(())
+    }
+
+    async fn dispose(
+        &mut self,
+        info: DeliveryInfo,
+        settlement: Settlement,
+        transaction: Option<TransactionId>,
+    ) -> Result<(), TransportError> {
+        let state = match settlement {
+            Settlement::Complete => TerminalDeliveryState::Accepted(Accepted {}),
+            Settlement::Abandon => TerminalDeliveryState::Modified(Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            }),
+            Settlement::DeadLetter {
+                reason,
+                description,
+                properties,
+            } => {
+                // Service Bus sets the error info's other entries as application properties
+                // of the dead-lettered message (the SDKs' properties-to-modify).
+                let mut fields = OrderedMap::new();
+                for (name, value) in properties {
+                    fields.insert(Symbol::from(name), Value::String(value));
+                }
+                fields.insert(Symbol::from(DEAD_LETTER_REASON), Value::String(reason));
+                fields.insert(Symbol::from(DEAD_LETTER_DESCRIPTION), Value::String(description));
+                TerminalDeliveryState::Rejected(Rejected {
+                    error: Some(definitions::Error {
+                        condition: ErrorCondition::Custom(Symbol::from(DEAD_LETTER_CONDITION)),
+                        description: None,
+                        info: Some(Box::new(fields)),
+                    }),
+                })
+            }
+        };
+        let result = match transaction {
+            Some(id) => {
+                let outcome = match state {
+                    TerminalDeliveryState::Accepted(accepted) => Outcome::Accepted(accepted),
+                    TerminalDeliveryState::Rejected(rejected) => Outcome::Rejected(rejected),
+                    TerminalDeliveryState::Released(released) => Outcome::Released(released),
+                    TerminalDeliveryState::Modified(modified) => Outcome::Modified(modified),
+                };
+                TransactionRef(id).retire(&mut self.receiver, info, outcome).await
+            }
+            None => self.receiver.dispose(info, state).await,
+        };
+        result.map_err(|e| anyhow!("settling on queue `{}`: {e}", self.queue).into())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Link for ReceiverLink {
+    fn stopped(&self) -> &CancellationToken {
+        &self.stopped
+    }
+}
