@@ -39,6 +39,7 @@ use sagahost::saga::envelope::Envelope;
 use sagahost::saga::routing::{self, PartnerRoutes, StepInput};
 use sagahost::saga::{MessageParts, SagaState, build_inbound};
 use sagahost::service::Host;
+use sagahost::telemetry::traceparent::TraceParent;
 use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
@@ -160,6 +161,7 @@ fn scenario_pipeline(handler: &str) -> Value {
                 let routes = BTreeMap::from([("next".to_string(), "out".to_string())]);
                 let (retry, compensation) = (RetryPolicy::default(), BTreeMap::new());
                 let outputs = OutputLimits::default();
+                let trace = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
                 let partner = PartnerRoutes {
                     partner: "p",
                     version: &component.info().version,
@@ -191,7 +193,7 @@ fn scenario_pipeline(handler: &str) -> Value {
                             message: &message,
                             envelope: &envelope,
                             saga: &saga,
-                            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                            traceparent: &trace,
                             retry_after: None,
                         };
                         let routed = routing::route(&partner, &input, &outcome, SystemTime::now());

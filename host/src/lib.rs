@@ -11,7 +11,6 @@
 //! runs the whole saga locally.
 
 pub mod admin;
-pub mod cli;
 pub mod component;
 pub mod config;
 pub mod harness;

@@ -1,5 +1,7 @@
-//! The `sagahost` binary; everything lives in the library's [`sagahost::cli`].
+//! The `sagahost` binary: the command line over the `sagahost` library.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    sagahost::cli::main()
+    cli::main()
 }

@@ -157,3 +157,29 @@ fn fixture_with_a_bad_mock_is_an_error_naming_the_file() {
         "{message}"
     );
 }
+
+/// A fixture runs under the partner's `max-rounds`, as production does: with none allowed,
+/// a component that needs a round of requests fails the step instead of passing.
+#[test]
+fn fixtures_run_under_the_partners_max_rounds() {
+    let dir = mdm_fixtures_copy();
+    let partner = dir.path().join("partner.toml");
+    let text = std::fs::read_to_string(&partner).unwrap();
+    std::fs::write(&partner, format!("max-rounds = 0\n{text}")).unwrap();
+    let report = Harness::load(&support::component("mdm"), dir.path())
+        .unwrap()
+        .run(Mode::Check)
+        .unwrap();
+    let created = report
+        .results
+        .iter()
+        .find(|r| r.name == "created-and-forwarded")
+        .unwrap();
+    let Status::Failed { differences, .. } = &created.status else {
+        panic!("expected a failure: {:?}", created.status)
+    };
+    assert!(
+        differences.iter().any(|d| d.contains("more than 0 rounds")),
+        "{differences:#?}"
+    );
+}

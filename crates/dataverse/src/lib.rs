@@ -19,6 +19,9 @@
 //! What Dataverse says outside the body (Service Bus properties, webhook
 //! headers) is read by [`message_size_exceeded`] and [`claims`].
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub mod adversarial;
 mod budget;
 mod canonical;
@@ -127,58 +130,107 @@ impl fmt::Display for Format {
 }
 
 /// Why a body could not be decoded: which format, where, and what was wrong.
+///
+/// The `Display` text is written for the operator reading a dead letter: it names
+/// the format, the position and the limit or contract that was broken.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The body has no bytes (or only whitespace and a byte order mark).
     #[error("body is empty")]
     Empty,
+    /// The body is over [`Limits::max_body_bytes`]; nothing was parsed.
     #[error("body is {size} bytes, over the {limit}-byte limit")]
-    BodyTooLarge { size: usize, limit: usize },
+    BodyTooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
     /// The body is not well-formed in its format.
     #[error("{format} body is not valid at line {line}, column {column}: {reason}")]
     Syntax {
+        /// The format it was read as.
         format: Format,
+        /// Where the error is, 1-based.
         line: usize,
+        /// Where the error is on that line, 1-based.
         column: usize,
+        /// What the parser found wrong.
         reason: String,
     },
+    /// A text body nests deeper than [`Limits::max_depth`].
     #[error("{format} body has nesting deeper than {limit} levels, at line {line}, column {column}")]
     TooDeep {
+        /// The format it was read as.
         format: Format,
+        /// The depth limit.
         limit: usize,
+        /// Where the limit was crossed, 1-based.
         line: usize,
+        /// Where the limit was crossed on that line, 1-based.
         column: usize,
     },
+    /// The body is well-formed but its root is not a `RemoteExecutionContext`.
     #[error("{format} body must be a RemoteExecutionContext object, found {found}")]
-    NotAContext { format: Format, found: &'static str },
-    /// A member does not have the shape its data contract gives it. `path` names
-    /// the member, e.g. `InputParameters.Target.Attributes.statecode.Value`.
-    #[error("{path}: expected {expected}, found {found}")]
-    Shape {
-        path: String,
-        expected: &'static str,
+    NotAContext {
+        /// The format it was read as.
+        format: Format,
+        /// What the root is instead, e.g. `an array`.
         found: &'static str,
     },
+    /// A member does not have the shape its data contract gives it.
+    #[error("{path}: expected {expected}, found {found}")]
+    Shape {
+        /// The member, e.g. `InputParameters.Target.Attributes.statecode.Value`.
+        path: String,
+        /// What the contract says it is.
+        expected: &'static str,
+        /// What the body holds.
+        found: &'static str,
+    },
+    /// A string value or key is over [`Limits::max_string_bytes`].
     #[error("{format} body: {path}: string is {size} bytes, over the {limit}-byte limit")]
     StringTooLong {
+        /// The format it was read as.
         format: Format,
+        /// Where the string is.
         path: String,
+        /// Its size in bytes.
         size: usize,
+        /// The limit it broke.
         limit: usize,
     },
-    /// A .NET binary XML body is not well-formed; `offset` is the byte the
-    /// offending record starts at.
+    /// A .NET binary XML body is not well-formed.
     #[error(".NET binary XML body is not valid at byte {offset}: {reason}")]
-    Binary { offset: usize, reason: String },
+    Binary {
+        /// The byte the offending record starts at.
+        offset: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A .NET binary XML body nests deeper than [`Limits::max_depth`].
     #[error(".NET binary XML body has nesting deeper than {limit} levels, at byte {offset}")]
-    BinaryTooDeep { limit: usize, offset: usize },
-    /// What the body decodes to would take more than the decoded-size budget, `limit`
-    /// bytes for a body of this size ([`Limits::max_expansion`] per body byte plus
+    BinaryTooDeep {
+        /// The depth limit.
+        limit: usize,
+        /// The byte where the limit was crossed.
+        offset: usize,
+    },
+    /// What the body decodes to would take more than the decoded-size budget for a body
+    /// of this size ([`Limits::max_expansion`] per body byte plus
     /// [`Limits::expansion_allowance`]). Found before that much is built.
     #[error(
         "{format} body would take more than {limit} bytes once decoded, over the decoded-size limit \
          for a body of {size} bytes"
     )]
-    Expansion { format: Format, size: usize, limit: usize },
+    Expansion {
+        /// The format it was read as.
+        format: Format,
+        /// The body's size in bytes.
+        size: usize,
+        /// The decoded bytes allowed for it.
+        limit: usize,
+    },
     /// The body failed to decode in the format its content type names, and its first
     /// bytes look like another format: most likely the sender labels it wrongly.
     #[error(
@@ -186,8 +238,11 @@ pub enum DecodeError {
          check the content type the sender sets)"
     )]
     WrongContentType {
+        /// The format the content type names.
         declared: Format,
+        /// The format the body looks like.
         looks_like: Format,
+        /// Why it failed in the declared format.
         error: Box<DecodeError>,
     },
 }
@@ -256,3 +311,8 @@ fn sniff(body: &[u8]) -> Result<Format, DecodeError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs the README's example as a doctest, so the crate's front page stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

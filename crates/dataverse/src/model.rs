@@ -21,14 +21,18 @@ pub struct Context {
 pub enum Value {
     /// An explicit null (`null` in JSON, `i:nil="true"` in XML).
     Null,
+    /// Text.
     String(String),
+    /// `true` or `false`.
     Bool(bool),
     /// Any whole number that fits in 64 bits.
     Int(i64),
     /// A decimal number, as its exact text (`"1.0000000000"`). JSON numbers with a
     /// fraction or exponent land here too, since JSON cannot tell decimal from double.
     Decimal(String),
+    /// A floating-point number that only typed formats (XML, binary) tell apart from a decimal.
     Double(f64),
+    /// An instant in UTC.
     DateTime(DateTime),
     /// A GUID, lowercase. Only formats that type their values produce it.
     Guid(String),
@@ -38,9 +42,13 @@ pub enum Value {
     OptionSet(i32),
     /// `OptionSetValueCollection` (multi-select choices).
     OptionSetCollection(Vec<i32>),
+    /// A reference to a record (`EntityReference`).
     EntityReference(EntityReference),
+    /// A record with its attributes (`Entity`), e.g. `Target` or an image.
     Entity(Box<Entity>),
+    /// Records (`EntityCollection`).
     EntityCollection(EntityCollection),
+    /// A value from a linked entity in a query (`AliasedValue`).
     Aliased(Box<AliasedValue>),
     /// A nested context (`ParentContext`).
     Context(Box<Context>),
@@ -57,15 +65,18 @@ pub enum Value {
 pub struct Record {
     /// The contract type name without namespace, e.g. `KeyValuePairOfstringstring`.
     pub type_name: Option<String>,
+    /// Its members, in the order the body gave them.
     pub members: Vec<(String, Value)>,
 }
 
 /// `Microsoft.Xrm.Sdk.EntityReference`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntityReference {
+    /// The table's logical name, e.g. `contact`.
     pub logical_name: String,
     /// Lowercase GUID text.
     pub id: String,
+    /// The primary name of the record, when Dataverse sent it.
     pub name: Option<String>,
     /// Members the model does not type (`KeyAttributes`, `RowVersion`…).
     pub other: Vec<(String, Value)>,
@@ -74,10 +85,13 @@ pub struct EntityReference {
 /// `Microsoft.Xrm.Sdk.Entity`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entity {
+    /// The table's logical name, e.g. `contact`.
     pub logical_name: String,
     /// Lowercase GUID text; `None` when absent or the empty GUID.
     pub id: Option<String>,
+    /// Column values by logical name, in body order.
     pub attributes: Vec<(String, Value)>,
+    /// Display text of columns (option-set labels, formatted money…) by logical name.
     pub formatted_values: Vec<(String, String)>,
     /// Members the model does not type (`KeyAttributes`, `EntityState`, `RowVersion`,
     /// `RelatedEntities`…).
@@ -87,6 +101,7 @@ pub struct Entity {
 /// `Microsoft.Xrm.Sdk.EntityCollection`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntityCollection {
+    /// The records, in body order.
     pub entities: Vec<Entity>,
     /// Members the model does not type (`EntityName`, `MoreRecords`, `PagingCookie`…).
     pub other: Vec<(String, Value)>,
@@ -95,8 +110,11 @@ pub struct EntityCollection {
 /// `Microsoft.Xrm.Sdk.AliasedValue`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasedValue {
+    /// The linked table's logical name.
     pub entity_logical_name: String,
+    /// The column's logical name in the linked table.
     pub attribute_logical_name: String,
+    /// The column's value.
     pub value: Value,
 }
 

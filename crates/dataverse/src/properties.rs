@@ -47,9 +47,11 @@ pub struct Claims {
     pub user: Option<String>,
     /// The `systemuser` id that started the operation.
     pub initiating_user: Option<String>,
+    /// The logical name of the table the operation is on, e.g. `contact`.
     pub entity_logical_name: Option<String>,
     /// The SDK message, e.g. `Update`.
     pub request_name: Option<String>,
+    /// The user agent of the client that started the operation.
     pub initiating_user_agent: Option<String>,
 }
 

@@ -1,7 +1,8 @@
 //! The operator endpoint: health, readiness, Prometheus metrics and the admin API.
 //!
 //! - `GET /healthz`: the process is up.
-//! - `GET /readyz`: every partner is loaded and the transport answers.
+//! - `GET /readyz`: every partner is loaded and, on the embedded queue, the queue
+//!   answers. On Service Bus it is not asked: the host connected before it started.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `GET /admin/partners`: each partner's component version, reload counters and last error.
 //! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
@@ -103,9 +104,14 @@ async fn ready(State(admin): Shared) -> Response {
         )
             .into_response();
     }
+    let transport = if admin.queue.is_some() {
+        "embedded queue answers"
+    } else {
+        "Service Bus connected at start-up"
+    };
     (
         StatusCode::OK,
-        format!("ready: {loaded} partners loaded, transport connected\n"),
+        format!("ready: {loaded} partners loaded, {transport}\n"),
     )
         .into_response()
 }

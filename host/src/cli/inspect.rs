@@ -3,11 +3,12 @@
 //! Prints a summary with typed values (message, entity, id, Target attributes,
 //! images) and then the canonical JSON of the whole context.
 
-use sagahost_dataverse::model::Context;
 use std::fmt::Write as _;
 
-use crate::component::context;
-use crate::component::wit::{self, Value};
+use sagahost_dataverse::model::Context;
+
+use sagahost::component::context;
+use sagahost::component::wit::{self, Value};
 
 /// The human-readable summary of a decoded context, as the component sees it.
 pub fn summary(ctx: &Context) -> String {

@@ -1,10 +1,10 @@
 //! The `sagahost` command line.
 //!
 //! Each subcommand is a thin front on a library module: `validate` on
-//! [`component`](crate::component), `test` on [`harness`](crate::harness),
+//! [`component`](sagahost::component), `test` on [`harness`](sagahost::harness),
 //! `inspect` on [`dataverse`](sagahost_dataverse), `run` on
-//! [`service`](crate::service), `send` and `dead-letters` on the embedded
-//! queue, `quickstart` on [`quickstart`](crate::quickstart).
+//! [`service`](sagahost::service), `send` and `dead-letters` on the embedded
+//! queue, `quickstart` on [`quickstart`](sagahost::quickstart).
 
 mod admin;
 mod inspect;
@@ -17,11 +17,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sagahost_broker::SharedAccessKey;
 
-use crate::component::{Limits, Runtime, RuntimeOptions};
-use crate::config::Config;
-use crate::harness::{Harness, Mode};
-use crate::service::Host;
-use crate::telemetry::{self, LogFormat};
+use sagahost::component::{Limits, Runtime, RuntimeOptions};
+use sagahost::config::Config;
+use sagahost::harness::{Harness, Mode};
+use sagahost::service::Host;
+use sagahost::telemetry::{self, LogFormat};
 
 /// Runs Dataverse saga steps as sandboxed WebAssembly partner components.
 #[derive(Debug, Parser)]
@@ -138,7 +138,7 @@ pub enum Command {
         endpoint: admin::Endpoint,
     },
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
-    Quickstart(crate::quickstart::Options),
+    Quickstart(sagahost::quickstart::Options),
 }
 
 /// Parses the command line, runs the command and turns errors into an exit code.
@@ -205,7 +205,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
-        Command::Quickstart(options) => tokio_runtime()?.block_on(crate::quickstart::run(options)),
+        Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
     }
 }
 

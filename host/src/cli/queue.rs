@@ -8,7 +8,7 @@ use clap::Subcommand;
 use sagahost_transport::embedded::{DeadLetter, EmbeddedQueue};
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 
-use crate::config::Config;
+use sagahost::config::Config;
 
 /// `sagahost dead-letters` subcommands.
 #[derive(Debug, Subcommand)]

@@ -32,5 +32,5 @@ pub mod wit;
 
 pub use error::ComponentError;
 pub use limits::Limits;
-pub use registry::{CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus};
+pub use registry::{Arm, CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus};
 pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};

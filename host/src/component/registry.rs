@@ -127,8 +127,16 @@ fn rate(results: &VecDeque<bool>) -> f64 {
 /// The component chosen for one message.
 pub struct Picked {
     pub component: Arc<PartnerComponent>,
-    /// True when it is the canary candidate.
-    pub canary: bool,
+    /// Which arm of a canary (if one runs) it belongs to.
+    pub arm: Arm,
+}
+
+/// The two arms of a canary: the version that runs today and the candidate
+/// taking a share of the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    Stable,
+    Candidate,
 }
 
 struct Slot {
@@ -246,27 +254,30 @@ impl Registry {
         {
             return Some(Picked {
                 component: canary.component.clone(),
-                canary: true,
+                arm: Arm::Candidate,
             });
         }
         Some(Picked {
             component: slot.current.load_full(),
-            canary: false,
+            arm: Arm::Stable,
         })
     }
 
     /// Records how one message went on the arm that handled it, and rolls the
     /// canary back when the candidate fails too often.
-    pub fn record(&self, partner: &str, canary: bool, failed: bool) {
+    pub fn record(&self, partner: &str, arm: Arm, failed: bool) {
         let Some(slot) = self.slots.get(partner) else { return };
         let Some(running) = slot.canary.load_full() else { return };
         let verdict = {
             let mut arms = running.results.lock().expect("canary lock");
             let window = running.plan.window.max(1);
-            let arm = if canary { &mut arms.candidate } else { &mut arms.stable };
-            arm.push_back(failed);
-            if arm.len() > window {
-                arm.pop_front();
+            let results = match arm {
+                Arm::Candidate => &mut arms.candidate,
+                Arm::Stable => &mut arms.stable,
+            };
+            results.push_back(failed);
+            if results.len() > window {
+                results.pop_front();
             }
             let (candidate, stable) = (rate(&arms.candidate), rate(&arms.stable));
             (arms.candidate.len() >= window && candidate > stable + running.plan.margin).then(|| {

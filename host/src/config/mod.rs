@@ -216,8 +216,12 @@ fn default_concurrency() -> usize {
 fn default_prefetch() -> usize {
     16
 }
-fn default_max_rounds() -> u32 {
-    8
+/// Rounds of requests a step may take when the partner's config does not say.
+pub const DEFAULT_MAX_ROUNDS: u32 = 8;
+
+/// Serde's default for `max-rounds`, in the host config and in a harness's `partner.toml`.
+pub(crate) fn default_max_rounds() -> u32 {
+    DEFAULT_MAX_ROUNDS
 }
 
 impl PartnerConfig {

@@ -22,6 +22,11 @@ pub struct PartnerFile {
     /// Limits; defaults as in the host config.
     #[serde(default)]
     pub limits: Limits,
+    /// Rounds of requests per step before the component must decide, as the partner's
+    /// `max-rounds` in the host config (and with its default), so that fixtures run under
+    /// the limits production uses.
+    #[serde(default = "crate::config::default_max_rounds")]
+    pub max_rounds: u32,
 }
 
 /// One `fixture.toml`.

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use crate::component::wit;
-use crate::saga::Outbound;
+use crate::outbound::Outbound;
 
 use super::fixture::MockResponse;
 

@@ -43,6 +43,8 @@ pub enum Mode {
 /// A component and the fixtures to run it against.
 pub struct Harness {
     component: Arc<PartnerComponent>,
+    /// The partner's step limits, as production would apply them.
+    limits: StepLimits,
     fixtures: Vec<PathBuf>,
     // Keeps the engine's epoch ticker alive while the component runs.
     _runtime: Runtime,
@@ -78,6 +80,7 @@ impl Harness {
         }
         Ok(Self {
             component: Arc::new(component),
+            limits: StepLimits::with_max_rounds(partner.max_rounds),
             fixtures,
             _runtime: runtime,
         })
@@ -129,7 +132,7 @@ impl Harness {
             }),
         };
         let outbound = MockOutbound::new(fixture.file.http.clone());
-        let run = run_step(&self.component, &inbound, first, &outbound, StepLimits::default()).await;
+        let run = run_step(&self.component, &inbound, first, &outbound, self.limits).await;
         let actual = record(&run);
         let expected_path = fixture.expected_path();
         if mode == Mode::Update {

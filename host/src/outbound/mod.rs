@@ -49,7 +49,6 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::component::wit;
-use crate::saga::Outbound;
 use crate::telemetry::metrics::OutboundLabels;
 use crate::telemetry::otel;
 use crate::telemetry::traceparent::TraceParent;
@@ -81,6 +80,18 @@ const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
+/// Executes the HTTP requests a component asked for.
+///
+/// The saga executor uses real HTTP; the guest harness uses recorded answers.
+pub trait Outbound: Send + Sync {
+    /// Executes `requests` for `partner` and returns one result per request, in order.
+    fn execute(
+        &self,
+        partner: &str,
+        requests: &[wit::HttpRequest],
+    ) -> impl Future<Output = Vec<wit::HttpResult>> + Send;
+}
+
 /// Where a batch of requests comes from: the message and step being handled.
 ///
 /// `Default` gives empty ids, step 0 and round 1, for `..RequestContext::default()`.
@@ -96,8 +107,8 @@ pub struct RequestContext {
     pub message_id: Option<String>,
     /// Round of requests within the step, starting at 1.
     pub round: u32,
-    /// `traceparent` of the inbound message, if it had one.
-    pub traceparent: Option<String>,
+    /// The trace context of the step, if known: every request becomes a child of it.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl Default for RequestContext {
@@ -208,14 +219,9 @@ impl HttpOutbound {
     /// Its first `execute` call is round `ctx.round`, and each later call the
     /// next round, matching how [`crate::saga::run_step`] calls it. All its
     /// requests share one trace: `ctx.traceparent`'s, or a new one when it has
-    /// none (or an invalid one).
+    /// none.
     pub fn for_message(&self, mut ctx: RequestContext) -> MessageOutbound {
-        let parent = ctx
-            .traceparent
-            .as_deref()
-            .and_then(|tp| TraceParent::parse(tp).ok())
-            .unwrap_or_else(TraceParent::new_root);
-        ctx.traceparent = Some(parent.to_string());
+        ctx.traceparent.get_or_insert_with(TraceParent::new_root);
         MessageOutbound {
             next_round: AtomicU32::new(ctx.round),
             outbound: self.clone(),
@@ -226,7 +232,7 @@ impl HttpOutbound {
     /// Executes one round of requests for `ctx.partner` with `ctx.round` as the
     /// round, concurrently; one result per request, in request order.
     pub async fn execute_round(&self, ctx: &RequestContext, requests: &[wit::HttpRequest]) -> Vec<wit::HttpResult> {
-        let parent = ctx.traceparent.as_deref().and_then(|tp| TraceParent::parse(tp).ok());
+        let parent = ctx.traceparent;
         let policy = self.inner.policies.get(&ctx.partner);
         let runs = requests.iter().map(|request| {
             let inner = &*self.inner;

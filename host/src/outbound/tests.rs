@@ -141,7 +141,7 @@ fn ctx() -> RequestContext {
         partner: PARTNER.into(),
         message_id: Some("msg-1".into()),
         round: 1,
-        traceparent: Some(TRACE.into()),
+        traceparent: Some(TraceParent::parse(TRACE).unwrap()),
     }
 }
 
@@ -637,7 +637,7 @@ async fn new_trace_when_context_has_none_and_non_utf8_headers_are_lossy() {
         traceparent: None,
         ..ctx()
     });
-    let root = TraceParent::parse(step.context().traceparent.as_deref().unwrap()).unwrap();
+    let root = step.context().traceparent.unwrap();
     let results = step
         .execute(PARTNER, &[get("a", &server.url("/a")), get("b", &server.url("/b"))])
         .await;

@@ -113,7 +113,7 @@ pub fn write(
     user_properties: &[(String, String)],
     saga: &SagaState,
     compensation: Option<&CompensationInfo>,
-    traceparent: &str,
+    traceparent: &TraceParent,
 ) -> Vec<(String, String)> {
     let mut properties: Vec<(String, String)> = user_properties
         .iter()
@@ -162,17 +162,12 @@ mod tests {
             failed_undos: Vec::new(),
         };
         let user = vec![("mdm-id".to_string(), "M-1".to_string())];
-        let written = write(
-            &user,
-            &saga,
-            Some(&info),
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        );
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let written = write(&user, &saga, Some(&info), &TraceParent::parse(trace).unwrap());
         let read = Envelope::read(&written).unwrap();
         assert_eq!(read.saga, Some(saga));
         assert_eq!(read.compensation, Some(info));
         assert_eq!(read.user_properties, user);
-        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         assert_eq!(read.traceparent.map(|t| t.to_string()).as_deref(), Some(trace));
         assert!(
             written

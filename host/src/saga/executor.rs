@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::component::{Registry, wit};
+use crate::component::{Arm, Registry, wit};
 use crate::config::PartnerConfig;
 
 use crate::outbound::{HttpOutbound, RequestContext};
@@ -28,10 +28,10 @@ use crate::telemetry::traceparent::TraceParent;
 
 use super::envelope::{self, Envelope};
 use super::inbound::{MessageParts, build_inbound};
+use super::rounds::{StepLimits, StepRun, run_step};
 use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
 use super::seal::StateKeys;
 use super::state::SagaState;
-use super::step::{StepLimits, StepRun, run_step};
 
 /// How long a receive waits for messages before checking for shutdown.
 const RECEIVE_WAIT: Duration = Duration::from_millis(500);
@@ -47,8 +47,8 @@ pub struct Partner {
     pub config: PartnerConfig,
 }
 
-/// What happened to one message, published for observers (the quickstart
-/// summary, tests, and later metrics).
+/// What happened to one message, published for observers (the quickstart's
+/// summary and tests; metrics are recorded directly).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SagaEvent {
     pub saga_id: String,
@@ -205,9 +205,9 @@ impl<T: Transport> Executor<T> {
                 .clone();
             in_flight.inc();
             let renewal = self.keep_locked(&message);
-            let StepResult {
+            let Processed {
                 routed, saga, version, ..
-            } = self.step(partner, &message, compensation).await;
+            } = self.process(partner, &message, compensation).await;
             in_flight.dec();
             let verdict = routed.verdict.clone();
             // The lock is renewed until the settle has finished: on Service Bus a settle with
@@ -294,15 +294,16 @@ impl<T: Transport> Executor<T> {
         })
     }
 
-    /// Runs the step and routes its outcome; outputs carry sealed saga state.
-    async fn step(&self, partner: &Partner, message: &ReceivedMessage, compensation: bool) -> StepResult {
+    /// Prepares the message, runs its step and routes the outcome; outputs carry sealed
+    /// saga state.
+    async fn process(&self, partner: &Partner, message: &ReceivedMessage, compensation: bool) -> Processed {
         let mut result = match self.prepare(partner, message, compensation).await {
             Ok(prepared) => self.run_component(partner, message, compensation, prepared).await,
             Err(rejected) => rejected,
         };
-        if let Some(canary) = result.canary {
+        if let Some(arm) = result.arm {
             let failed = matches!(result.routed.verdict, Verdict::DeadLettered { .. });
-            self.registry.record(&partner.name, canary, failed);
+            self.registry.record(&partner.name, arm, failed);
         }
         for output in &mut result.routed.outputs {
             self.state_keys.seal(&mut output.message);
@@ -317,12 +318,12 @@ impl<T: Transport> Executor<T> {
         partner: &Partner,
         message: &ReceivedMessage,
         compensation: bool,
-    ) -> Result<Prepared, StepResult> {
-        let reject = |reason: &str, detail: &str, saga: SagaState| StepResult {
+    ) -> Result<Prepared, Processed> {
+        let reject = |reason: &str, detail: &str, saga: SagaState| Processed {
             routed: Routed::dead_letter(reason, describe(partner, message, detail)),
             saga,
             version: String::new(),
-            canary: None,
+            arm: None,
         };
         // The saga a message is reported under before its own state is trusted.
         let unverified = || {
@@ -398,7 +399,7 @@ impl<T: Transport> Executor<T> {
         message: &ReceivedMessage,
         compensation: bool,
         prepared: Prepared,
-    ) -> StepResult {
+    ) -> Processed {
         let Prepared {
             envelope,
             saga,
@@ -424,12 +425,9 @@ impl<T: Transport> Executor<T> {
             partner: partner.name.clone(),
             message_id: Some(message.message_id.clone()),
             round: 1,
-            traceparent: Some(trace.to_string()),
+            traceparent: Some(trace),
         });
-        let limits = StepLimits {
-            max_rounds: partner.config.max_rounds,
-            ..StepLimits::default()
-        };
+        let limits = StepLimits::with_max_rounds(partner.config.max_rounds);
         // The version picked now (current, or the canary candidate for its share)
         // handles the whole step, even if a reload lands meanwhile.
         let picked = self
@@ -450,7 +448,6 @@ impl<T: Transport> Executor<T> {
             transport_max_message_bytes: self.transport.max_message_bytes(),
             compensation_queues: &self.compensation_queues,
         };
-        let trace = trace.to_string();
         let input = StepInput {
             message,
             envelope: &envelope,
@@ -478,11 +475,11 @@ impl<T: Transport> Executor<T> {
             }
         };
         let routed = routing::continue_past_failed_undo(&routes, &input, routed);
-        StepResult {
+        Processed {
             routed,
             saga,
             version,
-            canary: Some(picked.canary),
+            arm: Some(picked.arm),
         }
     }
 
@@ -515,14 +512,14 @@ impl<T: Transport> Executor<T> {
     }
 }
 
-/// What a step decided, with the saga it belongs to.
-struct StepResult {
+/// What processing a message decided, with the saga it belongs to.
+struct Processed {
     routed: Routed,
     saga: SagaState,
     /// Content hash of the component version that ran (empty when none did).
     version: String,
-    /// Whether the canary candidate ran (`None` when no component ran).
-    canary: Option<bool>,
+    /// The canary arm whose version ran (`None` when no component ran).
+    arm: Option<Arm>,
 }
 
 /// A message ready for its component: trusted saga state, the decoded body, the first event.

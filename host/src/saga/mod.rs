@@ -3,8 +3,9 @@
 //! - [`envelope`]: the saga state and compensation details that travel in each
 //!   message's properties;
 //! - [`inbound`]: decodes a message into the WIT `inbound` record;
-//! - [`step`]: the plan → act loop of one step between the component and an
-//!   [`Outbound`];
+//! - [`rounds`]: the plan → act loop of one step (what one partner's component
+//!   does with one message) between the component and an
+//!   [`Outbound`](crate::outbound::Outbound);
 //! - [`routing`]: turns the step's outcome into a settlement and the messages to
 //!   send (forward, retry, compensate, complete, dead-letter), as a pure function;
 //! - [`seal`]: the integrity tag over the saga state, so that only a host
@@ -15,13 +16,13 @@
 pub mod envelope;
 pub mod executor;
 pub mod inbound;
+pub mod rounds;
 pub mod routing;
 pub mod seal;
 pub mod state;
-pub mod step;
 
 pub use executor::{Executor, Partner, SagaEvent};
 pub use inbound::{MessageParts, build_inbound};
+pub use rounds::{Round, StepError, StepLimits, StepRun, run_step};
 pub use routing::Verdict;
 pub use state::{SagaState, StepRecord};
-pub use step::{Outbound, Round, StepError, StepLimits, StepRun, run_step};

@@ -4,12 +4,14 @@
 //! This is pure: it reads the input, the outcome and the partner's settings and
 //! returns what to do, so every routing rule is unit-testable without a queue.
 
-use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement};
+
 use crate::component::wit;
 use crate::config::{Exhausted, OutputLimits, RetryPolicy};
+use crate::telemetry::traceparent::TraceParent;
 
 use super::envelope::{self, CompensationInfo, Envelope, FailedUndo, UNDO_CONTINUED_PROPERTY};
 use super::state::{SagaState, StepRecord};
@@ -43,7 +45,7 @@ pub struct StepInput<'a> {
     pub envelope: &'a Envelope,
     pub saga: &'a SagaState,
     /// Trace context for the messages this step sends.
-    pub traceparent: &'a str,
+    pub traceparent: &'a TraceParent,
     /// The largest `Retry-After` among the step's HTTP answers, if any.
     pub retry_after: Option<Duration>,
 }

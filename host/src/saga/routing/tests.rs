@@ -50,7 +50,7 @@ impl Fixture {
             message: &self.message,
             envelope: &self.envelope,
             saga: &self.saga,
-            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            traceparent: &trace(),
             retry_after: None,
         };
         let outcome = wit::Outcome {
@@ -183,7 +183,7 @@ fn route_as_executor(fixture: &Fixture, decision: wit::Decision) -> Routed {
         message: &fixture.message,
         envelope: &fixture.envelope,
         saga: &fixture.saga,
-        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        traceparent: &trace(),
         retry_after: None,
     };
     let outcome = wit::Outcome {
@@ -301,4 +301,9 @@ fn dead_letter_reason_and_description_are_bounded_at_a_character_boundary() {
             properties: Vec::new(),
         }
     );
+}
+
+/// The trace context every routed input here carries.
+fn trace() -> TraceParent {
+    TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap()
 }

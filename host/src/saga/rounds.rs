@@ -1,29 +1,20 @@
-//! One saga step: the plan → act loop between a component and the partner APIs.
+//! The rounds of one saga step: the plan → act loop between a component and the
+//! partner APIs.
 //!
-//! The component plans, the host acts. Each round the component either asks for
-//! HTTP requests (which an [`Outbound`] executes) or ends the step with an
-//! outcome. The loop is bounded in rounds and in requests per round so a
-//! component can never keep the host busy forever.
+//! A *step* is what one partner's component does with one message, from the
+//! first event to an outcome ([`run_step`]). The component plans, the host acts:
+//! each round the component either asks for HTTP requests (which an [`Outbound`]
+//! executes) or ends the step with an outcome. The loop is bounded in rounds and
+//! in requests per round so a component can never keep the host busy forever.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tracing::Instrument as _;
 
 use crate::component::wit::{self, Event, Plan};
 use crate::component::{ComponentError, PartnerComponent};
-
-/// Executes the HTTP requests a component asked for.
-///
-/// The saga executor uses real HTTP; the guest harness uses recorded answers.
-pub trait Outbound: Send + Sync {
-    /// Executes `requests` for `partner` and returns one result per request, in order.
-    fn execute(
-        &self,
-        partner: &str,
-        requests: &[wit::HttpRequest],
-    ) -> impl Future<Output = Vec<wit::HttpResult>> + Send;
-}
+use crate::config::DEFAULT_MAX_ROUNDS;
+use crate::outbound::Outbound;
 
 /// Bounds on one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +25,21 @@ pub struct StepLimits {
     pub max_requests_per_round: usize,
 }
 
+impl StepLimits {
+    /// The limits of a partner whose config allows `max_rounds` rounds: the executor and
+    /// the harness both build them here, so a fixture runs as production does.
+    pub fn with_max_rounds(max_rounds: u32) -> Self {
+        Self {
+            max_rounds,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for StepLimits {
     fn default() -> Self {
         Self {
-            max_rounds: 8,
+            max_rounds: DEFAULT_MAX_ROUNDS,
             max_requests_per_round: 32,
         }
     }
