@@ -58,7 +58,7 @@
 //! messages as the client asked for), and resolves a delivery's outcome only through its own
 //! future, with no way to answer a receiver-settle-mode-`second` disposition with a different
 //! outcome such as `message-lock-lost`. So the connection, session and link state machines here are
-//! the broker's own (`connection.rs`); fe2o3-amqp still provides the
+//! the broker's own (the `connection/` module); fe2o3-amqp still provides the
 //! performative and message types, their codec (`serde_amqp`) and the frame decoder.
 
 mod auth;
