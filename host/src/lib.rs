@@ -1,14 +1,19 @@
 //! sagahost: runs Dataverse saga steps as sandboxed WebAssembly partner components.
 //!
-//! Data flows one way through the modules: a [`transport`] (or the webhook
-//! [`ingress`]) delivers a message; [`dataverse`] decodes its body; [`saga`]
-//! drives the partner's [`component`] through the plan → act loop, with
-//! [`outbound`] making the HTTP requests, and routes the message on through the
-//! transport. [`config`] describes all of it, [`service`] assembles it, and
-//! [`cli`] is the `sagahost` command line on top, and [`admin`] the operator
-//! endpoint (health, metrics, reload, dead letters). [`harness`] runs recorded
-//! fixtures through the same step loop for partner teams, and [`quickstart`]
-//! runs the whole saga locally.
+//! Data flows one way: a transport (`sagahost-transport`, or the webhook
+//! [`ingress`]) delivers a message; `sagahost-dataverse` decodes its body;
+//! [`saga`] runs the partner's [`component`] through the plan → act rounds of a
+//! step, with [`outbound`] making the HTTP requests; routing turns the outcome into
+//! a settlement and the messages to send, and the transport carries them out.
+//! Nothing calls back up that chain: the modules import in the order
+//! [`telemetry`] → [`component`] → [`outbound`] → [`config`] → [`saga`] →
+//! [`ingress`], [`admin`], [`harness`] → [`service`] → [`quickstart`].
+//!
+//! [`config`] describes a host, [`service`] assembles one, [`admin`] is the
+//! operator endpoint (health, metrics, reload, dead letters), [`harness`] runs
+//! recorded fixtures through the same step loop and limits for partner teams, and
+//! [`quickstart`] runs the whole saga locally. The `sagahost` binary's command
+//! line sits on top; `ARCHITECTURE.md` draws the whole house.
 
 pub mod admin;
 pub mod component;

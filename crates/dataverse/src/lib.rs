@@ -1,23 +1,25 @@
-//! Dataverse message bodies.
-//!
-//! This module owns decoding the `RemoteExecutionContext` bodies Dataverse posts
-//! (to Service Bus queues and to webhooks) into the format-independent [`model`],
-//! and rendering that model as the canonical JSON components receive as
-//! `context.json` (see `wit/types.wit`).
+//! Decodes the `RemoteExecutionContext` bodies Dataverse posts (to Service Bus
+//! queues and to webhooks) into the format-independent [`model`], and renders that
+//! model as canonical JSON ([`model::Context::to_canonical_json`]).
 //!
 //! All three formats Dataverse posts decode into the same model, so nothing
 //! downstream of [`decode`] depends on the body format:
-//! - JSON (DataContractJsonSerializer output): [`json`];
-//! - XML (DataContractSerializer text XML): [`xml`] reads it into the shared
-//!   [`infoset`] tree;
-//! - .NET binary XML ([MC-NBFX], `application/msbin1`): [`nbfx`] reads it into the
+//! - JSON (DataContractJsonSerializer output), read by `json.rs`;
+//! - XML (DataContractSerializer text XML), read by `xml.rs` into the shared
+//!   infoset tree of `infoset.rs`;
+//! - .NET binary XML ([MC-NBFX], `application/msbin1`), read by `nbfx.rs` into the
 //!   same tree.
 //!
-//! [`mapper`] turns that tree into the model; [`contract`] holds what the JSON
-//! decoder and the mapper both know about the data contracts.
+//! `mapper.rs` turns that tree into the model; `contract.rs` holds what the JSON
+//! decoder and the mapper both know about the data contracts. Every decoder
+//! charges what it builds against a budget (`budget.rs`, see [`Limits`]).
 //!
 //! What Dataverse says outside the body (Service Bus properties, webhook
 //! headers) is read by [`message_size_exceeded`] and [`claims`].
+//! [`adversarial`] builds the hostile bodies the tests, benchmarks and fuzz
+//! targets feed the decoders.
+//!
+//! [MC-NBFX]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/mc-nbfx/
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

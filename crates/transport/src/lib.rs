@@ -1,4 +1,4 @@
-//! Transports: the queue operations the saga needs, and their implementations.
+//! The queue operations a Dataverse saga needs, and their implementations.
 //!
 //! [`Transport`] is shaped after Azure Service Bus peek-lock semantics so that the
 //! embedded queue ([`embedded`]) and Service Bus over AMQP fit behind it alike:
@@ -6,9 +6,11 @@
 //! while work is in flight; send and schedule; and settle one message together
 //! with the messages it produced as one atomic step where the transport can.
 //!
-//! [`servicebus`] is the production transport (Azure Service Bus over AMQP 1.0),
-//! and [`broker`] serves an embedded queue over AMQP in the Service Bus dialect,
-//! so SDKs and the Service Bus transport can be tested with no cloud.
+//! [`servicebus`] is the production transport (Azure Service Bus over AMQP 1.0);
+//! its [`servicebus::dialect`] is shared with `sagahost-broker`, which serves an
+//! embedded queue over AMQP in the Service Bus dialect, so SDKs and the Service
+//! Bus transport can be tested with no cloud. [`HostTransport`] is whichever of
+//! the two a host's config picks.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};

@@ -20,7 +20,7 @@ use crate::outbound::{Secret, SecretReadError, SecretSource};
 const MIN_KEY_CHARS: usize = 16;
 
 /// A key callers must present to pass a door: read from its source, with
-/// surrounding whitespace removed, and at least [`MIN_KEY_CHARS`] long.
+/// surrounding whitespace removed, and at least 16 characters long.
 ///
 /// Whitespace is trimmed because a key file written by an editor or `echo`
 /// ends in a newline (or two) that no caller sends.
@@ -72,7 +72,7 @@ pub enum AccessKeyError {
     /// The variable is not set, or the file cannot be read.
     #[error("{name}: {reason}")]
     Unreadable { name: String, reason: SecretReadError },
-    /// Empty, blank or shorter than [`MIN_KEY_CHARS`].
+    /// Empty, blank or shorter than 16 characters.
     #[error(
         "{name} read from {from} is {}; set it to a random value of at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`",
         if *chars == 0 { "empty".to_string() } else { format!("only {chars} characters long") }

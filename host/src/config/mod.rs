@@ -5,7 +5,7 @@
 //! in the file: they name an environment variable or a file to read. Relative
 //! paths (data dir, components, secret files) are relative to the config file.
 //! The keys that open the webhook and the admin API are checked here too
-//! ([`access`]).
+//! (`access.rs`).
 
 mod access;
 

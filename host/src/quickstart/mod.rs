@@ -1,6 +1,6 @@
 //! `sagahost quickstart`: the three-partner contact saga, end to end, on one machine.
 //!
-//! It starts local stand-ins for the partner systems ([`partners`]), writes a
+//! It starts local stand-ins for the partner systems (`partners.rs`), writes a
 //! config for the example components, starts the host on the embedded queue
 //! exactly as `sagahost run` does, posts contact messages through the webhook,
 //! prints each step as it happens, and ends with the path every message took
