@@ -40,7 +40,8 @@ const DEAD_LETTERED: &[Expected] = &[
     },
     Expected {
         attack: "memory",
-        settings: "limits = { memory-bytes = 33554432 }",
+        // A long deadline, so that on a loaded machine the memory cap, not the clock, ends it.
+        settings: "limits = { memory-bytes = 33554432, deadline-ms = 20000 }",
         reason: "ComponentMemoryLimit",
         description: &["33554432"],
     },

@@ -24,9 +24,8 @@ use serde::Serialize;
 use sagahost_transport::OutgoingMessage;
 use sagahost_transport::servicebus::dialect::{
     DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, ENQUEUED_TIME, LOCKED_UNTIL,
-    SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, message_id_text,
+    SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, message_id_text, property_text,
 };
-use uuid::Uuid;
 
 /// Reserved application-property names start with this; they are stripped before delivery.
 pub const RESERVED_PREFIX: &str = "x-sagahost-amqp-";
@@ -181,29 +180,6 @@ fn encode<T: Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
     serde_amqp::to_vec(value).map_err(|error| anyhow!("encoding an AMQP value: {error}"))
 }
 
-fn simple_to_string(value: &SimpleValue) -> String {
-    match value {
-        SimpleValue::String(text) => text.clone(),
-        SimpleValue::Symbol(symbol) => symbol.as_str().to_owned(),
-        SimpleValue::Bool(b) => b.to_string(),
-        SimpleValue::Ubyte(n) => n.to_string(),
-        SimpleValue::Ushort(n) => n.to_string(),
-        SimpleValue::Uint(n) => n.to_string(),
-        SimpleValue::Ulong(n) => n.to_string(),
-        SimpleValue::Byte(n) => n.to_string(),
-        SimpleValue::Short(n) => n.to_string(),
-        SimpleValue::Int(n) => n.to_string(),
-        SimpleValue::Long(n) => n.to_string(),
-        SimpleValue::Float(n) => n.to_string(),
-        SimpleValue::Double(n) => n.to_string(),
-        SimpleValue::Char(c) => c.to_string(),
-        SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
-        SimpleValue::Uuid(id) => Uuid::from_bytes(*id.as_inner()).to_string(),
-        SimpleValue::Binary(bytes) => BASE64.encode(bytes),
-        other => format!("{other:?}"),
-    }
-}
-
 fn timestamp_to_time(timestamp: &Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp.milliseconds()).unwrap_or(0))
 }
@@ -242,7 +218,7 @@ impl Incoming {
             let mut typed = false;
             for (name, value) in application_properties.0.iter() {
                 typed |= !matches!(value, SimpleValue::String(_));
-                outgoing.properties.push((name.clone(), simple_to_string(value)));
+                outgoing.properties.push((name.clone(), property_text(value)));
             }
             outgoing
                 .properties

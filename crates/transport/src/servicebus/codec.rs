@@ -17,7 +17,7 @@ use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Tim
 
 use super::dialect::{
     ENQUEUED_TIME, LOCK_TOKEN, LOCKED_UNTIL, SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, lock_token_from_tag,
-    message_id_text,
+    message_id_text, property_text,
 };
 use crate::{OutgoingMessage, ReceivedMessage};
 
@@ -51,29 +51,6 @@ fn as_long(value: &Value) -> Option<i64> {
         Value::Ulong(n) => i64::try_from(*n).ok(),
         Value::Uint(n) => Some(i64::from(*n)),
         _ => None,
-    }
-}
-
-fn simple_text(value: &SimpleValue) -> String {
-    match value {
-        SimpleValue::String(s) => s.clone(),
-        SimpleValue::Symbol(s) => s.0.clone(),
-        SimpleValue::Bool(b) => b.to_string(),
-        SimpleValue::Ubyte(n) => n.to_string(),
-        SimpleValue::Ushort(n) => n.to_string(),
-        SimpleValue::Uint(n) => n.to_string(),
-        SimpleValue::Ulong(n) => n.to_string(),
-        SimpleValue::Byte(n) => n.to_string(),
-        SimpleValue::Short(n) => n.to_string(),
-        SimpleValue::Int(n) => n.to_string(),
-        SimpleValue::Long(n) => n.to_string(),
-        SimpleValue::Float(n) => n.to_string(),
-        SimpleValue::Double(n) => n.to_string(),
-        SimpleValue::Char(c) => c.to_string(),
-        SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
-        SimpleValue::Uuid(u) => uuid::Uuid::from_bytes(*u.as_inner()).to_string(),
-        SimpleValue::Binary(b) => hex::encode(b.as_slice()),
-        other => format!("{other:?}"),
     }
 }
 
@@ -120,7 +97,7 @@ pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyh
         properties: message
             .application_properties
             .as_ref()
-            .map(|a| a.0.iter().map(|(k, v)| (k.clone(), simple_text(v))).collect())
+            .map(|a| a.0.iter().map(|(k, v)| (k.clone(), property_text(v))).collect())
             .unwrap_or_default(),
         body,
         sequence_number,

@@ -8,7 +8,7 @@
 
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{MessageAnnotations, MessageId};
-use fe2o3_amqp::types::primitives::Value;
+use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use uuid::Uuid;
 
 /// The broker-assigned sequence number of a message (annotation).
@@ -56,6 +56,32 @@ pub fn message_id_text(id: &MessageId) -> String {
         MessageId::Ulong(number) => number.to_string(),
         MessageId::Uuid(uuid) => Uuid::from_bytes(*uuid.as_inner()).to_string(),
         MessageId::Binary(bytes) => hex::encode(bytes.as_slice()),
+    }
+}
+
+/// An application property's value as text, for hosts that keep properties as strings:
+/// numbers in decimal, timestamps in Unix milliseconds, UUIDs hyphenated and binary in
+/// lower-case hex (as [`message_id_text`] does).
+pub fn property_text(value: &SimpleValue) -> String {
+    match value {
+        SimpleValue::String(text) => text.clone(),
+        SimpleValue::Symbol(symbol) => symbol.0.clone(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Ubyte(n) => n.to_string(),
+        SimpleValue::Ushort(n) => n.to_string(),
+        SimpleValue::Uint(n) => n.to_string(),
+        SimpleValue::Ulong(n) => n.to_string(),
+        SimpleValue::Byte(n) => n.to_string(),
+        SimpleValue::Short(n) => n.to_string(),
+        SimpleValue::Int(n) => n.to_string(),
+        SimpleValue::Long(n) => n.to_string(),
+        SimpleValue::Float(n) => n.to_string(),
+        SimpleValue::Double(n) => n.to_string(),
+        SimpleValue::Char(c) => c.to_string(),
+        SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
+        SimpleValue::Uuid(uuid) => Uuid::from_bytes(*uuid.as_inner()).to_string(),
+        SimpleValue::Binary(bytes) => hex::encode(bytes.as_slice()),
+        other => format!("{other:?}"),
     }
 }
 

@@ -239,13 +239,10 @@ impl ServiceBusTransport {
     /// How many message locks this client keeps for callers on `queue` (expired ones not
     /// yet forgotten included): what it would try to settle or renew.
     pub async fn locks_held(&self, queue: &str) -> usize {
-        match self.current() {
-            Some(live) => match live.existing_receiver(queue).await {
-                Some(receiver) => receiver.held_count(),
-                None => 0,
-            },
-            None => 0,
-        }
+        let Some(live) = self.current() else { return 0 };
+        live.existing_receiver(queue)
+            .await
+            .map_or(0, |receiver| receiver.held_count())
     }
 
     /// [`Transport::settle`] on the connection and link that hold the lock, without its bounds.
