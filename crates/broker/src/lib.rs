@@ -19,7 +19,10 @@
 //! - `<queue>/$management` and `<queue>/$DeadLetterQueue/$management`: `com.microsoft:renew-lock`,
 //!   `schedule-message`, `cancel-scheduled-message`, `peek-message` and `update-disposition`, with
 //!   `statusCode` / `statusDescription` (and `errorCondition` on failure) in the reply's
-//!   application properties (`management.rs`).
+//!   application properties (`management.rs`). Locks are shared by all connections, so a client
+//!   may renew or settle by lock token after the link or connection it received on is gone, as
+//!   the JavaScript SDK does when a settle times out. A token for `<queue>/$management` alone
+//!   opens that node.
 //! - Deliveries carry the lock token as a 16-byte GUID delivery tag (in .NET byte order, as the
 //!   SDKs read it), the `x-opt-sequence-number`, `x-opt-enqueued-time`, `x-opt-locked-until` (and
 //!   for dead letters `x-opt-deadletter-source`) message annotations, and the delivery count in the
@@ -33,9 +36,11 @@
 //!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for
 //!   settle-and-send across queues (`transactions.rs`).
 //! - Peek-lock receivers (sender settle mode unsettled) settle with `accepted` = complete,
-//!   `released` or `modified` without `delivery-failed` = give the lock back without counting the
-//!   delivery, `modified` with `delivery-failed` = abandon, `rejected` = dead-letter (reason and
-//!   description from the error's `DeadLetterReason` / `DeadLetterErrorDescription` info). With
+//!   `released` = give the lock back without counting the delivery, `modified` = abandon (with or
+//!   without `delivery-failed`: the SDKs differ), `rejected` = dead-letter (reason and
+//!   description from the error's `DeadLetterReason` / `DeadLetterErrorDescription` info, whose
+//!   keys may be strings, as the JavaScript SDK sends them, or symbols; `connection/lenient.rs`).
+//!   A frame the broker cannot decode closes the connection with `amqp:decode-error`. With
 //!   receiver settle mode `second` the broker confirms with the outcome it applied, or `rejected`
 //!   with `com.microsoft:message-lock-lost` when the lock was gone. A receiver attaching with
 //!   sender settle mode `settled` gets receive-and-delete: messages are removed as they are taken.
@@ -48,7 +53,7 @@
 //!   until the lock expires, then are delivered again, as in Service Bus.
 //!
 //! # Debugging a client
-//! `RUST_LOG=sagahost::transport::broker=trace` logs every performative the broker receives and
+//! `RUST_LOG=sagahost_broker=trace` logs every performative the broker receives and
 //! sends, per channel (transfers without their payload, only its size).
 //!
 //! # Why the protocol engine is hand-written
@@ -70,10 +75,11 @@ mod transactions;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+use management::Locks;
 
 pub use auth::SharedAccessKey;
 
@@ -149,6 +155,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let locks = Arc::new(Locks::default());
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -170,10 +177,11 @@ pub async fn serve_with(
         }
         let queue = queue.clone();
         let config = Arc::clone(&config);
+        let locks = Arc::clone(&locks);
         let shutdown = shutdown.child_token();
         connections.spawn(async move {
             tracing::debug!(%peer, "broker: connection opened");
-            match connection::run(stream, queue, config, shutdown).await {
+            match connection::run(stream, queue, config, locks, shutdown).await {
                 Ok(()) => tracing::debug!(%peer, "broker: connection closed"),
                 Err(error) => tracing::debug!(%peer, error = %format!("{error:#}"), "broker: connection ended"),
             }

@@ -7,7 +7,7 @@
 //! failure, and an `amqp-value` map body.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Value};
@@ -18,9 +18,58 @@ use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, Transpo
 use super::message::{self, Incoming, Outgoing};
 use uuid::Uuid;
 
-/// The locks a connection's peek-lock receivers hold, by lock token, so that management requests
-/// (`renew-lock`, `update-disposition`) can name a message by its token alone.
-pub type Locks = Arc<Mutex<HashMap<String, ReceivedMessage>>>;
+/// The locks of messages the broker delivered under peek-lock and no client has settled yet, by
+/// lock token, shared by every connection: Service Bus lets any authorized client renew or settle
+/// a message by its token through `$management`, also after the link or connection it came on is
+/// gone (the JavaScript SDK does exactly that when a settle times out on a dropped link).
+#[derive(Debug, Default)]
+pub struct Locks {
+    held: Mutex<LockTable>,
+}
+
+#[derive(Debug, Default)]
+struct LockTable {
+    by_token: HashMap<String, ReceivedMessage>,
+    /// Entries after the last sweep of expired locks; the next sweep waits until the table has
+    /// doubled, so holding a lock stays O(1) amortized.
+    swept_at: usize,
+}
+
+impl Locks {
+    fn table(&self) -> std::sync::MutexGuard<'_, LockTable> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that `message` was delivered under its lock.
+    pub fn hold(&self, message: &ReceivedMessage) {
+        let mut table = self.table();
+        if table.by_token.len() >= 2 * table.swept_at.max(512) {
+            let now = SystemTime::now();
+            table.by_token.retain(|_, held| held.locked_until > now);
+            table.swept_at = table.by_token.len();
+        }
+        table.by_token.insert(message.lock_token.clone(), message.clone());
+    }
+
+    /// The message whose unexpired lock `token` is, if the broker still holds it for a client.
+    pub fn get(&self, token: &str) -> Option<ReceivedMessage> {
+        let table = self.table();
+        let held = table.by_token.get(token)?;
+        (held.locked_until > SystemTime::now()).then(|| held.clone())
+    }
+
+    /// Forgets a lock: its message was settled, or its lock is gone.
+    pub fn forget(&self, token: &str) {
+        self.table().by_token.remove(token);
+    }
+
+    /// Records a renewed lock.
+    fn renewed(&self, token: &str, until: SystemTime) {
+        if let Some(held) = self.table().by_token.get_mut(token) {
+            held.locked_until = until;
+        }
+    }
+}
 
 /// Which node a request went to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +191,26 @@ fn as_text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The application properties an `update-disposition` asks to set on the message
+/// (`properties-to-modify`), as text; values that are neither text, numbers nor booleans are
+/// left out.
+fn properties_to_modify(body: &OrderedMap<Value, Value>) -> Vec<(String, String)> {
+    let Some(Value::Map(properties)) = field(body, "properties-to-modify") else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .filter_map(|(key, value)| {
+            let key = as_text(Some(key))?;
+            let value = match value {
+                Value::Bool(flag) => flag.to_string(),
+                other => as_text(Some(other)).or_else(|| as_i64(other).map(|n| n.to_string()))?,
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
 fn lock_tokens(body: &OrderedMap<Value, Value>) -> Result<Vec<String>, Failure> {
     items(field(body, "lock-tokens"))
         .iter()
@@ -172,21 +241,13 @@ fn map_of(entries: Vec<(&str, Value)>) -> Value {
 type Answer = Result<(i32, Value), Failure>;
 
 fn held(locks: &Locks, token: &str) -> Result<ReceivedMessage, Failure> {
-    let locks = locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    locks.get(token).cloned().ok_or_else(|| {
+    locks.get(token).ok_or_else(|| {
         Failure(
             410,
             LOCK_LOST_CONDITION,
-            format!("the lock `{token}` is not held by this connection (expired, settled or unknown)"),
+            format!("the lock `{token}` is not held (expired, settled or unknown)"),
         )
     })
-}
-
-fn forget(locks: &Locks, token: &str) {
-    locks
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .remove(token);
 }
 
 async fn renew_lock(queue: &EmbeddedQueue, locks: &Locks, body: &OrderedMap<Value, Value>) -> Answer {
@@ -194,10 +255,13 @@ async fn renew_lock(queue: &EmbeddedQueue, locks: &Locks, body: &OrderedMap<Valu
     for token in lock_tokens(body)? {
         let message = held(locks, &token)?;
         match queue.renew_lock(&message).await {
-            Ok(until) => expirations.push(Value::Timestamp(timestamp(until))),
+            Ok(until) => {
+                locks.renewed(&token, until);
+                expirations.push(Value::Timestamp(timestamp(until)));
+            }
             Err(error) => {
                 if matches!(error, TransportError::LockLost { .. }) {
-                    forget(locks, &token);
+                    locks.forget(&token);
                 }
                 return Err(error.into());
             }
@@ -220,13 +284,13 @@ async fn update_disposition(queue: &EmbeddedQueue, locks: &Locks, body: &Ordered
                 let settlement = Settlement::DeadLetter {
                     reason: as_text(field(body, "deadletter-reason")).unwrap_or_default(),
                     description: as_text(field(body, "deadletter-description")).unwrap_or_default(),
-                    properties: Vec::new(),
+                    properties: properties_to_modify(body),
                 };
                 queue.settle(&message, settlement, vec![]).await
             }
             other => return Err(bad_request(format!("disposition-status `{other}` is not supported"))),
         };
-        forget(locks, &token);
+        locks.forget(&token);
         result?;
     }
     Ok((200, map_of(vec![])))
@@ -325,5 +389,53 @@ fn view<'a>(
         locked_until: stored.locked_until,
         scheduled_enqueue_time: stored.scheduled_enqueue_time,
         dead_letter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn locked(token: &str, for_how_long: Duration) -> ReceivedMessage {
+        ReceivedMessage {
+            queue: "q".to_owned(),
+            message_id: format!("m-{token}"),
+            correlation_id: None,
+            content_type: None,
+            properties: Vec::new(),
+            body: Vec::new(),
+            sequence_number: 1,
+            delivery_count: 1,
+            enqueued_time: SystemTime::now(),
+            lock_token: token.to_owned(),
+            locked_until: SystemTime::now() + for_how_long,
+        }
+    }
+
+    #[test]
+    fn a_held_lock_is_found_until_it_expires_or_is_forgotten() {
+        let locks = Locks::default();
+        locks.hold(&locked("a", Duration::from_secs(30)));
+        locks.hold(&locked("b", Duration::ZERO));
+        assert_eq!(locks.get("a").unwrap().lock_token, "a");
+        assert!(locks.get("b").is_none(), "an expired lock is not held");
+        locks.renewed("b", SystemTime::now() + Duration::from_secs(30));
+        assert!(locks.get("b").is_some(), "a renewed lock is held again");
+        locks.forget("a");
+        assert!(locks.get("a").is_none());
+    }
+
+    #[test]
+    fn expired_locks_are_swept_as_the_table_grows() {
+        let locks = Locks::default();
+        for i in 0..1024 {
+            locks.hold(&locked(&format!("old-{i}"), Duration::ZERO));
+        }
+        locks.hold(&locked("new", Duration::from_secs(30)));
+        let table = locks.table();
+        assert_eq!(table.by_token.len(), 1, "only the unexpired lock is left");
+        assert!(table.by_token.contains_key("new"));
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use fe2o3_amqp_types::definitions::{Error as AmqpErrorInfo, ErrorCondition};
-use fe2o3_amqp_types::messaging::{DeliveryState, Modified, Rejected};
+use fe2o3_amqp_types::messaging::{DeliveryState, Rejected};
 use fe2o3_amqp_types::primitives::{Binary, Symbol, Value};
 use fe2o3_amqp_types::transaction::TransactionError;
 use sagahost_transport::embedded::{EmbeddedQueue, TransactionWork};
@@ -49,14 +49,13 @@ fn info_properties(info: Option<&fe2o3_amqp_types::definitions::Fields>) -> Vec<
 }
 
 /// What a client's outcome does to a peek-locked message: a settlement, or `None` for giving the
-/// lock back without counting the delivery (`released`, or `modified` without `delivery-failed`).
+/// lock back without counting the delivery (`released`, which the Python SDK sends for prefetched
+/// messages it never handed out). Every `modified` is an abandon that counts, as Service Bus
+/// treats it: the JavaScript and .NET SDKs abandon without setting `delivery-failed`.
 pub fn settlement_of(state: &DeliveryState) -> Option<Settlement> {
     match state {
         DeliveryState::Accepted(_) => Some(Settlement::Complete),
-        DeliveryState::Modified(Modified {
-            delivery_failed: Some(true),
-            ..
-        }) => Some(Settlement::Abandon),
+        DeliveryState::Modified(_) => Some(Settlement::Abandon),
         DeliveryState::Rejected(Rejected { error }) => {
             let info = error.as_ref().and_then(|error| error.info.as_deref());
             let condition = error.as_ref().map(|error| match &error.condition {

@@ -131,10 +131,7 @@ impl Connection {
             if let Some(lock) = pending.lock
                 && !pre_settled
             {
-                self.locks
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(lock.lock_token.clone(), lock.clone());
+                self.locks.hold(&lock);
                 session.unsettled.insert(delivery_id, lock);
             }
         }

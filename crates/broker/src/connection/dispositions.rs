@@ -86,10 +86,7 @@ impl Connection {
                 release(&self.queue, vec![message]);
                 continue;
             };
-            self.locks
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .remove(&message.lock_token);
+            self.locks.forget(&message.lock_token);
             let queue = self.queue.clone();
             let events = self.events.clone();
             let reply = !disposition.settled;

@@ -18,15 +18,16 @@
 mod deliveries;
 mod dispositions;
 mod handshake;
+mod lenient;
 mod sessions;
 mod transfers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use fe2o3_amqp::frames::amqp::{FrameBody, FrameDecoder};
+use fe2o3_amqp::frames::amqp::{Frame, FrameBody, FrameDecoder};
 use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError, Error as AmqpErrorInfo, ErrorCondition, Role};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::{Close, Detach, End};
@@ -64,6 +65,7 @@ pub async fn run(
     stream: TcpStream,
     queue: EmbeddedQueue,
     config: Arc<BrokerConfig>,
+    locks: Arc<Locks>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (mut reader, writer) = stream.into_split();
@@ -94,7 +96,7 @@ pub async fn run(
         opened: false,
         sessions: HashMap::new(),
         events,
-        locks: Arc::new(Mutex::new(HashMap::new())),
+        locks,
         next_link_id: 0,
         transactions: Transactions::default(),
         grants,
@@ -221,11 +223,37 @@ struct Connection {
     /// By channel; the broker answers each session on the channel number the client chose.
     sessions: HashMap<u16, Session>,
     events: mpsc::UnboundedSender<Event>,
-    locks: Locks,
+    locks: Arc<Locks>,
     next_link_id: u64,
     transactions: Transactions,
     /// The entities this connection's SASL login and `$cbs` tokens let it use.
     grants: Grants,
+}
+
+/// Decodes one AMQP frame (after its size field). A disposition, detach, end or close that
+/// fails strict decoding is tried once more as `lenient.rs` reads it.
+fn decode_frame(mut raw: BytesMut) -> anyhow::Result<Frame> {
+    let offset = (usize::from(raw[0]) * 4).saturating_sub(4);
+    let may_carry_error = matches!(raw.get(offset..offset + 3), Some([0x00, 0x53, 0x15..=0x18]));
+    let original = may_carry_error.then(|| raw.clone());
+    let strict = FrameDecoder {}.decode(&mut raw);
+    let error = match strict {
+        Ok(Some(frame)) => return Ok(frame),
+        Ok(None) => bail!("an incomplete frame"),
+        Err(error) => anyhow!("decoding a frame: {error:?}"),
+    };
+    let Some(mut fixed) = original.and_then(|original| {
+        let performative = lenient::symbolize_error_info(original.get(offset..)?)?;
+        let mut fixed = BytesMut::from(&original[..offset]);
+        fixed.extend_from_slice(&performative);
+        Some(fixed)
+    }) else {
+        return Err(error);
+    };
+    FrameDecoder {}
+        .decode(&mut fixed)
+        .map_err(|error| anyhow!("decoding a frame: {error:?}"))?
+        .ok_or_else(|| anyhow!("an incomplete frame"))
 }
 
 fn amqp_error(condition: ErrorCondition, description: impl Into<String>) -> AmqpErrorInfo {
@@ -324,10 +352,16 @@ impl Connection {
         if raw[1] != FRAME_TYPE_AMQP {
             bail!("unexpected frame type {}", raw[1]);
         }
-        let decoded = FrameDecoder {}
-            .decode(&mut raw)
-            .map_err(|error| anyhow!("decoding a frame: {error:?}"))?
-            .ok_or_else(|| anyhow!("an incomplete frame"))?;
+        let decoded = match decode_frame(raw) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // Say why before hanging up, so the client fails at once rather than on a timeout.
+                tracing::warn!("broker: closing a connection: {error:#}");
+                let error = amqp_error(ErrorCondition::AmqpError(AmqpError::DecodeError), format!("{error:#}"));
+                self.send(0, &Close { error: Some(error) })?;
+                return Ok(false);
+            }
+        };
         let channel = decoded.channel;
         match &decoded.body {
             FrameBody::Transfer { performative, payload } => {
@@ -430,12 +464,9 @@ impl Connection {
                     }
                     Err(error) => {
                         // Nothing was applied: the messages are as they were before the transaction.
-                        let locks = Arc::clone(&self.locks);
-                        let mut held = locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                         for retired in &retired {
-                            held.insert(retired.message.lock_token.clone(), retired.message.clone());
+                            self.locks.hold(&retired.message);
                         }
-                        drop(held);
                         self.restore(retired);
                         DeliveryState::Rejected(Rejected { error: Some(error) })
                     }

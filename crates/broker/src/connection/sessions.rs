@@ -217,7 +217,9 @@ impl Connection {
                 Some(queue) => (queue, true),
                 None => (entity, false),
             };
-            self.authorize(entity)?;
+            // The whole path: a token for `<queue>/$management` alone (the SDKs ask for one
+            // before a schedule or peek) covers it, and a token for the queue covers it too.
+            self.authorize(path)?;
             self.ensure_queue(queue).await?;
             Some(Node::Management {
                 queue: queue.to_owned(),

@@ -272,11 +272,8 @@ impl Connection {
                 DeliveryState::Accepted(Accepted {}),
             );
         };
-        {
-            let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for retired in &retired {
-                locks.remove(&retired.message.lock_token);
-            }
+        for retired in &retired {
+            self.locks.forget(&retired.message.lock_token);
         }
         let queue = self.queue.clone();
         let events = self.events.clone();

@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+// Drives `sagahost broker` with the official Azure Service Bus SDK for JavaScript
+// (@azure/service-bus, pinned in package-lock.json): the same checks, under the same names, as
+// ../servicebus_sdk.py runs with the Python SDK, plus the ways the JavaScript SDK differs.
+//
+// Usage: node servicebus_sdk.js CONNECTION_STRING [CHECK ...]
+//
+// Runs every check (or the named ones), each on a queue of its own (the broker creates queues on
+// first use), prints one line per check, then a `N passed, N failed` line, and exits non-zero if
+// any check failed.
+"use strict";
+
+const crypto = require("node:crypto");
+const { ServiceBusClient } = require("@azure/service-bus");
+
+const WAIT = 5000; // ms a receive waits for its first message
+// No retries: a check must pass on the first try, and a failure must show at once, not after the
+// SDK's default 3 retries of 60 s each.
+const RETRY = { maxRetries: 0, timeoutInMs: 10000 };
+const CHECK_TIMEOUT = 45000;
+
+const freshQueue = (name) => `${name}-${crypto.randomBytes(4).toString("hex")}`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function check(condition, what) {
+  if (!condition) throw new Error(what);
+}
+
+/** Receives until `count` messages arrived or 10 s passed; completes each unless told not to. */
+async function receiveAll(receiver, count, { complete = true } = {}) {
+  const got = [];
+  const deadline = Date.now() + 10000;
+  while (got.length < count && Date.now() < deadline) {
+    for (const message of await receiver.receiveMessages(count - got.length, { maxWaitTimeInMs: WAIT })) {
+      got.push(message);
+      if (complete) await receiver.completeMessage(message);
+    }
+  }
+  return got;
+}
+
+const bodies = (messages) => messages.map((m) => m.body).sort();
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+async function sendReceiveComplete(client) {
+  const queue = freshQueue("send");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({
+    body: "hello",
+    messageId: "m-1",
+    correlationId: "c-1",
+    contentType: "text/plain",
+    subject: "greeting",
+    applicationProperties: { kind: "test", n: 7 },
+  });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  check(message.body === "hello", `body ${JSON.stringify(message.body)}`);
+  check(message.messageId === "m-1", `message id ${message.messageId}`);
+  check(message.correlationId === "c-1", `correlation id ${message.correlationId}`);
+  check(message.contentType === "text/plain", `content type ${message.contentType}`);
+  check(message.subject === "greeting", `subject ${message.subject}`);
+  const props = message.applicationProperties;
+  check(props.kind === "test" && props.n === 7, `application properties ${JSON.stringify(props)}`);
+  check(message.lockToken, "no lock token");
+  check(message.sequenceNumber !== undefined && message.sequenceNumber.toNumber() >= 1, "no sequence number");
+  check(message.enqueuedTimeUtc instanceof Date, "no enqueued time");
+  check(message.lockedUntilUtc > new Date(), `locked until ${message.lockedUntilUtc}`);
+  check(message.deliveryCount === 0, `delivery count ${message.deliveryCount}`);
+  await receiver.completeMessage(message);
+  const again = await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 });
+  check(again.length === 0, "a completed message came back");
+  await receiver.close();
+}
+
+async function batchSend(client) {
+  const queue = freshQueue("batch");
+  const sender = client.createSender(queue);
+  const batch = await sender.createMessageBatch();
+  for (let i = 0; i < 5; i++) check(batch.tryAddMessage({ body: `b${i}` }), `adding b${i} to the batch`);
+  await sender.sendMessages(batch);
+  await sender.sendMessages([{ body: "l0" }, { body: "l1" }]);
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const got = bodies(await receiveAll(receiver, 7));
+  check(same(got, ["b0", "b1", "b2", "b3", "b4", "l0", "l1"]), `bodies ${JSON.stringify(got)}`);
+  await receiver.close();
+}
+
+async function scheduleAndCancel(client) {
+  const queue = freshQueue("schedule");
+  const at = new Date(Date.now() + 3000);
+  // The first operation on this connection goes to `<queue>/$management`, with a token for
+  // that node alone.
+  const sender = client.createSender(queue);
+  const numbers = await sender.scheduleMessages({ body: "later" }, at);
+  check(numbers.length === 1, `sequence numbers ${numbers}`);
+  const cancelled = await sender.scheduleMessages([{ body: "never" }], at);
+  await sender.cancelScheduledMessages(cancelled);
+  // A plain send with a scheduled time is scheduled too.
+  await sender.sendMessages({ body: "later-too", scheduledEnqueueTimeUtc: at });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const peeked = await receiver.peekMessages(10);
+  check(same(bodies(peeked), ["later", "later-too"]), `peeked ${JSON.stringify(bodies(peeked))}`);
+  check(peeked[0].scheduledEnqueueTimeUtc instanceof Date, "no scheduled time on a peeked message");
+  const early = await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 });
+  check(early.length === 0, "a scheduled message arrived early");
+  const got = bodies(await receiveAll(receiver, 2));
+  check(same(got, ["later", "later-too"]), `received ${JSON.stringify(got)}`);
+  await receiver.close();
+}
+
+async function abandon(client) {
+  const queue = freshQueue("abandon");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({ body: "again" });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const [first] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(first, "nothing received");
+  // The JavaScript SDK abandons with `modified` and no `delivery-failed`; it still counts.
+  await receiver.abandonMessage(first);
+  const [second] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(second, "the abandoned message did not come back");
+  check(second.body === "again", `body ${JSON.stringify(second.body)}`);
+  check(
+    second.deliveryCount === first.deliveryCount + 1,
+    `delivery count ${first.deliveryCount} then ${second.deliveryCount}`,
+  );
+  await receiver.completeMessage(second);
+  await receiver.close();
+}
+
+async function deadLetter(client) {
+  const queue = freshQueue("deadletter");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({ body: "poison" });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  // rhea encodes the dead-letter error's info with string keys.
+  await receiver.deadLetterMessage(message, {
+    deadLetterReason: "BadInput",
+    deadLetterErrorDescription: "could not parse",
+  });
+  check((await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).length === 0, "still in the queue");
+  await receiver.close();
+  const dlq = client.createReceiver(queue, { subQueueType: "deadLetter" });
+  const [letter] = await dlq.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(letter, "nothing in the dead-letter queue");
+  check(letter.body === "poison", `body ${JSON.stringify(letter.body)}`);
+  check(letter.deadLetterReason === "BadInput", `reason ${letter.deadLetterReason}`);
+  check(letter.deadLetterErrorDescription === "could not parse", `description ${letter.deadLetterErrorDescription}`);
+  check(letter.deadLetterSource === queue, `source ${letter.deadLetterSource}`);
+  await dlq.completeMessage(letter);
+  check((await dlq.receiveMessages(1, { maxWaitTimeInMs: 1000 })).length === 0, "the dead letter came back");
+  await dlq.close();
+}
+
+async function deadLetterWithoutReason(client) {
+  const queue = freshQueue("dlnoreason");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({ body: "poison" });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  await receiver.deadLetterMessage(message);
+  await receiver.close();
+  const dlq = client.createReceiver(queue, { subQueueType: "deadLetter", receiveMode: "receiveAndDelete" });
+  const [letter] = await dlq.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(letter && letter.body === "poison", "nothing in the dead-letter queue");
+  await dlq.close();
+}
+
+async function renewLock(client) {
+  const queue = freshQueue("renew");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({ body: "long job" });
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  const before = message.lockedUntilUtc;
+  await sleep(1100);
+  const after = await receiver.renewMessageLock(message);
+  check(after > before, `locked until ${before} then ${after}`);
+  await receiver.completeMessage(message);
+  await receiver.close();
+}
+
+async function peek(client) {
+  const queue = freshQueue("peek");
+  const sender = client.createSender(queue);
+  await sender.sendMessages([0, 1, 2].map((i) => ({ body: `p${i}` })));
+  await sender.close();
+  const receiver = client.createReceiver(queue);
+  const peeked = await receiver.peekMessages(10);
+  check(same(peeked.map((m) => m.body), ["p0", "p1", "p2"]), `peeked ${JSON.stringify(peeked.map((m) => m.body))}`);
+  const numbers = peeked.map((m) => m.sequenceNumber.toNumber());
+  check(same(numbers, [...numbers].sort((a, b) => a - b)) && new Set(numbers).size === 3, `sequence numbers ${numbers}`);
+  const more = await receiver.peekMessages(10);
+  check(more.length === 0, `a second peek continues after the last: ${JSON.stringify(more.map((m) => m.body))}`);
+  // Peeking locks nothing: all three can still be received.
+  const got = bodies(await receiveAll(receiver, 3));
+  check(same(got, ["p0", "p1", "p2"]), `received ${JSON.stringify(got)}`);
+  await receiver.close();
+}
+
+async function receiveAndDelete(client) {
+  const queue = freshQueue("rad");
+  const sender = client.createSender(queue);
+  await sender.sendMessages([{ body: "gone-1" }, { body: "gone-2" }]);
+  await sender.close();
+  const receiver = client.createReceiver(queue, { receiveMode: "receiveAndDelete" });
+  const got = bodies(await receiveAll(receiver, 2, { complete: false }));
+  check(same(got, ["gone-1", "gone-2"]), `received ${JSON.stringify(got)}`);
+  await receiver.close();
+  const peeker = client.createReceiver(queue);
+  check((await peeker.peekMessages(10)).length === 0, "a received-and-deleted message is still there");
+  await peeker.close();
+}
+
+async function settleAfterTheLinkIsGone(client) {
+  const queue = freshQueue("relink");
+  const sender = client.createSender(queue);
+  await sender.sendMessages({ body: "orphan" });
+  await sender.close();
+  const first = client.createReceiver(queue);
+  const [message] = await first.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  await first.close();
+  // With its link closed, the SDK settles through `$management` by lock token, on a connection
+  // that did not receive the message.
+  const other = new ServiceBusClient(process.argv[2], { retryOptions: RETRY });
+  try {
+    const second = other.createReceiver(queue);
+    await second.completeMessage(message);
+    await second.close();
+  } finally {
+    await other.close();
+  }
+  const peeker = client.createReceiver(queue);
+  check((await peeker.peekMessages(10)).length === 0, "the settled message is still there");
+  await peeker.close();
+}
+
+const CHECKS = [
+  ["send-receive-complete", sendReceiveComplete],
+  ["batch-send", batchSend],
+  ["schedule-and-cancel", scheduleAndCancel],
+  ["abandon-redelivers-with-count+1", abandon],
+  ["dead-letter-to-dlq-with-reason", deadLetter],
+  ["dead-letter-without-reason", deadLetterWithoutReason],
+  ["renew-lock", renewLock],
+  ["peek", peek],
+  ["receive-and-delete", receiveAndDelete],
+  ["settle-after-the-link-is-gone", settleAfterTheLinkIsGone],
+];
+
+async function main() {
+  const [connectionString, ...wanted] = process.argv.slice(2);
+  if (!connectionString) {
+    console.error("usage: node servicebus_sdk.js CONNECTION_STRING [CHECK ...]");
+    return 2;
+  }
+  let passed = 0;
+  let failed = 0;
+  for (const [name, run] of CHECKS) {
+    if (wanted.length && !wanted.includes(name)) continue;
+    const started = Date.now();
+    const client = new ServiceBusClient(connectionString, { retryOptions: RETRY });
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT / 1000} s`)), CHECK_TIMEOUT);
+    });
+    const seconds = () => ((Date.now() - started) / 1000).toFixed(1);
+    try {
+      await Promise.race([run(client), timeout]);
+      passed++;
+      console.log(`ok   ${name} (${seconds()}s)`);
+    } catch (error) {
+      failed++;
+      console.log(`FAIL ${name} (${seconds()}s): ${error.code || error.name}: ${error.message}`);
+      console.error(error.stack);
+    } finally {
+      clearTimeout(timer);
+      await client.close().catch(() => {});
+    }
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed ? 1 : 0;
+}
+
+main().then((code) => process.exit(code));
