@@ -39,13 +39,27 @@ async function receiveAll(receiver, count, { complete = true } = {}) {
   return got;
 }
 
+/** A fresh queue holding `messages` (one or an array), and a peek-lock receiver on it. */
+async function queueWith(client, name, messages, receiverOptions = {}) {
+  const queue = freshQueue(name);
+  const sender = client.createSender(queue);
+  await sender.sendMessages(messages);
+  await sender.close();
+  return { queue, receiver: client.createReceiver(queue, receiverOptions) };
+}
+
+/** The first message `receiver` gets within WAIT; fails the check when none comes. */
+async function receiveOne(receiver, what = "nothing received") {
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, what);
+  return message;
+}
+
 const bodies = (messages) => messages.map((m) => m.body).sort();
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 async function sendReceiveComplete(client) {
-  const queue = freshQueue("send");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({
+  const { receiver } = await queueWith(client, "send", {
     body: "hello",
     messageId: "m-1",
     correlationId: "c-1",
@@ -53,10 +67,7 @@ async function sendReceiveComplete(client) {
     subject: "greeting",
     applicationProperties: { kind: "test", n: 7 },
   });
-  await sender.close();
-  const receiver = client.createReceiver(queue);
-  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(message, "nothing received");
+  const message = await receiveOne(receiver);
   check(message.body === "hello", `body ${JSON.stringify(message.body)}`);
   check(message.messageId === "m-1", `message id ${message.messageId}`);
   check(message.correlationId === "c-1", `correlation id ${message.correlationId}`);
@@ -114,17 +125,11 @@ async function scheduleAndCancel(client) {
 }
 
 async function abandon(client) {
-  const queue = freshQueue("abandon");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({ body: "again" });
-  await sender.close();
-  const receiver = client.createReceiver(queue);
-  const [first] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(first, "nothing received");
+  const { receiver } = await queueWith(client, "abandon", { body: "again" });
+  const first = await receiveOne(receiver);
   // The JavaScript SDK abandons with `modified` and no `delivery-failed`; it still counts.
   await receiver.abandonMessage(first);
-  const [second] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(second, "the abandoned message did not come back");
+  const second = await receiveOne(receiver, "the abandoned message did not come back");
   check(second.body === "again", `body ${JSON.stringify(second.body)}`);
   check(
     second.deliveryCount === first.deliveryCount + 1,
@@ -135,13 +140,8 @@ async function abandon(client) {
 }
 
 async function deadLetter(client) {
-  const queue = freshQueue("deadletter");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({ body: "poison" });
-  await sender.close();
-  const receiver = client.createReceiver(queue);
-  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(message, "nothing received");
+  const { queue, receiver } = await queueWith(client, "deadletter", { body: "poison" });
+  const message = await receiveOne(receiver);
   // rhea encodes the dead-letter error's info with string keys.
   await receiver.deadLetterMessage(message, {
     deadLetterReason: "BadInput",
@@ -150,8 +150,7 @@ async function deadLetter(client) {
   check((await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).length === 0, "still in the queue");
   await receiver.close();
   const dlq = client.createReceiver(queue, { subQueueType: "deadLetter" });
-  const [letter] = await dlq.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(letter, "nothing in the dead-letter queue");
+  const letter = await receiveOne(dlq, "nothing in the dead-letter queue");
   check(letter.body === "poison", `body ${JSON.stringify(letter.body)}`);
   check(letter.deadLetterReason === "BadInput", `reason ${letter.deadLetterReason}`);
   check(letter.deadLetterErrorDescription === "could not parse", `description ${letter.deadLetterErrorDescription}`);
@@ -162,13 +161,8 @@ async function deadLetter(client) {
 }
 
 async function deadLetterWithoutReason(client) {
-  const queue = freshQueue("dlnoreason");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({ body: "poison" });
-  await sender.close();
-  const receiver = client.createReceiver(queue);
-  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(message, "nothing received");
+  const { queue, receiver } = await queueWith(client, "dlnoreason", { body: "poison" });
+  const message = await receiveOne(receiver);
   await receiver.deadLetterMessage(message);
   await receiver.close();
   const dlq = client.createReceiver(queue, { subQueueType: "deadLetter", receiveMode: "receiveAndDelete" });
@@ -178,13 +172,8 @@ async function deadLetterWithoutReason(client) {
 }
 
 async function renewLock(client) {
-  const queue = freshQueue("renew");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({ body: "long job" });
-  await sender.close();
-  const receiver = client.createReceiver(queue);
-  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(message, "nothing received");
+  const { receiver } = await queueWith(client, "renew", { body: "long job" });
+  const message = await receiveOne(receiver);
   const before = message.lockedUntilUtc;
   await sleep(1100);
   const after = await receiver.renewMessageLock(message);
@@ -194,11 +183,7 @@ async function renewLock(client) {
 }
 
 async function peek(client) {
-  const queue = freshQueue("peek");
-  const sender = client.createSender(queue);
-  await sender.sendMessages([0, 1, 2].map((i) => ({ body: `p${i}` })));
-  await sender.close();
-  const receiver = client.createReceiver(queue);
+  const { receiver } = await queueWith(client, "peek", [0, 1, 2].map((i) => ({ body: `p${i}` })));
   const peeked = await receiver.peekMessages(10);
   check(same(peeked.map((m) => m.body), ["p0", "p1", "p2"]), `peeked ${JSON.stringify(peeked.map((m) => m.body))}`);
   const numbers = peeked.map((m) => m.sequenceNumber.toNumber());
@@ -212,11 +197,9 @@ async function peek(client) {
 }
 
 async function receiveAndDelete(client) {
-  const queue = freshQueue("rad");
-  const sender = client.createSender(queue);
-  await sender.sendMessages([{ body: "gone-1" }, { body: "gone-2" }]);
-  await sender.close();
-  const receiver = client.createReceiver(queue, { receiveMode: "receiveAndDelete" });
+  const { queue, receiver } = await queueWith(client, "rad", [{ body: "gone-1" }, { body: "gone-2" }], {
+    receiveMode: "receiveAndDelete",
+  });
   const got = bodies(await receiveAll(receiver, 2, { complete: false }));
   check(same(got, ["gone-1", "gone-2"]), `received ${JSON.stringify(got)}`);
   await receiver.close();
@@ -226,13 +209,8 @@ async function receiveAndDelete(client) {
 }
 
 async function settleAfterTheLinkIsGone(client) {
-  const queue = freshQueue("relink");
-  const sender = client.createSender(queue);
-  await sender.sendMessages({ body: "orphan" });
-  await sender.close();
-  const first = client.createReceiver(queue);
-  const [message] = await first.receiveMessages(1, { maxWaitTimeInMs: WAIT });
-  check(message, "nothing received");
+  const { queue, receiver: first } = await queueWith(client, "relink", { body: "orphan" });
+  const message = await receiveOne(first);
   await first.close();
   // With its link closed, the SDK settles through `$management` by lock token, on a connection
   // that did not receive the message.
