@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Value};
 use sagahost_transport::embedded::EmbeddedQueue;
-use sagahost_transport::servicebus::dialect::LOCK_LOST_CONDITION;
+use sagahost_transport::servicebus::dialect::{LOCK_LOST_CONDITION, value_text};
 use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 use super::message::{self, Incoming, Outgoing};
@@ -192,22 +192,14 @@ fn as_text(value: Option<&Value>) -> Option<String> {
 }
 
 /// The application properties an `update-disposition` asks to set on the message
-/// (`properties-to-modify`), as text; values that are neither text, numbers nor booleans are
-/// left out.
+/// (`properties-to-modify`), as text.
 fn properties_to_modify(body: &OrderedMap<Value, Value>) -> Vec<(String, String)> {
     let Some(Value::Map(properties)) = field(body, "properties-to-modify") else {
         return Vec::new();
     };
     properties
         .iter()
-        .filter_map(|(key, value)| {
-            let key = as_text(Some(key))?;
-            let value = match value {
-                Value::Bool(flag) => flag.to_string(),
-                other => as_text(Some(other)).or_else(|| as_i64(other).map(|n| n.to_string()))?,
-            };
-            Some((key, value))
-        })
+        .filter_map(|(key, value)| Some((as_text(Some(key))?, value_text(value)?)))
         .collect()
 }
 

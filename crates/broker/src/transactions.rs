@@ -23,7 +23,7 @@ use sagahost_transport::embedded::{EmbeddedQueue, TransactionWork};
 use sagahost_transport::{Output, ReceivedMessage, Settlement};
 
 use sagahost_transport::servicebus::dialect::{
-    DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, TRANSFER_DESTINATION,
+    DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, TRANSFER_DESTINATION, value_text,
 };
 
 /// `DeadLetterReason` / `DeadLetterErrorDescription` from a rejection's error info.
@@ -34,17 +34,13 @@ fn info_text(info: Option<&fe2o3_amqp_types::definitions::Fields>, name: &str) -
     })
 }
 
-/// The rest of a rejection's string-valued error info: the application properties the client
-/// asks to set on the dead-lettered message (the SDKs' properties-to-modify).
+/// The rest of a rejection's error info: the application properties the client asks to set on
+/// the dead-lettered message (the SDKs' properties-to-modify), as text.
 fn info_properties(info: Option<&fe2o3_amqp_types::definitions::Fields>) -> Vec<(String, String)> {
     info.into_iter()
         .flat_map(|fields| fields.iter())
-        .filter_map(|(key, value)| match value {
-            Value::String(text) if key.as_str() != DEAD_LETTER_REASON && key.as_str() != DEAD_LETTER_DESCRIPTION => {
-                Some((key.as_str().to_owned(), text.clone()))
-            }
-            _ => None,
-        })
+        .filter(|(key, _)| key.as_str() != DEAD_LETTER_REASON && key.as_str() != DEAD_LETTER_DESCRIPTION)
+        .filter_map(|(key, value)| Some((key.as_str().to_owned(), value_text(value)?)))
         .collect()
 }
 

@@ -112,11 +112,16 @@ impl Format {
     /// ```
     pub fn from_content_type(content_type: &str) -> Option<Format> {
         let essence = content_type.split(';').next().unwrap_or_default().trim();
-        match essence.to_ascii_lowercase().as_str() {
-            "application/json" | "text/json" => Some(Format::Json),
-            "application/xml" | "text/xml" => Some(Format::Xml),
-            "application/msbin1" => Some(Format::Binary),
-            _ => None,
+        // Called for every message: compares without allocating a lower-case copy.
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        if is("application/json") || is("text/json") {
+            Some(Format::Json)
+        } else if is("application/xml") || is("text/xml") {
+            Some(Format::Xml)
+        } else if is("application/msbin1") {
+            Some(Format::Binary)
+        } else {
+            None
         }
     }
 }

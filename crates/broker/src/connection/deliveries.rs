@@ -228,7 +228,12 @@ fn pending(payload: Vec<u8>, message: ReceivedMessage, deleted: bool, tag_number
     Pending {
         payload,
         tag,
-        lock: (!deleted).then_some(message),
+        // The lock only names the message for settling and renewing; its body is in `payload`
+        // already, and need not be held a second time until the lock ends.
+        lock: (!deleted).then(|| ReceivedMessage {
+            body: Vec::new(),
+            ..message
+        }),
     }
 }
 

@@ -234,7 +234,10 @@ struct Connection {
 /// fails strict decoding is tried once more as `lenient.rs` reads it.
 fn decode_frame(mut raw: BytesMut) -> anyhow::Result<Frame> {
     let offset = (usize::from(raw[0]) * 4).saturating_sub(4);
-    let may_carry_error = matches!(raw.get(offset..offset + 3), Some([0x00, 0x53, 0x15..=0x18]));
+    // Only these performatives can hold an `amqp:error:list` (descriptor 0x1d); an `accepted`
+    // disposition, by far the most common frame, has none and is not copied.
+    let may_carry_error = matches!(raw.get(offset..offset + 3), Some([0x00, 0x53, 0x15..=0x18]))
+        && raw[offset..].windows(3).any(|bytes| bytes == [0x00, 0x53, 0x1d]);
     let original = may_carry_error.then(|| raw.clone());
     let strict = FrameDecoder {}.decode(&mut raw);
     let error = match strict {

@@ -116,32 +116,35 @@ impl Connection {
                     }
                 });
             }
-            Kind::NodeIn { node: Node::Cbs } => {
-                if !partial.settled {
-                    self.send_disposition(
-                        channel,
-                        partial.delivery_id,
-                        Role::Receiver,
-                        DeliveryState::Accepted(Accepted {}),
-                    )?;
-                }
-                self.on_cbs_request(channel, &partial.payload)?;
+            Kind::NodeIn { node } if !partial.settled => {
+                // A request is accepted on arrival; its answer comes as a reply message.
+                self.send_disposition(
+                    channel,
+                    partial.delivery_id,
+                    Role::Receiver,
+                    DeliveryState::Accepted(Accepted {}),
+                )?;
+                self.on_node_request(channel, node, partial)?;
             }
-            Kind::NodeIn {
-                node:
-                    Node::Management {
-                        queue: name,
-                        dead_letter,
-                    },
+            Kind::NodeIn { node } => self.on_node_request(channel, node, partial)?,
+            Kind::QueueOut { .. } | Kind::NodeOut { .. } => {
+                bail!("the client sent on a link where it receives");
+            }
+        }
+        if low_credit {
+            self.grant_credit(channel, handle)?;
+        }
+        Ok(())
+    }
+
+    /// A request to `$cbs` (answered here) or to a management node (answered in the background).
+    fn on_node_request(&mut self, channel: u16, node: Node, partial: Partial) -> anyhow::Result<()> {
+        match node {
+            Node::Cbs => self.on_cbs_request(channel, &partial.payload),
+            Node::Management {
+                queue: name,
+                dead_letter,
             } => {
-                if !partial.settled {
-                    self.send_disposition(
-                        channel,
-                        partial.delivery_id,
-                        Role::Receiver,
-                        DeliveryState::Accepted(Accepted {}),
-                    )?;
-                }
                 let queue = self.queue.clone();
                 let events = self.events.clone();
                 let locks = Arc::clone(&self.locks);
@@ -172,15 +175,9 @@ impl Connection {
                         Err(error) => tracing::warn!(error = %error, "broker: management request failed"),
                     }
                 });
-            }
-            Kind::QueueOut { .. } | Kind::NodeOut { .. } => {
-                bail!("the client sent on a link where it receives");
+                Ok(())
             }
         }
-        if low_credit {
-            self.grant_credit(channel, handle)?;
-        }
-        Ok(())
     }
 
     /// A `put-token` on `$cbs`: checked and answered here, on the connection's task, so that a

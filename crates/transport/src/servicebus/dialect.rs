@@ -85,6 +85,18 @@ pub fn property_text(value: &SimpleValue) -> String {
     }
 }
 
+/// Any AMQP value that can be an application property's, as [`property_text`] writes it;
+/// `None` for null and for values no property can hold (lists, maps, described values). The
+/// SDKs' properties-to-modify arrive this way, as values of a map.
+pub fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        other => SimpleValue::try_from(other.clone())
+            .ok()
+            .map(|simple| property_text(&simple)),
+    }
+}
+
 /// The lock token a delivery tag carries: a 16-byte GUID laid out as .NET's
 /// `Guid.ToByteArray` does (first three fields little-endian), as the Azure SDKs read it
 /// (`uuid.UUID(bytes_le=tag)`).
@@ -126,5 +138,14 @@ mod tests {
             "ab01"
         );
         assert_eq!(message_id_text(&MessageId::String("order-7".into())), "order-7");
+    }
+
+    #[test]
+    fn property_values_read_as_text_and_other_values_do_not() {
+        assert_eq!(value_text(&Value::String("x".into())).as_deref(), Some("x"));
+        assert_eq!(value_text(&Value::Int(7)).as_deref(), Some("7"));
+        assert_eq!(value_text(&Value::Bool(true)).as_deref(), Some("true"));
+        assert_eq!(value_text(&Value::Null), None);
+        assert_eq!(value_text(&Value::List(vec![Value::Int(1)])), None);
     }
 }
