@@ -10,7 +10,8 @@
 //! [`ingress`], [`admin`], [`harness`] → [`service`] → [`quickstart`].
 //!
 //! [`config`] describes a host, [`service`] assembles one, [`admin`] is the
-//! operator endpoint (health, metrics, reload, dead letters), [`harness`] runs
+//! operator endpoint (health, metrics, reload, dead letters), [`dead_letters`] the
+//! dead-letter tools it and the CLI share, [`harness`] runs
 //! recorded fixtures through the same step loop and limits for partner teams, and
 //! [`quickstart`] runs the whole saga locally. The `sagahost` binary's command
 //! line sits on top; `ARCHITECTURE.md` draws the whole house.
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod component;
 pub mod config;
+pub mod dead_letters;
 pub mod harness;
 pub mod ingress;
 pub mod outbound;

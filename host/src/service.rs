@@ -100,7 +100,7 @@ impl Host {
             Arc::new(secrets),
         )?;
 
-        let executor = Executor::new(transport.clone(), registry.clone(), partners, http, state_keys);
+        let executor = Executor::new(transport.clone(), registry.clone(), partners, http, state_keys.clone());
         let shutdown = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(executor.clone().run(shutdown.clone()))];
 
@@ -114,8 +114,10 @@ impl Host {
             tracing::info!(addr = %admin_addr.expect("set above"), "admin endpoint listening");
             let endpoint = Admin {
                 registry: registry.clone(),
-                queue: transport.embedded().cloned(),
+                transport: transport.clone(),
                 queues: config.queue_settings().into_iter().map(|q| q.name).collect(),
+                queue_partners: config.queue_partners(),
+                state_keys: state_keys.clone(),
                 token,
             };
             let stop = shutdown.clone();
@@ -184,7 +186,7 @@ impl Host {
 /// The keys that authenticate saga state: the configured ones, or on the embedded queue
 /// (one host) a key the host keeps in `data-dir`. Replicas on Service Bus must share keys,
 /// so there they have to be configured.
-fn saga_state_keys(config: &Config) -> anyhow::Result<StateKeys> {
+pub fn saga_state_keys(config: &Config) -> anyhow::Result<StateKeys> {
     let Some(saga_state) = &config.saga_state else {
         anyhow::ensure!(
             matches!(config.transport, TransportConfig::Embedded),
@@ -206,7 +208,7 @@ fn saga_state_keys(config: &Config) -> anyhow::Result<StateKeys> {
 }
 
 /// Opens the configured transport.
-async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
+pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
     match &config.transport {
         TransportConfig::Embedded => {
             let db = config.data_dir.join("queue.sqlite3");

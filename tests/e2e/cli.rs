@@ -227,11 +227,11 @@ async fn dead_letters_list_show_and_redrive() {
     );
     let show = text(&args(&["show", "--queue", "contacts", &sequence]).stdout);
     assert!(
-        show.contains("reason:       ErpRejected") && show.contains("\"MessageName\":\"Create\""),
+        show.contains("reason:         ErpRejected") && show.contains("\"MessageName\": \"Create\""),
         "{show}"
     );
     assert!(args(&["redrive", "--queue", "contacts", &sequence]).status.success());
-    assert!(text(&args(&["list", "--queue", "contacts"]).stdout).contains("no dead-lettered messages"));
+    assert!(text(&args(&["list", "--queue", "contacts"]).stdout).contains("no dead letters on `contacts` match"));
     let missing = args(&["show", "--queue", "contacts", "999"]);
     assert!(!missing.status.success() && text(&missing.stderr).contains("dead-letters list"));
     let queue = sagahost_transport::embedded::EmbeddedQueue::open(&db, &loaded.queue_settings()).unwrap();
@@ -346,7 +346,7 @@ async fn a_config_named_without_a_directory_works_for_send_dead_letters_and_run(
         &[],
     );
     assert!(listed.status.success(), "dead-letters: {}", text(&listed.stderr));
-    assert!(text(&listed.stdout).contains("no dead-lettered messages"));
+    assert!(text(&listed.stdout).contains("no dead letters on `contacts` match"));
 
     let log = dir.join("host.log");
     let log_file = std::fs::File::create(&log).unwrap();

@@ -39,6 +39,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sagahost::config::Config;
 use sagahost::saga::envelope::UNDO_CONTINUED_PROPERTY;
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 
 use crate::operate::{next_version, replace};
@@ -535,7 +536,7 @@ fn repeat_cause(previous: &Call, next: &Call, incidents: &[Incident]) -> &'stati
 async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Incident], started: Instant) -> Books {
     let mut books = Books::default();
     for queue_name in SAGA_QUEUES {
-        for dead in queue.dead_letters(queue_name, 100_000).await.unwrap() {
+        for dead in queue.peek_dead_letters(queue_name, 0, 100_000).await.unwrap() {
             let contact = contact_of(&String::from_utf8_lossy(&dead.message.body)).expect("a contact's message");
             assert!(
                 !dead.reason.is_empty(),

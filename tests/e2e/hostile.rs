@@ -9,6 +9,7 @@ use std::time::Duration;
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
 use sagahost::service::Host;
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 
 use crate::partners::Partner;
@@ -242,7 +243,7 @@ async fn every_attack_ends_typed_and_named_while_the_healthy_partner_keeps_being
                 assert!(description.contains(&format!("`{name}`")), "{name}: {description}");
             }
         }
-        let stored = store.dead_letters(&format!("{name}-in"), 10).await.unwrap();
+        let stored = store.peek_dead_letters(&format!("{name}-in"), 0, 10).await.unwrap();
         dead_letters.insert(name, stored);
     }
     for (name, stored) in &dead_letters {
@@ -386,7 +387,7 @@ async fn sigterm_with_a_sleeping_guest_in_flight_stops_within_the_deadline() {
         &config.queue_settings(),
     )
     .unwrap();
-    let dead = queue.dead_letters("sleeper-in", 10).await.unwrap();
+    let dead = queue.peek_dead_letters("sleeper-in", 0, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "the sleeping message is dead-lettered, not lost");
     assert_eq!(dead[0].reason, "ComponentDeadlineExceeded");
 }

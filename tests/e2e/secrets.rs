@@ -19,6 +19,7 @@ use sagahost::component::{Limits, Runtime, RuntimeOptions};
 use sagahost::config::Config;
 use sagahost::outbound::{ConfigSecrets, HttpOutbound, PartnerPolicy, RequestContext, SecretSource};
 use sagahost::saga::{MessageParts, StepLimits, StepRun, build_inbound, run_step};
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 use sha2::{Digest as _, Sha256};
@@ -174,7 +175,7 @@ async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
     let mut stored = String::new();
     for settings in loaded.queue_settings() {
         let messages = queue.peek(&settings.name, 100).await.unwrap();
-        let dead = queue.dead_letters(&settings.name, 100).await.unwrap();
+        let dead = queue.peek_dead_letters(&settings.name, 0, 100).await.unwrap();
         stored.push_str(&format!("{messages:?}{dead:?}"));
     }
 

@@ -145,6 +145,9 @@ def dead_letter(client):
         receiver.dead_letter_message(messages[0], reason="BadInput", error_description="could not parse")
         check(receiver.receive_messages(max_message_count=1, max_wait_time=1) == [], "still in the queue")
     with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=WAIT) as dlq:
+        peeked = dlq.peek_messages(max_message_count=5)
+        check([str(m) for m in peeked] == ["poison"], f"peeked {[str(m) for m in peeked]!r}")
+        check(peeked[0].dead_letter_reason == "BadInput", f"peeked reason {peeked[0].dead_letter_reason!r}")
         letters = dlq.receive_messages(max_message_count=1, max_wait_time=WAIT)
         check(len(letters) == 1, "nothing in the dead-letter queue")
         letter = letters[0]

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Value};
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::servicebus::dialect::{LOCK_LOST_CONDITION, value_text};
 use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, TransportError};
@@ -338,7 +339,7 @@ async fn peek(queue: &EmbeddedQueue, name: &str, dead_letter: bool, body: &Order
         .min(MAX_PEEK);
     let mut encoded = Vec::new();
     if dead_letter {
-        for letter in queue.dead_letters_from(name, from, count).await? {
+        for letter in queue.peek_dead_letters(name, from, count).await? {
             let stored = &letter.message;
             encoded.push(
                 view(stored, Some((name, &letter.reason, &letter.description)))
@@ -366,7 +367,7 @@ async fn peek(queue: &EmbeddedQueue, name: &str, dead_letter: bool, body: &Order
 }
 
 fn view<'a>(
-    stored: &'a sagahost_transport::embedded::StoredMessage,
+    stored: &'a sagahost_transport::StoredMessage,
     dead_letter: Option<(&'a str, &'a str, &'a str)>,
 ) -> Outgoing<'a> {
     Outgoing {

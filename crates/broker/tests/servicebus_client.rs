@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use sagahost_broker::{self as broker, BrokerConfig};
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement, Transport, TransportError};
@@ -241,7 +242,7 @@ async fn dead_letters_with_reason_description_and_properties_to_modify() {
     transport.settle(&message, settlement, vec![]).await.unwrap();
     let mut dead = Vec::new();
     for _ in 0..50 {
-        dead = broker.queue.dead_letters("q", 10).await.unwrap();
+        dead = broker.queue.peek_dead_letters("q", 0, 10).await.unwrap();
         if !dead.is_empty() {
             break;
         }
@@ -259,6 +260,48 @@ async fn dead_letters_with_reason_description_and_properties_to_modify() {
         "{:?}",
         dead[0].message.properties
     );
+
+    // The client reads the dead-letter queue as the embedded queue does (Service Bus records no
+    // dead-lettering time).
+    let peeked = transport.peek_dead_letters("q", 0, 10).await.unwrap();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!(
+        (peeked[0].reason.as_str(), peeked[0].description.as_str()),
+        ("DecodeFailed", "body is not JSON")
+    );
+    assert_eq!(peeked[0].message.properties, dead[0].message.properties);
+    assert_eq!(peeked[0].message.sequence_number, dead[0].message.sequence_number);
+    assert_eq!(peeked[0].message.body, dead[0].message.body);
+    assert_eq!(peeked[0].dead_lettered_at, None);
+    assert!(
+        transport
+            .peek_dead_letters("q", dead[0].message.sequence_number + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A redrive: the dead letter is completed and its copy sent to the queue, in one transaction.
+    let locked = transport
+        .receive_dead_letters("q", 0, 10, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(locked.reason, "DecodeFailed");
+    assert!(
+        !locked
+            .message
+            .properties
+            .iter()
+            .any(|(name, _)| name == "DeadLetterReason")
+    );
+    transport
+        .settle(&locked.message, Settlement::Complete, vec![output("q", "bad-again")])
+        .await
+        .unwrap();
+    assert!(transport.peek_dead_letters("q", 0, 10).await.unwrap().is_empty());
+    let back = receive_one(&transport, "q", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(back.message_id, "bad-again");
     transport.close().await;
 }
 
@@ -303,7 +346,7 @@ async fn settles_with_outputs_in_one_transaction() {
     // The input was settled by the same commit: past its lock it does not come back.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(drain_ids(&transport, "step1").await.is_empty());
-    let letters = broker.queue.dead_letters("step1", 10).await.unwrap();
+    let letters = broker.queue.peek_dead_letters("step1", 0, 10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].reason.as_str(), letters[0].description.as_str()),

@@ -6,6 +6,9 @@
 //! while work is in flight; send and schedule; and settle one message together
 //! with the messages it produced as one atomic step where the transport can.
 //!
+//! [`dead_letters::DeadLetterQueues`] reads and takes dead letters on either transport, so the
+//! operator tools are written once.
+//!
 //! [`servicebus`] is the production transport (Azure Service Bus over AMQP 1.0);
 //! its [`servicebus::dialect`] is shared with `sagahost-broker`, which serves an
 //! embedded queue over AMQP in the Service Bus dialect, so SDKs and the Service
@@ -15,6 +18,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+pub mod dead_letters;
 pub mod embedded;
 pub mod sas;
 mod select;
@@ -56,6 +60,35 @@ pub struct ReceivedMessage {
     /// Identifies this delivery's lock; settling with a stale token fails.
     pub lock_token: String,
     pub locked_until: SystemTime,
+}
+
+/// A message as stored, seen without taking a lock (peek, dead-letter inspection).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// The queue it is in.
+    pub queue: String,
+    /// Increasing per queue; identifies the message to the operator commands.
+    pub sequence_number: i64,
+    /// Broker message id, as sent or generated.
+    pub message_id: String,
+    /// Correlation id, as sent.
+    pub correlation_id: Option<String>,
+    /// Content type of the body, as sent.
+    pub content_type: Option<String>,
+    /// Application properties, in the order sent.
+    pub properties: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+    /// Deliveries so far.
+    pub delivery_count: u32,
+    /// When the queue accepted it.
+    pub enqueued_time: SystemTime,
+    /// Not delivered before this instant, if the sender scheduled it.
+    pub scheduled_enqueue_time: Option<SystemTime>,
+    /// Dead-lettered with `TTLExpiredException` instead of delivered from this instant on.
+    pub expires_at: Option<SystemTime>,
+    /// Set while a receiver holds a lock on it.
+    pub locked_until: Option<SystemTime>,
 }
 
 /// How to settle a received message.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
 use super::embedded::EmbeddedQueue;
 use super::servicebus::ServiceBusTransport;
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
@@ -20,6 +21,15 @@ impl HostTransport {
         match self {
             Self::Embedded(queue) => Some(queue),
             Self::ServiceBus(_) => None,
+        }
+    }
+
+    /// Asks the transport something about `queue` and waits for the answer: a query of the
+    /// embedded queue's database, a peek on Service Bus. Readiness checks call it.
+    pub async fn round_trip(&self, queue: &str) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.queue_depth(queue).await.map(drop),
+            Self::ServiceBus(t) => t.peek(queue, 0, 1).await.map(drop),
         }
     }
 }
@@ -69,6 +79,33 @@ impl Transport for HostTransport {
         match self {
             Self::Embedded(t) => t.max_message_bytes(),
             Self::ServiceBus(t) => t.max_message_bytes(),
+        }
+    }
+}
+
+impl DeadLetterQueues for HostTransport {
+    async fn peek_dead_letters(
+        &self,
+        queue: &str,
+        from_sequence: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.peek_dead_letters(queue, from_sequence, limit).await,
+            Self::ServiceBus(t) => t.peek_dead_letters(queue, from_sequence, limit).await,
+        }
+    }
+
+    async fn receive_dead_letters(
+        &self,
+        queue: &str,
+        from_sequence: i64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LockedDeadLetter>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
+            Self::ServiceBus(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
         }
     }
 }

@@ -1,22 +1,26 @@
 //! The operator endpoint: health, readiness, Prometheus metrics and the admin API.
 //!
 //! - `GET /healthz`: the process is up.
-//! - `GET /readyz`: every partner is loaded and, on the embedded queue, the queue
-//!   answers. On Service Bus it is not asked: the host connected before it started.
+//! - `GET /readyz`: every partner is loaded and the transport answers a round trip (a query
+//!   of the embedded queue, a peek on Service Bus) within [`READY_TIMEOUT`].
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `GET /admin/partners`: each partner's component version, reload counters and last error.
 //! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
 //! - `POST /admin/partners/{name}/canary` (body: `{"component": PATH, "percent": N,
 //!   "margin": 0.05, "window": 50}`), `POST …/canary/promote`, `POST …/canary/abort`.
-//! - `GET /admin/dead-letters/{queue}`, `GET /admin/dead-letters/{queue}/{sequence}`,
-//!   `POST /admin/dead-letters/{queue}/{sequence}/redrive`.
+//! - Dead letters, on either transport (`dead_letters.rs`): `GET /admin/dead-letters/{queue}`
+//!   (filters and paging in the query), `GET …/{queue}/{sequence}`, `POST …/{sequence}/redrive`,
+//!   `DELETE …/{queue}/{sequence}`, and in bulk `POST …/{queue}/redrive` and
+//!   `POST …/{queue}/purge`.
 //!
 //! It binds to localhost by default. The `/admin` routes need
 //! `Authorization: Bearer <token>` (compared in constant time, a missing header
 //! never matching) whenever a token is configured, and the config refuses a
 //! non-loopback address without one, and a token shorter than 16 characters.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -24,21 +28,31 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::HostTransport;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{CanaryPlan, Registry, Reloaded};
 use crate::config::AccessKey;
+use crate::saga::seal::StateKeys;
 use crate::telemetry::metrics::{QueueLabels, metrics};
+
+mod dead_letters;
+
+/// How long `/readyz` waits for the transport's answer.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the admin endpoint serves.
 pub struct Admin {
     pub registry: Arc<Registry>,
-    /// The embedded queue, when the host runs on it (depth gauges, dead letters).
-    pub queue: Option<EmbeddedQueue>,
-    /// Every queue the host uses, for depth gauges.
+    /// The host's transport (readiness, depth gauges, dead letters).
+    pub transport: Arc<HostTransport>,
+    /// Every queue the host uses, for depth gauges and the dead-letter routes.
     pub queues: Vec<String>,
+    /// The partner reading each queue, for the dead-letter partner filter.
+    pub queue_partners: BTreeMap<String, String>,
+    /// The keys that seal saga state, for redrives that reset the attempt counter.
+    pub state_keys: StateKeys,
     /// Required bearer token for `/admin` routes, if any.
     pub token: Option<AccessKey>,
 }
@@ -53,9 +67,20 @@ pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationTo
         .route("/admin/partners/{name}/reload", post(reload))
         .route("/admin/partners/{name}/canary", post(start_canary))
         .route("/admin/partners/{name}/canary/{action}", post(end_canary))
-        .route("/admin/dead-letters/{queue}", get(dead_letters))
-        .route("/admin/dead-letters/{queue}/{sequence}", get(dead_letter))
-        .route("/admin/dead-letters/{queue}/{sequence}/redrive", post(redrive))
+        .route("/admin/dead-letters/{queue}", get(dead_letters::list))
+        .route(
+            "/admin/dead-letters/{queue}/redrive",
+            post(dead_letters::redrive_matching),
+        )
+        .route("/admin/dead-letters/{queue}/purge", post(dead_letters::purge_matching))
+        .route(
+            "/admin/dead-letters/{queue}/{sequence}",
+            get(dead_letters::show).delete(dead_letters::purge_one),
+        )
+        .route(
+            "/admin/dead-letters/{queue}/{sequence}/redrive",
+            post(dead_letters::redrive_one),
+        )
         .with_state(Arc::new(admin));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -74,14 +99,6 @@ fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     (!token.admits(presented)).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
 }
 
-/// The answer for the embedded-queue routes when the host runs on Service Bus.
-fn on_service_bus() -> Response {
-    error(
-        StatusCode::NOT_IMPLEMENTED,
-        "the host runs on Azure Service Bus: read dead letters from `<queue>/$DeadLetterQueue` with Service Bus tooling",
-    )
-}
-
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
 }
@@ -91,33 +108,27 @@ async fn ready(State(admin): Shared) -> Response {
     if loaded == 0 {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partners loaded\n").into_response();
     }
-    // The Service Bus transport connected before the host started; the embedded
-    // queue is asked, since its file may have gone away.
-    if let Some(queue) = &admin.queue
-        && let Err(err) = queue
-            .queue_depth(admin.queues.first().map(String::as_str).unwrap_or_default())
-            .await
-    {
+    let queue = admin.queues.first().map(String::as_str).unwrap_or_default();
+    let answered = match tokio::time::timeout(READY_TIMEOUT, admin.transport.round_trip(queue)).await {
+        Ok(answered) => answered.map_err(|err| err.to_string()),
+        Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
+    };
+    if let Err(err) = answered {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: transport: {err}\n"),
         )
             .into_response();
     }
-    let transport = if admin.queue.is_some() {
-        "embedded queue answers"
-    } else {
-        "Service Bus connected at start-up"
-    };
     (
         StatusCode::OK,
-        format!("ready: {loaded} partners loaded, {transport}\n"),
+        format!("ready: {loaded} partners loaded, the transport answers\n"),
     )
         .into_response()
 }
 
 async fn render_metrics(State(admin): Shared) -> Response {
-    if let Some(store) = &admin.queue {
+    if let Some(store) = admin.transport.embedded() {
         for queue in &admin.queues {
             if let Ok(depth) = store.queue_depth(queue).await {
                 let states = [
@@ -203,77 +214,5 @@ async fn end_canary(
     match result {
         Ok(version) => Json(serde_json::json!({ "partner": name, action: version })).into_response(),
         Err(err) => error(StatusCode::CONFLICT, format!("{err:#}")),
-    }
-}
-
-async fn dead_letters(State(admin): Shared, headers: HeaderMap, Path(queue): Path<String>) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
-    let Some(store) = &admin.queue else {
-        return on_service_bus();
-    };
-    match store.dead_letters(&queue, 100).await {
-        Ok(list) => Json(
-            list.iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "sequence": d.message.sequence_number,
-                        "message-id": d.message.message_id,
-                        "reason": d.reason,
-                        "description": d.description,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(err) => error(StatusCode::NOT_FOUND, err),
-    }
-}
-
-async fn dead_letter(
-    State(admin): Shared,
-    headers: HeaderMap,
-    Path((queue, sequence)): Path<(String, i64)>,
-) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
-    let Some(store) = &admin.queue else {
-        return on_service_bus();
-    };
-    match store.dead_letter(&queue, sequence).await {
-        Ok(Some(d)) => Json(serde_json::json!({
-            "sequence": d.message.sequence_number,
-            "message-id": d.message.message_id,
-            "reason": d.reason,
-            "description": d.description,
-            "content-type": d.message.content_type,
-            "properties": d.message.properties,
-            "body": String::from_utf8_lossy(&d.message.body),
-        }))
-        .into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("no dead-lettered message {sequence} on `{queue}`"),
-        ),
-        Err(err) => error(StatusCode::NOT_FOUND, err),
-    }
-}
-
-async fn redrive(State(admin): Shared, headers: HeaderMap, Path((queue, sequence)): Path<(String, i64)>) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
-    let Some(store) = &admin.queue else {
-        return on_service_bus();
-    };
-    match store.redrive(&queue, sequence).await {
-        Ok(true) => Json(serde_json::json!({ "redriven": sequence, "queue": queue })).into_response(),
-        Ok(false) => error(
-            StatusCode::NOT_FOUND,
-            format!("no dead-lettered message {sequence} on `{queue}`"),
-        ),
-        Err(err) => error(StatusCode::NOT_FOUND, err),
     }
 }

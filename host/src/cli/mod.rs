@@ -69,9 +69,9 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Put message files on a queue of the embedded transport.
+    /// Put message files on a queue, on the transport the config names.
     Send {
-        /// The TOML config (for the queue's location).
+        /// The TOML config (its transport and queues).
         #[arg(long)]
         config: PathBuf,
         /// Queue to send to.
@@ -86,7 +86,7 @@ pub enum Command {
     },
     /// See why messages died, and send them back.
     DeadLetters {
-        /// The TOML config (for the queue's location).
+        /// The TOML config (its transport and queues).
         #[arg(long)]
         config: PathBuf,
         #[command(subcommand)]

@@ -434,6 +434,16 @@ impl Config {
         Ok(())
     }
 
+    /// The partner reading each queue (its queue and its compensation queue).
+    pub fn queue_partners(&self) -> BTreeMap<String, String> {
+        let mut readers = BTreeMap::new();
+        for (name, partner) in &self.partners {
+            readers.insert(partner.queue.clone(), name.clone());
+            readers.insert(partner.compensation_queue(), name.clone());
+        }
+        readers
+    }
+
     /// Every queue the partners and the webhook use, with its settings.
     pub fn queue_settings(&self) -> Vec<QueueSettings> {
         let mut names: Vec<String> = self.queues.keys().cloned().collect();

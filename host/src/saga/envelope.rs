@@ -16,6 +16,11 @@ pub const COMPENSATION_PROPERTY: &str = "sagahost-compensation";
 /// Set on a dead-lettered undo whose saga went on to the older steps without it: redriving
 /// the message undoes its own step only.
 pub const UNDO_CONTINUED_PROPERTY: &str = "sagahost-undo-continued";
+/// Set on a message the host dead-letters: the partner whose step gave up on it.
+pub const PARTNER_PROPERTY: &str = "sagahost-partner";
+/// Set on a message the host dead-letters: the content hash of the component version that ran
+/// (absent when none did).
+pub const COMPONENT_VERSION_PROPERTY: &str = "sagahost-component-version";
 /// W3C trace context, continued across saga steps.
 pub const TRACEPARENT_PROPERTY: &str = "traceparent";
 /// The same trace context under the name Service Bus tooling reads.

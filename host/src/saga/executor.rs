@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sagahost_transport::{ReceivedMessage, Transport, TransportError};
+use sagahost_transport::{ReceivedMessage, Settlement, Transport, TransportError};
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use crate::telemetry::metrics::{LimitLabels, OutcomeLabels, PartnerLabels, Versi
 use crate::telemetry::otel;
 use crate::telemetry::traceparent::TraceParent;
 
-use super::envelope::{self, Envelope};
+use super::envelope::{self, COMPONENT_VERSION_PROPERTY, Envelope, PARTNER_PROPERTY};
 use super::inbound::{MessageParts, build_inbound};
 use super::rounds::{StepLimits, StepRun, run_step};
 use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
@@ -307,6 +307,14 @@ impl<T: Transport> Executor<T> {
         }
         for output in &mut result.routed.outputs {
             self.state_keys.seal(&mut output.message);
+        }
+        // Said on the dead letter itself, so operators can find a partner's or a version's
+        // dead letters on any transport.
+        if let Settlement::DeadLetter { properties, .. } = &mut result.routed.settlement {
+            properties.push((PARTNER_PROPERTY.to_string(), partner.name.clone()));
+            if !result.version.is_empty() {
+                properties.push((COMPONENT_VERSION_PROPERTY.to_string(), result.version.clone()));
+            }
         }
         result
     }

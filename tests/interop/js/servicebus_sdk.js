@@ -150,6 +150,9 @@ async function deadLetter(client) {
   check((await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).length === 0, "still in the queue");
   await receiver.close();
   const dlq = client.createReceiver(queue, { subQueueType: "deadLetter" });
+  const peeked = await dlq.peekMessages(5);
+  check(same(bodies(peeked), ["poison"]), `peeked ${JSON.stringify(bodies(peeked))}`);
+  check(peeked[0].deadLetterReason === "BadInput", `peeked reason ${peeked[0].deadLetterReason}`);
   const letter = await receiveOne(dlq, "nothing in the dead-letter queue");
   check(letter.body === "poison", `body ${JSON.stringify(letter.body)}`);
   check(letter.deadLetterReason === "BadInput", `reason ${letter.deadLetterReason}`);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use fe2o3_amqp_types::definitions::Handle;
 use fe2o3_amqp_types::performatives::Transfer;
+use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::servicebus::dialect::lock_token_tag;
 use sagahost_transport::{ReceivedMessage, Settlement, Transport};
@@ -189,7 +190,7 @@ async fn fetch_batch(
 ) -> anyhow::Result<Vec<Pending>> {
     let mut batch = Vec::new();
     if dead_letter {
-        let letters = queue.receive_dead_letters(name, max, FETCH_WAIT).await?;
+        let letters = queue.receive_dead_letters(name, 0, max, FETCH_WAIT).await?;
         for letter in letters {
             let payload = encode_received(&letter.message, Some((name, &letter.reason, &letter.description)))?;
             if receive_and_delete {

@@ -3,12 +3,12 @@
 //!
 //! It owns the queue database: the schema (versioned with `PRAGMA user_version`), every message of
 //! every configured queue with its dead-letter sub-queue, and the operator views over them
-//! ([`EmbeddedQueue::queue_depth`], [`EmbeddedQueue::peek`], [`EmbeddedQueue::dead_letters`],
-//! [`EmbeddedQueue::dead_letter`], [`EmbeddedQueue::redrive`]).
+//! ([`EmbeddedQueue::queue_depth`], [`EmbeddedQueue::peek`], and the dead-letter queues through
+//! [`DeadLetterQueues`]).
 //!
 //! For the local Service Bus broker (`transport::broker`) it also offers what Service Bus clients
 //! can ask for beyond [`Transport`]: queues created on first use ([`EmbeddedQueue::ensure_queue`]),
-//! receive-and-delete, receiving dead letters under a lock, releasing a lock without counting the
+//! receive-and-delete, releasing a lock without counting the
 //! delivery, sending with the sequence numbers returned, cancelling scheduled messages and peeking
 //! from a sequence number.
 //!
@@ -51,7 +51,8 @@ use serde::{Deserialize, Deserializer};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
+use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
+use super::{Output, ReceivedMessage, Settlement, StoredMessage, Transport, TransportError};
 use writer::Writer;
 
 /// The work of one transaction, applied by [`EmbeddedQueue::commit`] as one step.
@@ -155,60 +156,6 @@ pub struct QueueDepth {
 /// the largest body the Dataverse decoders accept by default, so anything larger could only be
 /// dead-lettered by the next step (the host's tests check that the two agree).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// A message as stored, seen without taking a lock (peek, dead-letter inspection).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredMessage {
-    /// The queue it is in.
-    pub queue: String,
-    /// Increasing per queue; identifies the message to the operator commands.
-    pub sequence_number: i64,
-    /// Broker message id, as sent or generated.
-    pub message_id: String,
-    /// Correlation id, as sent.
-    pub correlation_id: Option<String>,
-    /// Content type of the body, as sent.
-    pub content_type: Option<String>,
-    /// Application properties, in the order sent.
-    pub properties: Vec<(String, String)>,
-    /// The body bytes.
-    pub body: Vec<u8>,
-    /// Deliveries so far.
-    pub delivery_count: u32,
-    /// When the queue accepted it.
-    pub enqueued_time: SystemTime,
-    /// Not delivered before this instant, if the sender scheduled it.
-    pub scheduled_enqueue_time: Option<SystemTime>,
-    /// Dead-lettered with `TTLExpiredException` instead of delivered from this instant on.
-    pub expires_at: Option<SystemTime>,
-    /// Set while a receiver holds a lock on it.
-    pub locked_until: Option<SystemTime>,
-}
-
-/// A message in a queue's dead-letter queue, with why it is there.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// The message as it was when dead-lettered.
-    pub message: StoredMessage,
-    /// Machine-readable reason, such as `MaxDeliveryCountExceeded` or one a component gave.
-    pub reason: String,
-    /// What happened, for the operator.
-    pub description: String,
-    /// When it was moved to the dead-letter queue.
-    pub dead_lettered_at: SystemTime,
-}
-
-/// A dead letter received under a lock from a dead-letter queue
-/// ([`EmbeddedQueue::receive_dead_letters`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LockedDeadLetter {
-    /// The message and its lock; settle and renew it as any received message.
-    pub message: ReceivedMessage,
-    /// Why it was dead-lettered.
-    pub reason: String,
-    /// What happened, for the operator.
-    pub description: String,
-}
 
 /// The embedded durable queue. Cheap to clone: clones share one database connection and writer
 /// thread, which stop when the last clone is dropped (after finishing the requests already made).
@@ -348,40 +295,6 @@ impl EmbeddedQueue {
             .await
     }
 
-    /// Up to `limit` messages of `queue`'s dead-letter queue, in sequence order.
-    pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, TransportError> {
-        let queue = self.settings(queue)?.name;
-        self.shared
-            .writer
-            .call(move |conn| store::dead_letters(conn, &queue, limit))
-            .await
-    }
-
-    /// The dead letter with `sequence_number` in `queue`'s dead-letter queue, if there is one.
-    pub async fn dead_letter(&self, queue: &str, sequence_number: i64) -> Result<Option<DeadLetter>, TransportError> {
-        let queue = self.settings(queue)?.name;
-        self.shared
-            .writer
-            .call(move |conn| store::dead_letter_by_sequence(conn, &queue, sequence_number))
-            .await
-    }
-
-    /// Moves a dead letter back to the active queue in one step, with its delivery count reset to 0
-    /// and its time to live restarted; it keeps its sequence number. Returns false when `queue`'s
-    /// dead-letter queue has no message with `sequence_number`.
-    pub async fn redrive(&self, queue: &str, sequence_number: i64) -> Result<bool, TransportError> {
-        let name = self.settings(queue)?.name;
-        let moved = self
-            .shared
-            .writer
-            .call(move |conn| store::redrive(conn, &name, sequence_number))
-            .await?;
-        if moved {
-            self.announce(queue);
-        }
-        Ok(moved)
-    }
-
     /// Runs `take` (one of the store's locking receives) until it returns messages or `wait` runs
     /// out, sleeping between tries on the queue's arrivals or the poll interval.
     async fn receive_with<T, F>(
@@ -429,21 +342,6 @@ impl EmbeddedQueue {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         self.receive_with(queue, max, wait, store::receive_and_delete).await
-    }
-
-    /// Receives up to `max` messages from `queue`'s dead-letter queue under a lock, waiting up to
-    /// `wait` for the first. The lock works as for active messages: [`Transport::settle`] with
-    /// `Complete` deletes the dead letter, `Abandon` unlocks it, and [`Transport::renew_lock`]
-    /// extends it. Dead letters are never dead-lettered again for their delivery count or TTL.
-    pub async fn receive_dead_letters(
-        &self,
-        queue: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<LockedDeadLetter>, TransportError> {
-        // The dead-letter queue has no arrival notifier of its own: dead-lettering happens on the
-        // same queue, so its notifier and the poll interval serve.
-        self.receive_with(queue, max, wait, store::receive_dead_letters).await
     }
 
     /// Gives up the lock on `message` as if it had never been delivered (AMQP `released`): it is
@@ -534,10 +432,10 @@ impl EmbeddedQueue {
             .call(move |conn| store::peek_from(conn, &queue, from_sequence, limit))
             .await
     }
+}
 
-    /// Up to `limit` dead letters of `queue` with a sequence number of at least `from_sequence`, in
-    /// sequence order.
-    pub async fn dead_letters_from(
+impl DeadLetterQueues for EmbeddedQueue {
+    async fn peek_dead_letters(
         &self,
         queue: &str,
         from_sequence: i64,
@@ -548,6 +446,22 @@ impl EmbeddedQueue {
             .writer
             .call(move |conn| store::dead_letters_from(conn, &queue, from_sequence, limit))
             .await
+    }
+
+    /// Dead letters are never dead-lettered again for their delivery count or TTL. The
+    /// dead-letter queue has no arrival notifier of its own: dead-lettering happens on the same
+    /// queue, so its notifier and the poll interval serve.
+    async fn receive_dead_letters(
+        &self,
+        queue: &str,
+        from_sequence: i64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<LockedDeadLetter>, TransportError> {
+        self.receive_with(queue, max, wait, move |conn, settings, max| {
+            store::receive_dead_letters(conn, settings, from_sequence, max)
+        })
+        .await
     }
 }
 

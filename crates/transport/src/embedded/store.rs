@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
-use super::super::{Output, ReceivedMessage, Settlement, TransportError};
-use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, StoredMessage};
+use super::super::{Output, ReceivedMessage, Settlement, StoredMessage, TransportError};
+use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings};
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
 /// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]).
@@ -296,7 +296,7 @@ fn into_dead_letter(queue: &str, now: i64, parts: (MessageRow, String, String, i
         message: message.into_stored(queue, now)?,
         reason,
         description,
-        dead_lettered_at: from_ms(dead_lettered_at),
+        dead_lettered_at: Some(from_ms(dead_lettered_at)),
     })
 }
 
@@ -438,6 +438,7 @@ pub(super) fn receive_and_delete(
 pub(super) fn receive_dead_letters(
     conn: &Connection,
     settings: &QueueSettings,
+    from_sequence: i64,
     max: usize,
 ) -> anyhow::Result<Vec<LockedDeadLetter>> {
     let now = now_ms();
@@ -447,9 +448,10 @@ pub(super) fn receive_dead_letters(
     let candidates = conn
         .prepare_cached(&format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead_lettered_at IS NOT NULL \
-             AND (locked_until IS NULL OR locked_until <= ?2) ORDER BY sequence_number LIMIT ?3"
+             AND sequence_number >= ?4 AND (locked_until IS NULL OR locked_until <= ?2) \
+             ORDER BY sequence_number LIMIT ?3"
         ))?
-        .query_map(params![queue, now, wanted], dead_letter_from_row)?
+        .query_map(params![queue, now, wanted, from_sequence], dead_letter_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut lock = conn.prepare_cached(
         "UPDATE messages SET lock_token = ?3, locked_until = ?4, delivery_count = delivery_count + 1 \
@@ -637,10 +639,6 @@ pub(super) fn peek_from(
     .collect()
 }
 
-pub(super) fn dead_letters(conn: &Connection, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    dead_letters_from(conn, queue, i64::MIN, limit)
-}
-
 pub(super) fn dead_letters_from(
     conn: &Connection,
     queue: &str,
@@ -656,33 +654,4 @@ pub(super) fn dead_letters_from(
     .query_map(params![queue, limit, from_sequence], dead_letter_from_row)?
     .map(|parts| into_dead_letter(queue, now, parts?))
     .collect()
-}
-
-pub(super) fn dead_letter_by_sequence(
-    conn: &Connection,
-    queue: &str,
-    sequence_number: i64,
-) -> anyhow::Result<Option<DeadLetter>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM messages \
-         WHERE queue = ?1 AND sequence_number = ?2 AND dead_lettered_at IS NOT NULL"
-    ))?
-    .query_row(params![queue, sequence_number], dead_letter_from_row)
-    .optional()?
-    .map(|parts| into_dead_letter(queue, now_ms(), parts))
-    .transpose()
-}
-
-/// Moves a dead letter back to the active queue as if newly sent: delivery count 0, no schedule,
-/// its time to live restarted. Keeps its sequence number so an operator can follow it.
-pub(super) fn redrive(conn: &Connection, queue: &str, sequence_number: i64) -> anyhow::Result<bool> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE messages SET dead_lettered_at = NULL, dead_letter_reason = NULL, dead_letter_description = NULL, \
-             delivery_count = 0, lock_token = NULL, locked_until = NULL, scheduled_at = NULL, \
-             expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ?3 + ttl_ms END \
-             WHERE queue = ?1 AND sequence_number = ?2 AND dead_lettered_at IS NOT NULL",
-        )?
-        .execute(params![queue, sequence_number, now_ms()])?;
-    Ok(changed == 1)
 }

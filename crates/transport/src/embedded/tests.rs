@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
+use super::super::dead_letters::DeadLetterQueues;
 use super::super::{OutgoingMessage, Output, Settlement, Transport, TransportError};
 use super::store::{MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED};
 use super::{EmbeddedQueue, QueueDepth, QueueSettings};
@@ -130,7 +131,7 @@ async fn unknown_queues_are_refused() {
         Err(TransportError::UnknownQueue(_))
     ));
     assert!(matches!(
-        q.dead_letters("nope", 1).await,
+        q.peek_dead_letters("nope", 0, 1).await,
         Err(TransportError::UnknownQueue(_))
     ));
 }
@@ -216,7 +217,7 @@ async fn max_delivery_count_dead_letters_at_receive() {
     }
     assert!(q.receive("mdm", 1, NO_WAIT).await.unwrap().is_empty());
 
-    let dead = q.dead_letters("mdm", 10).await.unwrap();
+    let dead = q.peek_dead_letters("mdm", 0, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, MAX_DELIVERY_COUNT_EXCEEDED);
     assert_eq!(dead[0].message.delivery_count, 2);
@@ -279,7 +280,7 @@ async fn expired_messages_are_dead_lettered_instead_of_delivered() {
     assert_eq!(batch.len(), 1, "only the unexpired message is delivered");
     assert_eq!(batch[0].body, b"lives");
 
-    let dead = q.dead_letters("mdm", 10).await.unwrap();
+    let dead = q.peek_dead_letters("mdm", 0, 10).await.unwrap();
     assert_eq!(dead.len(), 2);
     assert!(
         dead.iter()
@@ -288,7 +289,7 @@ async fn expired_messages_are_dead_lettered_instead_of_delivered() {
 }
 
 #[tokio::test]
-async fn dead_letter_then_list_show_and_redrive() {
+async fn dead_letter_then_peek_and_redrive_under_a_lock() {
     let dir = TempDir::new().unwrap();
     let q = open(&dir, &[QueueSettings::new("mdm")]);
     let mut sent = output("mdm", "bad input");
@@ -303,7 +304,7 @@ async fn dead_letter_then_list_show_and_redrive() {
     q.settle(&message, settlement, vec![]).await.unwrap();
     assert!(q.receive("mdm", 1, NO_WAIT).await.unwrap().is_empty());
 
-    let listed = q.dead_letters("mdm", 10).await.unwrap();
+    let listed = q.peek_dead_letters("mdm", 0, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason, "DecodeFailed");
     assert_eq!(listed[0].description, "body is not JSON");
@@ -316,26 +317,36 @@ async fn dead_letter_then_list_show_and_redrive() {
             ("added".to_string(), "2".to_string())
         ]
     );
-    assert!(listed[0].dead_lettered_at >= message.enqueued_time);
+    assert!(listed[0].dead_lettered_at.expect("recorded") >= message.enqueued_time);
     assert_eq!(listed[0].message.locked_until, None);
-    let shown = q
-        .dead_letter("mdm", message.sequence_number)
+    let from_next = q
+        .peek_dead_letters("mdm", message.sequence_number + 1, 10)
+        .await
+        .unwrap();
+    assert!(from_next.is_empty(), "a page starts at its sequence number");
+
+    // A redrive: received under its lock from the given sequence number on, and completed with
+    // the copy as an output, in one step.
+    let locked = q
+        .receive_dead_letters("mdm", message.sequence_number, 10, NO_WAIT)
         .await
         .unwrap()
-        .expect("dead letter by number");
-    assert_eq!(shown, listed[0]);
-    assert_eq!(shown.message.message_id, message.message_id);
-    assert_eq!(q.dead_letter("mdm", message.sequence_number + 1).await.unwrap(), None);
-
-    assert!(q.redrive("mdm", message.sequence_number).await.unwrap());
+        .remove(0);
+    assert_eq!(locked.reason, "DecodeFailed");
     assert!(
-        !q.redrive("mdm", message.sequence_number).await.unwrap(),
-        "no longer a dead letter"
+        q.receive_dead_letters("mdm", message.sequence_number + 1, 10, NO_WAIT)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a receive starts at its sequence number"
     );
-    assert!(q.dead_letters("mdm", 10).await.unwrap().is_empty());
+    let copy = output("mdm", "bad input");
+    q.settle(&locked.message, Settlement::Complete, vec![copy])
+        .await
+        .unwrap();
+    assert!(q.peek_dead_letters("mdm", 0, 10).await.unwrap().is_empty());
     let again = q.receive("mdm", 1, NO_WAIT).await.unwrap().remove(0);
-    assert_eq!(again.sequence_number, message.sequence_number);
-    assert_eq!(again.delivery_count, 1, "redrive resets the delivery count");
+    assert_eq!(again.delivery_count, 1, "the copy is a new message");
 }
 
 #[tokio::test]
@@ -538,7 +549,7 @@ async fn opens_and_upgrades_a_version_1_database() {
         ("m-1", &b"hello"[..])
     );
     assert_eq!(received[0].properties, vec![("k".to_string(), "v".to_string())]);
-    let dead = q.dead_letters("erp", 10).await.unwrap();
+    let dead = q.peek_dead_letters("erp", 0, 10).await.unwrap();
     assert_eq!(
         (dead[0].reason.as_str(), dead[0].description.as_str()),
         ("Broken", "it broke")
@@ -595,14 +606,14 @@ async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedu
         properties: Vec::new(),
     };
     q.settle(&again[0], reason, vec![]).await.unwrap();
-    let letters = q.receive_dead_letters("new", 10, NO_WAIT).await.unwrap();
+    let letters = q.receive_dead_letters("new", 0, 10, NO_WAIT).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].reason.as_str(), letters[0].description.as_str()),
         ("Bad", "very")
     );
     assert!(
-        q.receive_dead_letters("new", 10, NO_WAIT).await.unwrap().is_empty(),
+        q.receive_dead_letters("new", 0, 10, NO_WAIT).await.unwrap().is_empty(),
         "locked"
     );
     q.renew_lock(&letters[0].message).await.unwrap();
@@ -641,5 +652,5 @@ async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedu
     let taken = q.receive_and_delete("new", 10, NO_WAIT).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(q.queue_depth("new").await.unwrap(), QueueDepth::default());
-    assert!(q.dead_letters_from("new", 0, 10).await.unwrap().is_empty());
+    assert!(q.peek_dead_letters("new", 0, 10).await.unwrap().is_empty());
 }

@@ -19,7 +19,7 @@ use super::dialect::{
     ENQUEUED_TIME, LOCK_TOKEN, LOCKED_UNTIL, SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, lock_token_from_tag,
     message_id_text, property_text,
 };
-use crate::{OutgoingMessage, ReceivedMessage};
+use crate::{OutgoingMessage, ReceivedMessage, StoredMessage};
 
 pub fn to_unix_millis(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -64,16 +64,36 @@ pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyh
             _ => bail!("delivery tag is {} bytes, not a 16-byte lock token", tag.len()),
         },
     };
+    let stored = stored(queue, message)?;
+    let locked_until = annotation(annotations, LOCKED_UNTIL)
+        .and_then(as_time)
+        .with_context(|| format!("message has no `{LOCKED_UNTIL}` annotation"))?;
+    Ok(ReceivedMessage {
+        queue: stored.queue,
+        message_id: stored.message_id,
+        correlation_id: stored.correlation_id,
+        content_type: stored.content_type,
+        properties: stored.properties,
+        body: stored.body,
+        sequence_number: stored.sequence_number,
+        // On a delivery the header counts the deliveries before this one.
+        delivery_count: stored.delivery_count.saturating_add(1),
+        enqueued_time: stored.enqueued_time,
+        lock_token: lock_token.to_string(),
+        locked_until,
+    })
+}
+
+/// A peeked AMQP message (from `com.microsoft:peek-message`, or the common part of a received
+/// one) as the transport's [`StoredMessage`].
+pub fn stored(queue: &str, message: &Message<Body<Value>>) -> anyhow::Result<StoredMessage> {
+    let annotations = message.message_annotations.as_ref();
     let sequence_number = annotation(annotations, SEQUENCE_NUMBER)
         .and_then(as_long)
         .with_context(|| format!("message has no `{SEQUENCE_NUMBER}` annotation"))?;
     let enqueued_time = annotation(annotations, ENQUEUED_TIME)
         .and_then(as_time)
         .with_context(|| format!("message has no `{ENQUEUED_TIME}` annotation"))?;
-    let locked_until = annotation(annotations, LOCKED_UNTIL)
-        .and_then(as_time)
-        .with_context(|| format!("message has no `{LOCKED_UNTIL}` annotation"))?;
-    let earlier = message.header.as_ref().map_or(0, |h| h.delivery_count);
     let properties = message.properties.as_ref();
     let body = match &message.body {
         Body::Data(batch) => batch.iter().flat_map(|d| d.0.as_slice().iter().copied()).collect(),
@@ -86,8 +106,9 @@ pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyh
         Body::Empty => Vec::new(),
         Body::Sequence(_) => bail!("message body is an AMQP sequence; expected binary data"),
     };
-    Ok(ReceivedMessage {
+    Ok(StoredMessage {
         queue: queue.to_string(),
+        sequence_number,
         message_id: properties
             .and_then(|p| p.message_id.as_ref())
             .map(message_id_text)
@@ -100,11 +121,13 @@ pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyh
             .map(|a| a.0.iter().map(|(k, v)| (k.clone(), property_text(v))).collect())
             .unwrap_or_default(),
         body,
-        sequence_number,
-        delivery_count: earlier.saturating_add(1),
+        delivery_count: message.header.as_ref().map_or(0, |h| h.delivery_count),
         enqueued_time,
-        lock_token: lock_token.to_string(),
-        locked_until,
+        scheduled_enqueue_time: annotation(annotations, SCHEDULED_ENQUEUE_TIME).and_then(as_time),
+        expires_at: properties
+            .and_then(|p| p.absolute_expiry_time.as_ref())
+            .map(|t| from_unix_millis(t.milliseconds())),
+        locked_until: annotation(annotations, LOCKED_UNTIL).and_then(as_time),
     })
 }
 

@@ -30,6 +30,20 @@ pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
 /// The longer explanation beside [`DEAD_LETTER_REASON`].
 pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
 
+/// The suffix that names an entity's dead-letter queue: `orders/$DeadLetterQueue`.
+pub const DEAD_LETTER_QUEUE_SUFFIX: &str = "/$DeadLetterQueue";
+
+/// The path of `entity`'s dead-letter queue.
+pub fn dead_letter_queue(entity: &str) -> String {
+    format!("{entity}{DEAD_LETTER_QUEUE_SUFFIX}")
+}
+
+/// The entity a path belongs to: `orders` for `orders/$DeadLetterQueue`, the path itself
+/// otherwise.
+pub fn parent_entity(path: &str) -> &str {
+    path.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX).unwrap_or(path)
+}
+
 /// The error condition of a `rejected` outcome that dead-letters a message.
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 /// The error condition for a settlement or renewal whose message lock is gone.

@@ -63,6 +63,7 @@
 
 mod codec;
 mod connection_string;
+mod dead_letters;
 pub mod dialect;
 mod links;
 mod live;
@@ -287,7 +288,10 @@ impl ServiceBusTransport {
         };
         let id = transaction.txn_id().clone();
         let work = async {
-            self.send_all(live, outputs, Some((&message.queue, &id))).await?;
+            // A dead letter being redriven is settled in its dead-letter queue, which takes no
+            // sends: the transaction sends through its queue instead.
+            let via = dialect::parent_entity(&message.queue);
+            self.send_all(live, outputs, Some((via, &id))).await?;
             receiver.settle(message, settlement, Some(&id)).await
         };
         if let Err(err) = work.await {
