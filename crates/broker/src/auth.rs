@@ -96,6 +96,15 @@ fn covers(granted: &str, entity: &str) -> bool {
     granted.is_empty() || entity == granted || entity.strip_prefix(granted).is_some_and(|below| below.starts_with('/'))
 }
 
+/// Whether a token signed for `resource` (its `sr`) covers `entity`, by the rule `$cbs` grants
+/// follow: the management endpoint checks each request's token this way.
+pub(crate) fn token_covers(resource: &str, entity: &str) -> bool {
+    covers(
+        &entity_path(resource).to_lowercase(),
+        &entity.trim_matches('/').to_lowercase(),
+    )
+}
+
 impl Grants {
     /// Everything, as SASL PLAIN with the key gives.
     pub fn namespace() -> Self {
