@@ -1,9 +1,10 @@
 //! Who may manage which entity: the `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=…`
 //! header every SDK sends, checked against the broker's key as `$cbs` checks AMQP tokens
 //! (`auth.rs`): the signature, the key name and the expiry, then whether the token's `sr` covers
-//! the entity. Lists and the namespace's description need a token for the whole namespace, as
-//! the SDKs sign (`sr` is the namespace's address). Entra ID (`Bearer`) tokens are refused: the
-//! broker has no identity provider.
+//! the request's path. The Python SDK signs for the namespace's address, which covers every path;
+//! the JavaScript SDK signs each request's own URL (query included, which does not count), which
+//! covers that entity or list. Entra ID (`Bearer`) tokens are refused: the broker has no identity
+//! provider.
 
 use axum::http::{HeaderMap, header};
 use sagahost_transport::sas;
@@ -12,8 +13,8 @@ use super::errors::EntityError;
 use crate::SharedAccessKey;
 use crate::auth::token_covers;
 
-/// Checks the request's token against `key` for `entity` (a path below the namespace; empty for
-/// the namespace itself) at Unix time `now`.
+/// Checks the request's token against `key` for `entity` (the request's path below the
+/// namespace, as [`super::target::Target::path`] gives it) at Unix time `now`.
 pub fn authorize(headers: &HeaderMap, key: &SharedAccessKey, entity: &str, now: u64) -> Result<(), EntityError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(EntityError::unauthorized(
@@ -26,13 +27,8 @@ pub fn authorize(headers: &HeaderMap, key: &SharedAccessKey, entity: &str, now: 
     let verified = sas::verify(token, &key.name, &key.key, now)
         .map_err(|error| EntityError::unauthorized(format!("InvalidSignature: {error}")))?;
     if !token_covers(&verified.resource, entity) {
-        let what = if entity.is_empty() {
-            "the namespace".to_owned()
-        } else {
-            format!("`{entity}`")
-        };
         return Err(EntityError::unauthorized(format!(
-            "Unauthorized: the token is for `{}`, which does not cover {what}; sign the token for the namespace's address",
+            "Unauthorized: the token is for `{}`, which does not cover `{entity}`; sign the token for the namespace's address",
             verified.resource
         )));
     }

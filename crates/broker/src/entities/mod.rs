@@ -38,6 +38,11 @@
 //!   `azure.core.pipeline.transport.RequestsTransport` and rewrites `request.url` from `https://`
 //!   to `http://` in `send` (`tests/interop/servicebus_admin.py`). The SAS token the SDK signs for
 //!   `https://127.0.0.1:{port}` covers the whole namespace here (only the path of `sr` counts).
+//! - JavaScript (`@azure/service-bus` 7.9.5): the same, with `https://` built in `getUrl`; its
+//!   options' `additionalPolicies` are ignored (the client builds its own pipeline), so add a
+//!   policy to the client's public `pipeline` that rewrites `request.url` to `http://` and sets
+//!   `request.allowInsecureConnection = true` (`tests/interop/js/servicebus_admin.js`). It signs
+//!   each request's own URL, which covers that entity or list (`access.rs`).
 //! - The official Service Bus emulator serves this API on HTTP port 5300; run this endpoint on a
 //!   port of its own the same way, separate from the AMQP port.
 //!
@@ -165,11 +170,12 @@ async fn handle(State(entities): State<Arc<Entities>>, request: Request) -> Resp
 async fn route(entities: &Entities, request: Request) -> Result<Response, EntityError> {
     let (parts, body) = request.into_parts();
     let target = target::parse_path(parts.uri.path()).map_err(EntityError::bad_request)?;
-    let scope = match &target {
-        Target::Entity(entity) => entity.path(),
-        Target::NamespaceInfo | Target::List(_) => String::new(),
-    };
-    access::authorize(&parts.headers, &entities.config.key, &scope, sas::now_unix_secs())?;
+    access::authorize(
+        &parts.headers,
+        &entities.config.key,
+        &target.path(),
+        sas::now_unix_secs(),
+    )?;
     let site = Site::from_headers(&parts.headers);
     match (&parts.method, target) {
         (&Method::GET, Target::NamespaceInfo) => {

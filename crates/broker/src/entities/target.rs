@@ -61,6 +61,24 @@ pub enum Entity {
     },
 }
 
+impl Target {
+    /// The path below the namespace a SAS token's `sr` must cover: the entity's, or the list's or
+    /// `$namespaceinfo` itself (the JavaScript SDK signs each request's own URL; a token for the
+    /// namespace covers them all).
+    pub fn path(&self) -> String {
+        match self {
+            Self::NamespaceInfo => NAMESPACE_INFO.to_owned(),
+            Self::List(Listing::Queues) => format!("{RESOURCES}/queues"),
+            Self::List(Listing::Topics) => format!("{RESOURCES}/topics"),
+            Self::List(Listing::Subscriptions { topic }) => format!("{topic}/{SUBSCRIPTIONS}"),
+            Self::List(Listing::Rules { topic, subscription }) => {
+                format!("{topic}/{SUBSCRIPTIONS}/{subscription}/{RULES}")
+            }
+            Self::Entity(entity) => entity.path(),
+        }
+    }
+}
+
 impl Entity {
     /// The entity's path below the namespace, as a SAS token's `sr` names it.
     pub fn path(&self) -> String {

@@ -148,7 +148,24 @@ async fn refuses_requests_without_a_valid_token() {
         "its own queue"
     );
     assert_eq!(one_queue.get("/payments").await.status, 401, "another queue");
-    assert_eq!(one_queue.get("/$Resources/queues").await.status, 401, "the namespace");
+    assert_eq!(
+        one_queue.get("/$Resources/queues").await.status,
+        401,
+        "the list of every queue"
+    );
+    // As the JavaScript SDK signs: the request's own URL, query and all.
+    let own_url = |path: &str| {
+        client.with_token(&token_for(
+            &format!("https://{}{path}?api-version=2021-05", broker.http),
+            "SAS_KEY_VALUE",
+        ))
+    };
+    assert_eq!(own_url("/orders").get("/orders").await.status, 200);
+    assert_eq!(
+        own_url("/$resources/queues").get("/$Resources/queues").await.status,
+        200
+    );
+    assert_eq!(own_url("/$resources/queues").get("/orders").await.status, 401);
     let bearer = client.with_token("Bearer eyJ0eXAiOiJKV1QifQ");
     assert_eq!(bearer.get("/orders").await.status, 401);
 }
