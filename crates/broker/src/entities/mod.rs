@@ -6,7 +6,7 @@
 //! # Routes
 //! | request | answer |
 //! |---|---|
-//! | `PUT /{queue}` with a `QueueDescription` entry | 201 and the queue's entry; 409 if it exists |
+//! | `PUT /{queue}` with a `QueueDescription` entry | 201 and the queue's entry; 409 if it exists; 400 for a name with `/` (valid in Service Bus, but the AMQP side serves single-segment queue addresses only) |
 //! | `PUT /{queue}` with `If-Match: *` | 200 and the entry after the update; 404 if it is missing |
 //! | `GET /{queue}` | 200 and the entry, with `MessageCount`, `CountDetails` and `SizeInBytes` |
 //! | `DELETE /{queue}` | 200; the queue and its messages are gone; 404 if it is missing |

@@ -57,6 +57,13 @@ pub async fn put(
     mode: PutMode,
 ) -> Result<(StatusCode, String), EntityError> {
     let queue = &entities.queue;
+    if name.contains('/') {
+        // Valid in Service Bus, but the AMQP side serves single-segment queue addresses only, so
+        // such a queue could be created here and never used.
+        return Err(EntityError::bad_request(format!(
+            "queue `{name}`: this broker serves queue names without '/' only; use '.', '-' or '_' instead"
+        )));
+    }
     let status = match mode {
         PutMode::Create => {
             let settings = description.apply(entities.config.queue_settings(name))?;

@@ -48,7 +48,9 @@ async fn creates_gets_lists_updates_and_deletes_a_queue() {
     assert_eq!(element(&got.body, "LockDuration"), Some("PT1M"));
     assert_eq!(element(&got.body, "MaxDeliveryCount"), Some("3"), "left out: kept");
 
-    assert_eq!(client.put("/billing/eu", queue_entry("")).await.status, 201);
+    assert_eq!(client.put("/billing.eu", queue_entry("")).await.status, 201);
+    let nested = client.put("/billing/eu", queue_entry("")).await;
+    assert_eq!(nested.status, 400, "AMQP serves no such address: {}", nested.body);
     let listed = client.get("/$Resources/queues").await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     let titles: Vec<&str> = listed
@@ -57,11 +59,11 @@ async fn creates_gets_lists_updates_and_deletes_a_queue() {
         .map(|(at, _)| &listed.body[at..])
         .filter_map(|rest| element(rest, "title"))
         .collect();
-    assert_eq!(titles, ["Queues", "billing/eu", "orders"]);
+    assert_eq!(titles, ["Queues", "billing.eu", "orders"]);
 
     assert_eq!(client.delete("/orders").await.status, 200);
     assert_eq!(client.get("/orders").await.status, 404);
-    assert_eq!(client.get("/billing/eu").await.status, 200);
+    assert_eq!(client.get("/billing.eu").await.status, 200);
 }
 
 #[tokio::test]
