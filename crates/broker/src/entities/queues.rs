@@ -1,5 +1,5 @@
 //! The queue handlers: create, create-or-update, get (with runtime counts), list a page, delete,
-//! over the embedded queue's catalog (`EmbeddedQueue::create_queue` and its neighbours).
+//! over the embedded queue's queue definitions (`EmbeddedQueue::create_queue` and its neighbours).
 
 use axum::http::StatusCode;
 use sagahost_transport::embedded::{EmbeddedQueue, QueueInfo};

@@ -11,7 +11,7 @@
 //! receive-and-delete, receiving dead letters under a lock, releasing a lock without counting the
 //! delivery, sending with the sequence numbers returned, cancelling scheduled messages and peeking
 //! from a sequence number; and, for its management endpoint, queues as entities that are created,
-//! updated, described and deleted one by one, with their settings stored (`catalog.rs`).
+//! updated, described and deleted one by one, with their settings stored (`queue_definitions.rs`).
 //!
 //! # Semantics
 //! As in Service Bus: a receive locks each message for the queue's lock duration under a fresh
@@ -39,7 +39,7 @@
 //! poll every 50 ms for what no one announces: expiring locks and scheduled messages
 //! coming due.
 
-mod catalog;
+mod queue_definitions;
 mod store;
 mod writer;
 
@@ -56,7 +56,7 @@ use tokio::time::Instant;
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 use writer::Writer;
 
-pub use catalog::QueueInfo;
+pub use queue_definitions::QueueInfo;
 
 /// The work of one transaction, applied by [`EmbeddedQueue::commit`] as one step.
 #[derive(Debug, Default)]
@@ -227,8 +227,8 @@ struct Shared {
     queues: RwLock<Arc<HashMap<String, QueueSettings>>>,
     /// Wakes the receivers waiting on a queue when messages may have become visible there.
     arrivals: RwLock<HashMap<String, Arc<Notify>>>,
-    /// Held while `catalog.rs` creates, updates or deletes a queue (see there).
-    catalog: tokio::sync::Mutex<()>,
+    /// Serializes queue creates, updates and deletes (`queue_definitions.rs`).
+    queue_changes: tokio::sync::Mutex<()>,
     writer: Writer,
 }
 
@@ -248,7 +248,9 @@ impl EmbeddedQueue {
         }
         let conn =
             store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
-        for stored in catalog::load(&conn).with_context(|| format!("reading the queue database {}", path.display()))? {
+        for stored in
+            queue_definitions::load(&conn).with_context(|| format!("reading the queue database {}", path.display()))?
+        {
             settings.entry(stored.name.clone()).or_insert(stored);
         }
         let arrivals = settings
@@ -260,7 +262,7 @@ impl EmbeddedQueue {
             shared: Arc::new(Shared {
                 queues: RwLock::new(Arc::new(settings)),
                 arrivals: RwLock::new(arrivals),
-                catalog: tokio::sync::Mutex::new(()),
+                queue_changes: tokio::sync::Mutex::new(()),
                 writer,
             }),
         })

@@ -13,7 +13,7 @@ use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, StoredMessa
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
 /// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]).
-/// Version 3 added `queue_definitions` (see [`super::catalog`]); its `CREATE TABLE IF NOT EXISTS`
+/// Version 3 added `queue_definitions` (see [`super::queue_definitions`]); its `CREATE TABLE IF NOT EXISTS`
 /// is the whole migration.
 const SCHEMA_VERSION: i64 = 3;
 
