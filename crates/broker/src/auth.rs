@@ -96,6 +96,18 @@ fn covers(granted: &str, entity: &str) -> bool {
     granted.is_empty() || entity == granted || entity.strip_prefix(granted).is_some_and(|below| below.starts_with('/'))
 }
 
+/// Whether a token signed for `resource` (its `sr`) covers `entity`, by the rule `$cbs` grants
+/// follow: the management endpoint checks each request's token this way. A query in `resource`
+/// is not part of the entity: the JavaScript SDK signs the whole request URL, `?api-version=…`
+/// included.
+pub(crate) fn token_covers(resource: &str, entity: &str) -> bool {
+    let resource = resource.split_once('?').map_or(resource, |(path, _)| path);
+    covers(
+        &entity_path(resource).to_lowercase(),
+        &entity.trim_matches('/').to_lowercase(),
+    )
+}
+
 impl Grants {
     /// Everything, as SASL PLAIN with the key gives.
     pub fn namespace() -> Self {

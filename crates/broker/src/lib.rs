@@ -9,6 +9,30 @@
 //! (`message.rs`). Durability, locks, delivery counts, scheduling and dead-lettering are the
 //! embedded queue's: the broker only speaks the protocol.
 //!
+//! On a second listener it can also serve Service Bus's entity-management REST API
+//! ([`serve_entities`], the `entities/` module): Atom entries with `QueueDescription` XML over plain
+//! HTTP, so the SDKs' `ServiceBusAdministrationClient` can create, update, get, list and delete
+//! queues, and KEDA's `azure-servicebus` scaler can read their `CountDetails`. It checks the same SAS
+//! tokens as `$cbs`, with the same key. Queues created there keep their settings in the queue
+//! database across restarts; queues created on first use over AMQP still take [`BrokerConfig`]'s.
+//! The module doc of `entities/` lists its routes, what it refuses, and how to point the Python
+//! admin client (which always speaks `https://`) at plain HTTP.
+//!
+//! ```no_run
+//! # async fn run(queue: sagahost_transport::embedded::EmbeddedQueue) -> anyhow::Result<()> {
+//! use sagahost_broker::{BrokerConfig, serve_entities, serve_with};
+//! use tokio::net::TcpListener;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let (amqp, http) = (TcpListener::bind("127.0.0.1:5672").await?, TcpListener::bind("127.0.0.1:5300").await?);
+//! let (config, shutdown) = (BrokerConfig::default(), CancellationToken::new());
+//! let entities = tokio::spawn(serve_entities(http, queue.clone(), config.clone(), shutdown.clone()));
+//! serve_with(amqp, queue, config, shutdown).await?;
+//! entities.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The Service Bus dialect it speaks
 //! - SASL `MSSBCBS` and `ANONYMOUS` (then tokens on `$cbs`), `PLAIN` with the key name and key,
 //!   or no SASL at all. No TLS.
@@ -68,6 +92,7 @@
 
 mod auth;
 mod connection;
+mod entities;
 mod management;
 mod message;
 mod transactions;
@@ -82,6 +107,7 @@ use tokio_util::sync::CancellationToken;
 use management::Locks;
 
 pub use auth::SharedAccessKey;
+pub use entities::serve_entities;
 
 /// The suffix of a management node address.
 const MANAGEMENT_SUFFIX: &str = "/$management";

@@ -538,3 +538,29 @@ async fn a_connected_client_that_never_settles_loses_its_lock_to_the_next_receiv
     worker.close().await.unwrap();
     hoarder.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_receiver_on_a_deleted_queue_is_detached_with_not_found() {
+    let broker = start(BrokerConfig::default()).await;
+    let mut connection = connect(&broker, "client").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "receiver", "doomed").await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let received = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>()).await;
+        (received, receiver)
+    });
+    // Give the receive time to be waiting on the queue.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(broker.queue.delete_queue("doomed").await.unwrap());
+    let (received, _receiver) = waiting.await.unwrap();
+    let error = received.expect("the link is detached, not left waiting").unwrap_err();
+    let text = format!("{error:?}");
+    assert!(text.contains("NotFound") && text.contains("doomed"), "{text}");
+    // The connection serves on; naming the queue again creates it again, on first use.
+    let mut sender = Sender::attach(&mut session, "sender", "doomed").await.unwrap();
+    let outcome = sender
+        .send(Message::builder().data(b"again".to_vec()).build())
+        .await
+        .unwrap();
+    assert!(outcome.is_accepted(), "{outcome:?}");
+}

@@ -9,7 +9,7 @@ use fe2o3_amqp_types::performatives::Transfer;
 use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::servicebus::dialect::lock_token_tag;
-use sagahost_transport::{ReceivedMessage, Settlement, Transport};
+use sagahost_transport::{ReceivedMessage, Settlement, Transport, TransportError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +59,16 @@ impl Connection {
                 match fetched {
                     Ok(batch) if batch.is_empty() => continue,
                     Ok(batch) => break batch,
+                    Err(error) if matches!(error.downcast_ref(), Some(TransportError::UnknownQueue(_))) => {
+                        // Deleted (through the management endpoint) while the link was attached.
+                        let _ = events.send(Event::QueueGone {
+                            channel,
+                            handle,
+                            link: link_id,
+                            queue: name,
+                        });
+                        return;
+                    }
                     Err(error) => {
                         tracing::warn!(queue = %name, error = %error, "broker: receiving from the queue failed");
                         tokio::time::sleep(FETCH_WAIT).await;

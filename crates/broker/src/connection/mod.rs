@@ -188,6 +188,13 @@ enum Event {
         link: u64,
         batch: Vec<Pending>,
     },
+    /// A receiving link's queue was deleted: the link is detached with `amqp:not-found`.
+    QueueGone {
+        channel: u16,
+        handle: u32,
+        link: u64,
+        queue: String,
+    },
     Stored {
         channel: u16,
         delivery_id: u32,
@@ -427,6 +434,20 @@ impl Connection {
                 current.pending.extend(batch);
                 self.flush(channel, handle)?;
                 self.fetch(channel, handle);
+            }
+            Event::QueueGone {
+                channel,
+                handle,
+                link,
+                queue,
+            } => {
+                if self.link(channel, handle).is_some_and(|current| current.id == link) {
+                    let gone = amqp_error(
+                        ErrorCondition::AmqpError(AmqpError::NotFound),
+                        format!("queue `{queue}` was deleted"),
+                    );
+                    self.detach_with(channel, handle, Some(gone))?;
+                }
             }
             Event::Stored {
                 channel,

@@ -10,7 +10,8 @@
 //! can ask for beyond [`Transport`]: queues created on first use ([`EmbeddedQueue::ensure_queue`]),
 //! receive-and-delete, releasing a lock without counting the
 //! delivery, sending with the sequence numbers returned, cancelling scheduled messages and peeking
-//! from a sequence number.
+//! from a sequence number; and, for its management endpoint, queues as entities that are created,
+//! updated, described and deleted one by one, with their settings stored (`queue_definitions.rs`).
 //!
 //! # Semantics
 //! As in Service Bus: a receive locks each message for the queue's lock duration under a fresh
@@ -38,6 +39,7 @@
 //! poll every 50 ms for what no one announces: expiring locks and scheduled messages
 //! coming due.
 
+mod queue_definitions;
 mod store;
 mod writer;
 
@@ -54,6 +56,8 @@ use tokio::time::Instant;
 use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
 use super::{Output, ReceivedMessage, Settlement, StoredMessage, Transport, TransportError};
 use writer::Writer;
+
+pub use queue_definitions::QueueInfo;
 
 /// The work of one transaction, applied by [`EmbeddedQueue::commit`] as one step.
 #[derive(Debug, Default)]
@@ -170,13 +174,17 @@ struct Shared {
     queues: RwLock<Arc<HashMap<String, QueueSettings>>>,
     /// Wakes the receivers waiting on a queue when messages may have become visible there.
     arrivals: RwLock<HashMap<String, Arc<Notify>>>,
+    /// Serializes queue creates, updates and deletes (`queue_definitions.rs`).
+    queue_changes: tokio::sync::Mutex<()>,
     writer: Writer,
 }
 
 impl EmbeddedQueue {
     /// Opens the queue database at `path`, creating the file, its folder and the schema as needed,
-    /// with `queues` as the queues that exist. Blocking: call it at startup, or from
-    /// `spawn_blocking`. Messages of queues no longer configured stay in the file, untouched.
+    /// with `queues` as the queues that exist, and the queues whose settings
+    /// [`EmbeddedQueue::create_queue`] stored (a configured queue's settings win over stored ones).
+    /// Blocking: call it at startup, or from `spawn_blocking`. Messages of queues no longer
+    /// configured stay in the file, untouched.
     pub fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Self> {
         let mut settings = HashMap::new();
         for queue in queues {
@@ -187,6 +195,11 @@ impl EmbeddedQueue {
         }
         let conn =
             store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
+        for stored in
+            queue_definitions::load(&conn).with_context(|| format!("reading the queue database {}", path.display()))?
+        {
+            settings.entry(stored.name.clone()).or_insert(stored);
+        }
         let arrivals = settings
             .keys()
             .map(|name| (name.clone(), Arc::new(Notify::new())))
@@ -196,6 +209,7 @@ impl EmbeddedQueue {
             shared: Arc::new(Shared {
                 queues: RwLock::new(Arc::new(settings)),
                 arrivals: RwLock::new(arrivals),
+                queue_changes: tokio::sync::Mutex::new(()),
                 writer,
             }),
         })

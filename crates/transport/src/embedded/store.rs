@@ -13,7 +13,9 @@ use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings};
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
 /// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]).
-const SCHEMA_VERSION: i64 = 2;
+/// Version 3 added `queue_definitions` (see [`super::queue_definitions`]); its `CREATE TABLE IF NOT EXISTS`
+/// is the whole migration.
+const SCHEMA_VERSION: i64 = 3;
 
 /// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
 /// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
@@ -25,7 +27,8 @@ const SCHEMA_VERSION: i64 = 2;
 /// only be read by walking that chain. Receiving tests the lock and schedule of each candidate
 /// row; with the body last those tests read one page per row, not the whole message.
 /// `messages_by_state` answers [`depth`] (the metrics gauge, `sagahost queue`) from the index
-/// alone instead of reading every row of the queue.
+/// alone instead of reading every row of the queue. `queue_definitions` keeps the settings of
+/// queues created through the broker's management endpoint, so they outlive a restart.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS queues (
     name          TEXT PRIMARY KEY,
@@ -53,6 +56,14 @@ CREATE TABLE IF NOT EXISTS messages (
     UNIQUE (queue, sequence_number)
 );
 CREATE INDEX IF NOT EXISTS messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
+CREATE TABLE IF NOT EXISTS queue_definitions (
+    name               TEXT PRIMARY KEY,
+    lock_duration_ms   INTEGER NOT NULL,
+    max_delivery_count INTEGER NOT NULL,
+    default_ttl_ms     INTEGER,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+);
 ";
 
 /// Every column of `messages`, for copying rows between schema versions.
@@ -145,15 +156,15 @@ pub(super) fn to_ms(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, duration_ms)
 }
 
-fn duration_ms(duration: Duration) -> i64 {
+pub(super) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn from_ms(ms: i64) -> SystemTime {
+pub(super) fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     to_ms(SystemTime::now())
 }
 

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Drives the entity-management endpoint of `sagahost broker` with the official Azure Service Bus
+SDK for Python's `ServiceBusAdministrationClient`, and its AMQP endpoint with `ServiceBusClient`.
+
+Usage: servicebus_admin.py AMQP_CONNECTION_STRING ADMIN_CONNECTION_STRING [CHECK ...]
+
+The admin connection string is the AMQP one with the management port in its `Endpoint`. The
+admin client of azure-servicebus 7.15.0 always speaks `https://`, even with
+`UseDevelopmentEmulator=true` (that only turns TLS off for AMQP), and the broker serves plain HTTP
+on loopback: so the client is given an azure-core transport that sends each request over
+`http://` instead (`PlainHttpTransport`), the one change an application needs.
+
+Runs every check (or the named ones), each on queues of its own, prints one line per check, then a
+`N passed, N failed` line, and exits non-zero if any check failed.
+"""
+
+import datetime
+import sys
+import time
+import traceback
+import uuid
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+from azure.servicebus.management import ServiceBusAdministrationClient
+
+WAIT = 5  # seconds a receive waits for its first message
+
+
+class PlainHttpTransport(RequestsTransport):
+    """Sends the admin client's `https://` requests over plain `http://`."""
+
+    def send(self, request, **kwargs):
+        if request.url.startswith("https://"):
+            request.url = "http://" + request.url[len("https://") :]
+        return super().send(request, **kwargs)
+
+
+def admin_client(connection_string):
+    return ServiceBusAdministrationClient.from_connection_string(connection_string, transport=PlainHttpTransport())
+
+
+def fresh_queue(name):
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+def queue_exists(admin, name):
+    """What .NET's `QueueExistsAsync` answers: whether getting the queue finds it."""
+    try:
+        admin.get_queue(name)
+        return True
+    except ResourceNotFoundError:
+        return False
+
+
+def create_queue_with_settings(admin, _amqp):
+    name = fresh_queue("create")
+    created = admin.create_queue(
+        name,
+        lock_duration=datetime.timedelta(seconds=45),
+        max_delivery_count=3,
+        default_message_time_to_live=datetime.timedelta(hours=1),
+        dead_lettering_on_message_expiration=True,
+    )
+    check(created.name == name, f"name {created.name!r}")
+    check(created.lock_duration == datetime.timedelta(seconds=45), f"lock duration {created.lock_duration!r}")
+    check(created.max_delivery_count == 3, f"max delivery count {created.max_delivery_count!r}")
+    check(
+        created.default_message_time_to_live == datetime.timedelta(hours=1),
+        f"time to live {created.default_message_time_to_live!r}",
+    )
+    check(created.requires_session is False, f"requires session {created.requires_session!r}")
+    try:
+        admin.create_queue(name)
+        raise AssertionError("creating it again did not raise ResourceExistsError")
+    except ResourceExistsError:
+        pass
+
+
+def get_queue(admin, _amqp):
+    name = fresh_queue("get")
+    admin.create_queue(name, max_delivery_count=7)
+    got = admin.get_queue(name)
+    check(got.name == name, f"name {got.name!r}")
+    check(got.max_delivery_count == 7, f"max delivery count {got.max_delivery_count!r}")
+    check(got.status == "Active", f"status {got.status!r}")
+    check(got.max_size_in_megabytes == 1024, f"max size {got.max_size_in_megabytes!r}")
+    try:
+        admin.get_queue(fresh_queue("missing"))
+        raise AssertionError("getting a missing queue did not raise ResourceNotFoundError")
+    except ResourceNotFoundError:
+        pass
+
+
+def runtime_counts(admin, amqp):
+    name = fresh_queue("counts")
+    admin.create_queue(name)
+    with amqp.get_queue_sender(name) as sender:
+        sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(3)])
+    with amqp.get_queue_receiver(name, max_wait_time=WAIT) as receiver:
+        messages = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        check(len(messages) == 1, "nothing received")
+        receiver.dead_letter_message(messages[0], reason="Test", error_description="dead-lettered by the check")
+    runtime = admin.get_queue_runtime_properties(name)
+    check(runtime.active_message_count == 2, f"active {runtime.active_message_count!r}")
+    check(runtime.dead_letter_message_count == 1, f"dead letters {runtime.dead_letter_message_count!r}")
+    check(runtime.scheduled_message_count == 0, f"scheduled {runtime.scheduled_message_count!r}")
+    check(runtime.transfer_message_count == 0, f"transfer {runtime.transfer_message_count!r}")
+    check(runtime.total_message_count == 3, f"total {runtime.total_message_count!r}")
+    check(runtime.size_in_bytes > 0, f"size {runtime.size_in_bytes!r}")
+    check(runtime.created_at_utc is not None, "no creation time")
+
+
+def list_queues(admin, _amqp):
+    names = {fresh_queue("list") for _ in range(3)}
+    for name in names:
+        admin.create_queue(name)
+    # Pages of 2 make the client follow the feed's `next` link.
+    listed = {queue.name for queue in admin.list_queues(max_page_size=2)}
+    check(names <= listed, f"missing from the list: {names - listed}")
+    runtime = {queue.name: queue for queue in admin.list_queues_runtime_properties()}
+    check(all(runtime[name].total_message_count == 0 for name in names), "counts in the runtime list")
+
+
+def update_queue(admin, _amqp):
+    name = fresh_queue("update")
+    admin.create_queue(name, max_delivery_count=3)
+    queue = admin.get_queue(name)
+    queue.max_delivery_count = 5
+    queue.lock_duration = datetime.timedelta(seconds=20)
+    admin.update_queue(queue)
+    got = admin.get_queue(name)
+    check(got.max_delivery_count == 5, f"max delivery count {got.max_delivery_count!r}")
+    check(got.lock_duration == datetime.timedelta(seconds=20), f"lock duration {got.lock_duration!r}")
+    missing = admin.get_queue(name)
+    missing.name = fresh_queue("missing")
+    try:
+        admin.update_queue(missing)
+        raise AssertionError("updating a missing queue did not raise ResourceNotFoundError")
+    except ResourceNotFoundError:
+        pass
+
+
+def delete_queue(admin, amqp):
+    name = fresh_queue("delete")
+    admin.create_queue(name)
+    with amqp.get_queue_sender(name) as sender:
+        sender.send_messages(ServiceBusMessage("gone with the queue"))
+    check(queue_exists(admin, name), "the queue does not exist after create")
+    admin.delete_queue(name)
+    check(not queue_exists(admin, name), "the queue exists after delete")
+    try:
+        admin.delete_queue(name)
+        raise AssertionError("deleting it again did not raise ResourceNotFoundError")
+    except ResourceNotFoundError:
+        pass
+
+
+def namespace_properties(admin, _amqp):
+    properties = admin.get_namespace_properties()
+    check(properties.name, f"name {properties.name!r}")
+    check(properties.messaging_sku == "Standard", f"sku {properties.messaging_sku!r}")
+
+
+def sessions_refused(admin, _amqp):
+    try:
+        admin.create_queue(fresh_queue("sessions"), requires_session=True)
+        raise AssertionError("a session queue was created")
+    except HttpResponseError as error:
+        check(error.status_code == 400, f"status {error.status_code}")
+        check("RequiresSession" in str(error), f"message {error}")
+
+
+def wrong_key_refused(admin, _amqp):
+    connection_string = ADMIN_CONNECTION_STRING.replace("SharedAccessKey=SAS_KEY_VALUE", "SharedAccessKey=wrong")
+    with admin_client(connection_string) as wrong:
+        try:
+            wrong.get_queue("any")
+            raise AssertionError("a wrong key was let in")
+        except ClientAuthenticationError:
+            pass
+
+
+CHECKS = [
+    ("create-queue-with-settings", create_queue_with_settings),
+    ("get-queue", get_queue),
+    ("runtime-counts-after-send-and-dead-letter", runtime_counts),
+    ("list-queues-paged", list_queues),
+    ("update-queue", update_queue),
+    ("delete-queue-and-queue-exists", delete_queue),
+    ("namespace-properties", namespace_properties),
+    ("sessions-refused-with-400", sessions_refused),
+    ("wrong-key-refused-with-401", wrong_key_refused),
+]
+
+ADMIN_CONNECTION_STRING = ""
+
+
+def main():
+    global ADMIN_CONNECTION_STRING  # pylint: disable=global-statement
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    amqp_connection_string, ADMIN_CONNECTION_STRING = sys.argv[1], sys.argv[2]
+    wanted = set(sys.argv[3:])
+    passed = failed = 0
+    for name, run in CHECKS:
+        if wanted and name not in wanted:
+            continue
+        started = time.time()
+        try:
+            with admin_client(ADMIN_CONNECTION_STRING) as admin, ServiceBusClient.from_connection_string(
+                amqp_connection_string
+            ) as amqp:
+                run(admin, amqp)
+        except Exception as error:  # pylint: disable=broad-except
+            failed += 1
+            print(f"FAIL {name} ({time.time() - started:.1f}s): {error!r}", flush=True)
+            traceback.print_exc(file=sys.stderr)
+        else:
+            passed += 1
+            print(f"ok   {name} ({time.time() - started:.1f}s)", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
