@@ -16,6 +16,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 pub mod embedded;
+pub mod filter;
 pub mod sas;
 mod select;
 pub mod servicebus;
