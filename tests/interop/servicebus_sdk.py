@@ -9,8 +9,9 @@ then a `N passed, N failed` line, and exits non-zero if any check failed.
 
 The topic checks (TOPIC_CHECKS) run only when named: a broker creates no topic on first use, so
 they need the topic `interop-topic` configured with the subscriptions `all` (the $Default rule),
-`creates` (SQL filter `kind = 'create'`) and `eu` (correlation filter on the property
-`region = 'eu'`), as crates/broker/tests/interop_topics.rs starts the broker.
+`creates` (SQL filter `kind = 'create'`), `eu` (correlation filter on the property
+`region = 'eu'`) and `greetings` (SQL filter `sys.Label = 'hello'`), as
+crates/broker/tests/interop_topics.rs starts the broker.
 """
 
 import datetime
@@ -262,9 +263,13 @@ def topic_fan_out_with_filters(client):
                 ServiceBusMessage("create-us", application_properties={"run": run, "kind": "create", "region": "us"}),
             ]
         )
-        sender.send_messages(ServiceBusMessage("single", application_properties={"run": run, "kind": "other"}))
+        sender.send_messages(
+            ServiceBusMessage("single", subject="hello", application_properties={"run": run, "kind": "other"})
+        )
     got = drain_subscription(client, "all", run)
     check(got == ["create-eu", "create-us", "single", "update-eu"], f"`all` got {got!r}")
+    got = drain_subscription(client, "greetings", run)
+    check(got == ["single"], f"`greetings` got {got!r}")
     got = drain_subscription(client, "creates", run)
     check(got == ["create-eu", "create-us"], f"`creates` got {got!r}")
     got = drain_subscription(client, "eu", run)

@@ -41,8 +41,10 @@
 //!   count), and `$management` on them works as on queues (`schedule-message` and
 //!   `cancel-scheduled-message` on the topic's). A receiver on a topic or a sender to a
 //!   subscription is refused with `amqp:not-allowed`, an unknown subscription with
-//!   `amqp:not-found`. A SAS token for a topic covers its subscriptions. Messages keep no subject,
-//!   to, reply-to or session id for filters to see: filters on them find NULL.
+//!   `amqp:not-found`. A SAS token for a topic covers its subscriptions. Filters see a message's
+//!   id, correlation id, content type, subject, to, reply-to, session id (group id) and
+//!   application properties; the four without a column in the embedded queue are kept in
+//!   reserved application properties (`message.rs`).
 //! - `$coordinator`: AMQP local transactions (declare, transactional posts and dispositions,
 //!   discharge), applied in one embedded-queue commit; sender links may be send-via links (the
 //!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for

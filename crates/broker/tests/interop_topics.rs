@@ -46,6 +46,10 @@ fn interop_topic() -> TopicSettings {
                 )],
                 ..SubscriptionSettings::new("eu")
             },
+            SubscriptionSettings {
+                rules: vec![rule("hello", RuleFilter::Sql("sys.Label = 'hello'".into()))],
+                ..SubscriptionSettings::new("greetings")
+            },
         ],
     }
 }

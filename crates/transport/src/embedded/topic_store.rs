@@ -202,13 +202,12 @@ pub(super) fn fan_out(
     } else {
         message.message_id.clone()
     };
-    let fields = MessageFields {
-        message_id: Some(&message_id),
-        correlation_id: message.correlation_id.as_deref(),
-        content_type: message.content_type.as_deref(),
-        properties: &message.properties,
-        ..MessageFields::default()
-    };
+    let fields = MessageFields::stored(
+        &message_id,
+        message.correlation_id.as_deref(),
+        message.content_type.as_deref(),
+        &message.properties,
+    );
     for subscription in catalog.topics.get(topic).into_iter().flat_map(|subs| subs.values()) {
         if subscription.accepts(&fields) {
             store::insert_copy(conn, &subscription.queue, sequence_number, &message_id, message, now)?;

@@ -21,8 +21,9 @@
 //! is unknown, every comparison with unknown is unknown, `NOT unknown` is unknown, and a message
 //! matches only when the whole filter is true. Application properties are stored as text, so a
 //! comparison with a number or boolean literal reads the property's text as one (`'7' > 5` is
-//! true) and is unknown when it does not parse. A system property the message does not carry
-//! (the embedded queue keeps no subject, to, reply-to or session id) is unknown too.
+//! true) and is unknown when it does not parse. A system property the message does not carry is
+//! unknown too: the embedded queue keeps subject, to, reply-to and session id only for messages
+//! that came through the broker ([`MessageFields::stored`]); the saga's own messages have none.
 //!
 //! # Why the parser is hand-written
 //! No maintained crate parses the Service Bus SQL filter grammar (general SQL parsers such as
@@ -107,6 +108,17 @@ mod pairs {
     }
 }
 
+/// The application property a stored message keeps its subject (label) in, for filters: the
+/// embedded queue has no column for it, and the broker sets it from the AMQP `subject`. Its
+/// prefix is the broker's reserved one, so it is never delivered to a client.
+pub const SUBJECT_PROPERTY: &str = "x-sagahost-amqp-subject";
+/// As [`SUBJECT_PROPERTY`], for the AMQP `to`.
+pub const TO_PROPERTY: &str = "x-sagahost-amqp-to";
+/// As [`SUBJECT_PROPERTY`], for the AMQP `reply-to`.
+pub const REPLY_TO_PROPERTY: &str = "x-sagahost-amqp-reply-to";
+/// As [`SUBJECT_PROPERTY`], for the AMQP `group-id` (Service Bus's session id).
+pub const SESSION_ID_PROPERTY: &str = "x-sagahost-amqp-session-id";
+
 /// The fields of a message a filter can look at. Fields the transport does not carry are `None`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MessageFields<'a> {
@@ -122,6 +134,31 @@ pub struct MessageFields<'a> {
 }
 
 impl<'a> MessageFields<'a> {
+    /// The fields of a message as the embedded queue stores it: the native ones, and the subject,
+    /// to, reply-to and session id from the application properties that keep them
+    /// ([`SUBJECT_PROPERTY`] and its siblings), when the sender had them.
+    pub fn stored(
+        message_id: &'a str,
+        correlation_id: Option<&'a str>,
+        content_type: Option<&'a str>,
+        properties: &'a [(String, String)],
+    ) -> Self {
+        let fields = Self {
+            message_id: Some(message_id),
+            correlation_id,
+            content_type,
+            properties,
+            ..Self::default()
+        };
+        Self {
+            subject: fields.property(SUBJECT_PROPERTY),
+            to: fields.property(TO_PROPERTY),
+            reply_to: fields.property(REPLY_TO_PROPERTY),
+            session_id: fields.property(SESSION_ID_PROPERTY),
+            ..fields
+        }
+    }
+
     /// The value of the application property `name` (case-insensitive), if the message has it.
     fn property(&self, name: &str) -> Option<&'a str> {
         self.properties

@@ -299,3 +299,22 @@ fn rule_filters_read_from_toml_and_json() {
     let json = serde_json::to_string(&correlation).unwrap();
     assert_eq!(serde_json::from_str::<RuleFilter>(&json).unwrap(), correlation);
 }
+
+#[test]
+fn stored_messages_keep_subject_to_reply_to_and_session_id_in_reserved_properties() {
+    let p = props(&[
+        (SUBJECT_PROPERTY, "Create"),
+        (TO_PROPERTY, "mdm"),
+        (REPLY_TO_PROPERTY, "replies"),
+        (SESSION_ID_PROPERTY, "s-1"),
+        ("kind", "contact"),
+    ]);
+    let m = MessageFields::stored("m-1", Some("c-1"), None, &p);
+    assert!(
+        sql("sys.Label = 'Create' AND sys.To = 'mdm' AND sys.ReplyTo = 'replies' AND sys.SessionId = 's-1'")
+            .matches(&m)
+    );
+    assert!(sql("sys.MessageId = 'm-1' AND sys.CorrelationId = 'c-1' AND sys.ContentType IS NULL").matches(&m));
+    let none = props(&[]);
+    assert!(sql("sys.Subject IS NULL").matches(&MessageFields::stored("m", None, None, &none)));
+}
