@@ -316,7 +316,15 @@ impl Outgoing<'_> {
         out.extend(encode(&MessageAnnotations(annotations))?);
 
         let properties = match reserved(self.properties, RESERVED_PROPERTIES) {
-            Some(encoded) => decode_reserved(encoded)?,
+            Some(encoded) => {
+                let mut properties: Properties = decode_reserved(encoded)?;
+                // Sent without one, the message got an id when stored: deliver that id, since
+                // clients track messages by it (the JavaScript SDK's lock renewer fails without).
+                if properties.message_id.is_none() && !self.message_id.is_empty() {
+                    properties.message_id = Some(MessageId::String(self.message_id.to_owned()));
+                }
+                properties
+            }
             None => Properties {
                 message_id: Some(MessageId::String(self.message_id.to_owned())),
                 correlation_id: self.correlation_id.map(|id| MessageId::String(id.to_owned())),
@@ -440,6 +448,33 @@ mod tests {
         assert_eq!(back.properties.unwrap(), properties);
         assert_eq!(back.application_properties.unwrap().0, application);
         assert_eq!(back.value, Some(Value::Long(42)));
+    }
+
+    #[test]
+    fn a_message_sent_without_an_id_is_delivered_with_the_one_it_got_when_stored() {
+        let properties = Properties {
+            subject: Some("hello".into()),
+            ..Properties::default()
+        };
+        let mut encoded = encode(&properties).unwrap();
+        encoded.extend(encode(&Data(Binary::from(b"x".to_vec()))).unwrap());
+        let outgoing = decode(&encoded).unwrap().into_outgoing().unwrap();
+        let view = Outgoing {
+            message_id: "generated",
+            correlation_id: None,
+            content_type: None,
+            properties: &outgoing.properties,
+            body: &outgoing.body,
+            sequence_number: 1,
+            prior_deliveries: 0,
+            enqueued_time: SystemTime::now(),
+            locked_until: None,
+            scheduled_enqueue_time: None,
+            dead_letter: None,
+        };
+        let back = decode(&view.encode().unwrap()).unwrap().properties.unwrap();
+        assert_eq!(back.message_id, Some(MessageId::String("generated".into())));
+        assert_eq!(back.subject.as_deref(), Some("hello"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Topics and subscriptions driven by the official Azure Service Bus SDK for Python
-//! (`azure-servicebus`, in the virtualenv `tests/interop/setup-venv` makes): the topic checks of
-//! `tests/interop/servicebus_sdk.py` against a broker started here, in process, with the topic
-//! those checks expect. (The queue checks run from the host crate's e2e tests against the
-//! `sagahost broker` binary; this runner keeps topics testable without building the host.)
+//! Topics and subscriptions driven by the official Azure Service Bus SDKs: for Python
+//! (`azure-servicebus`, in the virtualenv `tests/interop/setup-venv` makes) and for JavaScript
+//! (`@azure/service-bus`, which `tests/interop/setup-node` installs), each running the topic checks
+//! of its script against a broker started here, in process, with the topic those checks expect.
+//! (The queue checks run from the host crate's e2e tests against the `sagahost broker` binary; this
+//! runner keeps topics testable without building the host.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,29 +59,22 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs a setup script and returns what it printed: the interpreter to use.
-fn set_up(script: &Path) -> String {
+/// Runs a setup script and returns what it printed: the interpreter or directory to use.
+fn set_up(script: &Path, what: &str) -> String {
     let setup = Command::new(script)
         .output()
         .unwrap_or_else(|err| panic!("running {}: {err}", script.display()));
     assert!(
         setup.status.success(),
-        "setting up the Python SDK failed: {}",
+        "setting up the {what} failed: {}",
         String::from_utf8_lossy(&setup.stderr)
     );
     String::from_utf8(setup.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_sdk_sends_to_topics_and_receives_from_subscriptions() {
-    let root = workspace();
-    let python = tokio::task::spawn_blocking({
-        let script = root.join("tests/interop/setup-venv");
-        move || set_up(&script)
-    })
-    .await
-    .unwrap();
-
+/// Runs `program args… CONNECTION_STRING TOPIC_CHECKS…` against a fresh in-process broker with
+/// [`interop_topic`], and asserts that every topic check passed.
+async fn run_topic_checks(program: String, args: Vec<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(&dir.path().join("queue.db"), &[]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -96,10 +90,10 @@ async fn the_official_python_sdk_sends_to_topics_and_receives_from_subscriptions
     let connection_string = format!(
         "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
     );
-    let script = root.join("tests/interop/servicebus_sdk.py");
+    // The client blocks this thread while it runs; the broker serves on the runtime's other one.
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
+        Command::new(program)
+            .args(args)
             .arg(connection_string)
             .args(TOPIC_CHECKS)
             .output()
@@ -122,4 +116,24 @@ async fn the_official_python_sdk_sends_to_topics_and_receives_from_subscriptions
             "{check} did not pass:\n{report}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_sends_to_topics_and_receives_from_subscriptions() {
+    let root = workspace();
+    let script = root.join("tests/interop/setup-venv");
+    let python = tokio::task::spawn_blocking(move || set_up(&script, "Python SDK"))
+        .await
+        .unwrap();
+    run_topic_checks(python, vec![root.join("tests/interop/servicebus_sdk.py")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_javascript_sdk_sends_to_topics_and_receives_from_subscriptions() {
+    let root = workspace();
+    let script = root.join("tests/interop/setup-node");
+    let dir = tokio::task::spawn_blocking(move || set_up(&script, "JavaScript SDK"))
+        .await
+        .unwrap();
+    run_topic_checks("node".to_owned(), vec![Path::new(&dir).join("servicebus_sdk.js")]).await;
 }
