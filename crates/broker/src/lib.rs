@@ -45,6 +45,11 @@
 //!   id, correlation id, content type, subject, to, reply-to, session id (group id) and
 //!   application properties; the four without a column in the embedded queue are kept in
 //!   reserved application properties (`message.rs`).
+//! - `<topic>/Subscriptions/<subscription>/$management` also answers the rule operations of the
+//!   SDKs' AMQP rule managers: `com.microsoft:add-rule` (SQL and correlation filters; SQL rule
+//!   actions are refused with `400`), `com.microsoft:remove-rule` and
+//!   `com.microsoft:enumerate-rules` (`management/rules.rs`). A filter that does not parse is
+//!   refused with `400` and an error naming the character where parsing stopped.
 //! - `$coordinator`: AMQP local transactions (declare, transactional posts and dispositions,
 //!   discharge), applied in one embedded-queue commit; sender links may be send-via links (the
 //!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for

@@ -9,7 +9,8 @@
 // queues on first use), prints one line per check, then a `N passed, N failed` line, and exits
 // non-zero if any check failed. The topic checks (TOPIC_CHECKS) run only when named: they need
 // the topic `interop-topic` configured on the broker as ../servicebus_sdk.py describes and
-// crates/broker/tests/interop_topics.rs starts it.
+// crates/broker/tests/interop_topics.rs starts it, plus a subscription `managed` (with the
+// $Default rule) whose rules the rule-manager check changes over AMQP.
 "use strict";
 
 const crypto = require("node:crypto");
@@ -340,10 +341,61 @@ async function topicScheduleAndSubscriptionLock(client) {
   check(same(got, ["now"]), `\`all\` got ${JSON.stringify(got)}`);
 }
 
+
+/** Collects every rule `listRules` pages through. */
+async function listRules(ruleManager) {
+  const rules = [];
+  for await (const rule of ruleManager.listRules()) rules.push(rule);
+  return rules;
+}
+
+/** Fails unless `promise` rejects; returns the error. */
+async function rejects(promise, what) {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error(`${what} was accepted`);
+}
+
+async function subscriptionRuleManager(client) {
+  const run = freshRun();
+  const rules = client.createRuleManager(TOPIC, "managed");
+  let listed = await listRules(rules);
+  check(
+    listed.length === 1 && listed[0].name === "$Default" && listed[0].filter.sqlExpression === "1=1",
+    `rules ${JSON.stringify(listed)}`,
+  );
+  await rules.deleteRule("$Default");
+  await rules.createRule("gold", { sqlExpression: "tier = 'gold'" });
+  await rules.createRule("corr", { correlationId: "c-7", applicationProperties: { n: 7 } });
+  listed = await listRules(rules);
+  check(same(listed.map((r) => r.name), ["gold", "corr"]), `rule names ${JSON.stringify(listed.map((r) => r.name))}`);
+  check(listed[0].filter.sqlExpression === "tier = 'gold'", `gold filter ${JSON.stringify(listed[0].filter)}`);
+  check(listed[1].filter.correlationId === "c-7", `corr filter ${JSON.stringify(listed[1].filter)}`);
+  await rejects(rules.createRule("gold", { sqlExpression: "1=1" }), "a second rule named gold");
+  const bad = await rejects(rules.createRule("bad", { sqlExpression: "tier = " }), "a filter that does not parse");
+  check(/character/.test(bad.message), `the parse error names no position: ${bad.message}`);
+  await rejects(rules.createRule("act", { sqlExpression: "1=1" }, { sqlExpression: "SET a = 1" }), "a rule action");
+  await rejects(rules.deleteRule("nope"), "deleting a rule that does not exist");
+
+  const sender = client.createSender(TOPIC);
+  await sender.sendMessages([
+    { body: "gold", applicationProperties: { run, tier: "gold" } },
+    { body: "correlated", correlationId: "c-7", applicationProperties: { run, n: 7 } },
+    { body: "neither", correlationId: "c-8", applicationProperties: { run, tier: "silver", n: 7 } },
+  ]);
+  await sender.close();
+  const got = await drainSubscription(client, "managed", run);
+  check(same(got, ["correlated", "gold"]), `\`managed\` got ${JSON.stringify(got)}`);
+}
+
 const TOPIC_CHECKS = [
   ["topic-fan-out-with-filters", topicFanOutWithFilters],
   ["subscription-dead-letter", subscriptionDeadLetter],
   ["topic-schedule-and-subscription-lock", topicScheduleAndSubscriptionLock],
+  ["subscription-rule-manager", subscriptionRuleManager],
 ];
 
 async function main() {
