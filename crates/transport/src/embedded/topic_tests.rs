@@ -471,3 +471,35 @@ async fn opens_and_upgrades_a_version_2_database() {
         .unwrap();
     assert_eq!(version, 3);
 }
+
+#[test]
+fn topic_settings_read_from_config() {
+    let json = r#"{
+        "name": "contacts",
+        "subscriptions": [
+            { "name": "mdm", "lock-duration-ms": 5000, "max-delivery-count": 3 },
+            { "name": "erp", "default-ttl-ms": 60000,
+              "rules": [ { "name": "creates", "filter": { "sql": "MessageName = 'Create'" } },
+                         { "name": "all", "filter": "true" } ] }
+        ]
+    }"#;
+    let topic: TopicSettings = serde_json::from_str(json).unwrap();
+    assert_eq!(topic.subscriptions[0].lock_duration, Duration::from_secs(5));
+    assert_eq!(topic.subscriptions[0].max_delivery_count, 3);
+    assert!(
+        topic.subscriptions[0].rules.is_empty(),
+        "no rules: $Default when created"
+    );
+    assert_eq!(topic.subscriptions[1].default_ttl, Some(Duration::from_secs(60)));
+    assert_eq!(
+        topic.subscriptions[1].rules,
+        vec![
+            sql_rule("creates", "MessageName = 'Create'"),
+            Rule {
+                name: "all".into(),
+                filter: RuleFilter::True
+            }
+        ]
+    );
+    assert!(serde_json::from_str::<TopicSettings>(r#"{"name":"t","other":1}"#).is_err());
+}

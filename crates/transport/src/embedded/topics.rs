@@ -261,7 +261,7 @@ fn listed(entry: &SubscriptionEntry) -> SubscriptionSettings {
 }
 
 fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    if name.is_empty() || name.starts_with('$') || name.contains('$') || name.contains(SUBSCRIPTIONS_SEGMENT) {
+    if name.is_empty() || name.contains('$') || name.contains(SUBSCRIPTIONS_SEGMENT) {
         return Err(TopicError::Invalid(format!(
             "`{name}` is not a topic name: it must be non-empty, without `$` and without `{SUBSCRIPTIONS_SEGMENT}`"
         )));
