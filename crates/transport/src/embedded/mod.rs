@@ -264,6 +264,15 @@ impl EmbeddedQueue {
             store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
         let catalog = topic_store::load(&conn)
             .with_context(|| format!("reading the topics of the queue database {}", path.display()))?;
+        if let Some(clash) = settings
+            .keys()
+            .find(|name| catalog.topics.contains_key(*name) || catalog.paths.contains_key(*name))
+        {
+            bail!(
+                "queue `{clash}` is configured, but {} has a topic or subscription of that name: rename the queue",
+                path.display()
+            );
+        }
         let arrivals = settings
             .keys()
             .chain(catalog.paths.keys())

@@ -20,8 +20,8 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
 /// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
-/// milliseconds since the Unix epoch. `queues` keeps each queue's (and topic's) last sequence number, so numbers
-/// keep increasing after the newest message is completed and deleted.
+/// milliseconds since the Unix epoch. `queues` keeps each queue's (and each topic's) last sequence
+/// number, so numbers keep increasing after the newest message is completed and deleted.
 ///
 /// `body` is the last column on purpose: SQLite stores a row's columns in order and spills what
 /// does not fit a page into a chain of overflow pages, so every column after a large body could

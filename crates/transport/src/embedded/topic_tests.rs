@@ -402,6 +402,11 @@ async fn names_keep_queues_topics_and_subscriptions_apart() {
     ));
     assert!(q.has_subscription_path(MDM));
     assert!(!q.has_queue(MDM), "a subscription is not listed as a queue");
+    drop(q);
+    let clash = EmbeddedQueue::open(&dir.path().join("queue.db"), &[QueueSettings::new("contacts")])
+        .err()
+        .expect("a configured queue named like a stored topic is refused");
+    assert!(format!("{clash:#}").contains("rename the queue"), "{clash:#}");
 }
 
 #[tokio::test]
