@@ -27,8 +27,9 @@ use crate::saga::state::SagaState;
 
 /// Dead letters taken under a lock per receive in a walk.
 const WALK_BATCH: usize = 100;
-/// How long a walk waits for more dead letters before it calls the queue done.
-const WALK_WAIT: Duration = Duration::from_millis(500);
+/// How long a walk waits for more dead letters before it calls the queue done. Generous: on
+/// Service Bus a dead letter another client just gave back may take a moment to be offered again.
+const WALK_WAIT: Duration = Duration::from_secs(2);
 /// Dead letters peeked per page while listing.
 const PEEK_PAGE: usize = 250;
 

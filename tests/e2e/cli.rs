@@ -5,6 +5,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
+use sagahost_transport::{OutgoingMessage, Output as QueueOutput, Transport};
+
 use crate::support;
 
 fn sagahost(args: &[&std::ffi::OsStr]) -> Output {
@@ -425,4 +428,99 @@ fn run_refuses_an_empty_webhook_key_and_a_short_admin_token_naming_the_file_and_
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "the error quotes the token: {stderr}");
+}
+
+/// `sagahost broker --http-listen … --topics …` serves the entity-management API beside AMQP:
+/// queues are listed, a request without a token is refused, and the configured topic fans out to
+/// its subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_serves_entity_management_and_configured_topics() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let topics = dir.path().join("topics.toml");
+    std::fs::write(
+        &topics,
+        "[[topics]]\nname = \"contacts\"\n[[topics.subscriptions]]\nname = \"mdm\"\n",
+    )
+    .unwrap();
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--topics",
+        ])
+        .arg(&topics)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(broker.stdout.take().unwrap()).lines();
+    let amqp = lines.next().unwrap().unwrap();
+    assert!(amqp.starts_with("sagahost broker listening on "), "{amqp}");
+    let http = lines.next().unwrap().unwrap();
+    let base = http
+        .strip_prefix("sagahost broker entity management on ")
+        .unwrap_or_else(|| panic!("{http}"))
+        .to_owned();
+
+    let client = reqwest::Client::new();
+    let refused = client.get(format!("{base}/contacts")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let host = base.trim_start_matches("http://");
+    let token = sagahost_transport::sas::sas_token(
+        &format!("sb://{host}/"),
+        "RootManageSharedAccessKey",
+        "SAS_KEY_VALUE",
+        expiry,
+    );
+    let queues = client
+        .get(format!("{base}/$Resources/queues?api-version=2021-05"))
+        .header("Authorization", token)
+        .send()
+        .await
+        .unwrap();
+    let status = queues.status();
+    let body = queues.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<feed"), "{body}");
+
+    // The configured topic fans out to its subscription over AMQP.
+    let address = amqp.rsplit(' ').next().unwrap();
+    let connection_string = format!(
+        "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+    );
+    let transport = ServiceBusTransport::connect(&connection_string, ServiceBusOptions::default())
+        .await
+        .unwrap();
+    let message = OutgoingMessage {
+        message_id: "m-1".into(),
+        body: b"hello".to_vec(),
+        ..OutgoingMessage::default()
+    };
+    transport
+        .send(vec![QueueOutput {
+            queue: "contacts".into(),
+            message,
+        }])
+        .await
+        .unwrap();
+    let received = transport
+        .receive("contacts/Subscriptions/mdm", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    transport.close().await;
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].message_id, "m-1");
 }

@@ -3,9 +3,15 @@
 
 Usage: servicebus_sdk.py CONNECTION_STRING [CHECK ...]
 
-Runs every check (or the named ones) against the broker the connection string points at, each on
-a queue of its own (the broker creates queues on first use), prints one line per check, then a
-`N passed, N failed` line, and exits non-zero if any check failed.
+Runs every queue check (or the named checks) against the broker the connection string points at,
+each on a queue of its own (the broker creates queues on first use), prints one line per check,
+then a `N passed, N failed` line, and exits non-zero if any check failed.
+
+The topic checks (TOPIC_CHECKS) run only when named: a broker creates no topic on first use, so
+they need the topic `interop-topic` configured with the subscriptions `all` (the $Default rule),
+`creates` (SQL filter `kind = 'create'`), `eu` (correlation filter on the property
+`region = 'eu'`) and `greetings` (SQL filter `sys.Label = 'hello'`), as
+crates/broker/tests/interop_topics.rs starts the broker.
 """
 
 import datetime
@@ -226,6 +232,117 @@ CHECKS = [
 ]
 
 
+TOPIC = "interop-topic"
+
+
+def text_properties(msg):
+    """A received message's application properties with bytes keys and values decoded."""
+    decode = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    return {decode(k): decode(v) for k, v in (msg.application_properties or {}).items()}
+
+
+def drain_subscription(client, subscription, run, sub_queue=None):
+    """Receives and completes every message now in a subscription (or its dead-letter queue);
+    returns the sorted bodies of those sent by this run."""
+    got = []
+    with client.get_subscription_receiver(TOPIC, subscription, sub_queue=sub_queue, max_wait_time=2) as receiver:
+        while True:
+            batch = receiver.receive_messages(max_message_count=10, max_wait_time=2)
+            if not batch:
+                return sorted(got)
+            for msg in batch:
+                if text_properties(msg).get("run") == run:
+                    got.append(str(msg))
+                receiver.complete_message(msg)
+
+
+def topic_fan_out_with_filters(client):
+    run = uuid.uuid4().hex
+    with client.get_topic_sender(TOPIC) as sender:
+        sender.send_messages(
+            [
+                ServiceBusMessage("create-eu", application_properties={"run": run, "kind": "create", "region": "eu"}),
+                ServiceBusMessage("update-eu", application_properties={"run": run, "kind": "update", "region": "eu"}),
+                ServiceBusMessage("create-us", application_properties={"run": run, "kind": "create", "region": "us"}),
+            ]
+        )
+        sender.send_messages(
+            ServiceBusMessage("single", subject="hello", application_properties={"run": run, "kind": "other"})
+        )
+    got = drain_subscription(client, "all", run)
+    check(got == ["create-eu", "create-us", "single", "update-eu"], f"`all` got {got!r}")
+    got = drain_subscription(client, "greetings", run)
+    check(got == ["single"], f"`greetings` got {got!r}")
+    got = drain_subscription(client, "creates", run)
+    check(got == ["create-eu", "create-us"], f"`creates` got {got!r}")
+    got = drain_subscription(client, "eu", run)
+    check(got == ["create-eu", "update-eu"], f"`eu` got {got!r}")
+
+
+def subscription_dead_letter(client):
+    run = uuid.uuid4().hex
+    with client.get_topic_sender(TOPIC) as sender:
+        sender.send_messages(ServiceBusMessage("poison", application_properties={"run": run, "kind": "create"}))
+    with client.get_subscription_receiver(TOPIC, "creates", max_wait_time=WAIT) as receiver:
+        messages = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        check(len(messages) == 1 and str(messages[0]) == "poison", f"received {[str(m) for m in messages]!r}")
+        receiver.dead_letter_message(messages[0], reason="BadInput", error_description="could not parse")
+        check(receiver.receive_messages(max_message_count=1, max_wait_time=1) == [], "still in the subscription")
+    with client.get_subscription_receiver(
+        TOPIC, "creates", sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=WAIT
+    ) as dlq:
+        letters = dlq.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        check(len(letters) == 1, "nothing in the subscription's dead-letter queue")
+        letter = letters[0]
+        check(str(letter) == "poison", f"body {str(letter)!r}")
+        check(letter.dead_letter_reason == "BadInput", f"reason {letter.dead_letter_reason!r}")
+        check(
+            letter.dead_letter_error_description == "could not parse",
+            f"description {letter.dead_letter_error_description!r}",
+        )
+        dlq.complete_message(letter)
+        check(dlq.receive_messages(max_message_count=1, max_wait_time=1) == [], "the dead letter came back")
+    # The other subscriptions' copies are their own.
+    got = drain_subscription(client, "all", run)
+    check(got == ["poison"], f"`all` got {got!r}")
+    check(drain_subscription(client, "all", run, ServiceBusSubQueue.DEAD_LETTER) == [], "`all` dead-lettered too")
+
+
+def topic_schedule_and_subscription_lock(client):
+    run = uuid.uuid4().hex
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
+    props = {"run": run, "kind": "create"}
+    with client.get_topic_sender(TOPIC) as sender:
+        numbers = sender.schedule_messages(ServiceBusMessage("later", application_properties=props), at)
+        check(len(numbers) == 1, f"sequence numbers {numbers!r}")
+        with client.get_subscription_receiver(TOPIC, "creates", max_wait_time=1) as receiver:
+            peeked = receiver.peek_messages(max_message_count=10, sequence_number=numbers[0])
+            mine = [m for m in peeked if text_properties(m).get("run") == run]
+            check([str(m) for m in mine] == ["later"], f"peeked {[str(m) for m in mine]!r}")
+            check(mine[0].scheduled_enqueue_time_utc is not None, "no scheduled time on the peeked copy")
+        sender.cancel_scheduled_messages(numbers)
+        with client.get_subscription_receiver(TOPIC, "all", max_wait_time=1) as receiver:
+            peeked = receiver.peek_messages(max_message_count=10, sequence_number=numbers[0])
+            check(all(text_properties(m).get("run") != run for m in peeked), "a cancelled copy is still there")
+        sender.send_messages(ServiceBusMessage("now", application_properties=props))
+    with client.get_subscription_receiver(TOPIC, "creates", max_wait_time=WAIT) as receiver:
+        messages = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        check(len(messages) == 1 and str(messages[0]) == "now", f"received {[str(m) for m in messages]!r}")
+        before = messages[0].locked_until_utc
+        time.sleep(1.1)
+        after = receiver.renew_message_lock(messages[0])
+        check(after > before, f"locked until {before} then {after}")
+        receiver.complete_message(messages[0])
+    check(drain_subscription(client, "all", run) == ["now"], "`all` has its copy")
+
+
+TOPIC_CHECKS = [
+    ("topic-fan-out-with-filters", topic_fan_out_with_filters),
+    ("subscription-dead-letter", subscription_dead_letter),
+    ("topic-schedule-and-subscription-lock", topic_schedule_and_subscription_lock),
+]
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -233,8 +350,13 @@ def main():
     connection_string = sys.argv[1]
     wanted = set(sys.argv[2:])
     passed = failed = 0
-    for name, run in CHECKS:
-        if wanted and name not in wanted:
+    unknown = wanted - {name for name, _ in CHECKS + TOPIC_CHECKS}
+    if unknown:
+        print(f"unknown checks: {sorted(unknown)}", file=sys.stderr)
+        return 2
+    for name, run in CHECKS + TOPIC_CHECKS:
+        # Topic checks need topics configured on the broker: they run only when named.
+        if (wanted and name not in wanted) or (not wanted and (name, run) in TOPIC_CHECKS):
             continue
         started = time.time()
         try:

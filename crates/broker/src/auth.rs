@@ -16,8 +16,9 @@
 //! - SASL `PLAIN` with the key name as user name and the key as password (as Service Bus allows
 //!   for JMS clients) grants the whole namespace; other credentials fail SASL.
 //!
-//! A link to an entity (a queue, its dead-letter queue, their `$management` nodes, a send-via
-//! link's via and destination queues) attaches only when a grant covers the entity at that
+//! A link to an entity (a queue, a topic, a subscription (`<topic>/Subscriptions/<name>`, covered
+//! by a token for its topic), their dead-letter queues and `$management` nodes, a send-via link's
+//! via and destination entities) attaches only when a grant covers the entity at that
 //! moment; otherwise it is detached with `amqp:unauthorized-access`. A key is all-or-nothing:
 //! there are no Send / Listen / Manage claims.
 
@@ -223,6 +224,9 @@ mod tests {
         grants.add("sb://127.0.0.1:5672/Orders", 100, 0);
         assert!(grants.allows("orders", 99));
         assert!(grants.allows("orders/$DeadLetterQueue", 99));
+        // A topic's token covers its subscriptions, their dead-letter queues and management nodes.
+        assert!(grants.allows("orders/Subscriptions/mdm", 99));
+        assert!(grants.allows("orders/Subscriptions/mdm/$DeadLetterQueue/$management", 99));
         assert!(!grants.allows("orders", 100), "expired");
         assert!(!grants.allows("orders2", 99), "a name that only starts alike");
         assert!(!grants.allows("payments", 99));

@@ -4,8 +4,10 @@
 //!
 //! # What it owns
 //! The listening socket and every client connection on it; the mapping of Service Bus entities to
-//! embedded queues (a queue exists from the first time any client names it, with the settings of
-//! [`BrokerConfig`]); and the translation between AMQP messages and the queue's records
+//! embedded queues (`addresses.rs`: a queue exists from the first time any client names it, with
+//! the settings of [`BrokerConfig`]; topics and their subscriptions exist when configured in
+//! [`BrokerConfig::topics`] or created at run time through the embedded queue's topic API); and
+//! the translation between AMQP messages and the queue's records
 //! (`message.rs`). Durability, locks, delivery counts, scheduling and dead-lettering are the
 //! embedded queue's: the broker only speaks the protocol.
 //!
@@ -40,7 +42,7 @@
 //!   by default the Service Bus emulator's) is answered `202 Accepted` and authorizes the entities
 //!   its `sr` covers; any other token is answered `401`. A link to an entity no valid token covers
 //!   is detached with `amqp:unauthorized-access` (`auth.rs`).
-//! - `<queue>/$management` and `<queue>/$DeadLetterQueue/$management`: `com.microsoft:renew-lock`,
+//! - `<entity>/$management` and `<entity>/$DeadLetterQueue/$management` (queues and subscriptions): `com.microsoft:renew-lock`,
 //!   `schedule-message`, `cancel-scheduled-message`, `peek-message` and `update-disposition`, with
 //!   `statusCode` / `statusDescription` (and `errorCondition` on failure) in the reply's
 //!   application properties (`management.rs`). Locks are shared by all connections, so a client
@@ -55,6 +57,23 @@
 //!   `x-opt-scheduled-enqueue-time`, and batches (message format `0x80013700`, one encoded message
 //!   per `data` section) are unpacked.
 //! - `<queue>/$DeadLetterQueue` can be received from, under a lock like the queue itself.
+//! - Topics: a sender may attach to a topic; each message is copied to every subscription one of
+//!   whose rules matches it (true, false, correlation and SQL filters, see
+//!   `sagahost_transport::filter`) and dropped when none does. Receivers attach to
+//!   `<topic>/Subscriptions/<subscription>` and its `/$DeadLetterQueue`, which behave as a queue
+//!   and its dead-letter queue do (each subscription with its own lock duration and max delivery
+//!   count), and `$management` on them works as on queues (`schedule-message` and
+//!   `cancel-scheduled-message` on the topic's). A receiver on a topic or a sender to a
+//!   subscription is refused with `amqp:not-allowed`, an unknown subscription with
+//!   `amqp:not-found`. A SAS token for a topic covers its subscriptions. Filters see a message's
+//!   id, correlation id, content type, subject, to, reply-to, session id (group id) and
+//!   application properties; the four without a column in the embedded queue are kept in
+//!   reserved application properties (`message.rs`).
+//! - `<topic>/Subscriptions/<subscription>/$management` also answers the rule operations of the
+//!   SDKs' AMQP rule managers: `com.microsoft:add-rule` (SQL and correlation filters; SQL rule
+//!   actions are refused with `400`), `com.microsoft:remove-rule` and
+//!   `com.microsoft:enumerate-rules` (`management/rules.rs`). A filter that does not parse is
+//!   refused with `400` and an error naming the character where parsing stopped.
 //! - `$coordinator`: AMQP local transactions (declare, transactional posts and dispositions,
 //!   discharge), applied in one embedded-queue commit; sender links may be send-via links (the
 //!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for
@@ -90,6 +109,7 @@
 //! the broker's own (the `connection/` module); fe2o3-amqp still provides the
 //! performative and message types, their codec (`serde_amqp`) and the frame decoder.
 
+mod addresses;
 mod auth;
 mod connection;
 mod entities;
@@ -100,7 +120,8 @@ mod transactions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+use anyhow::Context;
+use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings, TopicSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -131,6 +152,10 @@ pub struct BrokerConfig {
     pub key: SharedAccessKey,
     /// The largest message a client may send, advertised on every link (16 MiB).
     pub max_message_size: u64,
+    /// Topics with their subscriptions and rules, created (where missing) when the broker starts.
+    /// Unlike queues, a topic is never created on first use: its name does not say it is one.
+    /// More can be created at run time with [`EmbeddedQueue::ensure_topic`] and its siblings.
+    pub topics: Vec<TopicSettings>,
 }
 
 impl Default for BrokerConfig {
@@ -142,6 +167,7 @@ impl Default for BrokerConfig {
             handshake_timeout: Duration::from_secs(10),
             key: SharedAccessKey::default(),
             max_message_size: 16 * 1024 * 1024,
+            topics: Vec::new(),
         }
     }
 }
@@ -180,6 +206,12 @@ pub async fn serve_with(
     config: BrokerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for topic in &config.topics {
+        queue
+            .ensure_topic(topic.clone())
+            .await
+            .with_context(|| format!("creating topic `{}` from the broker config", topic.name))?;
+    }
     let config = Arc::new(config);
     let locks = Arc::new(Locks::default());
     let mut connections = tokio::task::JoinSet::new();

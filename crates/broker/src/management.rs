@@ -1,5 +1,6 @@
 //! The request/response nodes: `<entity>/$management` (the Service Bus operations the broker
-//! supports) here, and `$cbs` (claims-based security, answered in `auth.rs`).
+//! supports) here, with a subscription's rule operations in `management/rules.rs`, and `$cbs`
+//! (claims-based security, answered in `auth.rs`).
 //!
 //! A request is an AMQP message whose `operation` application property names the operation, whose
 //! `message-id` the reply echoes as `correlation-id`, and whose body is an `amqp-value` map. The
@@ -18,6 +19,8 @@ use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, Transpo
 
 use super::message::{self, Incoming, Outgoing};
 use uuid::Uuid;
+
+mod rules;
 
 /// The locks of messages the broker delivered under peek-lock and no client has settled yet, by
 /// lock token, shared by every connection: Service Bus lets any authorized client renew or settle
@@ -101,8 +104,8 @@ fn bad_request(what: impl Into<String>) -> Failure {
     Failure(400, BAD_REQUEST, what.into())
 }
 
-/// Answers one request to the management node of queue `name` (or of its dead-letter queue);
-/// returns the encoded reply message.
+/// Answers one request to the management node of entity `name` (a queue, topic or subscription,
+/// or its dead-letter queue); returns the encoded reply message.
 pub async fn handle(
     queue: &EmbeddedQueue,
     locks: &Locks,
@@ -135,6 +138,9 @@ pub async fn handle(
         "com.microsoft:cancel-scheduled-message" => cancel_scheduled(queue, name, &body).await,
         "com.microsoft:peek-message" => peek(queue, name, dead_letter, &body).await,
         "com.microsoft:update-disposition" => update_disposition(queue, locks, &body).await,
+        "com.microsoft:add-rule" => rules::add(queue, name, &body).await,
+        "com.microsoft:remove-rule" => rules::remove(queue, name, &body).await,
+        "com.microsoft:enumerate-rules" => rules::enumerate(queue, name, &body),
         other => Err(Failure(
             501,
             NOT_IMPLEMENTED,

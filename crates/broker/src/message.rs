@@ -22,6 +22,7 @@ use fe2o3_amqp_types::transaction::{Declare, Discharge};
 use serde::Serialize;
 
 use sagahost_transport::OutgoingMessage;
+use sagahost_transport::filter::{REPLY_TO_PROPERTY, SESSION_ID_PROPERTY, SUBJECT_PROPERTY, TO_PROPERTY};
 use sagahost_transport::servicebus::dialect::{
     DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, ENQUEUED_TIME, LOCKED_UNTIL,
     SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, message_id_text, property_text,
@@ -207,6 +208,18 @@ impl Incoming {
                 content_type: properties.content_type.clone(),
                 ..Properties::default()
             };
+            // Kept as text too, for subscription filters (`sys.Label`, `sys.To`, ...) to read.
+            let carried = [
+                (SUBJECT_PROPERTY, properties.subject.as_deref()),
+                (TO_PROPERTY, properties.to.as_deref()),
+                (REPLY_TO_PROPERTY, properties.reply_to.as_deref()),
+                (SESSION_ID_PROPERTY, properties.group_id.as_deref()),
+            ];
+            for (name, value) in carried {
+                if let Some(value) = value {
+                    reserved.push((name.to_owned(), value.to_owned()));
+                }
+            }
             let plain_ids = [&properties.message_id, &properties.correlation_id]
                 .iter()
                 .all(|id| matches!(id, None | Some(MessageId::String(_))));
@@ -303,7 +316,15 @@ impl Outgoing<'_> {
         out.extend(encode(&MessageAnnotations(annotations))?);
 
         let properties = match reserved(self.properties, RESERVED_PROPERTIES) {
-            Some(encoded) => decode_reserved(encoded)?,
+            Some(encoded) => {
+                let mut properties: Properties = decode_reserved(encoded)?;
+                // Sent without one, the message got an id when stored: deliver that id, since
+                // clients track messages by it (the JavaScript SDK's lock renewer fails without).
+                if properties.message_id.is_none() && !self.message_id.is_empty() {
+                    properties.message_id = Some(MessageId::String(self.message_id.to_owned()));
+                }
+                properties
+            }
             None => Properties {
                 message_id: Some(MessageId::String(self.message_id.to_owned())),
                 correlation_id: self.correlation_id.map(|id| MessageId::String(id.to_owned())),
@@ -427,5 +448,80 @@ mod tests {
         assert_eq!(back.properties.unwrap(), properties);
         assert_eq!(back.application_properties.unwrap().0, application);
         assert_eq!(back.value, Some(Value::Long(42)));
+    }
+
+    #[test]
+    fn a_message_sent_without_an_id_is_delivered_with_the_one_it_got_when_stored() {
+        let properties = Properties {
+            subject: Some("hello".into()),
+            ..Properties::default()
+        };
+        let mut encoded = encode(&properties).unwrap();
+        encoded.extend(encode(&Data(Binary::from(b"x".to_vec()))).unwrap());
+        let outgoing = decode(&encoded).unwrap().into_outgoing().unwrap();
+        let view = Outgoing {
+            message_id: "generated",
+            correlation_id: None,
+            content_type: None,
+            properties: &outgoing.properties,
+            body: &outgoing.body,
+            sequence_number: 1,
+            prior_deliveries: 0,
+            enqueued_time: SystemTime::now(),
+            locked_until: None,
+            scheduled_enqueue_time: None,
+            dead_letter: None,
+        };
+        let back = decode(&view.encode().unwrap()).unwrap().properties.unwrap();
+        assert_eq!(back.message_id, Some(MessageId::String("generated".into())));
+        assert_eq!(back.subject.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn subject_to_reply_to_and_session_id_are_kept_for_filters_and_never_delivered() {
+        use sagahost_transport::filter::MessageFields;
+        for name in [SUBJECT_PROPERTY, TO_PROPERTY, REPLY_TO_PROPERTY, SESSION_ID_PROPERTY] {
+            assert!(name.starts_with(RESERVED_PREFIX), "{name} is stripped on delivery");
+        }
+        let properties = Properties {
+            message_id: Some(MessageId::String("m".into())),
+            subject: Some("Create".into()),
+            to: Some("mdm".into()),
+            reply_to: Some("replies".into()),
+            group_id: Some("session-1".into()),
+            ..Properties::default()
+        };
+        let mut application = OrderedMap::new();
+        application.insert("kind".to_owned(), SimpleValue::String("contact".into()));
+        let mut encoded = encode(&properties).unwrap();
+        encoded.extend(encode(&ApplicationProperties(application.clone())).unwrap());
+        encoded.extend(encode(&Data(Binary::from(b"x".to_vec()))).unwrap());
+        let outgoing = decode(&encoded).unwrap().into_outgoing().unwrap();
+        let fields = MessageFields::stored(&outgoing.message_id, None, None, &outgoing.properties);
+        assert_eq!(fields.subject, Some("Create"));
+        assert_eq!(fields.to, Some("mdm"));
+        assert_eq!(fields.reply_to, Some("replies"));
+        assert_eq!(fields.session_id, Some("session-1"));
+
+        let view = Outgoing {
+            message_id: &outgoing.message_id,
+            correlation_id: None,
+            content_type: None,
+            properties: &outgoing.properties,
+            body: &outgoing.body,
+            sequence_number: 1,
+            prior_deliveries: 0,
+            enqueued_time: SystemTime::now(),
+            locked_until: None,
+            scheduled_enqueue_time: None,
+            dead_letter: None,
+        };
+        let back = decode(&view.encode().unwrap()).unwrap();
+        assert_eq!(back.properties.unwrap(), properties);
+        assert_eq!(
+            back.application_properties.unwrap().0,
+            application,
+            "nothing reserved shows"
+        );
     }
 }

@@ -606,6 +606,39 @@ async fn prefetch_keeps_credit_out_between_receives() {
 }
 
 #[tokio::test]
+async fn closing_gives_back_what_was_prefetched_at_once() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let options = ServiceBusOptions {
+        prefetch: 20,
+        ..ServiceBusOptions::default()
+    };
+    let first = ServiceBusTransport::connect(&broker.connection_string(), options)
+        .await
+        .unwrap();
+    let outputs: Vec<Output> = (0..5).map(|i| output("q", &format!("p{i}"))).collect();
+    first.send(outputs).await.unwrap();
+    let taken = first.receive("q", 1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    // Let the rest arrive in the prefetch buffer, then close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.close().await;
+
+    // Long before the 30 s locks would run out, the four buffered messages are free again.
+    let second = broker.client().await;
+    let mut ids = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ids.len() < 4 && Instant::now() < deadline {
+        for message in second.receive("q", 10, Duration::from_millis(500)).await.unwrap() {
+            ids.insert(message.message_id.clone());
+            second.settle(&message, Settlement::Complete, vec![]).await.unwrap();
+        }
+    }
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(!ids.contains(&taken[0].message_id));
+    second.close().await;
+}
+
+#[tokio::test]
 async fn a_cancelled_receive_gives_its_messages_back() {
     let broker = Broker::start(Duration::from_secs(30)).await;
     let transport = broker.client().await;

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 pub mod dead_letters;
 pub mod embedded;
+pub mod filter;
 pub mod sas;
 mod select;
 pub mod servicebus;

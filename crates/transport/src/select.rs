@@ -24,6 +24,14 @@ impl HostTransport {
         }
     }
 
+    /// Closes the transport politely: on Service Bus, settlements already sent reach the broker
+    /// before the connection ends. Short-lived commands call it before they exit.
+    pub async fn close(&self) {
+        if let Self::ServiceBus(t) = self {
+            t.close().await;
+        }
+    }
+
     /// Asks the transport something about `queue` and waits for the answer: a query of the
     /// embedded queue's database, a peek on Service Bus. Readiness checks call it.
     pub async fn round_trip(&self, queue: &str) -> Result<(), TransportError> {

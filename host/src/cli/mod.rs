@@ -93,30 +93,7 @@ pub enum Command {
         command: queue::DeadLetterCommand,
     },
     /// Serve an embedded queue over AMQP 1.0 in the Azure Service Bus dialect (for SDKs and tests).
-    Broker {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:5672")]
-        listen: String,
-        /// Directory for the queue's data.
-        #[arg(long)]
-        data: PathBuf,
-        /// Lock duration of queues, in milliseconds.
-        #[arg(long, default_value_t = 30_000)]
-        lock_duration_ms: u64,
-        /// Name of the shared access key clients must sign their SAS tokens with
-        /// (`SharedAccessKeyName` in their connection string).
-        #[arg(long, env = "SAGAHOST_BROKER_SAS_KEY_NAME", default_value = SharedAccessKey::EMULATOR_NAME)]
-        sas_key_name: String,
-        /// The shared access key (`SharedAccessKey`); the default is the Service Bus emulator's
-        /// public one. Prefer the environment variable: arguments show in the process list.
-        #[arg(
-            long,
-            env = "SAGAHOST_BROKER_SAS_KEY",
-            default_value = SharedAccessKey::EMULATOR_KEY,
-            hide_env_values = true
-        )]
-        sas_key: String,
-    },
+    Broker(BrokerArgs),
     /// Show a running host's partners: version, state, counters, canary (through its admin API).
     Partners {
         #[command(flatten)]
@@ -189,24 +166,48 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             files,
         } => tokio_runtime()?.block_on(queue::send(&config, &queue, &files, content_type.as_deref())),
         Command::DeadLetters { config, command } => tokio_runtime()?.block_on(queue::dead_letters(&config, command)),
-        Command::Broker {
-            listen,
-            data,
-            lock_duration_ms,
-            sas_key_name,
-            sas_key,
-        } => {
-            let key = SharedAccessKey {
-                name: sas_key_name,
-                key: sas_key,
-            };
-            tokio_runtime()?.block_on(broker(&listen, &data, lock_duration_ms, key))
-        }
+        Command::Broker(args) => tokio_runtime()?.block_on(broker(args)),
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
     }
+}
+
+/// `sagahost broker` options.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5672")]
+    listen: String,
+    /// Also serve Service Bus's entity-management HTTP API (queues, topics, subscriptions,
+    /// rules and their message counts, for `ServiceBusAdministrationClient` and KEDA) on this
+    /// address, e.g. 127.0.0.1:5300.
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// A TOML file of topics to serve: `[[topics]] name = "contacts"` with
+    /// `[[topics.subscriptions]] name = "mdm"` and optional `rules`.
+    #[arg(long)]
+    topics: Option<PathBuf>,
+    /// Directory for the queue's data.
+    #[arg(long)]
+    data: PathBuf,
+    /// Lock duration of queues, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    lock_duration_ms: u64,
+    /// Name of the shared access key clients must sign their SAS tokens with
+    /// (`SharedAccessKeyName` in their connection string).
+    #[arg(long, env = "SAGAHOST_BROKER_SAS_KEY_NAME", default_value = SharedAccessKey::EMULATOR_NAME)]
+    sas_key_name: String,
+    /// The shared access key (`SharedAccessKey`); the default is the Service Bus emulator's
+    /// public one. Prefer the environment variable: arguments show in the process list.
+    #[arg(
+        long,
+        env = "SAGAHOST_BROKER_SAS_KEY",
+        default_value = SharedAccessKey::EMULATOR_KEY,
+        hide_env_values = true
+    )]
+    sas_key: String,
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -240,20 +241,49 @@ async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn broker(
-    listen: &str,
-    data: &std::path::Path,
-    lock_duration_ms: u64,
-    key: SharedAccessKey,
-) -> anyhow::Result<ExitCode> {
+async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     use sagahost_broker::{self as broker, BrokerConfig};
-    use sagahost_transport::embedded::EmbeddedQueue;
+    use sagahost_transport::embedded::{EmbeddedQueue, TopicSettings};
 
+    /// The `--topics` file.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TopicsFile {
+        #[serde(default)]
+        topics: Vec<TopicSettings>,
+    }
+
+    let data = &args.data;
+    let key = SharedAccessKey {
+        name: args.sas_key_name,
+        key: args.sas_key,
+    };
+    if key.name.is_empty() || key.key.is_empty() {
+        anyhow::bail!("--sas-key-name and --sas-key must not be empty");
+    }
+    let topics = match &args.topics {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("--topics: reading {}", path.display()))?;
+            toml::from_str::<TopicsFile>(&text)
+                .with_context(|| format!("--topics: {}", path.display()))?
+                .topics
+        }
+        None => Vec::new(),
+    };
     std::fs::create_dir_all(data).with_context(|| format!("--data: creating {}", data.display()))?;
     let queue = EmbeddedQueue::open(&data.join("broker.sqlite3"), &[])?;
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("--listen: cannot listen on {listen}"))?;
+        .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
+    let http = match &args.http_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("--http-listen: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -261,9 +291,6 @@ async fn broker(
         stop.cancel();
     });
     let address = listener.local_addr()?;
-    if key.name.is_empty() || key.key.is_empty() {
-        anyhow::bail!("--sas-key-name and --sas-key must not be empty");
-    }
     if !address.ip().is_loopback() && key == SharedAccessKey::default() {
         tracing::warn!(
             %address,
@@ -271,13 +298,23 @@ async fn broker(
              (or SAGAHOST_BROKER_SAS_KEY) to keep other machines out"
         );
     }
-    // Scripts and tests read this line to learn the port.
-    println!("sagahost broker listening on {address}");
     let config = BrokerConfig {
-        lock_duration: std::time::Duration::from_millis(lock_duration_ms),
+        lock_duration: std::time::Duration::from_millis(args.lock_duration_ms),
         key,
+        topics,
         ..BrokerConfig::default()
     };
+    // Scripts and tests read the first line to learn the port.
+    println!("sagahost broker listening on {address}");
+    if let Some(http) = http {
+        println!("sagahost broker entity management on http://{}", http.local_addr()?);
+        let (queue, config, shutdown) = (queue.clone(), config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(err) = broker::serve_entities(http, queue, config, shutdown).await {
+                tracing::error!("the entity-management endpoint stopped: {err:#}");
+            }
+        });
+    }
     broker::serve_with(listener, queue, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -181,6 +181,7 @@ pub async fn send(
             .await?;
         println!("sent {} to `{queue}`", file.display());
     }
+    transport.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -193,11 +194,22 @@ pub async fn dead_letters(config: &Path, command: DeadLetterCommand) -> anyhow::
         | DeadLetterCommand::Purge { queue, .. } => queue.clone(),
     };
     let (loaded, transport) = open(config, Some(&queue)).await?;
+    let done = run_dead_letters(&loaded, &transport, &queue, command).await;
+    transport.close().await;
+    done
+}
+
+async fn run_dead_letters(
+    loaded: &Config,
+    transport: &HostTransport,
+    queue: &str,
+    command: DeadLetterCommand,
+) -> anyhow::Result<ExitCode> {
     let queue_partners = loaded.queue_partners();
     let dlq = DeadLetterQueue {
-        transport: &transport,
-        queue: &queue,
-        partner: queue_partners.get(&queue).map(String::as_str),
+        transport,
+        queue,
+        partner: queue_partners.get(queue).map(String::as_str),
     };
     match command {
         DeadLetterCommand::List {
@@ -240,7 +252,7 @@ pub async fn dead_letters(config: &Path, command: DeadLetterCommand) -> anyhow::
             {
                 anyhow::bail!("no dead letter {sequence} on `{queue}`; `dead-letters list` shows them");
             }
-            let keys = reset_attempts.then(|| saga_state_keys(&loaded)).transpose()?;
+            let keys = reset_attempts.then(|| saga_state_keys(loaded)).transpose()?;
             let options = RedriveOptions {
                 limit,
                 reset_attempts: keys.as_ref(),

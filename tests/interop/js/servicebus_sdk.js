@@ -5,9 +5,12 @@
 //
 // Usage: node servicebus_sdk.js CONNECTION_STRING [CHECK ...]
 //
-// Runs every check (or the named ones), each on a queue of its own (the broker creates queues on
-// first use), prints one line per check, then a `N passed, N failed` line, and exits non-zero if
-// any check failed.
+// Runs every queue check (or the named checks), each on a queue of its own (the broker creates
+// queues on first use), prints one line per check, then a `N passed, N failed` line, and exits
+// non-zero if any check failed. The topic checks (TOPIC_CHECKS) run only when named: they need
+// the topic `interop-topic` configured on the broker as ../servicebus_sdk.py describes and
+// crates/broker/tests/interop_topics.rs starts it, plus a subscription `managed` (with the
+// $Default rule) whose rules the rule-manager check changes over AMQP.
 "use strict";
 
 const crypto = require("node:crypto");
@@ -243,6 +246,161 @@ const CHECKS = [
   ["settle-after-the-link-is-gone", settleAfterTheLinkIsGone],
 ];
 
+const TOPIC = "interop-topic";
+
+/** Receives and completes every message now in a subscription (or, with `options`, its
+ * dead-letter queue); returns the sorted bodies of those this run sent. */
+async function drainSubscription(client, subscription, run, options = {}) {
+  const receiver = client.createReceiver(TOPIC, subscription, options);
+  const got = [];
+  try {
+    for (;;) {
+      const batch = await receiver.receiveMessages(10, { maxWaitTimeInMs: 2000 });
+      if (!batch.length) return got.sort();
+      for (const message of batch) {
+        if ((message.applicationProperties || {}).run === run) got.push(message.body);
+        await receiver.completeMessage(message);
+      }
+    }
+  } finally {
+    await receiver.close();
+  }
+}
+
+const freshRun = () => crypto.randomBytes(8).toString("hex");
+
+async function topicFanOutWithFilters(client) {
+  const run = freshRun();
+  const sender = client.createSender(TOPIC);
+  await sender.sendMessages([
+    { body: "create-eu", applicationProperties: { run, kind: "create", region: "eu" } },
+    { body: "update-eu", applicationProperties: { run, kind: "update", region: "eu" } },
+    { body: "create-us", applicationProperties: { run, kind: "create", region: "us" } },
+  ]);
+  await sender.sendMessages({ body: "single", subject: "hello", applicationProperties: { run, kind: "other" } });
+  await sender.close();
+  let got = await drainSubscription(client, "all", run);
+  check(same(got, ["create-eu", "create-us", "single", "update-eu"]), `\`all\` got ${JSON.stringify(got)}`);
+  got = await drainSubscription(client, "creates", run);
+  check(same(got, ["create-eu", "create-us"]), `\`creates\` got ${JSON.stringify(got)}`);
+  got = await drainSubscription(client, "eu", run);
+  check(same(got, ["create-eu", "update-eu"]), `\`eu\` got ${JSON.stringify(got)}`);
+  got = await drainSubscription(client, "greetings", run);
+  check(same(got, ["single"]), `\`greetings\` got ${JSON.stringify(got)}`);
+}
+
+async function subscriptionDeadLetter(client) {
+  const run = freshRun();
+  const sender = client.createSender(TOPIC);
+  await sender.sendMessages({ body: "poison", applicationProperties: { run, kind: "create" } });
+  await sender.close();
+  const receiver = client.createReceiver(TOPIC, "creates");
+  const message = await receiveOne(receiver);
+  check(message.body === "poison", `body ${JSON.stringify(message.body)}`);
+  await receiver.deadLetterMessage(message, {
+    deadLetterReason: "BadInput",
+    deadLetterErrorDescription: "could not parse",
+  });
+  await receiver.close();
+  const dlq = client.createReceiver(TOPIC, "creates", { subQueueType: "deadLetter" });
+  const letter = await receiveOne(dlq, "nothing in the subscription's dead-letter queue");
+  check(letter.body === "poison", `body ${JSON.stringify(letter.body)}`);
+  check(letter.deadLetterReason === "BadInput", `reason ${letter.deadLetterReason}`);
+  check(letter.deadLetterErrorDescription === "could not parse", `description ${letter.deadLetterErrorDescription}`);
+  await dlq.completeMessage(letter);
+  await dlq.close();
+  const got = await drainSubscription(client, "all", run);
+  check(same(got, ["poison"]), `\`all\` got ${JSON.stringify(got)}`);
+}
+
+async function topicScheduleAndSubscriptionLock(client) {
+  const run = freshRun();
+  const applicationProperties = { run, kind: "create" };
+  const sender = client.createSender(TOPIC);
+  const at = new Date(Date.now() + 60000);
+  const numbers = await sender.scheduleMessages({ body: "later", applicationProperties }, at);
+  check(numbers.length === 1, `sequence numbers ${numbers}`);
+  const receiver = client.createReceiver(TOPIC, "creates");
+  const mine = (messages) => messages.filter((m) => (m.applicationProperties || {}).run === run);
+  const peeked = mine(await receiver.peekMessages(10, { fromSequenceNumber: numbers[0] }));
+  check(same(bodies(peeked), ["later"]), `peeked ${JSON.stringify(bodies(peeked))}`);
+  check(peeked[0].scheduledEnqueueTimeUtc instanceof Date, "no scheduled time on the peeked copy");
+  await sender.cancelScheduledMessages(numbers);
+  const all = client.createReceiver(TOPIC, "all");
+  const left = mine(await all.peekMessages(10, { fromSequenceNumber: numbers[0] }));
+  check(left.length === 0, "a cancelled copy is still there");
+  await all.close();
+  await sender.sendMessages({ body: "now", applicationProperties });
+  await sender.close();
+  const message = await receiveOne(receiver);
+  check(message.body === "now", `body ${JSON.stringify(message.body)}`);
+  const before = message.lockedUntilUtc;
+  await sleep(1100);
+  const after = await receiver.renewMessageLock(message);
+  check(after > before, `locked until ${before} then ${after}`);
+  await receiver.completeMessage(message);
+  await receiver.close();
+  const got = await drainSubscription(client, "all", run);
+  check(same(got, ["now"]), `\`all\` got ${JSON.stringify(got)}`);
+}
+
+
+/** Collects every rule `listRules` pages through. */
+async function listRules(ruleManager) {
+  const rules = [];
+  for await (const rule of ruleManager.listRules()) rules.push(rule);
+  return rules;
+}
+
+/** Fails unless `promise` rejects; returns the error. */
+async function rejects(promise, what) {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error(`${what} was accepted`);
+}
+
+async function subscriptionRuleManager(client) {
+  const run = freshRun();
+  const rules = client.createRuleManager(TOPIC, "managed");
+  let listed = await listRules(rules);
+  check(
+    listed.length === 1 && listed[0].name === "$Default" && listed[0].filter.sqlExpression === "1=1",
+    `rules ${JSON.stringify(listed)}`,
+  );
+  await rules.deleteRule("$Default");
+  await rules.createRule("gold", { sqlExpression: "tier = 'gold'" });
+  await rules.createRule("corr", { correlationId: "c-7", applicationProperties: { n: 7 } });
+  listed = await listRules(rules);
+  check(same(listed.map((r) => r.name), ["gold", "corr"]), `rule names ${JSON.stringify(listed.map((r) => r.name))}`);
+  check(listed[0].filter.sqlExpression === "tier = 'gold'", `gold filter ${JSON.stringify(listed[0].filter)}`);
+  check(listed[1].filter.correlationId === "c-7", `corr filter ${JSON.stringify(listed[1].filter)}`);
+  await rejects(rules.createRule("gold", { sqlExpression: "1=1" }), "a second rule named gold");
+  const bad = await rejects(rules.createRule("bad", { sqlExpression: "tier = " }), "a filter that does not parse");
+  check(/character/.test(bad.message), `the parse error names no position: ${bad.message}`);
+  await rejects(rules.createRule("act", { sqlExpression: "1=1" }, { sqlExpression: "SET a = 1" }), "a rule action");
+  await rejects(rules.deleteRule("nope"), "deleting a rule that does not exist");
+
+  const sender = client.createSender(TOPIC);
+  await sender.sendMessages([
+    { body: "gold", applicationProperties: { run, tier: "gold" } },
+    { body: "correlated", correlationId: "c-7", applicationProperties: { run, n: 7 } },
+    { body: "neither", correlationId: "c-8", applicationProperties: { run, tier: "silver", n: 7 } },
+  ]);
+  await sender.close();
+  const got = await drainSubscription(client, "managed", run);
+  check(same(got, ["correlated", "gold"]), `\`managed\` got ${JSON.stringify(got)}`);
+}
+
+const TOPIC_CHECKS = [
+  ["topic-fan-out-with-filters", topicFanOutWithFilters],
+  ["subscription-dead-letter", subscriptionDeadLetter],
+  ["topic-schedule-and-subscription-lock", topicScheduleAndSubscriptionLock],
+  ["subscription-rule-manager", subscriptionRuleManager],
+];
+
 async function main() {
   const [connectionString, ...wanted] = process.argv.slice(2);
   if (!connectionString) {
@@ -251,7 +409,13 @@ async function main() {
   }
   let passed = 0;
   let failed = 0;
-  for (const [name, run] of CHECKS) {
+  const unknown = wanted.filter((name) => ![...CHECKS, ...TOPIC_CHECKS].some(([known]) => known === name));
+  if (unknown.length) {
+    console.error(`unknown checks: ${unknown.join(", ")}`);
+    return 2;
+  }
+  // Topic checks need topics configured on the broker: they run only when named.
+  for (const [name, run] of wanted.length ? [...CHECKS, ...TOPIC_CHECKS] : CHECKS) {
     if (wanted.length && !wanted.includes(name)) continue;
     const started = Date.now();
     const client = new ServiceBusClient(connectionString, { retryOptions: RETRY });

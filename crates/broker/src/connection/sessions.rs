@@ -15,6 +15,7 @@ use fe2o3_amqp_types::performatives::{Attach, Begin, Detach, Flow, Open};
 use sagahost_transport::ReceivedMessage;
 use sagahost_transport::sas;
 
+use crate::addresses::{self, Entity};
 use crate::auth;
 use crate::management::Node;
 use crate::transactions;
@@ -213,16 +214,16 @@ impl Connection {
         let node = if path == "$cbs" {
             Some(Node::Cbs)
         } else if let Some(entity) = path.strip_suffix(MANAGEMENT_SUFFIX) {
-            let (queue, dead_letter) = match entity.strip_suffix(DEAD_LETTER_SUFFIX) {
-                Some(queue) => (queue, true),
+            let (entity, dead_letter) = match entity.strip_suffix(DEAD_LETTER_SUFFIX) {
+                Some(entity) => (entity, true),
                 None => (entity, false),
             };
-            // The whole path: a token for `<queue>/$management` alone (the SDKs ask for one
-            // before a schedule or peek) covers it, and a token for the queue covers it too.
+            // The whole path: a token for `<entity>/$management` alone (the SDKs ask for one
+            // before a schedule or peek) covers it, and a token for the entity covers it too.
             self.authorize(path)?;
-            self.ensure_queue(queue).await?;
+            let entity = self.resolve(entity).await?;
             Some(Node::Management {
-                queue: queue.to_owned(),
+                queue: entity.name().to_owned(),
                 dead_letter,
             })
         } else {
@@ -240,18 +241,12 @@ impl Connection {
                 Kind::NodeOut { node, address }
             });
         }
-        let (queue, dead_letter) = match path.strip_suffix(DEAD_LETTER_SUFFIX) {
-            Some(queue) => (queue, true),
+        let (entity, dead_letter) = match path.strip_suffix(DEAD_LETTER_SUFFIX) {
+            Some(entity) => (entity, true),
             None => (path, false),
         };
-        if queue.is_empty() || queue.contains('/') || queue.starts_with('$') {
-            return Err(amqp_error(
-                ErrorCondition::AmqpError(AmqpError::NotFound),
-                format!("`{path}` is not a queue address this broker serves"),
-            ));
-        }
         self.authorize(path)?;
-        self.ensure_queue(queue).await?;
+        let entity = self.resolve(entity).await?;
         if client_sends {
             if dead_letter {
                 return Err(amqp_error(
@@ -259,23 +254,29 @@ impl Connection {
                     "a dead-letter queue cannot be sent to",
                 ));
             }
+            let entity = entity.sendable()?;
             // A send-via link: attached to the via queue, delivering to the destination.
             if let Some(destination) = transactions::transfer_destination(attach.properties.as_ref()) {
                 let destination = entity_path(&destination);
-                if destination.is_empty() || destination.contains('/') || destination.starts_with('$') {
-                    return Err(amqp_error(
-                        ErrorCondition::AmqpError(AmqpError::NotFound),
-                        format!("`{destination}` is not a queue address this broker serves"),
-                    ));
-                }
                 self.authorize(&destination)?;
-                self.ensure_queue(&destination).await?;
-                return Ok(Kind::QueueIn { queue: destination });
+                let destination = self.resolve(&destination).await?.sendable()?;
+                return Ok(Kind::QueueIn {
+                    queue: destination.name().to_owned(),
+                });
             }
-            return Ok(Kind::QueueIn { queue: queue.into() });
+            return Ok(Kind::QueueIn {
+                queue: entity.name().to_owned(),
+            });
+        }
+        let entity = if dead_letter { entity } else { entity.receivable()? };
+        if dead_letter && matches!(entity, Entity::Topic(_)) {
+            return Err(amqp_error(
+                ErrorCondition::AmqpError(AmqpError::NotAllowed),
+                "a topic has no dead-letter queue: each subscription has its own",
+            ));
         }
         Ok(Kind::QueueOut {
-            queue: queue.into(),
+            queue: entity.name().to_owned(),
             dead_letter,
             receive_and_delete: attach.snd_settle_mode == SenderSettleMode::Settled,
         })
@@ -290,12 +291,9 @@ impl Connection {
         }
     }
 
-    async fn ensure_queue(&self, queue: &str) -> Result<(), AmqpErrorInfo> {
-        self.queue
-            .ensure_queue(self.config.queue_settings(queue))
-            .await
-            .map(drop)
-            .map_err(|error| amqp_error(ErrorCondition::AmqpError(AmqpError::InternalError), error.to_string()))
+    /// What `path` names (`entities.rs`), creating the queue it names if needed.
+    async fn resolve(&self, path: &str) -> Result<Entity, AmqpErrorInfo> {
+        addresses::resolve(&self.queue, &self.config, path).await
     }
 
     /// Tops a client sender's credit back up to [`SENDER_CREDIT`].

@@ -6,7 +6,17 @@
 //! ([`EmbeddedQueue::queue_depth`], [`EmbeddedQueue::peek`], and the dead-letter queues through
 //! [`DeadLetterQueues`]).
 //!
-//! For the local Service Bus broker (`transport::broker`) it also offers what Service Bus clients
+//! It also holds topics (`topics.rs`): a message sent to a topic (an [`Output`] whose `queue` names
+//! one) is copied in the same transaction to every subscription with a rule whose filter
+//! ([`crate::filter`]: true, false, correlation or the Service Bus SQL subset) it matches, and is
+//! dropped when none matches. A subscription is received from like a queue named by its entity
+//! path, `<topic>/Subscriptions/<subscription>`, with its own lock duration, max delivery count and
+//! dead-letter queue; settling a message and sending to a topic stays one atomic step. Topics,
+//! subscriptions and rules are created, listed and deleted with [`EmbeddedQueue::ensure_topic`],
+//! [`EmbeddedQueue::ensure_subscription`], [`EmbeddedQueue::add_rule`] and their siblings, and
+//! are durable in the same file.
+//!
+//! For the local Service Bus broker (`sagahost-broker`) it also offers what Service Bus clients
 //! can ask for beyond [`Transport`]: queues created on first use ([`EmbeddedQueue::ensure_queue`]),
 //! receive-and-delete, releasing a lock without counting the
 //! delivery, sending with the sequence numbers returned, cancelling scheduled messages and peeking
@@ -41,7 +51,13 @@
 
 mod queue_definitions;
 mod store;
+mod topic_store;
+mod topics;
 mod writer;
+
+pub use topics::{
+    DEFAULT_RULE, Rule, SubscriptionSettings, TopicError, TopicSettings, parse_subscription_path, subscription_path,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,6 +71,8 @@ use tokio::time::Instant;
 
 use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
 use super::{Output, ReceivedMessage, Settlement, StoredMessage, Transport, TransportError};
+use store::Entities;
+use topics::Catalog;
 use writer::Writer;
 
 pub use queue_definitions::QueueInfo;
@@ -174,8 +192,12 @@ struct Shared {
     queues: RwLock<Arc<HashMap<String, QueueSettings>>>,
     /// Wakes the receivers waiting on a queue when messages may have become visible there.
     arrivals: RwLock<HashMap<String, Arc<Notify>>>,
-    /// Serializes queue creates, updates and deletes (`queue_definitions.rs`).
-    queue_changes: tokio::sync::Mutex<()>,
+    /// Topics, subscriptions and rules; replaced whole after each change (`topics.rs`).
+    topics: RwLock<Arc<Catalog>>,
+    /// Serializes every change of entities (queue creates, updates and deletes in
+    /// `queue_definitions.rs`; topic, subscription and rule changes in `topics.rs`), so each one
+    /// checks and changes current queues and a current catalog.
+    entity_changes: tokio::sync::Mutex<()>,
     writer: Writer,
 }
 
@@ -195,6 +217,17 @@ impl EmbeddedQueue {
         }
         let conn =
             store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
+        let catalog = topic_store::load(&conn)
+            .with_context(|| format!("reading the topics of the queue database {}", path.display()))?;
+        if let Some(clash) = settings
+            .keys()
+            .find(|name| catalog.topics.contains_key(*name) || catalog.paths.contains_key(*name))
+        {
+            bail!(
+                "queue `{clash}` is configured, but {} has a topic or subscription of that name: rename the queue",
+                path.display()
+            );
+        }
         for stored in
             queue_definitions::load(&conn).with_context(|| format!("reading the queue database {}", path.display()))?
         {
@@ -202,6 +235,7 @@ impl EmbeddedQueue {
         }
         let arrivals = settings
             .keys()
+            .chain(catalog.paths.keys())
             .map(|name| (name.clone(), Arc::new(Notify::new())))
             .collect();
         let writer = Writer::start(conn)?;
@@ -209,7 +243,8 @@ impl EmbeddedQueue {
             shared: Arc::new(Shared {
                 queues: RwLock::new(Arc::new(settings)),
                 arrivals: RwLock::new(arrivals),
-                queue_changes: tokio::sync::Mutex::new(()),
+                topics: RwLock::new(Arc::new(catalog)),
+                entity_changes: tokio::sync::Mutex::new(()),
                 writer,
             }),
         })
@@ -226,11 +261,33 @@ impl EmbeddedQueue {
         )
     }
 
+    /// The queues and topics, as one snapshot for a send or settle to route with.
+    fn entities(&self) -> Entities {
+        Entities {
+            queues: self.queues(),
+            topics: self.catalog(),
+        }
+    }
+
+    /// The settings of a queue, or of a subscription by its entity path.
     fn settings(&self, queue: &str) -> Result<QueueSettings, TransportError> {
         self.queues()
             .get(queue)
             .cloned()
+            .or_else(|| self.catalog().paths.get(queue).cloned())
             .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()))
+    }
+
+    /// Gives each of `names` an arrival notifier unless it has one.
+    fn add_arrivals<'a>(&self, names: impl Iterator<Item = &'a String>) {
+        let mut arrivals = self
+            .shared
+            .arrivals
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for name in names {
+            arrivals.entry(name.clone()).or_insert_with(|| Arc::new(Notify::new()));
+        }
     }
 
     /// The notifier receivers of `queue` wait on.
@@ -243,10 +300,17 @@ impl EmbeddedQueue {
         arrivals.get(queue).cloned()
     }
 
-    /// Wakes receivers waiting on `queue`.
+    /// Wakes receivers waiting on `queue`, or on every subscription of the topic `queue`.
     fn announce(&self, queue: &str) {
         if let Some(arrivals) = self.arrivals(queue) {
             arrivals.notify_waiters();
+            return;
+        }
+        let catalog = self.catalog();
+        for subscription in catalog.topics.get(queue).into_iter().flat_map(|subs| subs.values()) {
+            if let Some(arrivals) = self.arrivals(&subscription.queue.name) {
+                arrivals.notify_waiters();
+            }
         }
     }
 
@@ -264,6 +328,12 @@ impl EmbeddedQueue {
             return Ok(false);
         }
         validate(&settings).map_err(TransportError::Other)?;
+        if self.has_topic(&settings.name) || self.has_subscription_path(&settings.name) {
+            return Err(TransportError::Other(anyhow::anyhow!(
+                "`{}` is a topic or subscription, not a queue",
+                settings.name
+            )));
+        }
         let name = settings.name.clone();
         self.shared
             .writer
@@ -380,7 +450,7 @@ impl EmbeddedQueue {
                 .filter(|(_, settlement)| *settlement == Settlement::Abandon)
                 .map(|(message, _)| message.queue.clone()),
         );
-        let queues = self.queues();
+        let entities = self.entities();
         let settled: Vec<(store::Lock, Settlement)> = work
             .settled
             .iter()
@@ -392,12 +462,12 @@ impl EmbeddedQueue {
             .writer
             .call(move |conn| {
                 for (held, settlement) in &settled {
-                    store::settle(conn, &queues, held, settlement, &[])?;
+                    store::settle(conn, &entities, held, settlement, &[])?;
                 }
                 for held in &released {
                     store::release(conn, held)?;
                 }
-                store::send(conn, &queues, &outputs)
+                store::send(conn, &entities, &outputs)
             })
             .await?;
         for queue in &announce {
@@ -410,11 +480,11 @@ impl EmbeddedQueue {
     /// `schedule-message` answers with them).
     pub async fn send_with_sequence_numbers(&self, outputs: Vec<Output>) -> Result<Vec<i64>, TransportError> {
         let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
-        let queues = self.queues();
+        let entities = self.entities();
         let numbers = self
             .shared
             .writer
-            .call(move |conn| store::send_numbered(conn, &queues, &outputs))
+            .call(move |conn| store::send_numbered(conn, &entities, &outputs))
             .await?;
         for target in &targets {
             self.announce(target);
@@ -423,8 +493,18 @@ impl EmbeddedQueue {
     }
 
     /// Removes the message with `sequence_number` from `queue` if it is still scheduled for later
-    /// (not yet visible). Returns whether one was removed.
+    /// (not yet visible); for a topic, its copies in every subscription. Returns whether one was
+    /// removed.
     pub async fn cancel_scheduled(&self, queue: &str, sequence_number: i64) -> Result<bool, TransportError> {
+        let catalog = self.catalog();
+        if catalog.topics.contains_key(queue) {
+            let topic = queue.to_owned();
+            return self
+                .shared
+                .writer
+                .call(move |conn| topic_store::cancel_scheduled(conn, &catalog, &topic, sequence_number))
+                .await;
+        }
         let queue = self.settings(queue)?.name;
         self.shared
             .writer
@@ -492,11 +572,11 @@ impl Transport for EmbeddedQueue {
     ) -> Result<(), TransportError> {
         let abandoned = settlement == Settlement::Abandon;
         let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
-        let queues = self.queues();
+        let entities = self.entities();
         let held = store::Lock::from(message);
         self.shared
             .writer
-            .call(move |conn| store::settle(conn, &queues, &held, &settlement, &outputs))
+            .call(move |conn| store::settle(conn, &entities, &held, &settlement, &outputs))
             .await?;
         if abandoned {
             self.announce(&message.queue);
@@ -518,10 +598,10 @@ impl Transport for EmbeddedQueue {
 
     async fn send(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
         let targets: Vec<String> = outputs.iter().map(|output| output.queue.clone()).collect();
-        let queues = self.queues();
+        let entities = self.entities();
         self.shared
             .writer
-            .call(move |conn| store::send(conn, &queues, &outputs))
+            .call(move |conn| store::send(conn, &entities, &outputs))
             .await?;
         for target in &targets {
             self.announce(target);
@@ -540,3 +620,5 @@ impl Transport for EmbeddedQueue {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topic_tests;

@@ -164,11 +164,12 @@ impl EmbeddedQueue {
     }
 
     /// Creates a queue with `settings` and stores them, so the queue comes back with them when the
-    /// database is opened again. Returns false, changing nothing, when a queue of that name exists.
+    /// database is opened again. Returns false, changing nothing, when a queue or a topic of that
+    /// name exists (Service Bus names share one namespace).
     pub async fn create_queue(&self, settings: QueueSettings) -> Result<bool, TransportError> {
         validate(&settings).map_err(TransportError::Other)?;
-        let _changing = self.shared.queue_changes.lock().await;
-        if self.has_queue(&settings.name) {
+        let _changing = self.shared.entity_changes.lock().await;
+        if self.has_queue(&settings.name) || self.has_topic(&settings.name) {
             return Ok(false);
         }
         let stored = settings.clone();
@@ -183,7 +184,7 @@ impl EmbeddedQueue {
     /// sends use them. Returns false, changing nothing, when there is no such queue.
     pub async fn update_queue(&self, settings: QueueSettings) -> Result<bool, TransportError> {
         validate(&settings).map_err(TransportError::Other)?;
-        let _changing = self.shared.queue_changes.lock().await;
+        let _changing = self.shared.entity_changes.lock().await;
         if !self.has_queue(&settings.name) {
             return Ok(false);
         }
@@ -197,7 +198,7 @@ impl EmbeddedQueue {
     /// there is no such queue. Locks held on its messages are lost; a later send to it fails with
     /// [`TransportError::UnknownQueue`] until it is created again (with fresh sequence numbers).
     pub async fn delete_queue(&self, queue: &str) -> Result<bool, TransportError> {
-        let _changing = self.shared.queue_changes.lock().await;
+        let _changing = self.shared.entity_changes.lock().await;
         if !self.has_queue(queue) {
             return Ok(false);
         }

@@ -3,24 +3,27 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, Row, params};
 
-use super::super::{Output, ReceivedMessage, Settlement, StoredMessage, TransportError};
-use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings};
+use super::super::{OutgoingMessage, Output, ReceivedMessage, Settlement, StoredMessage, TransportError};
+use super::topics::{Catalog, parse_subscription_path};
+use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, topic_store};
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
-/// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]).
-/// Version 3 added `queue_definitions` (see [`super::queue_definitions`]); its `CREATE TABLE IF NOT EXISTS`
-/// is the whole migration.
-const SCHEMA_VERSION: i64 = 3;
+/// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]);
+/// version 3 added the topic tables (`topic_store::SCHEMA`); version 4 added `queue_definitions`
+/// (see [`super::queue_definitions`]). Both are `CREATE TABLE IF NOT EXISTS`, so that is their whole
+/// migration.
+const SCHEMA_VERSION: i64 = 4;
 
 /// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
 /// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
-/// milliseconds since the Unix epoch. `queues` keeps each queue's last sequence number, so numbers
-/// keep increasing after the newest message is completed and deleted.
+/// milliseconds since the Unix epoch. `queues` keeps each queue's (and each topic's) last sequence
+/// number, so numbers keep increasing after the newest message is completed and deleted.
 ///
 /// `body` is the last column on purpose: SQLite stores a row's columns in order and spills what
 /// does not fit a page into a chain of overflow pages, so every column after a large body could
@@ -120,7 +123,11 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
     if version == 1 {
         migrate_from_v1(&conn)?;
     }
+    if (1..=2).contains(&version) {
+        topic_store::migrate_from_v2(&conn)?;
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(topic_store::SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     for queue in queues {
         register_queue(&conn, &queue.name)?;
@@ -131,14 +138,14 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
 /// Rewrites a version-1 `messages` table (body in the middle of the row) in the version-2 column
 /// order, in one transaction: a crash part-way leaves the version-1 database as it was.
 fn migrate_from_v1(conn: &Connection) -> anyhow::Result<()> {
-    tracing::info!("upgrading the queue database to schema version {SCHEMA_VERSION}");
+    tracing::info!("upgrading the queue database to schema version 2");
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          ALTER TABLE messages RENAME TO messages_v1;
          {SCHEMA}
          INSERT INTO messages ({ALL_COLUMNS}) SELECT {ALL_COLUMNS} FROM messages_v1;
          DROP TABLE messages_v1;
-         PRAGMA user_version = {SCHEMA_VERSION};
+         PRAGMA user_version = 2;
          COMMIT;"
     ))
     .context("upgrading the queue database from schema version 1")
@@ -169,7 +176,7 @@ pub(super) fn now_ms() -> i64 {
 }
 
 /// A random version-4 GUID, the form Service Bus uses for lock tokens and generated message ids.
-fn new_guid() -> String {
+pub(super) fn new_guid() -> String {
     let mut bits: u128 = rand::random();
     bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
     bits = (bits & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
@@ -213,10 +220,20 @@ impl Lock {
     }
 }
 
-fn settings<'a>(queues: &'a HashMap<String, QueueSettings>, queue: &str) -> anyhow::Result<&'a QueueSettings> {
-    queues
-        .get(queue)
-        .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()).into())
+/// What a send routes by and a settle checks: the queues and the topics, as one snapshot.
+pub(super) struct Entities {
+    pub(super) queues: Arc<HashMap<String, QueueSettings>>,
+    pub(super) topics: Arc<Catalog>,
+}
+
+impl Entities {
+    /// The settings of a queue or of a subscription (by its entity path).
+    fn settings(&self, queue: &str) -> anyhow::Result<&QueueSettings> {
+        self.queues
+            .get(queue)
+            .or_else(|| self.topics.paths.get(queue))
+            .ok_or_else(|| TransportError::UnknownQueue(queue.to_owned()).into())
+    }
 }
 
 /// One `messages` row as stored, before it becomes a public type.
@@ -311,39 +328,64 @@ fn into_dead_letter(queue: &str, now: i64, parts: (MessageRow, String, String, i
     })
 }
 
-/// Enqueues each output; fails, for the caller's savepoint to undo, on the first unknown queue.
-pub(super) fn send(
-    conn: &Connection,
-    queues: &HashMap<String, QueueSettings>,
-    outputs: &[Output],
-) -> anyhow::Result<()> {
-    send_numbered(conn, queues, outputs).map(drop)
+/// Enqueues each output (copied to the matching subscriptions when it names a topic); fails, for
+/// the caller's savepoint to undo, on the first unknown queue.
+pub(super) fn send(conn: &Connection, entities: &Entities, outputs: &[Output]) -> anyhow::Result<()> {
+    send_numbered(conn, entities, outputs).map(drop)
 }
 
 /// [`send`], returning each output's sequence number in order.
-pub(super) fn send_numbered(
-    conn: &Connection,
-    queues: &HashMap<String, QueueSettings>,
-    outputs: &[Output],
-) -> anyhow::Result<Vec<i64>> {
+pub(super) fn send_numbered(conn: &Connection, entities: &Entities, outputs: &[Output]) -> anyhow::Result<Vec<i64>> {
     let now = now_ms();
     outputs
         .iter()
-        .map(|output| insert(conn, settings(queues, &output.queue)?, output, now))
+        .map(|output| {
+            if entities.topics.topics.contains_key(&output.queue) {
+                return topic_store::fan_out(conn, &entities.topics, &output.queue, output, now);
+            }
+            if let Some((topic, _)) = parse_subscription_path(&output.queue)
+                && entities.topics.paths.contains_key(&output.queue)
+            {
+                anyhow::bail!(
+                    "`{}` is a subscription, which cannot be sent to: send to its topic `{topic}`",
+                    output.queue
+                );
+            }
+            insert(conn, entities.settings(&output.queue)?, output, now)
+        })
         .collect()
+}
+
+/// Takes the next sequence number from `name`'s counter (a queue's or a topic's).
+pub(super) fn next_sequence(conn: &Connection, name: &str) -> anyhow::Result<i64> {
+    conn.prepare_cached("UPDATE queues SET last_sequence = last_sequence + 1 WHERE name = ?1 RETURNING last_sequence")?
+        .query_row([name], |row| row.get(0))
+        .with_context(|| format!("`{name}` has no sequence counter"))
 }
 
 /// Inserts one message; returns its sequence number.
 fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64) -> anyhow::Result<i64> {
     let message = &output.message;
-    let sequence_number: i64 = conn
-        .prepare_cached("UPDATE queues SET last_sequence = last_sequence + 1 WHERE name = ?1 RETURNING last_sequence")?
-        .query_row([&settings.name], |row| row.get(0))?;
+    let sequence_number = next_sequence(conn, &settings.name)?;
     let message_id = if message.message_id.is_empty() {
         new_guid()
     } else {
         message.message_id.clone()
     };
+    insert_copy(conn, settings, sequence_number, &message_id, message, now)?;
+    Ok(sequence_number)
+}
+
+/// Inserts `message` into the queue of `settings` with the sequence number and message id given
+/// (a topic's copies share both).
+pub(super) fn insert_copy(
+    conn: &Connection,
+    settings: &QueueSettings,
+    sequence_number: i64,
+    message_id: &str,
+    message: &OutgoingMessage,
+    now: i64,
+) -> anyhow::Result<()> {
     let scheduled_at = message.scheduled_enqueue_time.map(to_ms);
     let ttl_ms = message.time_to_live.or(settings.default_ttl).map(duration_ms);
     // The time to live runs from when the message becomes available, as in Service Bus.
@@ -366,7 +408,7 @@ fn insert(conn: &Connection, settings: &QueueSettings, output: &Output, now: i64
         ttl_ms,
         expires_at,
     ])?;
-    Ok(sequence_number)
+    Ok(())
 }
 
 /// Locks and returns up to `max` visible messages in sequence order. On the way it dead-letters,
@@ -530,12 +572,12 @@ fn dead_letter(
 /// caller's savepoint to undo the whole step.
 pub(super) fn settle(
     conn: &Connection,
-    queues: &HashMap<String, QueueSettings>,
+    entities: &Entities,
     held: &Lock,
     settlement: &Settlement,
     outputs: &[Output],
 ) -> anyhow::Result<()> {
-    settings(queues, &held.queue)?;
+    entities.settings(&held.queue)?;
     let now = now_ms();
     let lock = params![held.queue, held.sequence_number, held.token, now];
     let changed = match settlement {
@@ -574,7 +616,7 @@ pub(super) fn settle(
     if changed == 0 {
         return Err(held.lost());
     }
-    send(conn, queues, outputs)
+    send(conn, entities, outputs)
 }
 
 /// Adds `properties` to a message's application properties, replacing same-named ones.

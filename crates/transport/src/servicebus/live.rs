@@ -293,7 +293,20 @@ impl Live {
         if let Some(refresher) = self.refresher.lock().expect("not poisoned").take() {
             refresher.abort();
         }
-        self.receivers.lock().await.clear();
+        // Receivers give back what they prefetched as they stop; wait for that (briefly) so the
+        // releases go out before the session ends.
+        let stopping: Vec<CancellationToken> = self
+            .receivers
+            .lock()
+            .await
+            .drain()
+            .map(|(_, receiver)| receiver.stopped().clone())
+            .collect();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            futures::future::join_all(stopping.iter().map(CancellationToken::cancelled)),
+        )
+        .await;
         self.senders.lock().await.clear();
         self.controller.lock().await.take();
         self.management.lock().await.clear();

@@ -138,6 +138,6 @@ async fn a_version_2_database_gains_the_definitions_table() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert!(open(&dir, &[]).has_queue("new"));
 }

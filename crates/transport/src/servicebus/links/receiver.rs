@@ -134,6 +134,9 @@ struct Waiter {
     reply: Reply<Vec<ReceivedMessage>>,
 }
 
+/// How long a closing receiver waits for deliveries already on their way.
+const CLOSING_WAIT: Duration = Duration::from_millis(100);
+
 struct ReceiverActor {
     queue: String,
     receiver: Receiver,
@@ -172,7 +175,10 @@ impl ReceiverActor {
                 () = sleep_until(deadline) => ReceiverEvent::Timeout,
             };
             match event {
-                ReceiverEvent::Command(None) => break,
+                ReceiverEvent::Command(None) => {
+                    self.give_back_buffered().await;
+                    break;
+                }
                 ReceiverEvent::Command(Some(ReceiverCommand::Receive { max, wait, reply })) => {
                     self.waiters.push_back(Waiter {
                         max: max.max(1),
@@ -295,6 +301,23 @@ impl ReceiverActor {
                 }
             }
         }
+    }
+
+    /// Closed by its owner: what arrived but no caller took goes back to the broker now, not
+    /// when its lock runs out. The link is drained first (its credit used up, so the broker sends
+    /// nothing more and gives back what it had locked for it), or the broker would hand the
+    /// released messages straight back to this link; what was already on its way is taken in too.
+    async fn give_back_buffered(&mut self) {
+        let _ = tokio::time::timeout(CLOSING_WAIT, async {
+            if self.receiver.drain().await.is_ok() {
+                while let Ok(delivery) = self.receiver.recv::<Body<Value>>().await {
+                    self.buffer.push_back(delivery);
+                }
+            }
+        })
+        .await;
+        self.unwanted.extend(self.buffer.drain(..).map(DeliveryInfo::from));
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.release_unwanted()).await;
     }
 
     /// Releases deliveries no caller took: the broker hands them out again without counting a
