@@ -115,7 +115,7 @@ impl Host {
             let endpoint = Admin {
                 registry: registry.clone(),
                 transport: transport.clone(),
-                queues: config.queue_settings().into_iter().map(|q| q.name).collect(),
+                queues: config.entities(),
                 queue_partners: config.queue_partners(),
                 state_keys: state_keys.clone(),
                 token,
@@ -214,6 +214,12 @@ pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
             let db = config.data_dir.join("queue.sqlite3");
             let settings = config.queue_settings();
             let queue = tokio::task::spawn_blocking(move || EmbeddedQueue::open(&db, &settings)).await??;
+            for topic in &config.topics {
+                queue
+                    .ensure_topic(topic.clone())
+                    .await
+                    .with_context(|| format!("topics: `{}`", topic.name))?;
+            }
             Ok(HostTransport::Embedded(queue))
         }
         TransportConfig::Servicebus {

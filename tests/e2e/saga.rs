@@ -213,12 +213,12 @@ async fn start(dir: &std::path::Path, mut table: toml::Table, kind: Kind) -> Run
     let broker_store = match kind {
         Kind::Embedded => None,
         Kind::ServiceBus => {
-            // The broker serves the same queues the host config names.
-            let queues = Config::load(&write_config(dir, &table))
-                .unwrap()
-                .config
-                .queue_settings();
-            let store = EmbeddedQueue::open(&dir.join("broker.sqlite3"), &queues).unwrap();
+            // The broker serves the same queues and topics the host config names.
+            let named = Config::load(&write_config(dir, &table)).unwrap().config;
+            let store = EmbeddedQueue::open(&dir.join("broker.sqlite3"), &named.queue_settings()).unwrap();
+            for topic in named.topics {
+                store.ensure_topic(topic).await.unwrap();
+            }
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let config = BrokerConfig {
@@ -250,6 +250,62 @@ async fn start(dir: &std::path::Path, mut table: toml::Table, kind: Kind) -> Run
     Running { host, store, events }
 }
 
+/// MDM reads a subscription of the `contacts` topic instead of a queue; a second subscription
+/// gets its own copy of each event. The saga runs to its end as it does from a queue.
+async fn a_partner_reads_a_topic_subscription_and_the_saga_runs_to_the_end(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let mut table = config(dir.path(), &servers);
+    table.remove("queues");
+    let topics: toml::Table = toml::from_str(
+        r#"
+[[topics]]
+name = "contacts"
+[[topics.subscriptions]]
+name = "mdm"
+[[topics.subscriptions]]
+name = "audit"
+[[topics.subscriptions.rules]]
+name = "json-only"
+filter = { sql = "sys.ContentType = 'application/json'" }
+"#,
+    )
+    .unwrap();
+    table.insert("topics".into(), topics["topics"].clone());
+    let mdm = table["partners"].as_table_mut().unwrap()["mdm"].as_table_mut().unwrap();
+    mdm.remove("queue");
+    mdm.insert(
+        "source".into(),
+        toml::from_str::<toml::Table>("topic = \"contacts\"\nsubscription = \"mdm\"")
+            .unwrap()
+            .into(),
+    );
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+
+    let path: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|e| (e.partner.as_str(), e.verdict.metric_name()))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            ("mdm", "forwarded"),
+            ("dataverse-writeback", "forwarded"),
+            ("erp", "completed")
+        ]
+    );
+    assert_eq!(seen[0].queue, "contacts/Subscriptions/mdm");
+    let audit = store.peek("contacts/Subscriptions/audit", 10).await.unwrap();
+    assert_eq!(audit.len(), 1, "the other subscription has its own copy");
+}
+
 on_both_transports!(
     happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace,
     transient_failures_are_retried_with_backoff_and_retry_after_then_succeed,
@@ -262,6 +318,7 @@ on_both_transports!(
     forged_saga_state_is_dead_lettered_and_undoes_nothing,
     the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one,
     an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving,
+    a_partner_reads_a_topic_subscription_and_the_saga_runs_to_the_end,
 );
 
 pub fn contact_body() -> Vec<u8> {

@@ -136,7 +136,7 @@ impl SelectionArgs {
 async fn open(path: &Path, queue: Option<&str>) -> anyhow::Result<(Config, HostTransport)> {
     let config = Config::load(path)?.config;
     if let Some(queue) = queue {
-        let known: Vec<String> = config.queue_settings().into_iter().map(|q| q.name).collect();
+        let known = config.entities();
         anyhow::ensure!(
             known.iter().any(|k| k == queue),
             "queue `{queue}` is not in {}; its queues are: {}",

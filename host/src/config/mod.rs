@@ -8,19 +8,21 @@
 //! (`access.rs`).
 
 mod access;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sagahost_transport::embedded::QueueSettings;
+use sagahost_transport::embedded::{QueueSettings, TopicSettings, parse_subscription_path};
 use serde::Deserialize;
 
 use crate::component::Limits;
 use crate::outbound::{PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
+pub use topics::Source;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +38,11 @@ pub struct Config {
     /// Settings for queues; queues named by partners but not listed here get defaults.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
+    /// Topics with their subscriptions and rules, which the embedded queue serves (on Service
+    /// Bus they are the namespace's). Partners read subscriptions through `source`; routes and
+    /// the webhook may name a topic.
+    #[serde(default)]
+    pub topics: Vec<TopicSettings>,
     /// Partners by name.
     pub partners: BTreeMap<String, PartnerConfig>,
     /// The Dataverse webhook listener, if any.
@@ -145,8 +152,12 @@ pub struct QueueConfig {
 pub struct PartnerConfig {
     /// The partner's component (`.wasm`), relative to the config file.
     pub component: PathBuf,
-    /// The queue the partner consumes.
+    /// The queue the partner consumes; for a partner with a `source`, its subscription's path
+    /// (`<topic>/Subscriptions/<subscription>`), set when the config is loaded.
+    #[serde(default)]
     pub queue: String,
+    /// A topic subscription to read instead of a queue.
+    pub source: Option<Source>,
     /// The queue its compensation requests arrive on; defaults to `<queue>-compensate`.
     pub compensation_queue: Option<String>,
     /// Route names the component may forward to, mapped to queues.
@@ -227,9 +238,13 @@ pub(crate) fn default_max_rounds() -> u32 {
 impl PartnerConfig {
     /// The compensation queue, explicit or derived from the main queue.
     pub fn compensation_queue(&self) -> String {
+        let reads = match &self.source {
+            Some(source) => format!("{}-{}", source.topic, source.subscription),
+            None => self.queue.clone(),
+        };
         self.compensation_queue
             .clone()
-            .unwrap_or_else(|| format!("{}-compensate", self.queue))
+            .unwrap_or_else(|| format!("{reads}-compensate"))
     }
 }
 
@@ -338,7 +353,8 @@ impl Config {
             .with_context(|| format!("config {}: resolving its directory", path.display()))?;
         config.resolve_paths(&base);
         config
-            .check()
+            .resolve_sources()
+            .and_then(|()| config.check())
             .map_err(|err| anyhow::anyhow!("config {}: {err}", path.display()))?;
         Ok(Loaded {
             config,
@@ -410,6 +426,7 @@ impl Config {
                 anyhow::bail!("partners.{name}: compensation-queue must differ from queue");
             }
         }
+        self.check_topics()?;
         self.check_access_keys()
     }
 
@@ -444,7 +461,23 @@ impl Config {
         readers
     }
 
-    /// Every queue the partners and the webhook use, with its settings.
+    /// Every entity the host reads dead letters and depths of: its queues and the subscriptions
+    /// its partners read, in name order.
+    pub fn entities(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.queue_settings().into_iter().map(|q| q.name).collect();
+        names.extend(
+            self.partners
+                .values()
+                .filter(|p| p.source.is_some())
+                .map(|p| p.queue.clone()),
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Every queue the partners and the webhook use, with its settings (topics and
+    /// subscriptions are not queues: see [`Config::topics`]).
     pub fn queue_settings(&self) -> Vec<QueueSettings> {
         let mut names: Vec<String> = self.queues.keys().cloned().collect();
         for partner in self.partners.values() {
@@ -453,6 +486,7 @@ impl Config {
             names.extend(partner.routes.values().cloned());
         }
         names.extend(self.webhook.iter().map(|w| w.queue.clone()));
+        names.retain(|name| self.topic(name).is_none() && parse_subscription_path(name).is_none());
         names.sort();
         names.dedup();
         names
@@ -477,7 +511,7 @@ mod tests {
     use super::*;
 
     /// Loads `text` as a config file; the error text on failure.
-    fn load(text: &str) -> Result<Config, String> {
+    pub(super) fn load(text: &str) -> Result<Config, String> {
         load_in(tempfile::tempdir().unwrap().path(), text)
     }
 

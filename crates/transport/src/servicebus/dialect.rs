@@ -38,11 +38,21 @@ pub fn dead_letter_queue(entity: &str) -> String {
     format!("{entity}{DEAD_LETTER_QUEUE_SUFFIX}")
 }
 
-/// The entity a path belongs to: `orders` for `orders/$DeadLetterQueue`, the path itself
-/// otherwise.
-pub fn parent_entity(path: &str) -> &str {
-    path.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX).unwrap_or(path)
+/// The entity a transaction sends through (send-via) when it settles a message received from
+/// `path`: the queue itself, a queue for its dead-letter queue, and the topic for a subscription
+/// or its dead-letter queue (`contacts/Subscriptions/mdm` sends via `contacts`), since Service
+/// Bus takes no sends on dead-letter queues or subscriptions and wants the topic as the transfer
+/// entity for a subscription.
+pub fn transfer_entity(path: &str) -> &str {
+    let entity = path.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX).unwrap_or(path);
+    match entity.split_once(SUBSCRIPTIONS_SEGMENT) {
+        Some((topic, _)) => topic,
+        None => entity,
+    }
 }
+
+/// What separates a topic from its subscription in an entity path.
+const SUBSCRIPTIONS_SEGMENT: &str = "/Subscriptions/";
 
 /// The error condition of a `rejected` outcome that dead-letters a message.
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
@@ -161,5 +171,16 @@ mod tests {
         assert_eq!(value_text(&Value::Bool(true)).as_deref(), Some("true"));
         assert_eq!(value_text(&Value::Null), None);
         assert_eq!(value_text(&Value::List(vec![Value::Int(1)])), None);
+    }
+
+    #[test]
+    fn a_transaction_sends_through_the_queue_or_the_topic() {
+        assert_eq!(transfer_entity("orders"), "orders");
+        assert_eq!(transfer_entity("orders/$DeadLetterQueue"), "orders");
+        assert_eq!(transfer_entity("contacts/Subscriptions/mdm"), "contacts");
+        assert_eq!(
+            transfer_entity("contacts/Subscriptions/mdm/$DeadLetterQueue"),
+            "contacts"
+        );
     }
 }

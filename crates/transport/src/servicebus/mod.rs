@@ -42,7 +42,8 @@
 //!
 //! # Settling with outputs: one transaction
 //! [`Transport::settle`] with outputs declares an AMQP transaction on `$coordinator`, posts each
-//! output in it over a *send-via* link (attached to the input's queue, the via entity, with the
+//! output in it over a *send-via* link (attached to the input's queue, or the topic of an input's
+//! subscription: the via entity, with the
 //! `com.microsoft:transfer-destination-address` property naming the output's queue: Service Bus
 //! only lets one transaction span entities that way), retires the input in it, and commits. Either
 //! the input is settled and every output sent, or nothing happened and the input comes back when
@@ -288,9 +289,9 @@ impl ServiceBusTransport {
         };
         let id = transaction.txn_id().clone();
         let work = async {
-            // A dead letter being redriven is settled in its dead-letter queue, which takes no
-            // sends: the transaction sends through its queue instead.
-            let via = dialect::parent_entity(&message.queue);
+            // Dead-letter queues and subscriptions take no sends: the transaction goes through
+            // the queue or the topic.
+            let via = dialect::transfer_entity(&message.queue);
             self.send_all(live, outputs, Some((via, &id))).await?;
             receiver.settle(message, settlement, Some(&id)).await
         };
