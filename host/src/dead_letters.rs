@@ -403,5 +403,4 @@ fn reset_attempt(message: &mut OutgoingMessage, keys: &StateKeys) -> Result<(), 
 }
 
 #[cfg(test)]
-#[path = "dead_letters_tests.rs"]
 mod tests;
