@@ -117,6 +117,7 @@ impl Host {
                 transport: transport.clone(),
                 queues: config.entities(),
                 queue_partners: config.queue_partners(),
+                entities: config.entity_client()?,
                 state_keys: state_keys.clone(),
                 token,
             };
@@ -227,6 +228,7 @@ pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
             prefetch,
             transactions,
             max_message_bytes,
+            ..
         } => {
             let connection_string = connection_string
                 .read()

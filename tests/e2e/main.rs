@@ -31,6 +31,7 @@ mod cli;
 mod crash;
 mod dead_letters;
 mod doors;
+mod entities;
 mod faults;
 mod harness;
 mod hostile;

@@ -29,6 +29,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sagahost_transport::HostTransport;
+use sagahost_transport::servicebus::entities::EntityClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,8 @@ pub struct Admin {
     pub queue_partners: BTreeMap<String, String>,
     /// The keys that seal saga state, for redrives that reset the attempt counter.
     pub state_keys: StateKeys,
+    /// On Service Bus, the entity-management API the depth gauges read.
+    pub entities: Option<EntityClient>,
     /// Required bearer token for `/admin` routes, if any.
     pub token: Option<AccessKey>,
 }
@@ -128,22 +131,30 @@ async fn ready(State(admin): Shared) -> Response {
 }
 
 async fn render_metrics(State(admin): Shared) -> Response {
-    if let Some(store) = admin.transport.embedded() {
-        for queue in &admin.queues {
-            if let Ok(depth) = store.queue_depth(queue).await {
-                let states = [
-                    ("active", depth.active),
-                    ("scheduled", depth.scheduled),
-                    ("dead_lettered", depth.dead_lettered),
-                ];
-                for (state, value) in states {
-                    let labels = QueueLabels {
-                        queue: queue.clone(),
-                        state: state.into(),
-                    };
-                    metrics().queue_depth.get_or_create(&labels).set(value as i64);
-                }
+    for queue in &admin.queues {
+        let depth = match (admin.transport.embedded(), &admin.entities) {
+            (Some(store), _) => store.queue_depth(queue).await.map_err(anyhow::Error::from),
+            (None, Some(entities)) => entities.queue_depth(queue).await,
+            (None, None) => continue,
+        };
+        let depth = match depth {
+            Ok(depth) => depth,
+            Err(err) => {
+                tracing::debug!(%queue, "no depth for the gauges: {err:#}");
+                continue;
             }
+        };
+        let states = [
+            ("active", depth.active),
+            ("scheduled", depth.scheduled),
+            ("dead_lettered", depth.dead_lettered),
+        ];
+        for (state, value) in states {
+            let labels = QueueLabels {
+                queue: queue.clone(),
+                state: state.into(),
+            };
+            metrics().queue_depth.get_or_create(&labels).set(value as i64);
         }
     }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";

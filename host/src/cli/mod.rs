@@ -7,6 +7,7 @@
 //! queue, `quickstart` on [`quickstart`](sagahost::quickstart).
 
 mod admin;
+mod entities;
 mod inspect;
 mod queue;
 
@@ -92,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         command: queue::DeadLetterCommand,
     },
+    /// Create on Service Bus the queues a config uses (idempotent).
+    Entities {
+        #[command(subcommand)]
+        command: entities::EntitiesCommand,
+    },
     /// Serve an embedded queue over AMQP 1.0 in the Azure Service Bus dialect (for SDKs and tests).
     Broker(BrokerArgs),
     /// Show a running host's partners: version, state, counters, canary (through its admin API).
@@ -166,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             files,
         } => tokio_runtime()?.block_on(queue::send(&config, &queue, &files, content_type.as_deref())),
         Command::DeadLetters { config, command } => tokio_runtime()?.block_on(queue::dead_letters(&config, command)),
+        Command::Entities { command } => tokio_runtime()?.block_on(entities::run(command)),
         Command::Broker(args) => tokio_runtime()?.block_on(broker(args)),
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sagahost_transport::embedded::{QueueSettings, TopicSettings, parse_subscription_path};
+use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 
 use crate::component::Limits;
@@ -129,6 +130,10 @@ pub enum TransportConfig {
         /// 104857600 on Premium.
         #[serde(default = "default_servicebus_max_message_bytes")]
         max_message_bytes: usize,
+        /// The entity-management API (queue-depth gauges, `sagahost entities apply`): by default
+        /// `https://<namespace>`; `sagahost broker --http-listen ADDR` serves it at `http://ADDR`.
+        #[serde(default)]
+        management_endpoint: Option<String>,
     },
 }
 
@@ -459,6 +464,24 @@ impl Config {
             readers.insert(partner.compensation_queue(), name.clone());
         }
         readers
+    }
+
+    /// A client of the namespace's entity-management API, when the transport is Service Bus.
+    pub fn entity_client(&self) -> anyhow::Result<Option<EntityClient>> {
+        let TransportConfig::Servicebus {
+            connection_string,
+            management_endpoint,
+            ..
+        } = &self.transport
+        else {
+            return Ok(None);
+        };
+        let connection_string = connection_string
+            .read()
+            .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
+        EntityClient::new(connection_string.expose(), management_endpoint.as_deref())
+            .context("transport.management-endpoint")
+            .map(Some)
     }
 
     /// Every entity the host reads dead letters and depths of: its queues and the subscriptions

@@ -66,6 +66,7 @@ mod codec;
 mod connection_string;
 mod dead_letters;
 pub mod dialect;
+pub mod entities;
 mod links;
 mod live;
 #[cfg(test)]
