@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use sagahost_transport::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
-use sagahost_transport::servicebus::dialect::{DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON};
 use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement, TransportError};
 
 use crate::saga::envelope::{COMPONENT_VERSION_PROPERTY, PARTNER_PROPERTY, SAGA_PROPERTY};
@@ -28,7 +27,8 @@ use crate::saga::state::SagaState;
 /// Dead letters taken under a lock per receive in a walk.
 const WALK_BATCH: usize = 100;
 /// How long a walk waits for more dead letters before it calls the queue done. Generous: on
-/// Service Bus a dead letter another client just gave back may take a moment to be offered again.
+/// Service Bus an empty answer is only a timeout, and dead letters another client has just given
+/// back may take a moment to be offered again.
 const WALK_WAIT: Duration = Duration::from_secs(2);
 /// Dead letters peeked per page while listing.
 const PEEK_PAGE: usize = 250;
@@ -360,12 +360,8 @@ impl<T: DeadLetterQueues> DeadLetterQueue<'_, T> {
 /// The message a redrive sends for `dead`: the same id, body and application properties, less
 /// what described its dead-lettering; with the step's attempts started again when asked.
 fn redriven(dead: &ReceivedMessage, reset_attempts: Option<&StateKeys>) -> Result<OutgoingMessage, String> {
-    let dead_letter_record = [
-        PARTNER_PROPERTY,
-        COMPONENT_VERSION_PROPERTY,
-        DEAD_LETTER_REASON,
-        DEAD_LETTER_DESCRIPTION,
-    ];
+    // The transports keep the reason and description out of the properties already.
+    let dead_letter_record = [PARTNER_PROPERTY, COMPONENT_VERSION_PROPERTY];
     let mut message = OutgoingMessage {
         message_id: dead.message_id.clone(),
         correlation_id: dead.correlation_id.clone(),

@@ -172,21 +172,27 @@ async fn requests_without_a_key_or_with_an_empty_one_are_refused_at_both_doors()
         let answer = post(query, header).await.unwrap();
         assert_eq!(answer.status(), 401, "{query:?} {header:?}");
     }
-    let admin = format!("http://{}/admin/partners", host.admin_addr.unwrap());
-    let get = |authorization: Option<&str>| {
-        let request = client.get(&admin);
+    let admin = format!("http://{}", host.admin_addr.unwrap());
+    let get = |path: &str, authorization: Option<&str>| {
+        let request = client.get(format!("{admin}{path}"));
         match authorization {
             Some(value) => request.header("authorization", value),
             None => request,
         }
         .send()
     };
-    for authorization in [None, Some(""), Some("Bearer "), Some("Bearer"), Some(ADMIN_TOKEN)] {
-        assert_eq!(get(authorization).await.unwrap().status(), 401, "{authorization:?}");
-    }
-    // The doors do open, to the right key and token.
-    assert_eq!(post(&format!("?code={KEY}"), None).await.unwrap().status(), 202);
     let bearer = format!("Bearer {ADMIN_TOKEN}");
-    assert_eq!(get(Some(&bearer)).await.unwrap().status(), 200);
+    for path in ["/admin/partners", "/admin/dead-letters/elsewhere"] {
+        for authorization in [None, Some(""), Some("Bearer "), Some("Bearer"), Some(ADMIN_TOKEN)] {
+            assert_eq!(
+                get(path, authorization).await.unwrap().status(),
+                401,
+                "{path} {authorization:?}"
+            );
+        }
+        // The admin door does open, to the right token.
+        assert_eq!(get(path, Some(&bearer)).await.unwrap().status(), 200, "{path}");
+    }
+    assert_eq!(post(&format!("?code={KEY}"), None).await.unwrap().status(), 202);
     host.shutdown().await;
 }

@@ -1,65 +1,17 @@
 //! `sagahost entities apply` and the Service Bus queue-depth gauges, against `sagahost broker`
 //! with its entity-management API (`--http-listen`) on loopback.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sagahost::config::Config;
 use sagahost::service::Host;
 use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 
-use crate::support;
-
-/// A `sagahost broker` with the entity-management API; killed on drop.
-struct Broker {
-    child: std::process::Child,
-    connection_string: String,
-    management: String,
-    _data: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
-            .args([
-                "broker",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let amqp = lines.next().unwrap().unwrap();
-        let address = amqp.rsplit(' ').next().unwrap().to_owned();
-        let http = lines.next().unwrap().unwrap();
-        let management = http.rsplit(' ').next().unwrap().to_owned();
-        Self {
-            child,
-            connection_string: format!(
-                "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-            ),
-            management,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{self, BrokerProcess};
 
 /// A config on the broker: MDM reads `contacts` and forwards to `parked`, which nobody reads.
-fn write_config(dir: &std::path::Path, broker: &Broker) -> std::path::PathBuf {
+fn write_config(dir: &std::path::Path, broker: &BrokerProcess) -> std::path::PathBuf {
     std::fs::write(dir.join("connection-string"), &broker.connection_string).unwrap();
     std::fs::write(dir.join("state-key"), "0123456789abcdef0123456789abcdef-state").unwrap();
     let config = dir.join("sagahost.toml");
@@ -73,7 +25,7 @@ fn write_config(dir: &std::path::Path, broker: &Broker) -> std::path::PathBuf {
              [queues.contacts]\nlock-duration-ms = 45000\nmax-delivery-count = 4\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n\
              [partners.mdm]\ncomponent = {:?}\nqueue = \"contacts\"\nroutes = {{ next = \"parked\" }}\n",
-            broker.management,
+            broker.management.as_deref().expect("started with --http-listen"),
             support::component("mdm").display().to_string(),
         ),
     )
@@ -94,7 +46,7 @@ fn apply(config: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entities_apply_creates_the_queues_once_and_the_gauges_read_their_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
+    let broker = BrokerProcess::start(&["--http-listen", "127.0.0.1:0"]);
     let config = write_config(dir.path(), &broker);
 
     let first = tokio::task::spawn_blocking({

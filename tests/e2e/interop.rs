@@ -4,9 +4,8 @@
 //! installed by `tests/interop/setup-node`), each running every check of its script against a
 //! broker of its own.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use crate::support;
 
@@ -21,52 +20,6 @@ const SHARED_CHECKS: [&str; 8] = [
     "peek",
     "receive-and-delete",
 ];
-
-/// A `sagahost broker` on a loopback port, over a fresh data directory; killed on drop.
-struct Broker {
-    child: Child,
-    connection_string: String,
-    _data: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
-            .args([
-                "broker",
-                "--listen",
-                "127.0.0.1:0",
-                "--lock-duration-ms",
-                "5000",
-                "--data",
-            ])
-            .arg(data.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().expect("the broker prints its address");
-        let connection_string = format!(
-            "Endpoint=sb://{addr};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-        );
-        Self {
-            child,
-            connection_string,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs a setup script and returns what it printed: the interpreter or directory to use.
 fn set_up(script: &Path, what: &str) -> String {
@@ -84,7 +37,7 @@ fn set_up(script: &Path, what: &str) -> String {
 /// Runs `command CONNECTION_STRING` against a fresh broker and asserts every check in `checks`
 /// passed; returns the report.
 fn run_checks(mut command: Command, checks: &[&str]) -> String {
-    let broker = Broker::start();
+    let broker = support::BrokerProcess::start(&["--lock-duration-ms", "5000"]);
     let output = command.arg(&broker.connection_string).output().unwrap();
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(

@@ -1,4 +1,5 @@
-//! Shared helpers: where the built guest components and the samples are.
+//! Shared helpers: where the built guest components and the samples are, and a `sagahost broker`
+//! process to test against.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,4 +82,50 @@ pub fn start_host(config: &Path, env: &[(&str, String)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting sagahost run")
+}
+
+/// A `sagahost broker` process on a loopback port, over a fresh data directory; killed on drop.
+pub struct BrokerProcess {
+    child: Child,
+    /// The connection string that reaches it (the emulator's key).
+    pub connection_string: String,
+    /// `http://ADDR` of its entity-management API, when started with `--http-listen`.
+    pub management: Option<String>,
+    _data: tempfile::TempDir,
+}
+
+impl BrokerProcess {
+    /// Starts `sagahost broker --listen 127.0.0.1:0` with `extra` arguments, and reads the
+    /// addresses it prints.
+    pub fn start(extra: &[&str]) -> Self {
+        use std::io::{BufRead as _, BufReader};
+
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut last_word = || lines.next().unwrap().unwrap().rsplit(' ').next().unwrap().to_owned();
+        let address = last_word();
+        let management = extra.contains(&"--http-listen").then(&mut last_word);
+        Self {
+            child,
+            connection_string: format!(
+                "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+            ),
+            management,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -10,7 +10,8 @@
 //! holding its copies.
 
 use fe2o3_amqp_types::definitions::{AmqpError, Error as AmqpErrorInfo, ErrorCondition};
-use sagahost_transport::embedded::{EmbeddedQueue, parse_subscription_path};
+use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::servicebus::dialect::parse_subscription_path;
 
 use crate::BrokerConfig;
 

@@ -132,8 +132,6 @@ pub use entities::serve_entities;
 
 /// The suffix of a management node address.
 const MANAGEMENT_SUFFIX: &str = "/$management";
-/// The suffix of a dead-letter queue address.
-const DEAD_LETTER_SUFFIX: &str = "/$DeadLetterQueue";
 
 /// How the broker runs.
 #[derive(Debug, Clone)]

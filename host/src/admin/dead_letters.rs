@@ -24,7 +24,7 @@ use sagahost_transport::{HostTransport, TransportError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Admin, Shared, denied, error};
+use super::{Admin, DENIED, Shared, admitted, error};
 use crate::dead_letters::{
     DeadLetterQueue, Filter, RedriveOptions, Selection, decoded, format_instant, parse_instant, partner_of, version_of,
 };
@@ -136,8 +136,15 @@ impl BulkParams {
     }
 }
 
-/// `queue`'s dead-letter queue, if it is one the host uses.
-fn queue<'a>(admin: &'a Admin, queue: &'a str) -> Result<DeadLetterQueue<'a, HostTransport>, Refused> {
+/// `queue`'s dead-letter queue, for a request with the admin token, if it is one the host uses.
+fn open<'a>(
+    admin: &'a Admin,
+    headers: &HeaderMap,
+    queue: &'a str,
+) -> Result<DeadLetterQueue<'a, HostTransport>, Refused> {
+    if !admitted(admin, headers) {
+        return Err(Refused(StatusCode::UNAUTHORIZED, DENIED.into()));
+    }
     if !admin.queues.iter().any(|known| known == queue) {
         return Err(Refused(
             StatusCode::NOT_FOUND,
@@ -188,10 +195,7 @@ pub async fn list(
     Path(name): Path<String>,
     Query(mut params): Query<ListParams>,
 ) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     let filter = params.filter()?;
     let limit = params.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
     let page = dlq.list(&filter, params.from.unwrap_or(0), limit).await?;
@@ -203,10 +207,7 @@ pub async fn list(
 }
 
 pub async fn show(State(admin): Shared, headers: HeaderMap, Path((name, sequence)): Path<(String, i64)>) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     let letter = dlq.show(sequence).await?.ok_or_else(|| not_found(&name, sequence))?;
     let mut detail = summary(&letter);
     let (decoded, decode_error) = match decoded(&letter) {
@@ -229,10 +230,7 @@ pub async fn redrive_one(
     Path((name, sequence)): Path<(String, i64)>,
     Query(params): Query<RedriveOneParams>,
 ) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     let options = RedriveOptions {
         limit: None,
         reset_attempts: params.reset_attempts.then_some(&admin.state_keys),
@@ -252,10 +250,7 @@ pub async fn purge_one(
     headers: HeaderMap,
     Path((name, sequence)): Path<(String, i64)>,
 ) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     if dlq.purge(&Selection::One(sequence), None, |_| {}).await?.done == 0 {
         return Err(not_found(&name, sequence));
     }
@@ -268,10 +263,7 @@ pub async fn redrive_matching(
     Path(name): Path<String>,
     Json(mut params): Json<BulkParams>,
 ) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     let selection = params.selection()?;
     if params.dry_run {
         let matched = dlq.count(&selection, params.limit).await?;
@@ -299,10 +291,7 @@ pub async fn purge_matching(
     Path(name): Path<String>,
     Json(mut params): Json<BulkParams>,
 ) -> Answer {
-    if let Some(denied) = denied(&admin, &headers) {
-        return Ok(denied);
-    }
-    let dlq = queue(&admin, &name)?;
+    let dlq = open(&admin, &headers, &name)?;
     if params.reset_attempts {
         return Err(Refused(
             StatusCode::BAD_REQUEST,

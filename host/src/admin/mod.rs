@@ -92,14 +92,24 @@ pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationTo
 
 type Shared = State<Arc<Admin>>;
 
-/// The 401 to answer when the request lacks the configured token.
-fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
-    let token = admin.token.as_ref()?;
+/// What a request without the configured token is told.
+const DENIED: &str = "missing or wrong admin token";
+
+/// Whether the request carries the configured token (always, when none is configured).
+fn admitted(admin: &Admin, headers: &HeaderMap) -> bool {
+    let Some(token) = admin.token.as_ref() else {
+        return true;
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    (!token.admits(presented)).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
+    token.admits(presented)
+}
+
+/// The 401 to answer when the request lacks the configured token.
+fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
+    (!admitted(admin, headers)).then(|| (StatusCode::UNAUTHORIZED, format!("{DENIED}\n")).into_response())
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sagahost_transport::embedded::{QueueSettings, TopicSettings, parse_subscription_path};
+use sagahost_transport::embedded::{QueueSettings, TopicSettings};
+use sagahost_transport::servicebus::dialect::parse_subscription_path;
 use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 

@@ -6,7 +6,8 @@
 //! `<topic>/Subscriptions/<subscription>`, which both transports receive from like a queue, so
 //! the rest of the host only ever sees a queue name.
 
-use sagahost_transport::embedded::{TopicSettings, subscription_path};
+use sagahost_transport::embedded::TopicSettings;
+use sagahost_transport::servicebus::dialect::subscription_path;
 use serde::Deserialize;
 
 use super::{Config, TransportConfig};

@@ -14,12 +14,13 @@ use fe2o3_amqp_types::messaging::TargetArchetype;
 use fe2o3_amqp_types::performatives::{Attach, Begin, Detach, Flow, Open};
 use sagahost_transport::ReceivedMessage;
 use sagahost_transport::sas;
+use sagahost_transport::servicebus::dialect::DEAD_LETTER_QUEUE_SUFFIX;
 
 use crate::addresses::{self, Entity};
 use crate::auth;
 use crate::management::Node;
 use crate::transactions;
-use crate::{DEAD_LETTER_SUFFIX, MANAGEMENT_SUFFIX, entity_path};
+use crate::{MANAGEMENT_SUFFIX, entity_path};
 
 use super::dispositions::release;
 use super::{Connection, Kind, Link, MAX_FRAME_SIZE, SENDER_CREDIT, Session, amqp_error};
@@ -214,7 +215,7 @@ impl Connection {
         let node = if path == "$cbs" {
             Some(Node::Cbs)
         } else if let Some(entity) = path.strip_suffix(MANAGEMENT_SUFFIX) {
-            let (entity, dead_letter) = match entity.strip_suffix(DEAD_LETTER_SUFFIX) {
+            let (entity, dead_letter) = match entity.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX) {
                 Some(entity) => (entity, true),
                 None => (entity, false),
             };
@@ -241,7 +242,7 @@ impl Connection {
                 Kind::NodeOut { node, address }
             });
         }
-        let (entity, dead_letter) = match path.strip_suffix(DEAD_LETTER_SUFFIX) {
+        let (entity, dead_letter) = match path.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX) {
             Some(entity) => (entity, true),
             None => (path, false),
         };

@@ -12,8 +12,9 @@
 //!   `204` when there are none.
 
 use fe2o3_amqp_types::primitives::{OrderedMap, Timestamp, Value};
-use sagahost_transport::embedded::{EmbeddedQueue, Rule, TopicError, parse_subscription_path};
+use sagahost_transport::embedded::{EmbeddedQueue, Rule, TopicError};
 use sagahost_transport::filter::{CorrelationFilter, RuleFilter, check_action};
+use sagahost_transport::servicebus::dialect::parse_subscription_path;
 use sagahost_transport::servicebus::dialect::value_text;
 use serde_amqp::described::Described;
 use serde_amqp::descriptor::Descriptor;

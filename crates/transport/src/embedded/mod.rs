@@ -55,9 +55,7 @@ mod topic_store;
 mod topics;
 mod writer;
 
-pub use topics::{
-    DEFAULT_RULE, Rule, SubscriptionSettings, TopicError, TopicSettings, parse_subscription_path, subscription_path,
-};
+pub use topics::{DEFAULT_RULE, Rule, SubscriptionSettings, TopicError, TopicSettings};
 
 use std::collections::HashMap;
 use std::path::Path;

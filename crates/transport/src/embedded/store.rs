@@ -10,8 +10,9 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, Row, params};
 
 use super::super::{OutgoingMessage, Output, ReceivedMessage, Settlement, StoredMessage, TransportError};
-use super::topics::{Catalog, parse_subscription_path};
+use super::topics::Catalog;
 use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, topic_store};
+use crate::servicebus::dialect::parse_subscription_path;
 
 /// Schema version kept in `PRAGMA user_version`. Bump it, and migrate in [`open`], when the schema changes.
 /// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]);
@@ -340,18 +341,21 @@ pub(super) fn send_numbered(conn: &Connection, entities: &Entities, outputs: &[O
     outputs
         .iter()
         .map(|output| {
+            // Queues first: the common case pays one lookup (queue and topic names never clash).
+            if let Some(settings) = entities.queues.get(&output.queue) {
+                return insert(conn, settings, output, now);
+            }
             if entities.topics.topics.contains_key(&output.queue) {
                 return topic_store::fan_out(conn, &entities.topics, &output.queue, output, now);
             }
-            if let Some((topic, _)) = parse_subscription_path(&output.queue)
-                && entities.topics.paths.contains_key(&output.queue)
-            {
+            if entities.topics.paths.contains_key(&output.queue) {
+                let topic = parse_subscription_path(&output.queue).map_or("", |(topic, _)| topic);
                 anyhow::bail!(
                     "`{}` is a subscription, which cannot be sent to: send to its topic `{topic}`",
                     output.queue
                 );
             }
-            insert(conn, entities.settings(&output.queue)?, output, now)
+            Err(TransportError::UnknownQueue(output.queue.clone()).into())
         })
         .collect()
 }

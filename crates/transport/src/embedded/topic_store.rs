@@ -7,8 +7,9 @@ use rusqlite::{Connection, params};
 
 use super::super::Output;
 use super::store::{self, duration_ms};
-use super::topics::{Catalog, CompiledRule, Rule, SubscriptionEntry, SubscriptionSettings, compile, subscription_path};
+use super::topics::{Catalog, CompiledRule, Rule, SubscriptionEntry, SubscriptionSettings, compile};
 use crate::filter::{Filter, MessageFields, RuleFilter};
+use crate::servicebus::dialect::subscription_path;
 
 /// The topic tables (schema version 3). A topic's sequence counter is its row in `queues`; each
 /// subscription's messages are `messages` rows whose queue is the subscription's entity path.

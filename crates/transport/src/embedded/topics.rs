@@ -32,25 +32,12 @@ use super::super::TransportError;
 use super::{EmbeddedQueue, QueueSettings, default_lock_duration, default_max_delivery_count, millis, optional_millis};
 use super::{topic_store, validate};
 use crate::filter::{Filter, FilterError, MessageFields, RuleFilter};
+use crate::servicebus::dialect::{SUBSCRIPTIONS_SEGMENT, subscription_path};
 
-/// The path segment between a topic and a subscription's name.
-pub const SUBSCRIPTIONS_SEGMENT: &str = "/Subscriptions/";
 /// The name of the rule a new subscription gets when none are given, as in Service Bus.
 pub const DEFAULT_RULE: &str = "$Default";
 /// The longest rule name Service Bus accepts.
 const MAX_RULE_NAME: usize = 50;
-
-/// The entity path of a subscription: `<topic>/Subscriptions/<subscription>`, the name to receive
-/// from (and, with `/$DeadLetterQueue`, its dead-letter queue).
-pub fn subscription_path(topic: &str, subscription: &str) -> String {
-    format!("{topic}{SUBSCRIPTIONS_SEGMENT}{subscription}")
-}
-
-/// Splits a subscription's entity path into its topic and subscription names.
-pub fn parse_subscription_path(path: &str) -> Option<(&str, &str)> {
-    let (topic, subscription) = path.split_once(SUBSCRIPTIONS_SEGMENT)?;
-    (!topic.is_empty() && !subscription.is_empty() && !subscription.contains('/')).then_some((topic, subscription))
-}
 
 /// One topic and its subscriptions. In TOML:
 ///

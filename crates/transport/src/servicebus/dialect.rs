@@ -38,6 +38,21 @@ pub fn dead_letter_queue(entity: &str) -> String {
     format!("{entity}{DEAD_LETTER_QUEUE_SUFFIX}")
 }
 
+/// What separates a topic from a subscription's name in an entity path.
+pub const SUBSCRIPTIONS_SEGMENT: &str = "/Subscriptions/";
+
+/// The entity path of a subscription: `<topic>/Subscriptions/<subscription>`, the name to receive
+/// from (and, with `/$DeadLetterQueue`, its dead-letter queue).
+pub fn subscription_path(topic: &str, subscription: &str) -> String {
+    format!("{topic}{SUBSCRIPTIONS_SEGMENT}{subscription}")
+}
+
+/// Splits a subscription's entity path into its topic and subscription names.
+pub fn parse_subscription_path(path: &str) -> Option<(&str, &str)> {
+    let (topic, subscription) = path.split_once(SUBSCRIPTIONS_SEGMENT)?;
+    (!topic.is_empty() && !subscription.is_empty() && !subscription.contains('/')).then_some((topic, subscription))
+}
+
 /// The entity a transaction sends through (send-via) when it settles a message received from
 /// `path`: the queue itself, a queue for its dead-letter queue, and the topic for a subscription
 /// or its dead-letter queue (`contacts/Subscriptions/mdm` sends via `contacts`), since Service
@@ -45,14 +60,8 @@ pub fn dead_letter_queue(entity: &str) -> String {
 /// entity for a subscription.
 pub fn transfer_entity(path: &str) -> &str {
     let entity = path.strip_suffix(DEAD_LETTER_QUEUE_SUFFIX).unwrap_or(path);
-    match entity.split_once(SUBSCRIPTIONS_SEGMENT) {
-        Some((topic, _)) => topic,
-        None => entity,
-    }
+    parse_subscription_path(entity).map_or(entity, |(topic, _)| topic)
 }
-
-/// What separates a topic from its subscription in an entity path.
-const SUBSCRIPTIONS_SEGMENT: &str = "/Subscriptions/";
 
 /// The error condition of a `rejected` outcome that dead-letters a message.
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
