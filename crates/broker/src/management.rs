@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Value};
 use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
-use sagahost_transport::servicebus::dialect::{LOCK_LOST_CONDITION, value_text};
+use sagahost_transport::servicebus::dialect::{LOCK_LOST_CONDITION, SESSION_LOCK_LOST_CONDITION, value_text};
 use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 use super::message::{self, Incoming, Outgoing};
@@ -95,6 +95,7 @@ impl From<TransportError> for Failure {
         match error {
             TransportError::LockLost { .. } => Failure(410, LOCK_LOST_CONDITION, error.to_string()),
             TransportError::UnknownQueue(_) => Failure(404, NOT_FOUND, error.to_string()),
+            TransportError::SessionLockLost { .. } => Failure(410, SESSION_LOCK_LOST_CONDITION, error.to_string()),
             TransportError::Other(error) => Failure(500, INTERNAL, format!("{error:#}")),
         }
     }
@@ -405,6 +406,7 @@ mod tests {
             content_type: None,
             properties: Vec::new(),
             body: Vec::new(),
+            session_id: None,
             sequence_number: 1,
             delivery_count: 1,
             enqueued_time: SystemTime::now(),

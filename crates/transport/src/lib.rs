@@ -7,7 +7,8 @@
 //! with the messages it produced as one atomic step where the transport can.
 //!
 //! [`dead_letters::DeadLetterQueues`] reads and takes dead letters on either transport, so the
-//! operator tools are written once.
+//! operator tools are written once. [`sessions::Sessions`] receives from session-enabled queues,
+//! one session under one lock at a time, which is what keeps one record's messages in order.
 //!
 //! [`servicebus`] is the production transport (Azure Service Bus over AMQP 1.0);
 //! its [`servicebus::dialect`] is shared with `sagahost-broker`, which serves an
@@ -24,6 +25,7 @@ pub mod filter;
 pub mod sas;
 mod select;
 pub mod servicebus;
+pub mod sessions;
 
 pub use select::HostTransport;
 
@@ -41,6 +43,9 @@ pub struct OutgoingMessage {
     pub scheduled_enqueue_time: Option<SystemTime>,
     /// Expires (and is dead-lettered with `TTLExpiredException`) this long after enqueue.
     pub time_to_live: Option<Duration>,
+    /// The session it belongs to (Service Bus `SessionId`): a session-enabled queue hands the
+    /// messages of one session to one receiver at a time, in order, and takes no message without.
+    pub session_id: Option<String>,
 }
 
 /// A message received under a lock.
@@ -53,6 +58,8 @@ pub struct ReceivedMessage {
     pub content_type: Option<String>,
     pub properties: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The session it belongs to, as sent.
+    pub session_id: Option<String>,
     /// Broker-assigned, increasing per queue.
     pub sequence_number: i64,
     /// Deliveries so far, including this one (starts at 1).
@@ -80,6 +87,8 @@ pub struct StoredMessage {
     pub properties: Vec<(String, String)>,
     /// The body bytes.
     pub body: Vec<u8>,
+    /// The session it belongs to, as sent.
+    pub session_id: Option<String>,
     /// Deliveries so far.
     pub delivery_count: u32,
     /// When the queue accepted it.
@@ -125,6 +134,11 @@ pub enum TransportError {
     /// The queue does not exist.
     #[error("queue `{0}` does not exist; add it under [queues] in the config")]
     UnknownQueue(String),
+    /// The session is locked by another receiver, or its lock expired or was released.
+    #[error(
+        "session `{session_id}` of queue `{queue}` is not locked by this receiver (another holds it, or its lock expired)"
+    )]
+    SessionLockLost { queue: String, session_id: String },
     /// Anything else (I/O, database, connection).
     #[error(transparent)]
     Other(#[from] anyhow::Error),

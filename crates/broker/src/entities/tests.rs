@@ -174,6 +174,7 @@ fn a_python_create_body_sets_the_stored_settings() {
             lock_duration: Duration::from_secs(45),
             max_delivery_count: 3,
             default_ttl: Some(Duration::from_secs(3_600)),
+            requires_session: false,
         }
     );
     let empty = PYTHON_CREATE.replace(

@@ -16,6 +16,10 @@
 //! [`EmbeddedQueue::ensure_subscription`], [`EmbeddedQueue::add_rule`] and their siblings, and
 //! are durable in the same file.
 //!
+//! A queue with `requires_session` takes only messages with a session id and is received from
+//! through [`Sessions`](crate::sessions::Sessions) (`sessions.rs`, `session_store.rs`): one session locked to one receiver
+//! at a time, its messages in sequence order.
+//!
 //! For the local Service Bus broker (`sagahost-broker`) it also offers what Service Bus clients
 //! can ask for beyond [`Transport`]: queues created on first use ([`EmbeddedQueue::ensure_queue`]),
 //! receive-and-delete, releasing a lock without counting the
@@ -50,6 +54,8 @@
 //! coming due.
 
 mod queue_definitions;
+mod session_store;
+mod sessions;
 mod store;
 mod topic_store;
 mod topics;
@@ -117,16 +123,22 @@ pub struct QueueSettings {
     /// Time to live for messages sent without one; `None` (the default) keeps them until consumed.
     #[serde(rename = "default-ttl-ms", default, deserialize_with = "optional_millis")]
     pub default_ttl: Option<Duration>,
+    /// Session-enabled (Service Bus `RequiresSession`): takes only messages with a session id and
+    /// is received from through [`Sessions`](crate::sessions::Sessions), one session per receiver at a time (default false).
+    #[serde(default)]
+    pub requires_session: bool,
 }
 
 impl QueueSettings {
-    /// Settings for `name` with the defaults: 30 s locks, 10 deliveries, no default time to live.
+    /// Settings for `name` with the defaults: 30 s locks, 10 deliveries, no default time to live,
+    /// no sessions.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             lock_duration: default_lock_duration(),
             max_delivery_count: default_max_delivery_count(),
             default_ttl: None,
+            requires_session: false,
         }
     }
 }
@@ -388,7 +400,7 @@ impl EmbeddedQueue {
     ) -> Result<Vec<T>, TransportError>
     where
         T: Send + 'static,
-        F: Fn(&rusqlite::Connection, &QueueSettings, usize) -> anyhow::Result<Vec<T>> + Send + Sync + Copy + 'static,
+        F: Fn(&rusqlite::Connection, &QueueSettings, usize) -> anyhow::Result<Vec<T>> + Send + Sync + Clone + 'static,
     {
         let settings = self.settings(queue)?;
         let arrivals = self
@@ -403,6 +415,7 @@ impl EmbeddedQueue {
             arrival.as_mut().enable();
 
             let settings = settings.clone();
+            let take = take.clone();
             let batch = self.shared.writer.call(move |conn| take(conn, &settings, max)).await?;
             let now = Instant::now();
             let remaining = deadline.map_or(POLL_INTERVAL, |deadline| deadline.saturating_duration_since(now));
@@ -559,6 +572,11 @@ impl DeadLetterQueues for EmbeddedQueue {
 
 impl Transport for EmbeddedQueue {
     async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+        if self.settings(queue)?.requires_session {
+            return Err(TransportError::Other(anyhow::anyhow!(
+                "queue `{queue}` is session-enabled: receive from it through a session (accept one first)"
+            )));
+        }
         self.receive_with(queue, max, wait, store::receive).await
     }
 
@@ -585,9 +603,17 @@ impl Transport for EmbeddedQueue {
         Ok(())
     }
 
+    /// A message received in a session has the session's lock: renewing it renews the session.
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
         let settings = self.settings(&message.queue)?;
         let held = store::Lock::from(message);
+        if let Some(session_id) = message.session_id.clone().filter(|_| settings.requires_session) {
+            return self
+                .shared
+                .writer
+                .call(move |conn| session_store::renew_for_message(conn, &settings, &held, &session_id))
+                .await;
+        }
         self.shared
             .writer
             .call(move |conn| store::renew_lock(conn, &settings, &held))
@@ -616,6 +642,8 @@ impl Transport for EmbeddedQueue {
     }
 }
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -41,23 +41,25 @@ pub struct QueueInfo {
 /// queues are, so a damaged row fails the open with the queue's name.
 pub(super) fn load(conn: &Connection) -> anyhow::Result<Vec<QueueSettings>> {
     let rows = conn
-        .prepare("SELECT name, lock_duration_ms, max_delivery_count, default_ttl_ms FROM queue_definitions")?
+        .prepare("SELECT name, lock_duration_ms, max_delivery_count, default_ttl_ms, requires_session FROM queue_definitions")?
         .query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, i64>(1)?,
                 row.get::<_, i64>(2)?,
                 row.get::<_, Option<i64>>(3)?,
+                row.get::<_, bool>(4)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(name, lock_ms, max_delivery_count, ttl_ms)| {
+        .map(|(name, lock_ms, max_delivery_count, ttl_ms, requires_session)| {
             let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
             let settings = QueueSettings {
                 lock_duration: millis(lock_ms),
                 max_delivery_count: u32::try_from(max_delivery_count).unwrap_or(0),
                 default_ttl: ttl_ms.map(millis),
+                requires_session,
                 name,
             };
             validate(&settings).with_context(|| format!("the stored definition of queue `{}`", settings.name))?;
@@ -76,18 +78,20 @@ fn save(conn: &Connection, settings: &QueueSettings, created: bool) -> anyhow::R
         settings.max_delivery_count,
         settings.default_ttl.map(duration_ms),
         now,
+        settings.requires_session,
     ];
     let changed = if created {
         conn.prepare_cached(
             "INSERT INTO queue_definitions (name, lock_duration_ms, max_delivery_count, default_ttl_ms, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (name) DO NOTHING",
+             created_at, updated_at, requires_session) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) ON CONFLICT (name) DO NOTHING",
         )?
         .execute(values)?
     } else {
         conn.prepare_cached(
             "INSERT INTO queue_definitions (name, lock_duration_ms, max_delivery_count, default_ttl_ms, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (name) DO UPDATE SET \
-             lock_duration_ms = ?2, max_delivery_count = ?3, default_ttl_ms = ?4, updated_at = ?5",
+             created_at, updated_at, requires_session) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) ON CONFLICT (name) DO UPDATE SET \
+             lock_duration_ms = ?2, max_delivery_count = ?3, default_ttl_ms = ?4, updated_at = ?5, \
+             requires_session = ?6",
         )?
         .execute(values)?
     };
@@ -103,6 +107,8 @@ fn remove(conn: &Connection, queue: &str) -> anyhow::Result<()> {
     conn.prepare_cached("DELETE FROM queues WHERE name = ?1")?
         .execute([queue])?;
     conn.prepare_cached("DELETE FROM queue_definitions WHERE name = ?1")?
+        .execute([queue])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE queue = ?1")?
         .execute([queue])?;
     Ok(())
 }

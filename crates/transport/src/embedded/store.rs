@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::{OutgoingMessage, Output, ReceivedMessage, Settlement, StoredMessage, TransportError};
 use super::topics::Catalog;
@@ -18,8 +18,9 @@ use crate::servicebus::dialect::parse_subscription_path;
 /// Version 2 moved `body` to the last column and added `messages_by_state` (see [`SCHEMA`]);
 /// version 3 added the topic tables (`topic_store::SCHEMA`); version 4 added `queue_definitions`
 /// (see [`super::queue_definitions`]). Both are `CREATE TABLE IF NOT EXISTS`, so that is their whole
-/// migration.
-const SCHEMA_VERSION: i64 = 4;
+/// migration. Version 5 added `messages.session_id` (before `properties`, so `body` stays last:
+/// the table is rewritten), `sessions` (`session_store.rs`) and `queue_definitions.requires_session`.
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// `messages` holds every message of every queue, active and dead-lettered alike: dead-lettering
 /// and redriving are then one `UPDATE` of a row, never a copy between tables. Times are
@@ -55,37 +56,49 @@ CREATE TABLE IF NOT EXISTS messages (
     dead_lettered_at INTEGER,       -- set: the row is in the queue's dead-letter queue
     dead_letter_reason      TEXT,
     dead_letter_description TEXT,
+    session_id       TEXT,          -- Service Bus SessionId, as sent
     properties       TEXT NOT NULL, -- JSON array of [name, value] pairs: keeps order and repeats
     body             BLOB NOT NULL,
     UNIQUE (queue, sequence_number)
 );
 CREATE INDEX IF NOT EXISTS messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages (queue, session_id, sequence_number)
+    WHERE session_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sessions (
+    queue        TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    lock_token   TEXT,
+    locked_until INTEGER,          -- the session is locked to `lock_token` while this is in the future
+    state        BLOB,
+    PRIMARY KEY (queue, session_id)
+);
 CREATE TABLE IF NOT EXISTS queue_definitions (
     name               TEXT PRIMARY KEY,
     lock_duration_ms   INTEGER NOT NULL,
     max_delivery_count INTEGER NOT NULL,
     default_ttl_ms     INTEGER,
+    requires_session   INTEGER NOT NULL DEFAULT 0,
     created_at         INTEGER NOT NULL,
     updated_at         INTEGER NOT NULL
 );
 ";
 
-/// Every column of `messages`, for copying rows between schema versions.
+/// The columns of `messages` that every schema version has, for copying rows between versions.
 const ALL_COLUMNS: &str = "id, queue, sequence_number, message_id, correlation_id, content_type, enqueued_at, \
      scheduled_at, ttl_ms, expires_at, delivery_count, lock_token, locked_until, dead_lettered_at, \
      dead_letter_reason, dead_letter_description, properties, body";
 
 /// The columns [`MessageRow::from_row`] reads, in its order.
 const MESSAGE_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
-     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until";
+     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, session_id";
 
 /// [`MESSAGE_COLUMNS`] plus the dead-letter columns [`dead_letter_from_row`] reads.
 const DEAD_LETTER_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
-     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, \
+     enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, session_id, \
      dead_letter_reason, dead_letter_description, dead_lettered_at";
 
 /// Active, not scheduled for later, and not under a live lock. `?1` is the queue, `?2` now.
-const VISIBLE: &str = "queue = ?1 AND dead_lettered_at IS NULL \
+pub(super) const VISIBLE: &str = "queue = ?1 AND dead_lettered_at IS NULL \
      AND (scheduled_at IS NULL OR scheduled_at <= ?2) AND (locked_until IS NULL OR locked_until <= ?2)";
 
 /// Still locked by the holder of the token. `?1` queue, `?2` sequence number, `?3` token, `?4` now.
@@ -127,6 +140,9 @@ pub(super) fn open(path: &Path, queues: &[QueueSettings]) -> anyhow::Result<Conn
     if (1..=2).contains(&version) {
         topic_store::migrate_from_v2(&conn)?;
     }
+    if (2..=4).contains(&version) {
+        migrate_to_v5(&conn, version)?;
+    }
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(topic_store::SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -150,6 +166,30 @@ fn migrate_from_v1(conn: &Connection) -> anyhow::Result<()> {
          COMMIT;"
     ))
     .context("upgrading the queue database from schema version 1")
+}
+
+/// Rewrites `messages` of a version 2 to 4 database with `session_id` before `properties` (version 1
+/// was rewritten in the version 5 layout already), and adds `requires_session` to a version 4
+/// `queue_definitions`; in one transaction, as [`migrate_from_v1`].
+fn migrate_to_v5(conn: &Connection, version: i64) -> anyhow::Result<()> {
+    tracing::info!("upgrading the queue database to schema version 5");
+    let definitions = if version == 4 {
+        "ALTER TABLE queue_definitions ADD COLUMN requires_session INTEGER NOT NULL DEFAULT 0;"
+    } else {
+        ""
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         DROP INDEX IF EXISTS messages_by_state;
+         ALTER TABLE messages RENAME TO messages_v4;
+         {definitions}
+         {SCHEMA}
+         INSERT INTO messages ({ALL_COLUMNS}) SELECT {ALL_COLUMNS} FROM messages_v4;
+         DROP TABLE messages_v4;
+         PRAGMA user_version = 5;
+         COMMIT;"
+    ))
+    .with_context(|| format!("upgrading the queue database from schema version {version}"))
 }
 
 /// Gives `queue` a sequence counter unless it has one.
@@ -212,7 +252,12 @@ impl From<&ReceivedMessage> for Lock {
 }
 
 impl Lock {
-    fn lost(&self) -> anyhow::Error {
+    /// The queue the locked message is in.
+    pub(super) fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    pub(super) fn lost(&self) -> anyhow::Error {
         TransportError::LockLost {
             queue: self.queue.clone(),
             message_id: self.message_id.clone(),
@@ -250,6 +295,7 @@ struct MessageRow {
     expires_at: Option<i64>,
     delivery_count: u32,
     locked_until: Option<i64>,
+    session_id: Option<String>,
 }
 
 impl MessageRow {
@@ -267,6 +313,7 @@ impl MessageRow {
             expires_at: row.get(8)?,
             delivery_count: row.get(9)?,
             locked_until: row.get(10)?,
+            session_id: row.get(11)?,
         })
     }
 
@@ -288,6 +335,7 @@ impl MessageRow {
             correlation_id: self.correlation_id,
             content_type: self.content_type,
             body: self.body,
+            session_id: self.session_id,
             delivery_count: self.delivery_count,
             enqueued_time: from_ms(self.enqueued_at),
             scheduled_enqueue_time: self.scheduled_at.map(from_ms),
@@ -305,6 +353,7 @@ impl MessageRow {
             correlation_id: self.correlation_id,
             content_type: self.content_type,
             body: self.body,
+            session_id: self.session_id,
             sequence_number: self.sequence_number,
             delivery_count: self.delivery_count,
             enqueued_time: from_ms(self.enqueued_at),
@@ -316,7 +365,7 @@ impl MessageRow {
 
 /// Reads [`DEAD_LETTER_COLUMNS`].
 fn dead_letter_from_row(row: &Row<'_>) -> rusqlite::Result<(MessageRow, String, String, i64)> {
-    Ok((MessageRow::from_row(row)?, row.get(11)?, row.get(12)?, row.get(13)?))
+    Ok((MessageRow::from_row(row)?, row.get(12)?, row.get(13)?, row.get(14)?))
 }
 
 fn into_dead_letter(queue: &str, now: i64, parts: (MessageRow, String, String, i64)) -> anyhow::Result<DeadLetter> {
@@ -390,6 +439,12 @@ pub(super) fn insert_copy(
     message: &OutgoingMessage,
     now: i64,
 ) -> anyhow::Result<()> {
+    if settings.requires_session && message.session_id.is_none() {
+        bail!(
+            "queue `{}` is session-enabled and takes only messages with a session id (message `{message_id}` has none)",
+            settings.name
+        );
+    }
     let scheduled_at = message.scheduled_enqueue_time.map(to_ms);
     let ttl_ms = message.time_to_live.or(settings.default_ttl).map(duration_ms);
     // The time to live runs from when the message becomes available, as in Service Bus.
@@ -397,7 +452,8 @@ pub(super) fn insert_copy(
     let properties = serde_json::to_string(&message.properties)?;
     conn.prepare_cached(
         "INSERT INTO messages (queue, sequence_number, message_id, correlation_id, content_type, properties, body, \
-         enqueued_at, scheduled_at, ttl_ms, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         enqueued_at, scheduled_at, ttl_ms, expires_at, session_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         settings.name,
@@ -411,19 +467,48 @@ pub(super) fn insert_copy(
         scheduled_at,
         ttl_ms,
         expires_at,
+        message.session_id,
     ])?;
     Ok(())
 }
 
-/// Locks and returns up to `max` visible messages in sequence order. On the way it dead-letters,
-/// as Service Bus does at receive time, the ones whose time to live ran out and the ones that
-/// have already been delivered `max_delivery_count` times.
+/// Which messages a receive takes from.
+#[derive(Clone, Copy)]
+pub(super) enum Scope<'a> {
+    /// Any of the queue's.
+    Queue,
+    /// Only those of the session `id`, locked until the session's lock ends.
+    Session { id: &'a str, locked_until: i64 },
+}
+
+/// Locks and returns up to `max` visible messages of the whole queue in sequence order.
 pub(super) fn receive(conn: &Connection, settings: &QueueSettings, max: usize) -> anyhow::Result<Vec<ReceivedMessage>> {
+    receive_in(conn, settings, Scope::Queue, max)
+}
+
+/// Locks and returns up to `max` visible messages of `scope` in sequence order. On the way it
+/// dead-letters, as Service Bus does at receive time, the ones whose time to live ran out and the
+/// ones that have already been delivered `max_delivery_count` times.
+pub(super) fn receive_in(
+    conn: &Connection,
+    settings: &QueueSettings,
+    scope: Scope,
+    max: usize,
+) -> anyhow::Result<Vec<ReceivedMessage>> {
     let now = now_ms();
     let queue = settings.name.as_str();
-    let locked_until = now.saturating_add(duration_ms(settings.lock_duration));
+    let (locked_until, session) = match scope {
+        Scope::Queue => (now.saturating_add(duration_ms(settings.lock_duration)), None),
+        Scope::Session { id, locked_until } => (locked_until, Some(id)),
+    };
+    // One statement per scope, so the session's goes through `messages_by_session`.
+    let in_session = if session.is_some() {
+        "AND session_id = ?4"
+    } else {
+        "AND ?4 IS NULL"
+    };
     let mut select = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {VISIBLE} ORDER BY sequence_number LIMIT ?3"
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {VISIBLE} {in_session} ORDER BY sequence_number LIMIT ?3"
     ))?;
     let mut lock = conn.prepare_cached(
         "UPDATE messages SET lock_token = ?3, locked_until = ?4, delivery_count = delivery_count + 1 \
@@ -434,7 +519,7 @@ pub(super) fn receive(conn: &Connection, settings: &QueueSettings, max: usize) -
     while received.len() < max {
         let wanted = i64::try_from(max - received.len()).unwrap_or(i64::MAX);
         let candidates = select
-            .query_map(params![queue, now, wanted], MessageRow::from_row)?
+            .query_map(params![queue, now, wanted, session], MessageRow::from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         if candidates.is_empty() {
             break;
@@ -640,6 +725,15 @@ fn set_properties(
     conn.prepare_cached("UPDATE messages SET properties = ?3 WHERE queue = ?1 AND sequence_number = ?2")?
         .execute(params![queue, sequence_number, serde_json::to_string(&merged)?])?;
     Ok(())
+}
+
+/// Whether the holder of `held` still holds it.
+pub(super) fn lock_held(conn: &Connection, held: &Lock, now: i64) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT 1 FROM messages WHERE {LOCK_HELD}"))?
+        .query_row(params![held.queue, held.sequence_number, held.token, now], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Extends a held lock by the queue's lock duration from now; returns the new expiry.

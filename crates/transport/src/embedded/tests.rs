@@ -565,7 +565,58 @@ async fn opens_and_upgrades_a_version_1_database() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, super::store::SCHEMA_VERSION);
+}
+
+/// A version 4 database (no session column, queue definitions without `requires_session`): its
+/// messages and stored queues survive the upgrade to version 5.
+#[tokio::test]
+async fn opens_and_upgrades_a_version_4_database() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("queue.db");
+    let v4 = rusqlite::Connection::open(&path).unwrap();
+    v4.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE queues (name TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE messages (
+             id INTEGER PRIMARY KEY, queue TEXT NOT NULL, sequence_number INTEGER NOT NULL,
+             message_id TEXT NOT NULL, correlation_id TEXT, content_type TEXT, enqueued_at INTEGER NOT NULL,
+             scheduled_at INTEGER, ttl_ms INTEGER, expires_at INTEGER,
+             delivery_count INTEGER NOT NULL DEFAULT 0, lock_token TEXT, locked_until INTEGER,
+             dead_lettered_at INTEGER, dead_letter_reason TEXT, dead_letter_description TEXT,
+             properties TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (queue, sequence_number));
+         CREATE INDEX messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
+         CREATE TABLE queue_definitions (name TEXT PRIMARY KEY, lock_duration_ms INTEGER NOT NULL,
+             max_delivery_count INTEGER NOT NULL, default_ttl_ms INTEGER, created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL);
+         INSERT INTO queues VALUES ('erp', 1);
+         INSERT INTO queues VALUES ('made', 0);
+         INSERT INTO queue_definitions VALUES ('made', 45000, 3, NULL, 1, 1);
+         INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at)
+             VALUES ('erp', 1, 'm-1', '[]', x'68656c6c6f', 1);
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(v4);
+
+    let q = open(&dir, &[QueueSettings::new("erp")]);
+    let received = q.receive("erp", 10, NO_WAIT).await.unwrap();
+    assert_eq!(
+        (
+            received[0].message_id.as_str(),
+            &received[0].body[..],
+            &received[0].session_id
+        ),
+        ("m-1", &b"hello"[..], &None)
+    );
+    let made = q.queue_settings("made").expect("the stored queue is still defined");
+    assert_eq!((made.max_delivery_count, made.requires_session), (3, false));
+    drop(q);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, super::store::SCHEMA_VERSION);
 }
 
 #[tokio::test]

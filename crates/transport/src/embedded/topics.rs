@@ -115,6 +115,7 @@ impl SubscriptionSettings {
             lock_duration: self.lock_duration,
             max_delivery_count: self.max_delivery_count,
             default_ttl: self.default_ttl,
+            requires_session: false,
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Received: the lock token is the delivery tag (a GUID in .NET byte order), sequence number,
 //! enqueued time and locked-until are the `x-opt-*` message annotations, and the header's
-//! `delivery-count` counts earlier deliveries. Sent: message id, correlation id and content type in
-//! the properties, string application properties, the time to live in the header and the schedule
+//! `delivery-count` counts earlier deliveries. Both ways the session id is the properties'
+//! `group-id`. Sent: message id, correlation id and content type in the properties, string application properties, the time to live in the header and the schedule
 //! in the `x-opt-scheduled-enqueue-time` annotation.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,6 +75,7 @@ pub fn received(queue: &str, tag: &[u8], message: &Message<Body<Value>>) -> anyh
         content_type: stored.content_type,
         properties: stored.properties,
         body: stored.body,
+        session_id: stored.session_id,
         sequence_number: stored.sequence_number,
         // On a delivery the header counts the deliveries before this one.
         delivery_count: stored.delivery_count.saturating_add(1),
@@ -121,6 +122,7 @@ pub fn stored(queue: &str, message: &Message<Body<Value>>) -> anyhow::Result<Sto
             .map(|a| a.0.iter().map(|(k, v)| (k.clone(), property_text(v))).collect())
             .unwrap_or_default(),
         body,
+        session_id: properties.and_then(|p| p.group_id.clone()),
         delivery_count: message.header.as_ref().map_or(0, |h| h.delivery_count),
         enqueued_time,
         scheduled_enqueue_time: annotation(annotations, SCHEDULED_ENQUEUE_TIME).and_then(as_time),
@@ -149,6 +151,7 @@ pub fn outgoing(message: &OutgoingMessage) -> Message<Data> {
         message_id: Some(MessageId::String(message_id)),
         correlation_id: message.correlation_id.clone().map(MessageId::String),
         content_type: message.content_type.clone().map(Symbol::from),
+        group_id: message.session_id.clone(),
         ..Properties::default()
     };
     let application_properties = (!message.properties.is_empty()).then(|| {

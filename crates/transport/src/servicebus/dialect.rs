@@ -67,6 +67,9 @@ pub fn transfer_entity(path: &str) -> &str {
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 /// The error condition for a settlement or renewal whose message lock is gone.
 pub const LOCK_LOST_CONDITION: &str = "com.microsoft:message-lock-lost";
+/// The error condition for a session operation whose session lock is gone, or that could not
+/// lock a session another receiver holds.
+pub const SESSION_LOCK_LOST_CONDITION: &str = "com.microsoft:session-lock-lost";
 
 /// The attach property naming a send-via sender's final destination (transactions that span
 /// entities send through the queue being settled).

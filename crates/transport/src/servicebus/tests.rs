@@ -190,12 +190,18 @@ fn writes_an_outgoing_message() {
         body: b"hello".to_vec(),
         scheduled_enqueue_time: Some(at),
         time_to_live: Some(Duration::from_secs(90)),
+        session_id: Some("contact-1".into()),
     });
     assert_eq!(message.header.as_ref().unwrap().ttl, Some(90_000));
     let properties = message.properties.as_ref().unwrap();
     assert_eq!(properties.message_id, Some(MessageId::String("m2".into())));
     assert_eq!(properties.correlation_id, Some(MessageId::String("c2".into())));
     assert_eq!(properties.content_type, Some(Symbol::from("text/plain")));
+    assert_eq!(
+        properties.group_id.as_deref(),
+        Some("contact-1"),
+        "the session id is the group id"
+    );
     let scheduled = message
         .message_annotations
         .as_ref()

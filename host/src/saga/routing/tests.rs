@@ -25,6 +25,7 @@ impl Fixture {
                 content_type: Some("application/json".into()),
                 properties: Vec::new(),
                 body: vec![b'{'; 1024],
+                session_id: None,
                 sequence_number: 1,
                 delivery_count: 1,
                 enqueued_time: SystemTime::UNIX_EPOCH,

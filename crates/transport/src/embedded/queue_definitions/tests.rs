@@ -25,6 +25,7 @@ fn settings(name: &str, lock_secs: u64, max_delivery_count: u32, ttl_secs: Optio
         lock_duration: Duration::from_secs(lock_secs),
         max_delivery_count,
         default_ttl: ttl_secs.map(Duration::from_secs),
+        requires_session: false,
     }
 }
 
@@ -138,6 +139,6 @@ async fn a_version_2_database_gains_the_definitions_table() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, super::super::store::SCHEMA_VERSION);
     assert!(open(&dir, &[]).has_queue("new"));
 }
