@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::config::TransportConfig;
 use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
+use crate::saga::ordering::SessionIds;
 use crate::saga::seal::StateKeys;
 use crate::saga::{Executor, Partner, SagaEvent};
 
@@ -145,6 +146,7 @@ impl Host {
                 key,
                 max_body_bytes: webhook.max_body_bytes,
                 request_timeout: std::time::Duration::from_millis(webhook.request_timeout_ms),
+                sessions: SessionIds::new(config.ordered_queues()),
             };
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(ingress::serve(listener, endpoint, stop)));

@@ -37,6 +37,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod operate;
+mod ordering;
 mod partners;
 mod quickstart;
 mod renewal;

@@ -15,6 +15,7 @@ use sagahost::outbound::{ConfigSecrets, HttpOutbound};
 use sagahost::saga::seal::StateKeys;
 use sagahost::saga::{Executor, Partner, Verdict};
 use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+use sagahost_transport::sessions::{SessionLock, Sessions};
 use sagahost_transport::{OutgoingMessage, Output, ReceivedMessage, Settlement, Transport, TransportError};
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,43 @@ impl Transport for SlowSettle {
 
     fn max_message_bytes(&self) -> usize {
         self.queue.max_message_bytes()
+    }
+}
+
+/// Sessions as the embedded queue has them (the partner here is not ordered: none are used).
+impl Sessions for SlowSettle {
+    async fn accept_session(
+        &self,
+        queue: &str,
+        session_id: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<SessionLock>, TransportError> {
+        self.queue.accept_session(queue, session_id, wait).await
+    }
+
+    async fn receive_in_session(
+        &self,
+        session: &SessionLock,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+        self.queue.receive_in_session(session, max, wait).await
+    }
+
+    async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
+        self.queue.renew_session_lock(session).await
+    }
+
+    async fn release_session(&self, session: &SessionLock) -> Result<(), TransportError> {
+        self.queue.release_session(session).await
+    }
+
+    async fn session_state(&self, session: &SessionLock) -> Result<Option<Vec<u8>>, TransportError> {
+        self.queue.session_state(session).await
+    }
+
+    async fn set_session_state(&self, session: &SessionLock, state: Option<Vec<u8>>) -> Result<(), TransportError> {
+        self.queue.set_session_state(session, state).await
     }
 }
 

@@ -200,16 +200,16 @@ pub enum Kind {
 }
 
 /// A started host and the queue store behind its transport.
-struct Running {
-    host: Host,
+pub struct Running {
+    pub host: Host,
     /// The embedded queue the messages live in: the host's own, or the one the
     /// broker serves. Tests send and inspect through it.
-    store: EmbeddedQueue,
-    events: broadcast::Receiver<SagaEvent>,
+    pub store: EmbeddedQueue,
+    pub events: broadcast::Receiver<SagaEvent>,
 }
 
-/// Starts a host on `table`, on the transport `kind`.
-async fn start(dir: &std::path::Path, mut table: toml::Table, kind: Kind) -> Running {
+/// Starts a host on `table`, on the transport `kind`; its config is `dir/sagahost.toml`.
+pub async fn start(dir: &std::path::Path, mut table: toml::Table, kind: Kind) -> Running {
     let broker_store = match kind {
         Kind::Embedded => None,
         Kind::ServiceBus => {
@@ -306,6 +306,74 @@ filter = { sql = "sys.ContentType = 'application/json'" }
     assert_eq!(audit.len(), 1, "the other subscription has its own copy");
 }
 
+/// MDM's route names a topic: its forward reaches the writeback partner through its
+/// subscription, and an audit subscription gets its own copy; the saga runs to its end.
+async fn a_route_naming_a_topic_fans_the_forward_out_to_its_subscriptions(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let mut table = config(dir.path(), &servers);
+    let topics: toml::Table = toml::from_str(
+        r#"
+[[topics]]
+name = "mastered"
+[[topics.subscriptions]]
+name = "writeback"
+[[topics.subscriptions]]
+name = "audit"
+"#,
+    )
+    .unwrap();
+    table.insert("topics".into(), topics["topics"].clone());
+    let partners = table["partners"].as_table_mut().unwrap();
+    let mdm = partners["mdm"].as_table_mut().unwrap();
+    mdm.insert(
+        "routes".into(),
+        toml::from_str::<toml::Table>("next = \"mastered\"").unwrap().into(),
+    );
+    let writeback = partners["dataverse-writeback"].as_table_mut().unwrap();
+    writeback.remove("queue");
+    writeback.insert(
+        "source".into(),
+        toml::from_str::<toml::Table>("topic = \"mastered\"\nsubscription = \"writeback\"")
+            .unwrap()
+            .into(),
+    );
+    let Running {
+        host,
+        store,
+        mut events,
+    } = start(dir.path(), table, kind).await;
+    send_contact(&store).await;
+    let seen = events_until(&mut events, is_end).await;
+    host.shutdown().await;
+
+    let path: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|e| (e.partner.as_str(), e.queue.as_str(), e.verdict.metric_name()))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            ("mdm", "contacts", "forwarded"),
+            ("dataverse-writeback", "mastered/Subscriptions/writeback", "forwarded"),
+            ("erp", "erp", "completed")
+        ]
+    );
+    assert_eq!(
+        seen[0].verdict,
+        Verdict::Forwarded {
+            queues: vec!["mastered".into()]
+        }
+    );
+    let audit = store.peek("mastered/Subscriptions/audit", 10).await.unwrap();
+    assert_eq!(audit.len(), 1, "the audit subscription has its own copy of the forward");
+    assert!(
+        audit[0].properties.iter().any(|(name, _)| name == "mdm-id"),
+        "the copy is the forward itself, with the MDM id: {:?}",
+        audit[0].properties
+    );
+}
+
 on_both_transports!(
     happy_path_runs_through_three_partners_with_secrets_keys_and_one_trace,
     transient_failures_are_retried_with_backoff_and_retry_after_then_succeed,
@@ -319,6 +387,7 @@ on_both_transports!(
     the_webhook_rejects_a_wrong_key_and_enqueues_with_the_right_one,
     an_undecodable_body_is_dead_lettered_with_where_and_why_and_the_host_keeps_serving,
     a_partner_reads_a_topic_subscription_and_the_saga_runs_to_the_end,
+    a_route_naming_a_topic_fans_the_forward_out_to_its_subscriptions,
 );
 
 pub fn contact_body() -> Vec<u8> {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
 use super::embedded::EmbeddedQueue;
 use super::servicebus::ServiceBusTransport;
+use super::sessions::{SessionLock, Sessions};
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 /// The configured transport.
@@ -116,4 +117,64 @@ impl DeadLetterQueues for HostTransport {
             Self::ServiceBus(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
         }
     }
+}
+
+impl Sessions for HostTransport {
+    async fn accept_session(
+        &self,
+        queue: &str,
+        session_id: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<SessionLock>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.accept_session(queue, session_id, wait).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(queue)),
+        }
+    }
+
+    async fn receive_in_session(
+        &self,
+        session: &SessionLock,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.receive_in_session(session, max, wait).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+        }
+    }
+
+    async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
+        match self {
+            Self::Embedded(t) => t.renew_session_lock(session).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+        }
+    }
+
+    async fn release_session(&self, session: &SessionLock) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.release_session(session).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+        }
+    }
+
+    async fn session_state(&self, session: &SessionLock) -> Result<Option<Vec<u8>>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.session_state(session).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+        }
+    }
+
+    async fn set_session_state(&self, session: &SessionLock, state: Option<Vec<u8>>) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.set_session_state(session, state).await,
+            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+        }
+    }
+}
+
+fn no_sessions_yet(queue: &str) -> TransportError {
+    TransportError::Other(anyhow::anyhow!(
+        "sessions on Service Bus (queue `{queue}`) are not wired yet"
+    ))
 }

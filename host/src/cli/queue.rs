@@ -14,7 +14,10 @@ use sagahost::config::Config;
 use sagahost::dead_letters::{
     DeadLetterQueue, Filter, RedriveOptions, Selection, format_instant, parse_instant, partner_of, version_of,
 };
+use sagahost::saga::ordering::SessionIds;
+use sagahost::saga::{MessageParts, build_inbound};
 use sagahost::service::{open_transport, saga_state_keys};
+use sagahost_dataverse::Limits;
 
 use super::inspect;
 
@@ -165,12 +168,20 @@ pub async fn send(
     files: &[PathBuf],
     content_type: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let (_, transport) = open(config, Some(queue)).await?;
+    let (loaded, transport) = open(config, Some(queue)).await?;
+    let sessions = SessionIds::new(loaded.ordered_queues());
     for file in files {
         let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let content_type = content_type.or_else(|| content_type_of(file)).map(str::to_owned);
+        let session_id = if sessions.is_ordered(queue) {
+            Some(session_id_of(&sessions, queue, file, &body, content_type.as_deref())?)
+        } else {
+            None
+        };
         let message = OutgoingMessage {
-            content_type: content_type.or_else(|| content_type_of(file)).map(str::to_owned),
+            content_type,
             body,
+            session_id,
             ..OutgoingMessage::default()
         };
         transport
@@ -183,6 +194,34 @@ pub async fn send(
     }
     transport.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The session id of `body` (the file `file`) on the session-enabled `queue`: decoded as the host
+/// will decode it, so `send` groups it with the record's other messages.
+fn session_id_of(
+    sessions: &SessionIds,
+    queue: &str,
+    file: &Path,
+    body: &[u8],
+    content_type: Option<&str>,
+) -> anyhow::Result<String> {
+    let parts = MessageParts {
+        queue: queue.to_owned(),
+        content_type: content_type.map(str::to_owned),
+        body: body.to_vec(),
+        ..MessageParts::default()
+    };
+    let inbound = build_inbound(parts, None, &Limits::default()).with_context(|| {
+        format!(
+            "{} is not a Dataverse context, so it has no record to keep in order on queue `{queue}` \
+             (ordering = \"per-record\"): fix the file or its content type",
+            file.display()
+        )
+    })?;
+    let fallback = inbound.saga.id.clone();
+    Ok(sessions
+        .for_queue(queue, inbound.context.as_ref(), &fallback)
+        .unwrap_or(fallback))
 }
 
 /// Runs a `dead-letters` subcommand.

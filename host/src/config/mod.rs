@@ -8,6 +8,7 @@
 //! (`access.rs`).
 
 mod access;
+mod ordering;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::component::Limits;
 use crate::outbound::{PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
+pub use ordering::{Ordering, SessionKey, ordered_queues};
 pub use topics::Source;
 
 /// The whole configuration file.
@@ -196,6 +198,13 @@ pub struct PartnerConfig {
     /// How much one step may send.
     #[serde(default)]
     pub outputs: OutputLimits,
+    /// Whether one record's messages are handled in the order sent (`per-record`); the
+    /// partner's queue is then session-enabled.
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// With `ordering = "per-record"`, the context field that names a record.
+    #[serde(default)]
+    pub session_key: SessionKey,
 }
 
 /// Bounds on what one step sends, checked before anything is sent. A plan over a bound is
@@ -432,6 +441,7 @@ impl Config {
                 anyhow::bail!("partners.{name}: compensation-queue must differ from queue");
             }
         }
+        self.check_ordering()?;
         self.check_topics()?;
         self.check_access_keys()
     }
@@ -513,11 +523,13 @@ impl Config {
         names.retain(|name| self.topic(name).is_none() && parse_subscription_path(name).is_none());
         names.sort();
         names.dedup();
+        let ordered = self.ordered_queues();
         names
             .into_iter()
             .map(|name| {
                 let settings = self.queues.get(&name).cloned().unwrap_or_default();
                 let mut queue = QueueSettings::new(&name);
+                queue.requires_session = ordered.contains_key(&name);
                 if let Some(ms) = settings.lock_duration_ms {
                     queue.lock_duration = Duration::from_millis(ms);
                 }

@@ -33,7 +33,9 @@ use sagahost_transport::{OutgoingMessage, Output, Transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::component::context::to_wit;
 use crate::config::AccessKey;
+use crate::saga::ordering::SessionIds;
 
 /// How long in-flight requests get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -54,6 +56,8 @@ pub struct Webhook<T> {
     pub max_body_bytes: usize,
     /// Deadline for a client's headers, and then for its body.
     pub request_timeout: Duration,
+    /// Session ids for the queue when it is session-enabled.
+    pub sessions: SessionIds,
 }
 
 /// Serves the webhook on `listener` until `shutdown` is cancelled.
@@ -145,8 +149,13 @@ async fn accept<T: Transport>(
         .collect();
     // Named here, not by the transport, so the answer can say which message the post became.
     let message_id = uuid::Uuid::new_v4().to_string();
+    let session_id = webhook.sessions.is_ordered(&webhook.queue).then(|| {
+        let context = to_wit(&context, false);
+        webhook.sessions.for_queue(&webhook.queue, Some(&context), &message_id)
+    });
     let message = OutgoingMessage {
         message_id: message_id.clone(),
+        session_id: session_id.flatten(),
         correlation_id: context.text("CorrelationId").map(str::to_owned),
         content_type: Some("application/json".into()),
         properties,

@@ -7,19 +7,26 @@
 //! dead-letter with a readable reason; a failure it cannot (the transport is
 //! down) leaves the message locked, to be redelivered when the lock expires.
 //! Nothing is settled before its outputs are durably sent with it.
+//!
+//! A `per-record` partner's queue is session-enabled and read one session at a time
+//! (`executor/sessions.rs`); there a retry waits in place, holding the message and its
+//! session, so the record's later messages wait behind it.
+
+mod sessions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sagahost_transport::{ReceivedMessage, Settlement, Transport, TransportError};
+use sagahost_transport::sessions::Sessions;
+use sagahost_transport::{ReceivedMessage, Settlement, TransportError};
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::component::{Arm, Registry, wit};
-use crate::config::PartnerConfig;
+use crate::config::{PartnerConfig, ordered_queues};
 
 use crate::outbound::{HttpOutbound, RequestContext};
 use crate::telemetry::metrics::{LimitLabels, OutcomeLabels, PartnerLabels, VersionLabels, metrics};
@@ -28,6 +35,7 @@ use crate::telemetry::traceparent::TraceParent;
 
 use super::envelope::{self, COMPONENT_VERSION_PROPERTY, Envelope, PARTNER_PROPERTY};
 use super::inbound::{MessageParts, build_inbound};
+use super::ordering::SessionIds;
 use super::rounds::{StepLimits, StepRun, run_step};
 use super::routing::{self, PartnerRoutes, Routed, StepInput, Verdict};
 use super::seal::StateKeys;
@@ -65,7 +73,7 @@ pub struct SagaEvent {
 }
 
 /// Runs every partner's consumers on one transport.
-pub struct Executor<T: Transport> {
+pub struct Executor<T: Sessions> {
     transport: Arc<T>,
     partners: BTreeMap<String, Arc<Partner>>,
     registry: Arc<Registry>,
@@ -74,9 +82,11 @@ pub struct Executor<T: Transport> {
     events: broadcast::Sender<SagaEvent>,
     decode_limits: sagahost_dataverse::Limits,
     state_keys: StateKeys,
+    /// The session-enabled queues, whose messages carry a session id.
+    session_ids: SessionIds,
 }
 
-impl<T: Transport> Executor<T> {
+impl<T: Sessions> Executor<T> {
     /// An executor for `partners` (whose components are in `registry`) on
     /// `transport`, making requests with `http` and sealing saga state with `state_keys`.
     pub fn new(
@@ -90,6 +100,7 @@ impl<T: Transport> Executor<T> {
             .iter()
             .map(|p| (p.name.clone(), p.config.compensation_queue()))
             .collect();
+        let session_ids = SessionIds::new(ordered_queues(partners.iter().map(|p| &p.config)));
         let partners = partners.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
         let (events, _) = broadcast::channel(4096);
         Arc::new(Self {
@@ -101,6 +112,7 @@ impl<T: Transport> Executor<T> {
             events,
             decode_limits: sagahost_dataverse::Limits::default(),
             state_keys,
+            session_ids,
         })
     }
 
@@ -121,7 +133,11 @@ impl<T: Transport> Executor<T> {
                 let this = self.clone();
                 let partner = partner.clone();
                 let shutdown = shutdown.clone();
-                consumers.spawn(async move { this.consume(partner, queue, compensation, shutdown).await });
+                if this.session_ids.is_ordered(&queue) {
+                    consumers.spawn(async move { this.consume_sessions(partner, queue, shutdown).await });
+                } else {
+                    consumers.spawn(async move { this.consume(partner, queue, compensation, shutdown).await });
+                }
             }
         }
         while consumers.join_next().await.is_some() {}
@@ -160,9 +176,9 @@ impl<T: Transport> Executor<T> {
                 let permit = first
                     .take()
                     .unwrap_or_else(|| slots.clone().try_acquire_owned().expect("permit reserved"));
-                let (this, partner) = (self.clone(), partner.clone());
+                let (this, partner, shutdown) = (self.clone(), partner.clone(), shutdown.clone());
                 in_flight.spawn(async move {
-                    this.handle(&partner, message, compensation).await;
+                    this.handle(&partner, message, compensation, &shutdown).await;
                     drop(permit);
                 });
             }
@@ -173,7 +189,13 @@ impl<T: Transport> Executor<T> {
     }
 
     /// Handles one message from receipt to settlement.
-    async fn handle(&self, partner: &Partner, message: ReceivedMessage, compensation: bool) {
+    async fn handle(
+        &self,
+        partner: &Partner,
+        message: ReceivedMessage,
+        compensation: bool,
+        shutdown: &CancellationToken,
+    ) {
         let span = tracing::info_span!(
             "message",
             partner = %partner.name,
@@ -205,10 +227,21 @@ impl<T: Transport> Executor<T> {
                 .clone();
             in_flight.inc();
             let renewal = self.keep_locked(&message);
-            let Processed {
-                routed, saga, version, ..
-            } = self.process(partner, &message, compensation).await;
+            let processed = if self.session_ids.is_ordered(&message.queue) {
+                self.process_in_order(partner, &message, compensation, started, shutdown)
+                    .await
+            } else {
+                Some(self.process(partner, &message, compensation).await)
+            };
             in_flight.dec();
+            let Some(Processed {
+                routed, saga, version, ..
+            }) = processed
+            else {
+                renewal.abort();
+                tracing::info!("shutting down during a retry; the message stays for its session's next holder");
+                return;
+            };
             let verdict = routed.verdict.clone();
             // The lock is renewed until the settle has finished: on Service Bus a settle with
             // outputs may take up to the operation timeout, longer than a lock.
@@ -225,35 +258,50 @@ impl<T: Transport> Executor<T> {
                     return;
                 }
             }
-            log_verdict(&verdict);
-            tracing::Span::current().record("outcome", verdict.metric_name());
-            let labels = OutcomeLabels {
-                partner: partner.name.clone(),
-                version: version.clone(),
-                outcome: verdict.metric_name().to_string(),
-            };
-            metrics().messages.get_or_create(&labels).inc();
-            metrics()
-                .handle_seconds
-                .get_or_create(&VersionLabels {
-                    partner: partner.name.clone(),
-                    version: version.clone(),
-                })
-                .observe(started.elapsed().as_secs_f64());
-            let _ = self.events.send(SagaEvent {
-                saga_id: saga.id,
-                partner: partner.name.clone(),
-                queue: message.queue.clone(),
-                message_id: message.message_id.clone(),
-                step: saga.step,
-                attempt: saga.attempt,
-                compensation,
-                version,
-                verdict,
-            });
+            self.report(partner, &message, compensation, started, verdict, saga, version);
         }
         .instrument(span)
         .await
+    }
+
+    /// Logs, counts and publishes how a step ended.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        partner: &Partner,
+        message: &ReceivedMessage,
+        compensation: bool,
+        started: std::time::Instant,
+        verdict: Verdict,
+        saga: SagaState,
+        version: String,
+    ) {
+        log_verdict(&verdict);
+        tracing::Span::current().record("outcome", verdict.metric_name());
+        let labels = OutcomeLabels {
+            partner: partner.name.clone(),
+            version: version.clone(),
+            outcome: verdict.metric_name().to_string(),
+        };
+        metrics().messages.get_or_create(&labels).inc();
+        metrics()
+            .handle_seconds
+            .get_or_create(&VersionLabels {
+                partner: partner.name.clone(),
+                version: version.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let _ = self.events.send(SagaEvent {
+            saga_id: saga.id,
+            partner: partner.name.clone(),
+            queue: message.queue.clone(),
+            message_id: message.message_id.clone(),
+            step: saga.step,
+            attempt: saga.attempt,
+            compensation,
+            version,
+            verdict,
+        });
     }
 
     /// Renews the message's lock at half its remaining time until aborted. A failed renewal
@@ -482,7 +530,9 @@ impl<T: Transport> Executor<T> {
                 Routed::dead_letter(err.reason(), describe(partner, message, &detail))
             }
         };
-        let routed = routing::continue_past_failed_undo(&routes, &input, routed);
+        let mut routed = routing::continue_past_failed_undo(&routes, &input, routed);
+        self.session_ids
+            .assign(&mut routed.outputs, inbound.context.as_ref(), &saga.id);
         Processed {
             routed,
             saga,

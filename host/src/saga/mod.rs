@@ -10,12 +10,15 @@
 //!   send (forward, retry, compensate, complete, dead-letter), as a pure function;
 //! - [`seal`]: the integrity tag over the saga state, so that only a host
 //!   holding the key can write a saga's history;
+//! - [`ordering`]: the session ids that keep one record's messages in order on a
+//!   `per-record` partner's queue;
 //! - [`executor`]: per-partner consumers that receive, run the step, renew locks
 //!   and settle through a [`Transport`](sagahost_transport::Transport).
 
 pub mod envelope;
 pub mod executor;
 pub mod inbound;
+pub mod ordering;
 pub mod rounds;
 pub mod routing;
 pub mod seal;

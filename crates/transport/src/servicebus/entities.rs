@@ -171,12 +171,18 @@ fn queue_description(settings: &QueueSettings) -> String {
             )
         })
         .unwrap_or_default();
+    // Service Bus reads the elements in the schema's order: RequiresSession comes before the TTL.
+    let sessions = if settings.requires_session {
+        "<RequiresSession>true</RequiresSession>"
+    } else {
+        ""
+    };
     format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
          <entry xmlns=\"http://www.w3.org/2005/Atom\"><content type=\"application/xml\">\
          <QueueDescription xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\" \
          xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">\
-         <LockDuration>PT{}.{:03}S</LockDuration>{ttl}\
+         <LockDuration>PT{}.{:03}S</LockDuration>{sessions}{ttl}\
          <MaxDeliveryCount>{}</MaxDeliveryCount>\
          </QueueDescription></content></entry>",
         lock / 1000,
@@ -239,6 +245,15 @@ mod tests {
         let xml = queue_description(&settings);
         assert!(xml.contains("<LockDuration>PT45.500S</LockDuration>"), "{xml}");
         assert!(xml.contains("<MaxDeliveryCount>7</MaxDeliveryCount>"), "{xml}");
+        assert!(!xml.contains("RequiresSession"), "{xml}");
+        let sessions = queue_description(&QueueSettings {
+            requires_session: true,
+            ..settings
+        });
+        assert!(
+            sessions.contains("PT45.500S</LockDuration><RequiresSession>true</RequiresSession>"),
+            "{sessions}"
+        );
     }
 
     #[test]
