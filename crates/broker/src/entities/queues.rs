@@ -4,20 +4,11 @@
 use axum::http::StatusCode;
 use sagahost_transport::embedded::{EmbeddedQueue, QueueInfo};
 
-use super::atom::{Description, Entry, Feed};
+use super::atom::{Description, Entry};
 use super::errors::EntityError;
 use super::queue_description::{QueueDescription, QueueDescriptionUpdate};
 use super::target::Page;
-use super::{Entities, Site, xsd};
-
-/// Whether a `PUT` creates a queue or updates one (`If-Match: *`, as the SDKs send for update).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutMode {
-    /// The queue must not exist yet (else 409).
-    Create,
-    /// The queue must exist (else 404).
-    Update,
-}
+use super::{Entities, PutMode, Site, page_feed, xsd};
 
 fn missing(name: &str) -> EntityError {
     EntityError::not_found(format!(
@@ -68,6 +59,11 @@ pub async fn put(
         PutMode::Create => {
             let settings = description.apply(entities.config.queue_settings(name))?;
             if !queue.create_queue(settings).await.map_err(EntityError::internal)? {
+                if queue.has_topic(name) {
+                    return Err(EntityError::conflict(format!(
+                        "`{name}` is a topic; a queue needs a name no topic uses"
+                    )));
+                }
                 return Err(EntityError::conflict(format!(
                     "queue `{name}` already exists; send If-Match: * to update it"
                 )));
@@ -106,9 +102,5 @@ pub async fn list(entities: &Entities, site: &Site, page: Page) -> Result<String
             entries.push(entry(entities, site, &info));
         }
     }
-    let path = "$Resources/queues";
-    let next_skip = page.skip.saturating_add(page.top);
-    let next = (next_skip < names.len()).then(|| site.page_href(path, next_skip, page.top));
-    let now = xsd::format_time(Some(std::time::SystemTime::now()));
-    Feed::new("Queues", site.page_href(path, page.skip, page.top), next, now, entries).to_xml()
+    page_feed(site, "Queues", "$Resources/queues", page, names.len(), entries)
 }

@@ -7,6 +7,8 @@
 
 use percent_encoding::percent_decode_str;
 
+use sagahost_transport::embedded::DEFAULT_RULE;
+
 use super::names::{self, NameKind};
 
 /// The path of the namespace's own description.
@@ -114,7 +116,9 @@ pub fn parse_path(raw: &str) -> Result<Target, String> {
     let path = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| "the path is not valid UTF-8 once percent-decoded".to_owned())?;
-    let path = path.trim_start_matches('/');
+    // The JavaScript SDK lists subscriptions and rules at `{topic}/Subscriptions/` (and
+    // `…/Rules/`), with a trailing slash.
+    let path = path.trim_matches('/');
     if path.eq_ignore_ascii_case(NAMESPACE_INFO) {
         return Ok(Target::NamespaceInfo);
     }
@@ -154,7 +158,10 @@ pub fn parse_path(raw: &str) -> Result<Target, String> {
         }
         [subscription, rules, rule] if rules.eq_ignore_ascii_case(RULES) => {
             names::check(NameKind::Segment, subscription)?;
-            names::check(NameKind::Segment, rule)?;
+            // `$Default` is the one `$` name a client may address: every new subscription has it.
+            if rule != DEFAULT_RULE {
+                names::check(NameKind::Segment, rule)?;
+            }
             Ok(Target::Entity(Entity::Rule {
                 topic,
                 subscription: subscription.to_owned(),

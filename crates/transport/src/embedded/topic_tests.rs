@@ -564,3 +564,29 @@ async fn a_subscription_update_keeps_its_rules_and_messages() {
         .unwrap_err();
     assert!(matches!(missing, TopicError::UnknownSubscription { .. }), "{missing}");
 }
+
+#[tokio::test]
+async fn a_rule_is_replaced_in_one_step() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, &[]);
+    contacts(&q).await;
+    q.replace_rule("contacts", "mdm", sql_rule(DEFAULT_RULE, "kind = 'a'"))
+        .await
+        .unwrap();
+    assert_eq!(q.rules("contacts", "mdm").unwrap(), [sql_rule(DEFAULT_RULE, "kind = 'a'")]);
+    q.send(vec![message("contacts", "b", &[("kind", "b")]), message("contacts", "a", &[("kind", "a")])])
+        .await
+        .unwrap();
+    assert_eq!(bodies(&q, MDM).await, ["a"]);
+    let missing = q
+        .replace_rule("contacts", "mdm", sql_rule("other", "1=1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, TopicError::UnknownRule { .. }), "{missing}");
+    let bad = q
+        .replace_rule("contacts", "mdm", sql_rule(DEFAULT_RULE, "kind = "))
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, TopicError::Filter { .. }), "{bad}");
+    assert_eq!(q.rules("contacts", "mdm").unwrap(), [sql_rule(DEFAULT_RULE, "kind = 'a'")], "kept");
+}

@@ -504,6 +504,28 @@ impl EmbeddedQueue {
             .await
     }
 
+    /// Replaces the filter of the existing rule `rule.name` of a subscription, in one step: a
+    /// message sent meanwhile meets either the old rule or the new one. The new filter is compiled
+    /// first, as for [`EmbeddedQueue::add_rule`].
+    pub async fn replace_rule(&self, topic: &str, subscription: &str, rule: Rule) -> Result<(), TopicError> {
+        compile(&rule)?;
+        let _serial = self.shared.entity_changes.lock().await;
+        let entry = self.catalog().subscription(topic, subscription)?.clone();
+        if !entry.rules.iter().any(|existing| existing.rule.name == rule.name) {
+            return Err(TopicError::UnknownRule {
+                topic: topic.to_owned(),
+                subscription: subscription.to_owned(),
+                rule: rule.name,
+            });
+        }
+        let (topic, subscription) = (topic.to_owned(), subscription.to_owned());
+        self.change(move |conn| {
+            topic_store::remove_rule(conn, &topic, &subscription, &rule.name)?;
+            topic_store::add_rule(conn, &topic, &subscription, &rule)
+        })
+        .await
+    }
+
     /// Removes the rule named `rule` from a subscription. A subscription left with no rules gets no
     /// messages, as in Service Bus.
     pub async fn remove_rule(&self, topic: &str, subscription: &str, rule: &str) -> Result<(), TopicError> {
