@@ -3,24 +3,19 @@
 
 use axum::http::StatusCode;
 use sagahost_transport::embedded::{Rule, TopicError};
-use sagahost_transport::servicebus::dialect::subscription_path;
+use sagahost_transport::servicebus::dialect::{rule_path, subscription_path};
 
 use super::atom::{Description, Entry};
 use super::errors::EntityError;
 use super::rule_description::{RuleDescription, RuleDescriptionUpdate};
-use super::target::{Entity, Page};
+use super::target::Page;
 use super::{Entities, PutMode, Site, page_feed, xsd};
 
 /// A subscription of a topic: the two names a rule lives under.
 pub type Owner<'a> = (&'a str, &'a str);
 
 fn entry(site: &Site, (topic, subscription): Owner<'_>, rule: &Rule) -> Entry {
-    let path = Entity::Rule {
-        topic: topic.to_owned(),
-        subscription: subscription.to_owned(),
-        rule: rule.name.clone(),
-    }
-    .path();
+    let path = rule_path(topic, subscription, &rule.name);
     let unknown = xsd::format_time(None);
     Entry::new(
         &rule.name,

@@ -8,6 +8,7 @@
 use percent_encoding::percent_decode_str;
 
 use sagahost_transport::embedded::DEFAULT_RULE;
+use sagahost_transport::servicebus::dialect::{rule_path, subscription_path};
 
 use super::names::{self, NameKind};
 
@@ -86,12 +87,12 @@ impl Entity {
     pub fn path(&self) -> String {
         match self {
             Self::QueueOrTopic(name) => name.clone(),
-            Self::Subscription { topic, subscription } => format!("{topic}/{SUBSCRIPTIONS}/{subscription}"),
+            Self::Subscription { topic, subscription } => subscription_path(topic, subscription),
             Self::Rule {
                 topic,
                 subscription,
                 rule,
-            } => format!("{topic}/{SUBSCRIPTIONS}/{subscription}/{RULES}/{rule}"),
+            } => rule_path(topic, subscription, rule),
         }
     }
 }

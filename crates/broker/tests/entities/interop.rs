@@ -21,6 +21,10 @@ const CHECKS: [&str; 13] = [
     "namespace-properties",
     "sessions-refused-with-400",
     "wrong-key-refused-with-401",
+    "topic-create-get-update-list-delete",
+    "subscription-create-get-update-list-delete",
+    "rule-create-get-update-list-delete",
+    "topic-and-subscription-runtime-counts-after-send",
 ];
 
 fn workspace() -> PathBuf {

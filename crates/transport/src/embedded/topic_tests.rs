@@ -573,10 +573,16 @@ async fn a_rule_is_replaced_in_one_step() {
     q.replace_rule("contacts", "mdm", sql_rule(DEFAULT_RULE, "kind = 'a'"))
         .await
         .unwrap();
-    assert_eq!(q.rules("contacts", "mdm").unwrap(), [sql_rule(DEFAULT_RULE, "kind = 'a'")]);
-    q.send(vec![message("contacts", "b", &[("kind", "b")]), message("contacts", "a", &[("kind", "a")])])
-        .await
-        .unwrap();
+    assert_eq!(
+        q.rules("contacts", "mdm").unwrap(),
+        [sql_rule(DEFAULT_RULE, "kind = 'a'")]
+    );
+    q.send(vec![
+        message("contacts", "b", &[("kind", "b")]),
+        message("contacts", "a", &[("kind", "a")]),
+    ])
+    .await
+    .unwrap();
     assert_eq!(bodies(&q, MDM).await, ["a"]);
     let missing = q
         .replace_rule("contacts", "mdm", sql_rule("other", "1=1"))
@@ -588,5 +594,9 @@ async fn a_rule_is_replaced_in_one_step() {
         .await
         .unwrap_err();
     assert!(matches!(bad, TopicError::Filter { .. }), "{bad}");
-    assert_eq!(q.rules("contacts", "mdm").unwrap(), [sql_rule(DEFAULT_RULE, "kind = 'a'")], "kept");
+    assert_eq!(
+        q.rules("contacts", "mdm").unwrap(),
+        [sql_rule(DEFAULT_RULE, "kind = 'a'")],
+        "kept"
+    );
 }
