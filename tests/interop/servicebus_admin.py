@@ -10,7 +10,7 @@ admin client of azure-servicebus 7.15.0 always speaks `https://`, even with
 on loopback: so the client is given an azure-core transport that sends each request over
 `http://` instead (`PlainHttpTransport`), the one change an application needs.
 
-Runs every check (or the named ones), each on queues of its own, prints one line per check, then a
+Runs every check (or the named ones), each on entities of its own, prints one line per check, then a
 `N passed, N failed` line, and exits non-zero if any check failed.
 """
 

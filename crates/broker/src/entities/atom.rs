@@ -29,17 +29,21 @@ pub const ENTRY_MEDIA_TYPE: &str = "application/atom+xml;type=entry;charset=utf-
 /// `Content-Type` of a feed response.
 pub const FEED_MEDIA_TYPE: &str = "application/atom+xml;type=feed;charset=utf-8";
 
-/// A description in an entry's `<content>`; the variant's name is the element's.
+/// A description in an entry's `<content>`, written as the element its `rename` names.
 #[derive(Debug, Serialize)]
 pub enum Description {
     /// A queue.
-    QueueDescription(Box<QueueDescription>),
+    #[serde(rename = "QueueDescription")]
+    Queue(Box<QueueDescription>),
     /// A topic.
-    TopicDescription(Box<TopicDescription>),
+    #[serde(rename = "TopicDescription")]
+    Topic(Box<TopicDescription>),
     /// A subscription of a topic.
-    SubscriptionDescription(Box<SubscriptionDescription>),
+    #[serde(rename = "SubscriptionDescription")]
+    Subscription(Box<SubscriptionDescription>),
     /// A rule of a subscription.
-    RuleDescription(Box<RuleDescription>),
+    #[serde(rename = "RuleDescription")]
+    Rule(Box<RuleDescription>),
     /// The namespace.
     NamespaceInfo(NamespaceInfo),
 }

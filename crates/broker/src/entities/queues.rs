@@ -29,7 +29,7 @@ fn entry(entities: &Entities, site: &Site, info: &QueueInfo) -> Entry {
         site.href(name),
         &site.namespace,
         (published, updated),
-        Description::QueueDescription(Box::new(QueueDescription::new(info, &entities.config))),
+        Description::Queue(Box::new(QueueDescription::new(info, &entities.config))),
     )
 }
 

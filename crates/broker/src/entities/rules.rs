@@ -22,7 +22,7 @@ fn entry(site: &Site, (topic, subscription): Owner<'_>, rule: &Rule) -> Entry {
         site.href(&path),
         &site.namespace,
         (unknown.clone(), unknown),
-        Description::RuleDescription(Box::new(RuleDescription::new(rule))),
+        Description::Rule(Box::new(RuleDescription::new(rule))),
     )
 }
 

@@ -43,7 +43,7 @@ fn entry(site: &Site, topic: &str, settings: &SubscriptionSettings, depth: &Queu
         site.href(&subscription_path(topic, &settings.name)),
         &site.namespace,
         (unknown.clone(), unknown),
-        Description::SubscriptionDescription(Box::new(SubscriptionDescription::new(settings, depth))),
+        Description::Subscription(Box::new(SubscriptionDescription::new(settings, depth))),
     )
 }
 

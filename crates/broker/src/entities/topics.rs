@@ -29,7 +29,7 @@ fn entry(entities: &Entities, site: &Site, info: &TopicInfo) -> Entry {
         site.href(name),
         &site.namespace,
         (unknown.clone(), unknown),
-        Description::TopicDescription(Box::new(TopicDescription::new(info, &entities.config))),
+        Description::Topic(Box::new(TopicDescription::new(info, &entities.config))),
     )
 }
 
