@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sagahost_transport::embedded::{Rule, SubscriptionSettings};
+use sagahost_transport::embedded::{QueueSettings, Rule, SubscriptionSettings};
 use sagahost_transport::filter::{CorrelationFilter, RuleFilter};
 use sagahost_transport::servicebus::entities::{Ensured, EntityClient};
 
@@ -126,11 +126,17 @@ async fn a_refusal_names_the_entity_and_the_reason() {
         .unwrap_err()
         .to_string();
     assert!(bad.contains("rule `bad`") && bad.contains("400"), "{bad}");
-    let queue = sagahost_transport::embedded::QueueSettings::new("contacts");
-    assert_eq!(
-        entities.ensure_queue(&queue).await.unwrap(),
-        Ensured::Existed,
-        "a topic of that name is found as there"
+    let queue = QueueSettings::new("contacts");
+    let taken = entities.ensure_queue(&queue).await.unwrap_err().to_string();
+    assert!(
+        taken.contains("queue `contacts`") && taken.contains("another kind"),
+        "{taken}"
+    );
+    entities.ensure_queue(&QueueSettings::new("orders")).await.unwrap();
+    let taken = entities.ensure_topic("orders").await.unwrap_err().to_string();
+    assert!(
+        taken.contains("topic `orders`") && taken.contains("another kind"),
+        "{taken}"
     );
     broker.stop().await;
 }

@@ -134,17 +134,15 @@ impl EntityClient {
     /// that name exists (whose settings are then left alone: a config never rewrites a queue
     /// someone tuned by hand).
     pub async fn ensure_queue(&self, settings: &QueueSettings) -> anyhow::Result<Ensured> {
-        self.ensure(
-            &settings.name,
-            &format!("queue `{}`", settings.name),
-            queue_description(settings),
-        )
-        .await
+        let what = format!("queue `{}`", settings.name);
+        self.ensure(&settings.name, &what, "QueueDescription", queue_description(settings))
+            .await
     }
 
     /// Creates the topic `name` unless it exists.
     pub async fn ensure_topic(&self, name: &str) -> anyhow::Result<Ensured> {
-        self.ensure(name, &format!("topic `{name}`"), entry("TopicDescription", ""))
+        let what = format!("topic `{name}`");
+        self.ensure(name, &what, "TopicDescription", entry("TopicDescription", ""))
             .await
     }
 
@@ -156,7 +154,13 @@ impl EntityClient {
     pub async fn ensure_subscription(&self, topic: &str, settings: &SubscriptionSettings) -> anyhow::Result<Ensured> {
         let path = subscription_path(topic, &settings.name);
         let what = format!("subscription `{}` of topic `{topic}`", settings.name);
-        self.ensure(&path, &what, subscription_description(settings)).await
+        self.ensure(
+            &path,
+            &what,
+            "SubscriptionDescription",
+            subscription_description(settings),
+        )
+        .await
     }
 
     /// Adds the rule `name` with `filter` to the subscription `subscription` of `topic` unless it
@@ -170,14 +174,21 @@ impl EntityClient {
     ) -> anyhow::Result<Ensured> {
         let path = rule_path(topic, subscription, name);
         let what = format!("rule `{name}` of `{}`", subscription_path(topic, subscription));
-        self.ensure(&path, &what, entry("RuleDescription", &rule_elements(name, filter)))
-            .await
+        let body = entry("RuleDescription", &rule_elements(name, filter));
+        self.ensure(&path, &what, "RuleDescription", body).await
     }
 
-    /// Creates the entity at `path` (`what` names it in errors) with the entry `body` unless it
-    /// exists.
-    async fn ensure(&self, path: &str, what: &str, body: String) -> anyhow::Result<Ensured> {
-        if self.get(path).await?.is_some() {
+    /// Creates the entity at `path` (`what` names it in errors) with the entry `body`, holding a
+    /// `kind` description, unless it exists. Queues and topics share one namespace of names: one
+    /// of the other kind there is an error, not "existed".
+    async fn ensure(&self, path: &str, what: &str, kind: &str, body: String) -> anyhow::Result<Ensured> {
+        if let Some(existing) = self.get(path).await? {
+            if !has_element(&existing, kind)? {
+                bail!(
+                    "cannot create {what} in {}: an entity of another kind has that name (no {kind} there)",
+                    self.endpoint
+                );
+            }
             return Ok(Ensured::Existed);
         }
         let response = self
@@ -336,6 +347,20 @@ fn element_text(xml: &str, name: &str) -> anyhow::Result<Option<String>> {
             }
             Event::End(_) => inside = false,
             Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `xml` has an element whose local name is `name`.
+fn has_element(xml: &str, name: &str) -> anyhow::Result<bool> {
+    let mut reader = Reader::from_str(xml);
+    loop {
+        match reader.read_event().context("reading the entity description")? {
+            Event::Start(element) | Event::Empty(element) if element.local_name().as_ref() == name.as_bytes() => {
+                return Ok(true);
+            }
+            Event::Eof => return Ok(false),
             _ => {}
         }
     }
