@@ -269,7 +269,9 @@ def rule_lifecycle(admin, _amqp):
         topic,
         "mdm",
         "correlation",
-        filter=CorrelationRuleFilter(correlation_id="c-1", label="Create", properties={"region": "eu"}),
+        filter=CorrelationRuleFilter(
+            correlation_id="c-1", label="Create", reply_to_session_id="r-1", properties={"region": "eu"}
+        ),
     )
     admin.create_rule(topic, "mdm", "never", filter=FalseRuleFilter())
     sql = admin.get_rule(topic, "mdm", "sql")
@@ -279,6 +281,7 @@ def rule_lifecycle(admin, _amqp):
     check(isinstance(correlation, CorrelationRuleFilter), f"correlation filter {correlation!r}")
     check(correlation.correlation_id == "c-1" and correlation.label == "Create", f"correlation {correlation!r}")
     check(correlation.properties == {"region": "eu"}, f"properties {correlation.properties!r}")
+    check(correlation.reply_to_session_id == "r-1", f"reply-to session {correlation.reply_to_session_id!r}")
     check(isinstance(admin.get_rule(topic, "mdm", "never").filter, FalseRuleFilter), "false filter")
     listed = [rule.name for rule in admin.list_rules(topic, "mdm", max_page_size=2)]
     check(listed == ["$Default", "sql", "correlation", "never"], f"listed {listed}")

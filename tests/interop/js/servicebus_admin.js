@@ -242,6 +242,7 @@ async function ruleLifecycle(admin) {
   await admin.createRule(topic, "mdm", "correlation", {
     correlationId: "c-1",
     subject: "Create",
+    replyToSessionId: "r-1",
     applicationProperties: { region: "eu" },
   });
   const sql = await admin.getRule(topic, "mdm", "sql");
@@ -249,6 +250,7 @@ async function ruleLifecycle(admin) {
   const correlation = (await admin.getRule(topic, "mdm", "correlation")).filter;
   check(correlation.correlationId === "c-1" && correlation.subject === "Create", JSON.stringify(correlation));
   check(correlation.applicationProperties?.region === "eu", `properties ${JSON.stringify(correlation)}`);
+  check(correlation.replyToSessionId === "r-1", `reply-to session ${JSON.stringify(correlation)}`);
   const listed = [];
   for await (const page of admin.listRules(topic, "mdm").byPage({ maxPageSize: 2 })) {
     for (const rule of page) listed.push(rule.name);

@@ -8,9 +8,8 @@
 //! - `SqlFilter`: `SqlExpression` in the Service Bus SQL subset `sagahost_transport::filter`
 //!   evaluates; `Parameters` are refused (write the values into the expression).
 //! - `CorrelationFilter`: `CorrelationId`, `MessageId`, `To`, `ReplyTo`, `Label` (the subject),
-//!   `SessionId`, `ContentType` and `Properties` (each value kept as its text, as the AMQP side
-//!   keeps application properties); `ReplyToSessionId` is refused, as on the AMQP rule manager
-//!   (`management/rules.rs`), since the broker does not keep a message's reply-to session id.
+//!   `SessionId`, `ReplyToSessionId`, `ContentType` and `Properties` (each value kept as its
+//!   text, as the AMQP side keeps application properties).
 //! - `TrueFilter` and `FalseFilter`. A rule without a filter is a `TrueFilter`, as in Service Bus.
 //!
 //! An `EmptyRuleAction` (or none) is accepted; a `SqlRuleAction` is refused with 400
@@ -153,7 +152,7 @@ impl FilterIn {
             }
             Some("TrueFilter") => Ok(RuleFilter::True),
             Some("FalseFilter") => Ok(RuleFilter::False),
-            Some("CorrelationFilter") => self.to_correlation(),
+            Some("CorrelationFilter") => Ok(self.to_correlation()),
             Some(other) => Err(invalid(
                 RULE,
                 element,
@@ -167,14 +166,7 @@ impl FilterIn {
         }
     }
 
-    fn to_correlation(&self) -> Result<RuleFilter, EntityError> {
-        if given(&self.reply_to_session_id).is_some() {
-            return Err(invalid(
-                RULE,
-                "Filter/ReplyToSessionId",
-                "correlation filters on the reply-to session id are not supported; leave it out",
-            ));
-        }
+    fn to_correlation(&self) -> RuleFilter {
         let text = |value: &Option<String>| given(value).map(str::to_owned);
         let properties = self
             .properties
@@ -182,7 +174,7 @@ impl FilterIn {
             .flat_map(|properties| &properties.pairs)
             .map(|pair| (pair.key.clone(), pair.value.text.clone()))
             .collect();
-        Ok(RuleFilter::Correlation(CorrelationFilter {
+        RuleFilter::Correlation(CorrelationFilter {
             correlation_id: text(&self.correlation_id),
             message_id: text(&self.message_id),
             subject: text(&self.label),
@@ -190,8 +182,9 @@ impl FilterIn {
             to: text(&self.to),
             reply_to: text(&self.reply_to),
             session_id: text(&self.session_id),
+            reply_to_session_id: text(&self.reply_to_session_id),
             properties,
-        }))
+        })
     }
 }
 
@@ -227,6 +220,8 @@ struct FilterOut {
     label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to_session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,6 +286,7 @@ impl RuleDescription {
                 reply_to: filter.reply_to.clone(),
                 label: filter.subject.clone(),
                 session_id: filter.session_id.clone(),
+                reply_to_session_id: filter.reply_to_session_id.clone(),
                 content_type: filter.content_type.clone(),
                 properties: (!filter.properties.is_empty()).then(|| KeyValuesOut {
                     pairs: filter

@@ -353,10 +353,6 @@ fn rule_actions_parameters_and_unknown_kinds_are_refused_by_name() {
             r#"<Filter xsi:type="SqlFilter"><SqlExpression>a = @p</SqlExpression><Parameters><KeyValueOfstringanyType><Key>@p</Key><Value>x</Value></KeyValueOfstringanyType></Parameters></Filter>"#.to_owned(),
             "Filter/Parameters",
         ),
-        (
-            r#"<Filter xsi:type="CorrelationFilter"><ReplyToSessionId>s</ReplyToSessionId></Filter>"#.to_owned(),
-            "Filter/ReplyToSessionId",
-        ),
         (r#"<Filter xsi:type="Nonsense"/>"#.to_owned(), "`Nonsense` is not a filter type"),
         ("<Filter><SqlExpression>1=1</SqlExpression></Filter>".to_owned(), "no i:type"),
         (

@@ -290,6 +290,7 @@ fn correlation_filter(filter: &CorrelationFilter) -> String {
         ("ReplyTo", &filter.reply_to),
         ("Label", &filter.subject),
         ("SessionId", &filter.session_id),
+        ("ReplyToSessionId", &filter.reply_to_session_id),
         ("ContentType", &filter.content_type),
     ] {
         if let Some(value) = value {
