@@ -202,6 +202,7 @@ async fn route(entities: &Entities, request: Request) -> Result<Response, Entity
             atom_feed(rules::list(entities, &site, (&topic, &subscription), page()?)?)
         }
         (&Method::GET, Target::Entity(Entity::QueueOrTopic(name))) => {
+            // Queues and topics share one namespace of names: the one that has it answers.
             let xml = if entities.queue.has_topic(&name) {
                 topics::get(entities, &site, &name).await?
             } else {

@@ -10,9 +10,10 @@ use super::queue_description::{QueueDescription, QueueDescriptionUpdate};
 use super::target::Page;
 use super::{Entities, PutMode, Site, page_feed, xsd};
 
+/// Also the answer to a `GET` or `DELETE /{name}` that no queue or topic has.
 fn missing(name: &str) -> EntityError {
     EntityError::not_found(format!(
-        "queue `{name}` does not exist; create it with PUT /{name} first"
+        "no queue or topic named `{name}` exists; create it with PUT /{name} first"
     ))
 }
 

@@ -47,15 +47,11 @@ fn entry(site: &Site, topic: &str, settings: &SubscriptionSettings, depth: &Queu
     )
 }
 
-async fn answer(entities: &Entities, site: &Site, topic: &str, subscription: &str) -> Result<String, EntityError> {
+/// `GET /{topic}/Subscriptions/{subscription}`: its description with its counts.
+pub async fn get(entities: &Entities, site: &Site, topic: &str, subscription: &str) -> Result<String, EntityError> {
     let settings = entities.queue.subscription(topic, subscription)?;
     let depth = depth(entities, topic, subscription).await?;
     entry(site, topic, &settings, &depth).to_xml()
-}
-
-/// `GET /{topic}/Subscriptions/{subscription}`: its description with its counts.
-pub async fn get(entities: &Entities, site: &Site, topic: &str, subscription: &str) -> Result<String, EntityError> {
-    answer(entities, site, topic, subscription).await
 }
 
 /// `PUT /{topic}/Subscriptions/{subscription}`: creates the subscription or updates it, as `mode`
@@ -94,7 +90,7 @@ pub async fn put(
             StatusCode::OK
         }
     };
-    Ok((status, answer(entities, site, topic, subscription).await?))
+    Ok((status, get(entities, site, topic, subscription).await?))
 }
 
 /// `DELETE /{topic}/Subscriptions/{subscription}`: removes it with its rules and messages.
