@@ -365,6 +365,19 @@ async fn refuses_rules_the_filters_cannot_apply() {
         404,
         "nothing added"
     );
+    // Deep nesting within the 64 KiB: skipped without recursion, so the endpoint still answers.
+    let deep = format!("{}{}", "<x>".repeat(8_000), "</x>".repeat(8_000));
+    let nested = rule_entry(&format!(r#"<Filter xsi:type="TrueFilter">{deep}</Filter>"#));
+    let answer = client.put("/events/Subscriptions/mdm/Rules/deep", nested).await;
+    assert!(matches!(answer.status, 201 | 400), "{}: {}", answer.status, answer.body);
+    let in_properties = rule_entry(&format!(
+        r#"<Filter xsi:type="CorrelationFilter"><Properties><KeyValueOfstringanyType><Key>k</Key><Value>{deep}</Value></KeyValueOfstringanyType></Properties></Filter>"#
+    ));
+    let answer = client
+        .put("/events/Subscriptions/mdm/Rules/deeper", in_properties)
+        .await;
+    assert!(matches!(answer.status, 201 | 400), "{}: {}", answer.status, answer.body);
+    assert_eq!(client.get("/events").await.status, 200, "still serving");
     let wrong_kind = client.put("/events/Subscriptions/other", topic_entry("")).await;
     assert_eq!(wrong_kind.status, 400, "{}", wrong_kind.body);
     let padding = "x".repeat(70 * 1024);
