@@ -22,7 +22,9 @@ use fe2o3_amqp_types::transaction::{Declare, Discharge};
 use serde::Serialize;
 
 use sagahost_transport::OutgoingMessage;
-use sagahost_transport::filter::{REPLY_TO_PROPERTY, SESSION_ID_PROPERTY, SUBJECT_PROPERTY, TO_PROPERTY};
+use sagahost_transport::filter::{
+    REPLY_TO_PROPERTY, REPLY_TO_SESSION_ID_PROPERTY, SESSION_ID_PROPERTY, SUBJECT_PROPERTY, TO_PROPERTY,
+};
 use sagahost_transport::servicebus::dialect::{
     DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, ENQUEUED_TIME, LOCKED_UNTIL,
     SCHEDULED_ENQUEUE_TIME, SEQUENCE_NUMBER, annotation, message_id_text, property_text,
@@ -214,6 +216,7 @@ impl Incoming {
                 (TO_PROPERTY, properties.to.as_deref()),
                 (REPLY_TO_PROPERTY, properties.reply_to.as_deref()),
                 (SESSION_ID_PROPERTY, properties.group_id.as_deref()),
+                (REPLY_TO_SESSION_ID_PROPERTY, properties.reply_to_group_id.as_deref()),
             ];
             for (name, value) in carried {
                 if let Some(value) = value {
@@ -480,7 +483,13 @@ mod tests {
     #[test]
     fn subject_to_reply_to_and_session_id_are_kept_for_filters_and_never_delivered() {
         use sagahost_transport::filter::MessageFields;
-        for name in [SUBJECT_PROPERTY, TO_PROPERTY, REPLY_TO_PROPERTY, SESSION_ID_PROPERTY] {
+        for name in [
+            SUBJECT_PROPERTY,
+            TO_PROPERTY,
+            REPLY_TO_PROPERTY,
+            SESSION_ID_PROPERTY,
+            REPLY_TO_SESSION_ID_PROPERTY,
+        ] {
             assert!(name.starts_with(RESERVED_PREFIX), "{name} is stripped on delivery");
         }
         let properties = Properties {
@@ -489,6 +498,7 @@ mod tests {
             to: Some("mdm".into()),
             reply_to: Some("replies".into()),
             group_id: Some("session-1".into()),
+            reply_to_group_id: Some("session-2".into()),
             ..Properties::default()
         };
         let mut application = OrderedMap::new();
@@ -502,6 +512,7 @@ mod tests {
         assert_eq!(fields.to, Some("mdm"));
         assert_eq!(fields.reply_to, Some("replies"));
         assert_eq!(fields.session_id, Some("session-1"));
+        assert_eq!(fields.reply_to_session_id, Some("session-2"));
 
         let view = Outgoing {
             message_id: &outgoing.message_id,

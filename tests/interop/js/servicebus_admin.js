@@ -171,6 +171,144 @@ async function wrongKeyRefused(_admin, _amqp, adminConnectionString) {
   await failsWith(401, () => wrong.getQueue("any"), "a wrong key");
 }
 
+async function topicLifecycle(admin) {
+  const name = freshQueue("topic");
+  const created = await admin.createTopic(name);
+  check(created.name === name, `name ${created.name}`);
+  await failsWith(409, () => admin.createTopic(name), "creating it again");
+  const got = await admin.getTopic(name);
+  check(got.maxSizeInMegabytes === 1024, `max size ${got.maxSizeInMegabytes}`);
+  check(got.status === "Active", `status ${got.status}`);
+  await admin.updateTopic({ ...got, maxSizeInMegabytes: 2048 });
+  const listed = new Set();
+  for await (const page of admin.listTopics().byPage({ maxPageSize: 1 })) {
+    for (const topic of page) listed.add(topic.name);
+  }
+  check(listed.has(name), `${name} not listed`);
+  check(await admin.topicExists(name), "the topic does not exist after create");
+  await admin.deleteTopic(name);
+  check(!(await admin.topicExists(name)), "the topic exists after delete");
+  await failsWith(404, () => admin.deleteTopic(name), "deleting it again");
+}
+
+async function subscriptionLifecycle(admin) {
+  const topic = freshQueue("subs");
+  await admin.createTopic(topic);
+  const created = await admin.createSubscription(topic, "mdm", {
+    lockDuration: "PT45S",
+    maxDeliveryCount: 3,
+    defaultMessageTimeToLive: "PT1H",
+    deadLetteringOnMessageExpiration: true,
+  });
+  check(created.subscriptionName === "mdm", `name ${created.subscriptionName}`);
+  check(created.topicName === topic, `topic ${created.topicName}`);
+  check(created.lockDuration === "PT45S", `lock ${created.lockDuration}`);
+  check(created.maxDeliveryCount === 3, `max delivery count ${created.maxDeliveryCount}`);
+  check(created.defaultMessageTimeToLive === "PT1H", `time to live ${created.defaultMessageTimeToLive}`);
+  await failsWith(409, () => admin.createSubscription(topic, "mdm"), "creating it again");
+  await failsWith(404, () => admin.createSubscription(freshQueue("none"), "s"), "a missing topic");
+  const got = await admin.getSubscription(topic, "mdm");
+  await admin.updateSubscription({ ...got, maxDeliveryCount: 5 });
+  check((await admin.getSubscription(topic, "mdm")).maxDeliveryCount === 5, "update not kept");
+  await admin.createSubscription(topic, "erp", {
+    defaultRuleOptions: { name: "contacts", filter: { sqlExpression: "kind = 'contact'" } },
+  });
+  const rules = [];
+  for await (const rule of admin.listRules(topic, "erp")) rules.push(rule.name);
+  check(rules.join() === "contacts", `the default rule options give the rules ${rules}`);
+  const listed = [];
+  for await (const page of admin.listSubscriptions(topic).byPage({ maxPageSize: 1 })) {
+    for (const subscription of page) listed.push(subscription.subscriptionName);
+  }
+  check(listed.join() === "erp,mdm", `listed ${listed}`);
+  check((await admin.getTopicRuntimeProperties(topic)).subscriptionCount === 2, "subscription count");
+  await admin.deleteSubscription(topic, "erp");
+  check(!(await admin.subscriptionExists(topic, "erp")), "the subscription exists after delete");
+  const error = await failsWith(
+    400,
+    () => admin.createSubscription(topic, "s", { requiresSession: true }),
+    "a session subscription",
+  );
+  check(error.message.includes("RequiresSession"), `message ${error.message}`);
+}
+
+async function ruleLifecycle(admin) {
+  const topic = freshQueue("rules");
+  await admin.createTopic(topic);
+  await admin.createSubscription(topic, "mdm");
+  const byDefault = await admin.getRule(topic, "mdm", "$Default");
+  check(byDefault.filter.sqlExpression === "1=1", `$Default filter ${JSON.stringify(byDefault.filter)}`);
+  await admin.createRule(topic, "mdm", "sql", { sqlExpression: "kind = 'contact'" });
+  await admin.createRule(topic, "mdm", "correlation", {
+    correlationId: "c-1",
+    subject: "Create",
+    replyToSessionId: "r-1",
+    applicationProperties: { region: "eu" },
+  });
+  const sql = await admin.getRule(topic, "mdm", "sql");
+  check(sql.filter.sqlExpression === "kind = 'contact'", `sql filter ${JSON.stringify(sql.filter)}`);
+  const correlation = (await admin.getRule(topic, "mdm", "correlation")).filter;
+  check(correlation.correlationId === "c-1" && correlation.subject === "Create", JSON.stringify(correlation));
+  check(correlation.applicationProperties?.region === "eu", `properties ${JSON.stringify(correlation)}`);
+  check(correlation.replyToSessionId === "r-1", `reply-to session ${JSON.stringify(correlation)}`);
+  const listed = [];
+  for await (const page of admin.listRules(topic, "mdm").byPage({ maxPageSize: 2 })) {
+    for (const rule of page) listed.push(rule.name);
+  }
+  check(listed.join() === "$Default,sql,correlation", `listed ${listed}`);
+  await failsWith(409, () => admin.createRule(topic, "mdm", "sql", { sqlExpression: "1=1" }), "creating it again");
+  await failsWith(400, () => admin.createRule(topic, "mdm", "bad", { sqlExpression: "kind = " }), "a bad filter");
+  const action = await failsWith(
+    400,
+    () => admin.createRule(topic, "mdm", "action", { sqlExpression: "1=1" }, { sqlExpression: "SET a = 1" }),
+    "a SQL action",
+  );
+  check(action.message.includes("action"), `message ${action.message}`);
+  await admin.updateRule(topic, "mdm", { name: "sql", filter: { sqlExpression: "kind = 'account'" } });
+  const updated = (await admin.getRule(topic, "mdm", "sql")).filter.sqlExpression;
+  check(updated === "kind = 'account'", `updated ${updated}`);
+  await admin.deleteRule(topic, "mdm", "correlation");
+  check(!(await admin.ruleExists(topic, "mdm", "correlation")), "the rule exists after delete");
+}
+
+async function topicRuntimeCounts(admin, amqp) {
+  const topic = freshQueue("tcounts");
+  await admin.createTopic(topic);
+  await admin.createSubscription(topic, "all");
+  await admin.createSubscription(topic, "contacts");
+  await admin.deleteRule(topic, "contacts", "$Default");
+  await admin.createRule(topic, "contacts", "contacts", { sqlExpression: "kind = 'contact'" });
+  const sender = amqp.createSender(topic);
+  await sender.sendMessages([
+    { body: "c1", applicationProperties: { kind: "contact" } },
+    { body: "c2", applicationProperties: { kind: "contact" } },
+    { body: "a1", applicationProperties: { kind: "account" } },
+  ]);
+  await sender.scheduleMessages(
+    { body: "later", applicationProperties: { kind: "contact" } },
+    new Date(Date.now() + 3600 * 1000),
+  );
+  await sender.close();
+  const receiver = amqp.createReceiver(topic, "contacts");
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: WAIT });
+  check(message, "nothing received");
+  await receiver.deadLetterMessage(message, { deadLetterReason: "Test", deadLetterErrorDescription: "by the check" });
+  await receiver.close();
+  const everything = await admin.getSubscriptionRuntimeProperties(topic, "all");
+  check(everything.activeMessageCount === 3, `all: active ${everything.activeMessageCount}`);
+  check(everything.totalMessageCount === 4, `all: total ${everything.totalMessageCount}`);
+  const contacts = await admin.getSubscriptionRuntimeProperties(topic, "contacts");
+  check(contacts.activeMessageCount === 1, `contacts: active ${contacts.activeMessageCount}`);
+  check(contacts.deadLetterMessageCount === 1, `contacts: dead letters ${contacts.deadLetterMessageCount}`);
+  check(contacts.totalMessageCount === 3, `contacts: total ${contacts.totalMessageCount}`);
+  const runtime = await admin.getTopicRuntimeProperties(topic);
+  check(runtime.subscriptionCount === 2, `subscriptions ${runtime.subscriptionCount}`);
+  check(runtime.scheduledMessageCount === 1, `scheduled ${runtime.scheduledMessageCount}`);
+  check(runtime.sizeInBytes > 0, `size ${runtime.sizeInBytes}`);
+  await admin.deleteTopic(topic);
+  await failsWith(404, () => admin.getSubscription(topic, "all"), "a subscription of a deleted topic");
+}
+
 const CHECKS = [
   ["create-queue-with-settings", createQueueWithSettings],
   ["get-queue", getQueue],
@@ -181,6 +319,10 @@ const CHECKS = [
   ["namespace-properties", namespaceProperties],
   ["sessions-refused-with-400", sessionsRefused],
   ["wrong-key-refused-with-401", wrongKeyRefused],
+  ["topic-create-get-update-list-delete", topicLifecycle],
+  ["subscription-create-get-update-list-delete", subscriptionLifecycle],
+  ["rule-create-get-update-list-delete", ruleLifecycle],
+  ["topic-and-subscription-runtime-counts-after-send", topicRuntimeCounts],
 ];
 
 async function main() {

@@ -10,12 +10,14 @@
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::errors::EntityError;
 use super::namespace::NamespaceInfo;
 use super::queue_description::{QueueDescription, QueueDescriptionUpdate};
+use super::rule_description::{RuleDescription, RuleDescriptionUpdate};
+use super::subscription_description::{SubscriptionDescription, SubscriptionDescriptionUpdate};
+use super::topic_description::{TopicDescription, TopicDescriptionUpdate};
 
 /// The Atom namespace.
 const ATOM: &str = "http://www.w3.org/2005/Atom";
@@ -27,11 +29,21 @@ pub const ENTRY_MEDIA_TYPE: &str = "application/atom+xml;type=entry;charset=utf-
 /// `Content-Type` of a feed response.
 pub const FEED_MEDIA_TYPE: &str = "application/atom+xml;type=feed;charset=utf-8";
 
-/// A description in an entry's `<content>`; the variant's name is the element's.
+/// A description in an entry's `<content>`, written as the element its `rename` names.
 #[derive(Debug, Serialize)]
 pub enum Description {
     /// A queue.
-    QueueDescription(Box<QueueDescription>),
+    #[serde(rename = "QueueDescription")]
+    Queue(Box<QueueDescription>),
+    /// A topic.
+    #[serde(rename = "TopicDescription")]
+    Topic(Box<TopicDescription>),
+    /// A subscription of a topic.
+    #[serde(rename = "SubscriptionDescription")]
+    Subscription(Box<SubscriptionDescription>),
+    /// A rule of a subscription.
+    #[serde(rename = "RuleDescription")]
+    Rule(Box<RuleDescription>),
     /// The namespace.
     NamespaceInfo(NamespaceInfo),
 }
@@ -166,12 +178,24 @@ fn to_document<T: Serialize>(value: &T) -> Result<String, EntityError> {
 pub enum Incoming {
     /// A queue, to create or update.
     Queue(QueueDescriptionUpdate),
-    /// A topic: not yet supported by this broker.
-    Topic,
-    /// A subscription: not yet supported by this broker.
-    Subscription,
-    /// A rule: not yet supported by this broker.
-    Rule,
+    /// A topic, to create or update.
+    Topic(TopicDescriptionUpdate),
+    /// A subscription, to create or update.
+    Subscription(Box<SubscriptionDescriptionUpdate>),
+    /// A rule, to create.
+    Rule(RuleDescriptionUpdate),
+}
+
+impl Incoming {
+    /// The description's element name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Queue(_) => "QueueDescription",
+            Self::Topic(_) => "TopicDescription",
+            Self::Subscription(_) => "SubscriptionDescription",
+            Self::Rule(_) => "RuleDescription",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,18 +203,17 @@ struct EntryIn {
     content: ContentIn,
 }
 
-/// The descriptions a `PUT` may carry. Topics, subscriptions and rules are read only far enough
-/// to answer that they are not supported; their types replace [`IgnoredAny`] when they are.
+/// The descriptions a `PUT` may carry.
 #[derive(Deserialize)]
 struct ContentIn {
     #[serde(rename = "QueueDescription")]
     queue: Option<QueueDescriptionUpdate>,
     #[serde(rename = "TopicDescription")]
-    topic: Option<IgnoredAny>,
+    topic: Option<TopicDescriptionUpdate>,
     #[serde(rename = "SubscriptionDescription")]
-    subscription: Option<IgnoredAny>,
+    subscription: Option<SubscriptionDescriptionUpdate>,
     #[serde(rename = "RuleDescription")]
-    rule: Option<IgnoredAny>,
+    rule: Option<RuleDescriptionUpdate>,
 }
 
 /// Reads a `PUT` body: an Atom entry whose content is one description.
@@ -202,9 +225,9 @@ pub fn parse_entry(body: &[u8]) -> Result<Incoming, EntityError> {
     let content = entry.content;
     match (content.queue, content.topic, content.subscription, content.rule) {
         (Some(queue), None, None, None) => Ok(Incoming::Queue(queue)),
-        (None, Some(_), None, None) => Ok(Incoming::Topic),
-        (None, None, Some(_), None) => Ok(Incoming::Subscription),
-        (None, None, None, Some(_)) => Ok(Incoming::Rule),
+        (None, Some(topic), None, None) => Ok(Incoming::Topic(topic)),
+        (None, None, Some(subscription), None) => Ok(Incoming::Subscription(Box::new(subscription))),
+        (None, None, None, Some(rule)) => Ok(Incoming::Rule(rule)),
         _ => Err(EntityError::bad_request(
             "the entry's content must hold exactly one QueueDescription, TopicDescription, SubscriptionDescription or RuleDescription",
         )),

@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sagahost_transport::embedded::TopicError;
 use serde::Serialize;
 
 /// A refused or failed request: what the client is told.
@@ -61,10 +62,20 @@ impl EntityError {
             format!("the broker's queue failed: {error}"),
         )
     }
+}
 
-    /// 501: a kind of entity this broker does not have (yet).
-    pub fn not_implemented(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_IMPLEMENTED, detail)
+/// Topic, subscription and rule failures of the embedded queue, as Service Bus answers them.
+impl From<TopicError> for EntityError {
+    fn from(error: TopicError) -> Self {
+        let detail = error.to_string();
+        match error {
+            TopicError::UnknownTopic(_) | TopicError::UnknownSubscription { .. } | TopicError::UnknownRule { .. } => {
+                Self::not_found(detail)
+            }
+            TopicError::RuleExists { .. } | TopicError::NameTaken(_) => Self::conflict(detail),
+            TopicError::Invalid(_) | TopicError::Filter { .. } => Self::bad_request(detail),
+            TopicError::Transport(error) => Self::internal(error),
+        }
     }
 }
 

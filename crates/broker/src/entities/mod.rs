@@ -6,19 +6,33 @@
 //! # Routes
 //! | request | answer |
 //! |---|---|
-//! | `PUT /{queue}` with a `QueueDescription` entry | 201 and the queue's entry; 409 if it exists; 400 for a name with `/` (valid in Service Bus, but the AMQP side serves single-segment queue addresses only) |
+//! | `PUT /{queue}` with a `QueueDescription` entry | 201 and the queue's entry; 409 if a queue or topic has the name; 400 for a name with `/` (valid in Service Bus, but the AMQP side serves single-segment queue addresses only) |
 //! | `PUT /{queue}` with `If-Match: *` | 200 and the entry after the update; 404 if it is missing |
 //! | `GET /{queue}` | 200 and the entry, with `MessageCount`, `CountDetails` and `SizeInBytes` |
 //! | `DELETE /{queue}` | 200; the queue and its messages are gone; 404 if it is missing |
 //! | `GET /$Resources/queues?$skip=&$top=` | a feed of up to `$top` (≤ 100) queues in name order, with a `next` link while more follow |
-//! | `GET /$Resources/topics` | an empty feed: the broker has no topics yet |
-//! | `PUT` of a topic, subscription or rule | 501 |
+//! | `PUT /{topic}` with a `TopicDescription` entry | 201 and the topic's entry; 409 if a topic or queue has the name; 400 for a name with `/`, as for queues |
+//! | `PUT /{topic}` with `If-Match: *` | 200 and the entry (nothing of a topic is stored); 404 if it is missing |
+//! | `GET /{topic}` | 200 and the entry, with `SubscriptionCount`, `SizeInBytes` and `CountDetails` (when no queue has the name) |
+//! | `DELETE /{topic}` | 200; the topic, its subscriptions, their rules and messages are gone (when no queue has the name) |
+//! | `GET /$Resources/topics?$skip=&$top=` | a feed of topics in name order, paged as queues |
+//! | `PUT /{topic}/Subscriptions/{subscription}` with a `SubscriptionDescription` | 201 and its entry, with the `$Default` rule (or its `DefaultRuleDescription`); 409 if it exists; 404 if the topic is missing |
+//! | `PUT /{topic}/Subscriptions/{subscription}` with `If-Match: *` | 200 and the entry after the update; 404 if it is missing |
+//! | `GET /{topic}/Subscriptions/{subscription}` | 200 and the entry, with `MessageCount` and `CountDetails` |
+//! | `DELETE /{topic}/Subscriptions/{subscription}` | 200; it, its rules and its messages are gone; 404 if it is missing |
+//! | `GET /{topic}/Subscriptions?$skip=&$top=` | a feed of the topic's subscriptions in name order |
+//! | `PUT /{topic}/Subscriptions/{subscription}/Rules/{rule}` with a `RuleDescription` | 201 and its entry; 409 if the rule exists; 400 for a filter that does not parse or a SQL action |
+//! | `PUT …/Rules/{rule}` with `If-Match: *` | 200; the rule's filter is replaced in one step; 404 if it is missing |
+//! | `GET …/Rules/{rule}`, `DELETE …/Rules/{rule}` | 200 and the entry, 200; 404 if it is missing |
+//! | `GET /{topic}/Subscriptions/{subscription}/Rules?$skip=&$top=` | a feed of its rules in the order they were added |
 //! | `GET /$namespaceinfo` | the namespace (named after the `Host` the client addressed) |
 //!
 //! `api-version` is accepted and ignored (2017-04, 2021-05 and 2024-05 read the same here). Errors
 //! are Service Bus's `<Error><Code/><Detail/></Error>` with the status (`errors.rs`); what is
-//! stored, echoed or refused of a `QueueDescription` is in `queue_description.rs`. Settings of
-//! queues created here persist in the queue database (`EmbeddedQueue::create_queue`).
+//! stored, echoed or refused of each description is in `queue_description.rs`,
+//! `topic_description.rs`, `subscription_description.rs` and `rule_description.rs` (the checks
+//! they share in `settings.rs`). Queues created here, and topics, subscriptions and rules, persist
+//! in the queue database.
 //!
 //! # Security
 //! Every request needs `Authorization: SharedAccessSignature …` signed with the broker's key
@@ -45,15 +59,6 @@
 //!   each request's own URL, which covers that entity or list (`access.rs`).
 //! - The official Service Bus emulator serves this API on HTTP port 5300; run this endpoint on a
 //!   port of its own the same way, separate from the AMQP port.
-//!
-//! # Where topics, subscriptions and rules plug in
-//! [`target::parse_path`] already reads every path of the API into a [`target::Target`], and
-//! `atom::parse_entry` already tells a `TopicDescription`, `SubscriptionDescription` or
-//! `RuleDescription` body from a queue's. To add them: a `topic_description.rs` (and so on) beside
-//! `queue_description.rs`, a variant per description in `atom::Description` and `atom::Incoming`
-//! (replacing the `IgnoredAny` placeholders in `atom::ContentIn`), handler files beside `queues.rs`,
-//! and the arms marked "topics" in [`route`] turned to call them: `GET`/`DELETE /{name}` falls
-//! through to the topic when no queue has the name.
 
 mod access;
 mod atom;
@@ -62,7 +67,14 @@ mod names;
 mod namespace;
 mod queue_description;
 mod queues;
+mod rule_description;
+mod rules;
+mod settings;
+mod subscription_description;
+mod subscriptions;
 mod target;
+mod topic_description;
+mod topics;
 mod xsd;
 
 use std::sync::Arc;
@@ -81,8 +93,7 @@ use tokio_util::sync::CancellationToken;
 use crate::BrokerConfig;
 use atom::Incoming;
 use errors::EntityError;
-use queues::PutMode;
-use target::{Entity, Listing, Target};
+use target::{Entity, Listing, Page, Target};
 
 /// The largest request body the endpoint reads (an entity description is a few KiB at most).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -177,54 +188,72 @@ async fn route(entities: &Entities, request: Request) -> Result<Response, Entity
         sas::now_unix_secs(),
     )?;
     let site = Site::from_headers(&parts.headers);
+    let page = || target::parse_page(parts.uri.query()).map_err(EntityError::bad_request);
     match (&parts.method, target) {
         (&Method::GET, Target::NamespaceInfo) => {
             atom_entry(StatusCode::OK, namespace::entry(&site, &entities.started).to_xml()?)
         }
-        (&Method::GET, Target::List(Listing::Queues)) => {
-            let page = target::parse_page(parts.uri.query()).map_err(EntityError::bad_request)?;
-            atom_feed(queues::list(entities, &site, page).await?)
+        (&Method::GET, Target::List(Listing::Queues)) => atom_feed(queues::list(entities, &site, page()?).await?),
+        (&Method::GET, Target::List(Listing::Topics)) => atom_feed(topics::list(entities, &site, page()?).await?),
+        (&Method::GET, Target::List(Listing::Subscriptions { topic })) => {
+            atom_feed(subscriptions::list(entities, &site, &topic, page()?).await?)
+        }
+        (&Method::GET, Target::List(Listing::Rules { topic, subscription })) => {
+            atom_feed(rules::list(entities, &site, (&topic, &subscription), page()?)?)
         }
         (&Method::GET, Target::Entity(Entity::QueueOrTopic(name))) => {
-            atom_entry(StatusCode::OK, queues::get(entities, &site, &name).await?)
-        }
-        (&Method::PUT, Target::Entity(Entity::QueueOrTopic(name))) => {
-            let body = read_body(&parts.headers, body).await?;
-            match atom::parse_entry(&body)? {
-                Incoming::Queue(description) => {
-                    let (status, xml) =
-                        queues::put(entities, &site, &name, &description, put_mode(&parts.headers)).await?;
-                    atom_entry(status, xml)
-                }
-                // Topics: the topic handlers go here.
-                Incoming::Topic => Err(no_topics("a TopicDescription")),
-                Incoming::Subscription | Incoming::Rule => Err(EntityError::bad_request(format!(
-                    "`/{name}` is a queue or topic path; subscriptions and rules are PUT at {{topic}}/Subscriptions/{{subscription}}[/Rules/{{rule}}]"
-                ))),
-            }
+            // Queues and topics share one namespace of names: the one that has it answers.
+            let xml = if entities.queue.has_topic(&name) {
+                topics::get(entities, &site, &name).await?
+            } else {
+                queues::get(entities, &site, &name).await?
+            };
+            atom_entry(StatusCode::OK, xml)
         }
         (&Method::DELETE, Target::Entity(Entity::QueueOrTopic(name))) => {
-            queues::delete(entities, &name).await?;
+            if entities.queue.has_topic(&name) {
+                topics::delete(entities, &name).await?;
+            } else {
+                queues::delete(entities, &name).await?;
+            }
             Ok(StatusCode::OK.into_response())
         }
-        // Topics: `$Resources/topics` lists the topics; there are none yet.
-        (&Method::GET, Target::List(Listing::Topics)) => {
-            let now = xsd::format_time(Some(SystemTime::now()));
-            let page = target::parse_page(parts.uri.query()).map_err(EntityError::bad_request)?;
-            let href = site.page_href("$Resources/topics", page.skip, page.top);
-            atom_feed(atom::Feed::new("Topics", href, None, now, Vec::new()).to_xml()?)
-        }
-        // Topics: subscriptions and rules of a topic, and their lists.
-        (&Method::PUT, Target::Entity(Entity::Subscription { .. } | Entity::Rule { .. })) => {
-            Err(no_topics("a subscription or rule"))
+        (&Method::GET, Target::Entity(Entity::Subscription { topic, subscription })) => atom_entry(
+            StatusCode::OK,
+            subscriptions::get(entities, &site, &topic, &subscription).await?,
+        ),
+        (&Method::DELETE, Target::Entity(Entity::Subscription { topic, subscription })) => {
+            subscriptions::delete(entities, &topic, &subscription).await?;
+            Ok(StatusCode::OK.into_response())
         }
         (
-            &Method::GET | &Method::DELETE,
-            Target::Entity(Entity::Subscription { topic, .. } | Entity::Rule { topic, .. })
-            | Target::List(Listing::Subscriptions { topic } | Listing::Rules { topic, .. }),
-        ) => Err(EntityError::not_found(format!(
-            "topic `{topic}` does not exist: this broker does not have topics yet"
-        ))),
+            &Method::GET,
+            Target::Entity(Entity::Rule {
+                topic,
+                subscription,
+                rule,
+            }),
+        ) => atom_entry(
+            StatusCode::OK,
+            rules::get(entities, &site, (&topic, &subscription), &rule)?,
+        ),
+        (
+            &Method::DELETE,
+            Target::Entity(Entity::Rule {
+                topic,
+                subscription,
+                rule,
+            }),
+        ) => {
+            rules::delete(entities, (&topic, &subscription), &rule).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        (&Method::PUT, Target::Entity(entity)) => {
+            let body = read_body(&parts.headers, body).await?;
+            let incoming = atom::parse_entry(&body)?;
+            let (status, xml) = put(entities, &site, entity, incoming, put_mode(&parts.headers)).await?;
+            atom_entry(status, xml)
+        }
         (method, _) => Err(EntityError::method_not_allowed(format!(
             "{method} is not an operation of `{}`",
             parts.uri.path()
@@ -232,11 +261,72 @@ async fn route(entities: &Entities, request: Request) -> Result<Response, Entity
     }
 }
 
-/// The answer to a `PUT` of a kind of entity the broker does not have yet.
-fn no_topics(what: &str) -> EntityError {
-    EntityError::not_implemented(format!(
-        "this broker does not support topics, subscriptions or rules yet, so it cannot create {what}; use queues"
-    ))
+/// A `PUT` of `entity`: the description in the body must be of the kind the path names (a queue
+/// or topic at `/{name}`, a subscription or rule below a topic).
+async fn put(
+    entities: &Entities,
+    site: &Site,
+    entity: Entity,
+    incoming: Incoming,
+    mode: PutMode,
+) -> Result<(StatusCode, String), EntityError> {
+    match (entity, incoming) {
+        (Entity::QueueOrTopic(name), Incoming::Queue(description)) => {
+            queues::put(entities, site, &name, &description, mode).await
+        }
+        (Entity::QueueOrTopic(name), Incoming::Topic(description)) => {
+            topics::put(entities, site, &name, &description, mode).await
+        }
+        (Entity::Subscription { topic, subscription }, Incoming::Subscription(description)) => {
+            subscriptions::put(entities, site, (&topic, &subscription), &description, mode).await
+        }
+        (
+            Entity::Rule {
+                topic,
+                subscription,
+                rule,
+            },
+            Incoming::Rule(description),
+        ) => rules::put(entities, site, (&topic, &subscription), &rule, &description, mode).await,
+        (entity, incoming) => {
+            let expected = match entity {
+                Entity::QueueOrTopic(_) => "QueueDescription or TopicDescription",
+                Entity::Subscription { .. } => "SubscriptionDescription",
+                Entity::Rule { .. } => "RuleDescription",
+            };
+            Err(EntityError::bad_request(format!(
+                "`/{}` takes a {expected}, not a {}: queues and topics are PUT at /{{name}}, subscriptions at \
+                 /{{topic}}/Subscriptions/{{subscription}}, rules at /{{topic}}/Subscriptions/{{subscription}}/Rules/{{rule}}",
+                entity.path(),
+                incoming.kind(),
+            )))
+        }
+    }
+}
+
+/// Whether a `PUT` creates an entity or updates one (`If-Match: *`, as the SDKs send for update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutMode {
+    /// The entity must not exist yet (else 409).
+    Create,
+    /// The entity must exist (else 404).
+    Update,
+}
+
+/// One page of the list at `path`, titled `title`: `entries` is the page of `page`, out of
+/// `total` in the list; a `next` link follows while more do.
+fn page_feed(
+    site: &Site,
+    title: &str,
+    path: &str,
+    page: Page,
+    total: usize,
+    entries: Vec<atom::Entry>,
+) -> Result<String, EntityError> {
+    let next_skip = page.skip.saturating_add(page.top);
+    let next = (next_skip < total).then(|| site.page_href(path, next_skip, page.top));
+    let now = xsd::format_time(Some(SystemTime::now()));
+    atom::Feed::new(title, site.page_href(path, page.skip, page.top), next, now, entries).to_xml()
 }
 
 /// `If-Match: *` (or any entity tag) asks for an update, its absence for a create.

@@ -1,6 +1,6 @@
 //! `GET /$namespaceinfo`: the namespace's own description, which the SDKs'
 //! `get_namespace_properties` / `getNamespaceProperties` read. The broker is one namespace named
-//! after the host the client addressed, of the Standard tier (queues, and topics once they come).
+//! after the host the client addressed, of the Standard tier (queues and topics).
 
 use serde::Serialize;
 

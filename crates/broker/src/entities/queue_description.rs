@@ -16,12 +16,11 @@
 //!   (`MaxSizeInMegabytes`, `EnableBatchedOperations`, `EnablePartitioning`, `EnableExpress`,
 //!   `UserMetadata`) have Service Bus's defaults.
 
-use std::time::Duration;
-
-use sagahost_transport::embedded::{QueueInfo, QueueSettings};
+use sagahost_transport::embedded::{QueueDepth, QueueInfo, QueueSettings};
 use serde::{Deserialize, Serialize};
 
 use super::errors::EntityError;
+use super::settings::{self, given};
 use super::xsd;
 use crate::BrokerConfig;
 
@@ -31,9 +30,6 @@ pub const SERVICE_BUS_NAMESPACE: &str = "http://schemas.microsoft.com/netservice
 pub const XML_SCHEMA_INSTANCE: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// The namespace of the message count details.
 const COUNT_DETAILS_NAMESPACE: &str = "http://schemas.microsoft.com/netservices/2011/06/servicebus";
-
-/// The longest lock Service Bus allows.
-const MAX_LOCK_DURATION: Duration = Duration::from_secs(5 * 60);
 
 /// A queue's description as a `PUT` carries it. Every element is optional and read as text, so
 /// that each one's error names it; read-only elements an SDK sends back on update (counts, times)
@@ -51,81 +47,32 @@ pub struct QueueDescriptionUpdate {
     status: Option<String>,
 }
 
-/// `Some` only for an element that is there and not empty.
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|text| !text.is_empty())
-}
-
-fn invalid(element: &str, reason: impl std::fmt::Display) -> EntityError {
-    EntityError::bad_request(format!("QueueDescription/{element}: {reason}"))
-}
+/// The description's name in errors.
+const QUEUE: &str = "QueueDescription";
 
 impl QueueDescriptionUpdate {
     /// `base` with what this description sets; refuses what the embedded queue cannot do.
     pub fn apply(&self, base: QueueSettings) -> Result<QueueSettings, EntityError> {
-        self.refuse_unsupported()?;
+        settings::refuse_enabled(
+            QUEUE,
+            &[
+                ("RequiresSession", &self.requires_session),
+                ("RequiresDuplicateDetection", &self.requires_duplicate_detection),
+            ],
+        )?;
+        settings::refuse_forwarding(QUEUE, &self.forward_to, &self.forward_dead_lettered_messages_to)?;
+        settings::refuse_inactive(QUEUE, &self.status)?;
         let mut settings = base;
         if let Some(text) = given(&self.lock_duration) {
-            let lock = xsd::parse_duration(text).map_err(|reason| invalid("LockDuration", reason))?;
-            settings.lock_duration = lock
-                .filter(|lock| !lock.is_zero() && *lock <= MAX_LOCK_DURATION)
-                .ok_or_else(|| {
-                    invalid(
-                        "LockDuration",
-                        format!("`{text}` is not more than zero and at most PT5M"),
-                    )
-                })?;
+            settings.lock_duration = settings::lock_duration(QUEUE, text)?;
         }
         if let Some(text) = given(&self.max_delivery_count) {
-            settings.max_delivery_count = text.parse::<u32>().ok().filter(|count| *count >= 1).ok_or_else(|| {
-                invalid(
-                    "MaxDeliveryCount",
-                    format!("`{text}` is not a whole number of at least 1"),
-                )
-            })?;
+            settings.max_delivery_count = settings::max_delivery_count(QUEUE, text)?;
         }
         if let Some(text) = given(&self.default_message_time_to_live) {
-            let ttl = xsd::parse_duration(text).map_err(|reason| invalid("DefaultMessageTimeToLive", reason))?;
-            if ttl.is_some_and(|ttl| ttl.is_zero()) {
-                return Err(invalid("DefaultMessageTimeToLive", "must be more than zero"));
-            }
-            settings.default_ttl = ttl;
+            settings.default_ttl = settings::default_ttl(QUEUE, text)?;
         }
         Ok(settings)
-    }
-
-    /// Refuses the properties that would make the queue behave otherwise than the embedded queue does.
-    fn refuse_unsupported(&self) -> Result<(), EntityError> {
-        for (element, value) in [
-            ("RequiresSession", &self.requires_session),
-            ("RequiresDuplicateDetection", &self.requires_duplicate_detection),
-        ] {
-            if let Some(text) = given(value)
-                && xsd::parse_bool(text).map_err(|reason| invalid(element, reason))?
-            {
-                return Err(invalid(
-                    element,
-                    "this broker does not support it yet; create the queue with it false or left out",
-                ));
-            }
-        }
-        for (element, value) in [
-            ("ForwardTo", &self.forward_to),
-            ("ForwardDeadLetteredMessagesTo", &self.forward_dead_lettered_messages_to),
-        ] {
-            if given(value).is_some() {
-                return Err(invalid(element, "this broker does not forward messages; leave it out"));
-            }
-        }
-        if let Some(status) = given(&self.status)
-            && status != "Active"
-        {
-            return Err(invalid(
-                "Status",
-                format!("`{status}`: this broker's queues are always Active"),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -180,6 +127,20 @@ pub struct CountDetails {
     transfer_dead_letter: u64,
 }
 
+impl CountDetails {
+    /// The counts of `depth`; the broker never transfers, so those counts are zero.
+    pub fn new(depth: &QueueDepth) -> Self {
+        Self {
+            xmlns: COUNT_DETAILS_NAMESPACE,
+            active: depth.active,
+            dead_letter: depth.dead_lettered,
+            scheduled: depth.scheduled,
+            transfer: 0,
+            transfer_dead_letter: 0,
+        }
+    }
+}
+
 impl QueueDescription {
     /// The description of the queue `info` describes, on a broker configured by `config`.
     pub fn new(info: &QueueInfo, config: &BrokerConfig) -> Self {
@@ -204,14 +165,7 @@ impl QueueDescription {
             updated_at: xsd::format_time(info.updated_at),
             accessed_at: xsd::format_time(None),
             support_ordering: true,
-            count_details: CountDetails {
-                xmlns: COUNT_DETAILS_NAMESPACE,
-                active: depth.active,
-                dead_letter: depth.dead_lettered,
-                scheduled: depth.scheduled,
-                transfer: 0,
-                transfer_dead_letter: 0,
-            },
+            count_details: CountDetails::new(&depth),
             auto_delete_on_idle: xsd::format_duration(None),
             enable_partitioning: false,
             entity_availability_status: "Available",

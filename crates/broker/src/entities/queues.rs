@@ -4,24 +4,16 @@
 use axum::http::StatusCode;
 use sagahost_transport::embedded::{EmbeddedQueue, QueueInfo};
 
-use super::atom::{Description, Entry, Feed};
+use super::atom::{Description, Entry};
 use super::errors::EntityError;
 use super::queue_description::{QueueDescription, QueueDescriptionUpdate};
 use super::target::Page;
-use super::{Entities, Site, xsd};
+use super::{Entities, PutMode, Site, page_feed, xsd};
 
-/// Whether a `PUT` creates a queue or updates one (`If-Match: *`, as the SDKs send for update).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutMode {
-    /// The queue must not exist yet (else 409).
-    Create,
-    /// The queue must exist (else 404).
-    Update,
-}
-
+/// Also the answer to a `GET` or `DELETE /{name}` that no queue or topic has.
 fn missing(name: &str) -> EntityError {
     EntityError::not_found(format!(
-        "queue `{name}` does not exist; create it with PUT /{name} first"
+        "no queue or topic named `{name}` exists; create it with PUT /{name} first"
     ))
 }
 
@@ -38,7 +30,7 @@ fn entry(entities: &Entities, site: &Site, info: &QueueInfo) -> Entry {
         site.href(name),
         &site.namespace,
         (published, updated),
-        Description::QueueDescription(Box::new(QueueDescription::new(info, &entities.config))),
+        Description::Queue(Box::new(QueueDescription::new(info, &entities.config))),
     )
 }
 
@@ -68,6 +60,11 @@ pub async fn put(
         PutMode::Create => {
             let settings = description.apply(entities.config.queue_settings(name))?;
             if !queue.create_queue(settings).await.map_err(EntityError::internal)? {
+                if queue.has_topic(name) {
+                    return Err(EntityError::conflict(format!(
+                        "`{name}` is a topic; a queue needs a name no topic uses"
+                    )));
+                }
                 return Err(EntityError::conflict(format!(
                     "queue `{name}` already exists; send If-Match: * to update it"
                 )));
@@ -106,9 +103,5 @@ pub async fn list(entities: &Entities, site: &Site, page: Page) -> Result<String
             entries.push(entry(entities, site, &info));
         }
     }
-    let path = "$Resources/queues";
-    let next_skip = page.skip.saturating_add(page.top);
-    let next = (next_skip < names.len()).then(|| site.page_href(path, next_skip, page.top));
-    let now = xsd::format_time(Some(std::time::SystemTime::now()));
-    Feed::new("Queues", site.page_href(path, page.skip, page.top), next, now, entries).to_xml()
+    page_feed(site, "Queues", "$Resources/queues", page, names.len(), entries)
 }

@@ -7,6 +7,9 @@
 
 use percent_encoding::percent_decode_str;
 
+use sagahost_transport::embedded::DEFAULT_RULE;
+use sagahost_transport::servicebus::dialect::{rule_path, subscription_path};
+
 use super::names::{self, NameKind};
 
 /// The path of the namespace's own description.
@@ -84,12 +87,12 @@ impl Entity {
     pub fn path(&self) -> String {
         match self {
             Self::QueueOrTopic(name) => name.clone(),
-            Self::Subscription { topic, subscription } => format!("{topic}/{SUBSCRIPTIONS}/{subscription}"),
+            Self::Subscription { topic, subscription } => subscription_path(topic, subscription),
             Self::Rule {
                 topic,
                 subscription,
                 rule,
-            } => format!("{topic}/{SUBSCRIPTIONS}/{subscription}/{RULES}/{rule}"),
+            } => rule_path(topic, subscription, rule),
         }
     }
 }
@@ -114,7 +117,9 @@ pub fn parse_path(raw: &str) -> Result<Target, String> {
     let path = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| "the path is not valid UTF-8 once percent-decoded".to_owned())?;
-    let path = path.trim_start_matches('/');
+    // The JavaScript SDK lists subscriptions and rules at `{topic}/Subscriptions/` (and
+    // `…/Rules/`), with a trailing slash.
+    let path = path.trim_matches('/');
     if path.eq_ignore_ascii_case(NAMESPACE_INFO) {
         return Ok(Target::NamespaceInfo);
     }
@@ -154,7 +159,10 @@ pub fn parse_path(raw: &str) -> Result<Target, String> {
         }
         [subscription, rules, rule] if rules.eq_ignore_ascii_case(RULES) => {
             names::check(NameKind::Segment, subscription)?;
-            names::check(NameKind::Segment, rule)?;
+            // `$Default` is the one `$` name a client may address: every new subscription has it.
+            if rule != DEFAULT_RULE {
+                names::check(NameKind::Segment, rule)?;
+            }
             Ok(Target::Entity(Entity::Rule {
                 topic,
                 subscription: subscription.to_owned(),

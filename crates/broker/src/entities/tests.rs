@@ -1,10 +1,12 @@
 use std::time::Duration;
 
-use sagahost_transport::embedded::{QueueDepth, QueueInfo, QueueSettings};
+use sagahost_transport::embedded::{QueueDepth, QueueInfo, QueueSettings, Rule, SubscriptionSettings, TopicError};
+use sagahost_transport::filter::{CorrelationFilter, RuleFilter};
 
 use super::atom::{self, Description, Entry, Incoming};
 use super::names::{self, NameKind};
 use super::queue_description::QueueDescription;
+use super::rule_description::RuleDescription;
 use super::target::{self, Entity, Listing, Page, Target};
 use super::xsd;
 use crate::BrokerConfig;
@@ -243,7 +245,7 @@ fn bodies_with_dtds_other_roots_or_broken_xml_are_refused() {
     }
     assert!(atom::parse_entry(b"\xff\xfe").is_err());
     let topic = r#"<entry xmlns="http://www.w3.org/2005/Atom"><content type="application/xml"><TopicDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"><MaxSizeInMegabytes>1024</MaxSizeInMegabytes></TopicDescription></content></entry>"#;
-    assert!(matches!(atom::parse_entry(topic.as_bytes()), Ok(Incoming::Topic)));
+    assert!(matches!(atom::parse_entry(topic.as_bytes()), Ok(Incoming::Topic(_))));
 }
 
 #[test]
@@ -268,7 +270,7 @@ fn a_queue_entry_carries_the_counts_in_their_namespaces() {
         "http://127.0.0.1/orders?api-version=2021-05".into(),
         "127.0.0.1",
         (xsd::UNKNOWN_TIME.into(), xsd::UNKNOWN_TIME.into()),
-        Description::QueueDescription(Box::new(description)),
+        Description::Queue(Box::new(description)),
     );
     let xml = entry.to_xml().unwrap();
     for expected in [
@@ -284,4 +286,215 @@ fn a_queue_entry_carries_the_counts_in_their_namespaces() {
     ] {
         assert!(xml.contains(expected), "{expected} missing from {xml}");
     }
+}
+
+/// The body the Python SDK (7.15.0) sends for `create_rule`; `FILTER` stands for the filter and
+/// the action.
+const PYTHON_RULE: &str = r#"<?xml version='1.0' encoding='utf-8'?>
+<ns0:entry xmlns:ns0="http://www.w3.org/2005/Atom" xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><ns0:content type="application/xml"><RuleDescription>FILTER<Name>r1</Name></RuleDescription></ns0:content></ns0:entry>"#;
+
+/// The rule a Python body with `filter` asks for, with the empty action the SDK sends unless
+/// `filter` has an action of its own.
+fn rule_of(filter: &str) -> Result<Rule, super::errors::EntityError> {
+    let action = if filter.contains("<Action") {
+        ""
+    } else {
+        r#"<Action xsi:type="EmptyRuleAction" />"#
+    };
+    let body = PYTHON_RULE.replace("FILTER", &format!("{filter}{action}"));
+    match atom::parse_entry(body.as_bytes()).expect("parses") {
+        Incoming::Rule(rule) => rule.to_rule(Some("from-path")),
+        other => panic!("expected a rule, got {other:?}"),
+    }
+}
+
+#[test]
+fn python_rule_bodies_become_filters() {
+    let sql = rule_of(
+        r#"<Filter xsi:type="SqlFilter"><SqlExpression>a = 1</SqlExpression><CompatibilityLevel>20</CompatibilityLevel><RequiresPreprocessing>true</RequiresPreprocessing></Filter>"#,
+    )
+    .unwrap();
+    assert_eq!(sql.name, "from-path", "the path names the rule");
+    assert_eq!(sql.filter, RuleFilter::Sql("a = 1".into()));
+    let correlation = rule_of(
+        r#"<Filter xsi:type="CorrelationFilter"><CorrelationId>c</CorrelationId><Label>L</Label><Properties><KeyValueOfstringanyType><Key>k</Key><Value xsi:type="d6p1:string" xmlns:d6p1="http://www.w3.org/2001/XMLSchema">v</Value></KeyValueOfstringanyType><KeyValueOfstringanyType><Key>n</Key><Value xsi:type="d6p1:int" xmlns:d6p1="http://www.w3.org/2001/XMLSchema">7</Value></KeyValueOfstringanyType></Properties></Filter>"#,
+    )
+    .unwrap();
+    assert_eq!(
+        correlation.filter,
+        RuleFilter::Correlation(CorrelationFilter {
+            correlation_id: Some("c".into()),
+            subject: Some("L".into()),
+            properties: vec![("k".into(), "v".into()), ("n".into(), "7".into())],
+            ..CorrelationFilter::default()
+        })
+    );
+    let always = rule_of(r#"<Filter xsi:type="TrueFilter"><SqlExpression>1=1</SqlExpression></Filter>"#).unwrap();
+    assert_eq!(always.filter, RuleFilter::True);
+    let never = rule_of(r#"<Filter xsi:type="FalseFilter"><SqlExpression>1&gt;1</SqlExpression></Filter>"#).unwrap();
+    assert_eq!(never.filter, RuleFilter::False);
+    assert_eq!(
+        rule_of("").unwrap().filter,
+        RuleFilter::True,
+        "no filter: true, as in Service Bus"
+    );
+}
+
+#[test]
+fn rule_actions_parameters_and_unknown_kinds_are_refused_by_name() {
+    let sql = r#"<Filter xsi:type="SqlFilter"><SqlExpression>a = 1</SqlExpression></Filter>"#;
+    let cases = [
+        (
+            format!(
+                r#"{sql}<Action xsi:type="SqlRuleAction"><SqlExpression>SET a = 2</SqlExpression></Action>"#
+            ),
+            "RuleDescription/Action: filter error: rule actions are not supported",
+        ),
+        (
+            r#"<Filter xsi:type="SqlFilter"><SqlExpression>a = @p</SqlExpression><Parameters><KeyValueOfstringanyType><Key>@p</Key><Value>x</Value></KeyValueOfstringanyType></Parameters></Filter>"#.to_owned(),
+            "Filter/Parameters",
+        ),
+        (r#"<Filter xsi:type="Nonsense"/>"#.to_owned(), "`Nonsense` is not a filter type"),
+        ("<Filter><SqlExpression>1=1</SqlExpression></Filter>".to_owned(), "no i:type"),
+        (
+            format!(r#"{sql}<Action xsi:type="Shout"/>"#),
+            "`Shout` is not a rule action type",
+        ),
+    ];
+    for (filter, reason) in cases {
+        let error = rule_of(&filter).unwrap_err();
+        assert_eq!(error.status.as_u16(), 400);
+        assert!(error.detail.contains(reason), "{filter}: {}", error.detail);
+    }
+}
+
+#[test]
+fn a_javascript_subscription_body_with_a_default_rule_sets_settings_and_the_rule() {
+    let body = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><entry xmlns="http://www.w3.org/2005/Atom"><updated>2026-12-06T10:28:44.622Z</updated><content type="application/xml"><SubscriptionDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><LockDuration>PT45S</LockDuration><DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive><DefaultRuleDescription><Filter p4:type="SqlFilter" xmlns:p4="http://www.w3.org/2001/XMLSchema-instance"><SqlExpression>a = 1</SqlExpression></Filter><Action p4:type="EmptyRuleAction" xmlns:p4="http://www.w3.org/2001/XMLSchema-instance"/><Name>d</Name></DefaultRuleDescription><MaxDeliveryCount>3</MaxDeliveryCount></SubscriptionDescription></content></entry>"#;
+    let Incoming::Subscription(description) = atom::parse_entry(body.as_bytes()).unwrap() else {
+        panic!("expected a subscription");
+    };
+    let settings = description.apply(SubscriptionSettings::new("s")).unwrap();
+    assert_eq!(
+        (
+            settings.lock_duration,
+            settings.max_delivery_count,
+            settings.default_ttl
+        ),
+        (Duration::from_secs(45), 3, Some(Duration::from_secs(3_600)))
+    );
+    let rule = description.default_rule().unwrap().expect("a default rule");
+    assert_eq!(
+        (rule.name.as_str(), rule.filter),
+        ("d", RuleFilter::Sql("a = 1".into()))
+    );
+}
+
+#[test]
+fn topic_descriptions_refuse_what_a_topic_here_cannot_do() {
+    let topic = |elements: &str| {
+        let body = format!(
+            r#"<entry xmlns="http://www.w3.org/2005/Atom"><content type="application/xml"><TopicDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect">{elements}</TopicDescription></content></entry>"#
+        );
+        match atom::parse_entry(body.as_bytes()).unwrap() {
+            Incoming::Topic(topic) => topic.check(),
+            other => panic!("expected a topic, got {other:?}"),
+        }
+    };
+    assert!(
+        topic("<MaxSizeInMegabytes>2048</MaxSizeInMegabytes><EnablePartitioning>false</EnablePartitioning>").is_ok()
+    );
+    assert!(
+        topic(&format!(
+            "<DefaultMessageTimeToLive>{}</DefaultMessageTimeToLive>",
+            xsd::NEVER
+        ))
+        .is_ok()
+    );
+    for (elements, reason) in [
+        (
+            "<DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive>",
+            "on its subscriptions",
+        ),
+        (
+            "<RequiresDuplicateDetection>true</RequiresDuplicateDetection>",
+            "RequiresDuplicateDetection",
+        ),
+        ("<Status>Disabled</Status>", "TopicDescription/Status"),
+    ] {
+        let error = topic(elements).unwrap_err();
+        assert!(error.detail.contains(reason), "{elements}: {}", error.detail);
+    }
+}
+
+#[test]
+fn rules_are_written_with_their_filter_type_and_typed_values() {
+    let correlation = Rule {
+        name: "r".into(),
+        filter: RuleFilter::Correlation(CorrelationFilter {
+            to: Some("mdm".into()),
+            properties: vec![("region".into(), "eu".into())],
+            ..CorrelationFilter::default()
+        }),
+    };
+    let xml = quick_xml::se::to_string(&RuleDescription::new(&correlation)).unwrap();
+    assert!(
+        xml.contains(r#"<Filter i:type="CorrelationFilter"><To>mdm</To><Properties>"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<Value i:type="d6p1:string" xmlns:d6p1="http://www.w3.org/2001/XMLSchema">eu</Value>"#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"<Action i:type="EmptyRuleAction"/>"#), "{xml}");
+    let always = quick_xml::se::to_string(&RuleDescription::new(&Rule::default_rule())).unwrap();
+    assert!(
+        always.contains(r#"<Filter i:type="TrueFilter"><SqlExpression>1=1</SqlExpression><CompatibilityLevel>20</CompatibilityLevel></Filter>"#),
+        "{always}"
+    );
+    assert!(always.ends_with("<Name>$Default</Name></RuleDescription>"), "{always}");
+}
+
+#[test]
+fn list_paths_may_end_in_a_slash_and_default_rules_are_addressable() {
+    assert_eq!(
+        target::parse_path("/t/Subscriptions/"),
+        Ok(Target::List(Listing::Subscriptions { topic: "t".into() }))
+    );
+    assert_eq!(
+        target::parse_path("/t/Subscriptions/s/Rules/"),
+        Ok(Target::List(Listing::Rules {
+            topic: "t".into(),
+            subscription: "s".into()
+        }))
+    );
+    assert_eq!(
+        target::parse_path("/t/subscriptions/s/rules/%24Default"),
+        Ok(Target::Entity(Entity::Rule {
+            topic: "t".into(),
+            subscription: "s".into(),
+            rule: "$Default".into()
+        }))
+    );
+    assert!(target::parse_path("/t/Subscriptions/s/Rules/$Other").is_err());
+    assert!(
+        target::parse_path("/t/Subscriptions/$Default").is_err(),
+        "only a rule may be $Default"
+    );
+}
+
+#[test]
+fn topic_failures_answer_as_service_bus_does() {
+    let status = |error: TopicError| super::errors::EntityError::from(error).status.as_u16();
+    assert_eq!(status(TopicError::UnknownTopic("t".into())), 404);
+    assert_eq!(
+        status(TopicError::UnknownRule {
+            topic: "t".into(),
+            subscription: "s".into(),
+            rule: "r".into()
+        }),
+        404
+    );
+    assert_eq!(status(TopicError::NameTaken("t".into())), 409);
+    assert_eq!(status(TopicError::Invalid("x".into())), 400);
 }

@@ -87,11 +87,6 @@ fn filter_of(description: &OrderedMap<Value, Value>) -> Result<RuleFilter, Failu
     }
     if let Some(correlation) = map(field(description, "correlation-filter")) {
         let text = |name: &str| as_text(field(correlation, name));
-        if text("reply-to-session-id").is_some() {
-            return Err(bad_request(
-                "correlation filters on `reply-to-session-id` are not supported",
-            ));
-        }
         let properties = map(field(correlation, "properties"))
             .map(|properties| {
                 properties
@@ -108,6 +103,7 @@ fn filter_of(description: &OrderedMap<Value, Value>) -> Result<RuleFilter, Failu
             to: text("to"),
             reply_to: text("reply-to"),
             session_id: text("session-id"),
+            reply_to_session_id: text("reply-to-session-id"),
             properties,
         }));
     }
@@ -180,7 +176,7 @@ fn describe(rule: &Rule) -> Value {
                     text_or_null(filter.reply_to.as_deref()),
                     text_or_null(filter.subject.as_deref()),
                     text_or_null(filter.session_id.as_deref()),
-                    Value::Null,
+                    text_or_null(filter.reply_to_session_id.as_deref()),
                     text_or_null(filter.content_type.as_deref()),
                     Value::Map(properties),
                 ],

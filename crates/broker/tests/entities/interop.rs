@@ -2,7 +2,8 @@
 //! (`azure-servicebus` from PyPI, in the virtualenv `tests/interop/setup-venv` makes) and
 //! JavaScript's (`@azure/service-bus` from npm, pinned by `tests/interop/js/package-lock.json`,
 //! installed by `tests/interop/setup-node`), each with its SDK's AMQP client sending and
-//! dead-lettering the messages whose counts it then reads, against a broker of its own.
+//! dead-lettering the messages whose counts it then reads, against a broker of its own: queues,
+//! and topics with their subscriptions and rules.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +11,7 @@ use std::process::Command;
 use crate::support::{Broker, connection_string};
 
 /// The checks both scripts run, under the same names; each must pass.
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 13] = [
     "create-queue-with-settings",
     "get-queue",
     "runtime-counts-after-send-and-dead-letter",
@@ -20,6 +21,10 @@ const CHECKS: [&str; 9] = [
     "namespace-properties",
     "sessions-refused-with-400",
     "wrong-key-refused-with-401",
+    "topic-create-get-update-list-delete",
+    "subscription-create-get-update-list-delete",
+    "rule-create-get-update-list-delete",
+    "topic-and-subscription-runtime-counts-after-send",
 ];
 
 fn workspace() -> PathBuf {

@@ -1,7 +1,10 @@
 //! The broker's entity-management endpoint over real HTTP on loopback, against a real queue
-//! database in a temporary folder: with `reqwest` (`http.rs`), and with the official Python
-//! SDK's `ServiceBusAdministrationClient` (`interop.rs`).
+//! database in a temporary folder: with `reqwest` for queues (`http.rs`) and for topics,
+//! subscriptions and rules (`topics.rs`), with sagahost's own `EntityClient` (`client.rs`), and
+//! with the official Python and JavaScript SDKs' `ServiceBusAdministrationClient` (`interop.rs`).
 
+mod client;
 mod http;
 mod interop;
 mod support;
+mod topics;

@@ -191,6 +191,35 @@ pub fn queue_entry(elements: &str) -> String {
     )
 }
 
+/// An Atom entry holding a `TopicDescription` with `elements`.
+pub fn topic_entry(elements: &str) -> String {
+    description_entry("TopicDescription", elements)
+}
+
+/// An Atom entry holding a `SubscriptionDescription` with `elements`.
+pub fn subscription_entry(elements: &str) -> String {
+    description_entry("SubscriptionDescription", elements)
+}
+
+/// An Atom entry holding a `RuleDescription` with `elements`, declaring `xsi` for its types as the
+/// Python SDK does.
+pub fn rule_entry(elements: &str) -> String {
+    description_entry("RuleDescription", elements)
+}
+
+fn description_entry(kind: &str, elements: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><entry xmlns="http://www.w3.org/2005/Atom" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><content type="application/xml"><{kind} xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect">{elements}</{kind}></content></entry>"#
+    )
+}
+
+/// The titles of a feed's entries, in order (the feed's own title left out).
+pub fn titles(feed: &str) -> Vec<&str> {
+    feed.match_indices("<entry>")
+        .filter_map(|(at, _)| element(&feed[at..], "title"))
+        .collect()
+}
+
 /// The text of the first element named `name` (with any prefix) in `xml`.
 pub fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let opening = xml.match_indices(name).find(|(at, _)| {

@@ -61,7 +61,7 @@ mod topic_store;
 mod topics;
 mod writer;
 
-pub use topics::{DEFAULT_RULE, Rule, SubscriptionSettings, TopicError, TopicSettings};
+pub use topics::{DEFAULT_RULE, Rule, SubscriptionSettings, TopicError, TopicInfo, TopicSettings};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -158,6 +158,48 @@ pub(super) fn remove_rule(conn: &Connection, topic: &str, subscription: &str, ru
     Ok(())
 }
 
+/// Replaces a subscription's lock duration, max delivery count and default time to live; its
+/// rules and messages stay.
+pub(super) fn update_subscription(
+    conn: &Connection,
+    topic: &str,
+    settings: &SubscriptionSettings,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "UPDATE subscriptions SET lock_duration_ms = ?3, max_delivery_count = ?4, default_ttl_ms = ?5 \
+         WHERE topic = ?1 AND name = ?2",
+    )?
+    .execute(params![
+        topic,
+        settings.name,
+        duration_ms(settings.lock_duration),
+        settings.max_delivery_count,
+        settings.default_ttl.map(duration_ms),
+    ])?;
+    Ok(())
+}
+
+/// The bytes and the still-scheduled count of the messages sent to `topic` that a subscription
+/// holds, each message counted once however many subscriptions hold a copy (the copies share
+/// their sequence number). Subscription names have no `/`, so the subscriptions' entity paths
+/// are exactly the names from `<topic>/Subscriptions/` up to (not including)
+/// `<topic>/Subscriptions0`, the next string after the prefix: a range the `messages` index serves.
+pub(super) fn usage(conn: &Connection, topic: &str) -> anyhow::Result<(u64, u64)> {
+    let prefix = subscription_path(topic, "");
+    let end = format!("{}0", prefix.trim_end_matches('/'));
+    let (size, scheduled): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(scheduled), 0) FROM ( \
+             SELECT MAX(LENGTH(body)) AS size, MAX(dead_lettered_at IS NULL AND scheduled_at > ?3) AS scheduled \
+             FROM messages WHERE queue >= ?1 AND queue < ?2 GROUP BY sequence_number)",
+        )?
+        .query_row(params![prefix, end, store::now_ms()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok((count(size), count(scheduled)))
+}
+
 /// Deletes a subscription, its rules and every message in it.
 pub(super) fn delete_subscription(conn: &Connection, topic: &str, subscription: &str) -> anyhow::Result<()> {
     conn.prepare_cached("DELETE FROM rules WHERE topic = ?1 AND subscription = ?2")?

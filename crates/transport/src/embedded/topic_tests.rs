@@ -509,3 +509,94 @@ fn topic_settings_read_from_config() {
     );
     assert!(serde_json::from_str::<TopicSettings>(r#"{"name":"t","other":1}"#).is_err());
 }
+
+#[tokio::test]
+async fn a_topic_is_described_with_its_messages_counted_once() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, &[]);
+    contacts(&q).await;
+    // A topic whose name extends `contacts` must not be counted with it.
+    q.ensure_topic(TopicSettings {
+        name: "contacts2".into(),
+        subscriptions: vec![SubscriptionSettings::new("all")],
+    })
+    .await
+    .unwrap();
+    let mut later = message("contacts", "later", &[]);
+    later.message.scheduled_enqueue_time = Some(SystemTime::now() + Duration::from_secs(3600));
+    q.send(vec![
+        message("contacts", "12345", &[]),
+        later,
+        message("contacts2", "xx", &[]),
+    ])
+    .await
+    .unwrap();
+    let info = q.describe_topic("contacts").await.unwrap().expect("the topic exists");
+    assert_eq!(info.settings.subscriptions.len(), 2);
+    assert_eq!(info.size_in_bytes, 10, "`12345` and `later`, once each");
+    assert_eq!(info.scheduled, 1);
+    assert_eq!(q.describe_topic("missing").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_subscription_update_keeps_its_rules_and_messages() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, &[]);
+    contacts(&q).await;
+    q.send(vec![message("contacts", "kept", &[])]).await.unwrap();
+    let changed = SubscriptionSettings {
+        lock_duration: Duration::from_secs(45),
+        max_delivery_count: 2,
+        default_ttl: Some(Duration::from_secs(60)),
+        ..SubscriptionSettings::new("mdm")
+    };
+    q.update_subscription("contacts", changed).await.unwrap();
+    let mdm = q.subscription("contacts", "mdm").unwrap();
+    assert_eq!(
+        (mdm.lock_duration, mdm.max_delivery_count, mdm.default_ttl),
+        (Duration::from_secs(45), 2, Some(Duration::from_secs(60)))
+    );
+    assert_eq!(mdm.rules, vec![Rule::default_rule()]);
+    assert_eq!(bodies(&q, MDM).await, ["kept"]);
+    let missing = q
+        .update_subscription("contacts", SubscriptionSettings::new("nobody"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, TopicError::UnknownSubscription { .. }), "{missing}");
+}
+
+#[tokio::test]
+async fn a_rule_is_replaced_in_one_step() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, &[]);
+    contacts(&q).await;
+    q.replace_rule("contacts", "mdm", sql_rule(DEFAULT_RULE, "kind = 'a'"))
+        .await
+        .unwrap();
+    assert_eq!(
+        q.rules("contacts", "mdm").unwrap(),
+        [sql_rule(DEFAULT_RULE, "kind = 'a'")]
+    );
+    q.send(vec![
+        message("contacts", "b", &[("kind", "b")]),
+        message("contacts", "a", &[("kind", "a")]),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(bodies(&q, MDM).await, ["a"]);
+    let missing = q
+        .replace_rule("contacts", "mdm", sql_rule("other", "1=1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, TopicError::UnknownRule { .. }), "{missing}");
+    let bad = q
+        .replace_rule("contacts", "mdm", sql_rule(DEFAULT_RULE, "kind = "))
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, TopicError::Filter { .. }), "{bad}");
+    assert_eq!(
+        q.rules("contacts", "mdm").unwrap(),
+        [sql_rule(DEFAULT_RULE, "kind = 'a'")],
+        "kept"
+    );
+}

@@ -141,6 +141,18 @@ impl Rule {
     }
 }
 
+/// A topic as the management endpoint shows it: its subscriptions and what they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic with its subscriptions and their rules.
+    pub settings: TopicSettings,
+    /// The bodies of the messages sent to it that its subscriptions hold (dead letters included),
+    /// each counted once however many subscriptions have a copy, in bytes.
+    pub size_in_bytes: u64,
+    /// Messages sent to it that are still scheduled, each counted once.
+    pub scheduled: u64,
+}
+
 /// Why a topic management call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -404,6 +416,40 @@ impl EmbeddedQueue {
         Ok(true)
     }
 
+    /// `topic` with its subscriptions and what they hold, or `None` when there is no such topic.
+    pub async fn describe_topic(&self, topic: &str) -> Result<Option<TopicInfo>, TransportError> {
+        let Some(settings) = self.topic(topic) else {
+            return Ok(None);
+        };
+        let name = topic.to_owned();
+        let (size_in_bytes, scheduled) = self
+            .shared
+            .writer
+            .call(move |conn| topic_store::usage(conn, &name))
+            .await?;
+        Ok(Some(TopicInfo {
+            settings,
+            size_in_bytes,
+            scheduled,
+        }))
+    }
+
+    /// Replaces the lock duration, max delivery count and default time to live of the existing
+    /// subscription `settings.name` of `topic` (its rules and messages stay; `settings.rules` is
+    /// not used). Receives, renewals and copies sent later use the new settings.
+    pub async fn update_subscription(&self, topic: &str, settings: SubscriptionSettings) -> Result<(), TopicError> {
+        let settings = SubscriptionSettings {
+            rules: Vec::new(),
+            ..settings
+        };
+        validate_subscription(topic, &settings)?;
+        let _serial = self.shared.entity_changes.lock().await;
+        self.catalog().subscription(topic, &settings.name)?;
+        let topic = topic.to_owned();
+        self.change(move |conn| topic_store::update_subscription(conn, &topic, &settings))
+            .await
+    }
+
     /// The subscription `subscription` of `topic` with its rules.
     pub fn subscription(&self, topic: &str, subscription: &str) -> Result<SubscriptionSettings, TopicError> {
         self.catalog().subscription(topic, subscription).map(listed)
@@ -457,6 +503,28 @@ impl EmbeddedQueue {
         let (topic, subscription) = (topic.to_owned(), subscription.to_owned());
         self.change(move |conn| topic_store::add_rule(conn, &topic, &subscription, &rule))
             .await
+    }
+
+    /// Replaces the filter of the existing rule `rule.name` of a subscription, in one step: a
+    /// message sent meanwhile meets either the old rule or the new one. The new filter is compiled
+    /// first, as for [`EmbeddedQueue::add_rule`].
+    pub async fn replace_rule(&self, topic: &str, subscription: &str, rule: Rule) -> Result<(), TopicError> {
+        compile(&rule)?;
+        let _serial = self.shared.entity_changes.lock().await;
+        let entry = self.catalog().subscription(topic, subscription)?.clone();
+        if !entry.rules.iter().any(|existing| existing.rule.name == rule.name) {
+            return Err(TopicError::UnknownRule {
+                topic: topic.to_owned(),
+                subscription: subscription.to_owned(),
+                rule: rule.name,
+            });
+        }
+        let (topic, subscription) = (topic.to_owned(), subscription.to_owned());
+        self.change(move |conn| {
+            topic_store::remove_rule(conn, &topic, &subscription, &rule.name)?;
+            topic_store::add_rule(conn, &topic, &subscription, &rule)
+        })
+        .await
     }
 
     /// Removes the rule named `rule` from a subscription. A subscription left with no rules gets no

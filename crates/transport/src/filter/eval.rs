@@ -108,6 +108,7 @@ fn lookup<'a>(property: &Property, message: &MessageFields<'a>) -> Option<&'a st
             SystemProperty::To => message.to,
             SystemProperty::ReplyTo => message.reply_to,
             SystemProperty::SessionId => message.session_id,
+            SystemProperty::ReplyToSessionId => message.reply_to_session_id,
         },
     }
 }

@@ -13,7 +13,7 @@
 //! `[NOT] LIKE 'pattern' [ESCAPE 'c']` with `%` and `_`, and `[NOT] IN (literal, …)`.
 //! Properties are application properties (`name`, `user.name`, `[name with spaces]`) or system
 //! properties (`sys.MessageId`, `sys.CorrelationId`, `sys.ContentType`, `sys.Label` /
-//! `sys.Subject`, `sys.To`, `sys.ReplyTo`, `sys.SessionId`). Keywords and property names are
+//! `sys.Subject`, `sys.To`, `sys.ReplyTo`, `sys.SessionId`, `sys.ReplyToSessionId`). Keywords and property names are
 //! case-insensitive; string comparisons are ordinal (case-sensitive). Arithmetic, functions and
 //! SQL rule actions (`SET …`) are refused with an error saying so.
 //!
@@ -22,8 +22,8 @@
 //! matches only when the whole filter is true. Application properties are stored as text, so a
 //! comparison with a number or boolean literal reads the property's text as one (`'7' > 5` is
 //! true) and is unknown when it does not parse. A system property the message does not carry is
-//! unknown too: the embedded queue keeps subject, to, reply-to and session id only for messages
-//! that came through the broker ([`MessageFields::stored`]); the saga's own messages have none.
+//! unknown too: the embedded queue keeps subject, to, reply-to, session id and reply-to session id
+//! only for messages that came through the broker ([`MessageFields::stored`]); the saga's own messages have none.
 //!
 //! # Why the parser is hand-written
 //! No maintained crate parses the Service Bus SQL filter grammar (general SQL parsers such as
@@ -86,6 +86,9 @@ pub struct CorrelationFilter {
     pub reply_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The session a reply should go to (AMQP `reply-to-group-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_session_id: Option<String>,
     /// Application properties, by name, with their values as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
     pub properties: Vec<(String, String)>,
@@ -118,6 +121,8 @@ pub const TO_PROPERTY: &str = "x-sagahost-amqp-to";
 pub const REPLY_TO_PROPERTY: &str = "x-sagahost-amqp-reply-to";
 /// As [`SUBJECT_PROPERTY`], for the AMQP `group-id` (Service Bus's session id).
 pub const SESSION_ID_PROPERTY: &str = "x-sagahost-amqp-session-id";
+/// As [`SUBJECT_PROPERTY`], for the AMQP `reply-to-group-id` (Service Bus's reply-to session id).
+pub const REPLY_TO_SESSION_ID_PROPERTY: &str = "x-sagahost-amqp-reply-to-session-id";
 
 /// The fields of a message a filter can look at. Fields the transport does not carry are `None`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,13 +134,14 @@ pub struct MessageFields<'a> {
     pub to: Option<&'a str>,
     pub reply_to: Option<&'a str>,
     pub session_id: Option<&'a str>,
+    pub reply_to_session_id: Option<&'a str>,
     /// Application properties as text, in the order sent.
     pub properties: &'a [(String, String)],
 }
 
 impl<'a> MessageFields<'a> {
     /// The fields of a message as the embedded queue stores it: the native ones, and the subject,
-    /// to, reply-to and session id from the application properties that keep them
+    /// to, reply-to, session id and reply-to session id from the application properties that keep them
     /// ([`SUBJECT_PROPERTY`] and its siblings), when the sender had them.
     pub fn stored(
         message_id: &'a str,
@@ -155,6 +161,7 @@ impl<'a> MessageFields<'a> {
             to: fields.property(TO_PROPERTY),
             reply_to: fields.property(REPLY_TO_PROPERTY),
             session_id: fields.property(SESSION_ID_PROPERTY),
+            reply_to_session_id: fields.property(REPLY_TO_SESSION_ID_PROPERTY),
             ..fields
         }
     }
@@ -254,6 +261,7 @@ fn correlation_matches(filter: &CorrelationFilter, message: &MessageFields<'_>) 
         && field(&filter.to, message.to)
         && field(&filter.reply_to, message.reply_to)
         && field(&filter.session_id, message.session_id)
+        && field(&filter.reply_to_session_id, message.reply_to_session_id)
         && filter
             .properties
             .iter()

@@ -91,10 +91,11 @@ pub(super) enum SystemProperty {
     To,
     ReplyTo,
     SessionId,
+    ReplyToSessionId,
 }
 
 /// The names `sys.` accepts, lower-cased, and what each means (`Label` is Subject's older name).
-const SYSTEM_PROPERTIES: [(&str, SystemProperty); 8] = [
+const SYSTEM_PROPERTIES: [(&str, SystemProperty); 9] = [
     ("messageid", SystemProperty::MessageId),
     ("correlationid", SystemProperty::CorrelationId),
     ("contenttype", SystemProperty::ContentType),
@@ -103,6 +104,7 @@ const SYSTEM_PROPERTIES: [(&str, SystemProperty); 8] = [
     ("to", SystemProperty::To),
     ("replyto", SystemProperty::ReplyTo),
     ("sessionid", SystemProperty::SessionId),
+    ("replytosessionid", SystemProperty::ReplyToSessionId),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -620,7 +622,8 @@ impl Parser {
                     second.at,
                     format!(
                         "`sys.{member}` is not a system property filters can use here; use one of sys.MessageId, \
-                         sys.CorrelationId, sys.ContentType, sys.Label, sys.Subject, sys.To, sys.ReplyTo, sys.SessionId"
+                         sys.CorrelationId, sys.ContentType, sys.Label, sys.Subject, sys.To, sys.ReplyTo, sys.SessionId, \
+                         sys.ReplyToSessionId"
                     ),
                 )
             })

@@ -307,6 +307,7 @@ fn stored_messages_keep_subject_to_reply_to_and_session_id_in_reserved_propertie
         (TO_PROPERTY, "mdm"),
         (REPLY_TO_PROPERTY, "replies"),
         (SESSION_ID_PROPERTY, "s-1"),
+        (REPLY_TO_SESSION_ID_PROPERTY, "r-1"),
         ("kind", "contact"),
     ]);
     let m = MessageFields::stored("m-1", Some("c-1"), None, &p);
@@ -315,6 +316,16 @@ fn stored_messages_keep_subject_to_reply_to_and_session_id_in_reserved_propertie
             .matches(&m)
     );
     assert!(sql("sys.MessageId = 'm-1' AND sys.CorrelationId = 'c-1' AND sys.ContentType IS NULL").matches(&m));
+    assert!(sql("sys.ReplyToSessionId = 'r-1'").matches(&m));
+    let reply_to_session = |id: &str| {
+        Filter::compile(&RuleFilter::Correlation(CorrelationFilter {
+            reply_to_session_id: Some(id.into()),
+            ..CorrelationFilter::default()
+        }))
+        .unwrap()
+    };
+    assert!(reply_to_session("r-1").matches(&m));
+    assert!(!reply_to_session("r-2").matches(&m));
     let none = props(&[]);
     assert!(sql("sys.Subject IS NULL").matches(&MessageFields::stored("m", None, None, &none)));
 }

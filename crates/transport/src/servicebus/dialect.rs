@@ -47,6 +47,15 @@ pub fn subscription_path(topic: &str, subscription: &str) -> String {
     format!("{topic}{SUBSCRIPTIONS_SEGMENT}{subscription}")
 }
 
+/// What separates a subscription's entity path from a rule's name in the entity-management API.
+pub const RULES_SEGMENT: &str = "/Rules/";
+
+/// The path of a subscription's rule in the entity-management API:
+/// `<topic>/Subscriptions/<subscription>/Rules/<rule>`.
+pub fn rule_path(topic: &str, subscription: &str, rule: &str) -> String {
+    format!("{}{RULES_SEGMENT}{rule}", subscription_path(topic, subscription))
+}
+
 /// Splits a subscription's entity path into its topic and subscription names.
 pub fn parse_subscription_path(path: &str) -> Option<(&str, &str)> {
     let (topic, subscription) = path.split_once(SUBSCRIPTIONS_SEGMENT)?;

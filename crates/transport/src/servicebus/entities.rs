@@ -1,6 +1,8 @@
 //! A client of Service Bus's entity-management API (the ATOM feed over HTTPS at
 //! `https://<namespace>/<entity>?api-version=2021-05`), for what AMQP cannot do: read a queue's
-//! runtime counts (active, scheduled, dead-lettered) and create the queues a config names.
+//! runtime counts (active, scheduled, dead-lettered) and create the queues, topics,
+//! subscriptions and rules a config names. Each `ensure_…` creates what is missing and leaves
+//! what exists as it is, so running it again changes nothing.
 //!
 //! Requests carry a SAS token signed for the request's own URL (as the official SDKs sign
 //! them). `sagahost broker --http-listen` serves the same API over plain HTTP; point
@@ -11,10 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use quick_xml::Reader;
+use quick_xml::escape::escape;
 use quick_xml::events::Event;
 
 use super::connection_string::{ConnectionString, Credential};
-use crate::embedded::{QueueDepth, QueueSettings};
+use super::dialect::{rule_path, subscription_path};
+use crate::embedded::{QueueDepth, QueueSettings, SubscriptionSettings};
+use crate::filter::{CorrelationFilter, RuleFilter};
 use crate::sas;
 
 /// The API version every request names.
@@ -32,12 +37,12 @@ pub struct EntityClient {
     credential: Credential,
 }
 
-/// What [`EntityClient::ensure_queue`] did.
+/// What [`EntityClient::ensure_queue`] (or its siblings for topics, subscriptions and rules) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensured {
-    /// The queue was created with the settings.
+    /// The entity was created with the settings.
     Created,
-    /// A queue of that name was there already; it was left as it is.
+    /// An entity of that name was there already; it was left as it is.
     Existed,
 }
 
@@ -129,19 +134,72 @@ impl EntityClient {
     /// that name exists (whose settings are then left alone: a config never rewrites a queue
     /// someone tuned by hand).
     pub async fn ensure_queue(&self, settings: &QueueSettings) -> anyhow::Result<Ensured> {
-        let name = &settings.name;
-        if self.get(name).await?.is_some() {
+        let what = format!("queue `{}`", settings.name);
+        self.ensure(&settings.name, &what, "QueueDescription", queue_description(settings))
+            .await
+    }
+
+    /// Creates the topic `name` unless it exists.
+    pub async fn ensure_topic(&self, name: &str) -> anyhow::Result<Ensured> {
+        let what = format!("topic `{name}`");
+        self.ensure(name, &what, "TopicDescription", entry("TopicDescription", ""))
+            .await
+    }
+
+    /// Creates the subscription `settings.name` of `topic` with its lock duration, max delivery
+    /// count and default time to live unless it exists (then left as it is, rules included). A
+    /// new subscription gets the first of `settings.rules` as its only rule, or `$Default`
+    /// (matching every message) when there are none, as Service Bus does; add the other rules
+    /// with [`EntityClient::ensure_rule`].
+    pub async fn ensure_subscription(&self, topic: &str, settings: &SubscriptionSettings) -> anyhow::Result<Ensured> {
+        let path = subscription_path(topic, &settings.name);
+        let what = format!("subscription `{}` of topic `{topic}`", settings.name);
+        self.ensure(
+            &path,
+            &what,
+            "SubscriptionDescription",
+            subscription_description(settings),
+        )
+        .await
+    }
+
+    /// Adds the rule `name` with `filter` to the subscription `subscription` of `topic` unless it
+    /// has a rule of that name (whose filter is then left as it is).
+    pub async fn ensure_rule(
+        &self,
+        topic: &str,
+        subscription: &str,
+        name: &str,
+        filter: &RuleFilter,
+    ) -> anyhow::Result<Ensured> {
+        let path = rule_path(topic, subscription, name);
+        let what = format!("rule `{name}` of `{}`", subscription_path(topic, subscription));
+        let body = entry("RuleDescription", &rule_elements(name, filter));
+        self.ensure(&path, &what, "RuleDescription", body).await
+    }
+
+    /// Creates the entity at `path` (`what` names it in errors) with the entry `body`, holding a
+    /// `kind` description, unless it exists. Queues and topics share one namespace of names: one
+    /// of the other kind there is an error, not "existed".
+    async fn ensure(&self, path: &str, what: &str, kind: &str, body: String) -> anyhow::Result<Ensured> {
+        if let Some(existing) = self.get(path).await? {
+            if !has_element(&existing, kind)? {
+                bail!(
+                    "cannot create {what} in {}: an entity of another kind has that name (no {kind} there)",
+                    self.endpoint
+                );
+            }
             return Ok(Ensured::Existed);
         }
         let response = self
             .http
-            .put(self.url(name))
-            .header("Authorization", self.authorization(name))
+            .put(self.url(path))
+            .header("Authorization", self.authorization(path))
             .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
-            .body(queue_description(settings))
+            .body(body)
             .send()
             .await
-            .with_context(|| format!("creating queue `{name}` in {}", self.endpoint))?;
+            .with_context(|| format!("creating {what} in {}", self.endpoint))?;
         let status = response.status();
         match status {
             _ if status.is_success() => Ok(Ensured::Created),
@@ -150,7 +208,7 @@ impl EntityClient {
             _ => {
                 let body = response.text().await.unwrap_or_default();
                 bail!(
-                    "{} refused to create queue `{name}` ({status}): {}",
+                    "{} refused to create {what} ({status}): {}",
                     self.endpoint,
                     error_detail(&body)
                 )
@@ -159,9 +217,105 @@ impl EntityClient {
     }
 }
 
+/// An ATOM entry whose content is the description `kind` holding `elements`.
+fn entry(kind: &str, elements: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+         <entry xmlns=\"http://www.w3.org/2005/Atom\"><content type=\"application/xml\">\
+         <{kind} xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\" \
+         xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">{elements}</{kind}></content></entry>"
+    )
+}
+
+/// A duration as `xs:duration` in seconds with milliseconds: `PT45.500S`.
+fn duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    format!("PT{}.{:03}S", ms / 1000, ms % 1000)
+}
+
+/// The ATOM entry that creates a subscription with `settings`, its first rule as the default.
+fn subscription_description(settings: &SubscriptionSettings) -> String {
+    let ttl = settings
+        .default_ttl
+        .map(|ttl| format!("<DefaultMessageTimeToLive>{}</DefaultMessageTimeToLive>", duration(ttl)))
+        .unwrap_or_default();
+    let default_rule = settings
+        .rules
+        .first()
+        .map(|rule| {
+            format!(
+                "<DefaultRuleDescription>{}</DefaultRuleDescription>",
+                rule_elements(&rule.name, &rule.filter)
+            )
+        })
+        .unwrap_or_default();
+    // Service Bus reads the elements in this order only.
+    entry(
+        "SubscriptionDescription",
+        &format!(
+            "<LockDuration>{}</LockDuration>{ttl}{default_rule}<MaxDeliveryCount>{}</MaxDeliveryCount>",
+            duration(settings.lock_duration),
+            settings.max_delivery_count
+        ),
+    )
+}
+
+/// A `RuleDescription`'s elements: the filter, an empty action and the name, in Service Bus's
+/// order.
+fn rule_elements(name: &str, filter: &RuleFilter) -> String {
+    let sql = |kind: &str, expression: &str| {
+        format!(
+            "<Filter i:type=\"{kind}\"><SqlExpression>{}</SqlExpression><CompatibilityLevel>20</CompatibilityLevel></Filter>",
+            escape(expression)
+        )
+    };
+    let filter = match filter {
+        RuleFilter::True => sql("TrueFilter", "1=1"),
+        RuleFilter::False => sql("FalseFilter", "1=0"),
+        RuleFilter::Sql(expression) => sql("SqlFilter", expression),
+        RuleFilter::Correlation(correlation) => correlation_filter(correlation),
+    };
+    format!(
+        "{filter}<Action i:type=\"EmptyRuleAction\"/><Name>{}</Name>",
+        escape(name)
+    )
+}
+
+fn correlation_filter(filter: &CorrelationFilter) -> String {
+    let mut xml = String::from("<Filter i:type=\"CorrelationFilter\">");
+    for (element, value) in [
+        ("CorrelationId", &filter.correlation_id),
+        ("MessageId", &filter.message_id),
+        ("To", &filter.to),
+        ("ReplyTo", &filter.reply_to),
+        ("Label", &filter.subject),
+        ("SessionId", &filter.session_id),
+        ("ReplyToSessionId", &filter.reply_to_session_id),
+        ("ContentType", &filter.content_type),
+    ] {
+        if let Some(value) = value {
+            xml.push_str(&format!("<{element}>{}</{element}>", escape(value)));
+        }
+    }
+    if !filter.properties.is_empty() {
+        xml.push_str("<Properties>");
+        for (key, value) in &filter.properties {
+            xml.push_str(&format!(
+                "<KeyValueOfstringanyType><Key>{}</Key>\
+                 <Value i:type=\"d6p1:string\" xmlns:d6p1=\"http://www.w3.org/2001/XMLSchema\">{}</Value>\
+                 </KeyValueOfstringanyType>",
+                escape(key),
+                escape(value)
+            ));
+        }
+        xml.push_str("</Properties>");
+    }
+    xml.push_str("</Filter>");
+    xml
+}
+
 /// The ATOM entry that creates a queue with `settings`.
 fn queue_description(settings: &QueueSettings) -> String {
-    let lock = settings.lock_duration.as_millis();
     let ttl = settings
         .default_ttl
         .map(|ttl| {
@@ -177,17 +331,13 @@ fn queue_description(settings: &QueueSettings) -> String {
     } else {
         ""
     };
-    format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
-         <entry xmlns=\"http://www.w3.org/2005/Atom\"><content type=\"application/xml\">\
-         <QueueDescription xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\" \
-         xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">\
-         <LockDuration>PT{}.{:03}S</LockDuration>{sessions}{ttl}\
-         <MaxDeliveryCount>{}</MaxDeliveryCount>\
-         </QueueDescription></content></entry>",
-        lock / 1000,
-        lock % 1000,
-        settings.max_delivery_count
+    entry(
+        "QueueDescription",
+        &format!(
+            "<LockDuration>{}</LockDuration>{sessions}{ttl}<MaxDeliveryCount>{}</MaxDeliveryCount>",
+            duration(settings.lock_duration),
+            settings.max_delivery_count
+        ),
     )
 }
 
@@ -204,6 +354,20 @@ fn element_text(xml: &str, name: &str) -> anyhow::Result<Option<String>> {
             }
             Event::End(_) => inside = false,
             Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `xml` has an element whose local name is `name`.
+fn has_element(xml: &str, name: &str) -> anyhow::Result<bool> {
+    let mut reader = Reader::from_str(xml);
+    loop {
+        match reader.read_event().context("reading the entity description")? {
+            Event::Start(element) | Event::Empty(element) if element.local_name().as_ref() == name.as_bytes() => {
+                return Ok(true);
+            }
+            Event::Eof => return Ok(false),
             _ => {}
         }
     }
@@ -253,6 +417,50 @@ mod tests {
         assert!(
             sessions.contains("PT45.500S</LockDuration><RequiresSession>true</RequiresSession>"),
             "{sessions}"
+        );
+    }
+
+    #[test]
+    fn a_subscription_description_carries_its_settings_and_first_rule_in_order() {
+        let settings = SubscriptionSettings {
+            lock_duration: Duration::from_secs(45),
+            max_delivery_count: 3,
+            default_ttl: Some(Duration::from_secs(60)),
+            rules: vec![crate::embedded::Rule {
+                name: "creates".into(),
+                filter: RuleFilter::Sql("name = 'a&b' AND n < 3".into()),
+            }],
+            ..SubscriptionSettings::new("mdm")
+        };
+        let xml = subscription_description(&settings);
+        let expected = "<LockDuration>PT45.000S</LockDuration><DefaultMessageTimeToLive>PT60.000S</DefaultMessageTimeToLive>\
+             <DefaultRuleDescription><Filter i:type=\"SqlFilter\"><SqlExpression>name = &apos;a&amp;b&apos; AND n &lt; 3</SqlExpression>";
+        assert!(xml.contains(expected), "{xml}");
+        assert!(
+            xml.contains("<Name>creates</Name></DefaultRuleDescription><MaxDeliveryCount>3</MaxDeliveryCount>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_correlation_rule_writes_its_fields_in_service_bus_order() {
+        let filter = RuleFilter::Correlation(CorrelationFilter {
+            correlation_id: Some("c".into()),
+            subject: Some("Create".into()),
+            properties: vec![("region".into(), "eu".into())],
+            ..CorrelationFilter::default()
+        });
+        let xml = rule_elements("r", &filter);
+        assert!(
+            xml.starts_with(
+                "<Filter i:type=\"CorrelationFilter\"><CorrelationId>c</CorrelationId><Label>Create</Label><Properties>"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<Key>region</Key><Value i:type=\"d6p1:string\""), "{xml}");
+        assert!(
+            xml.ends_with("<Action i:type=\"EmptyRuleAction\"/><Name>r</Name>"),
+            "{xml}"
         );
     }
 
