@@ -1,11 +1,13 @@
 //! The transport a host runs on, chosen by config: the embedded queue or
-//! Azure Service Bus. Dispatches the [`Transport`] calls to the one in use.
+//! Azure Service Bus. Dispatches the [`Transport`], [`DeadLetterQueues`] and [`Sessions`] calls
+//! to the one in use.
 
 use std::time::{Duration, SystemTime};
 
 use super::dead_letters::{DeadLetter, DeadLetterQueues, LockedDeadLetter};
 use super::embedded::EmbeddedQueue;
 use super::servicebus::ServiceBusTransport;
+use super::sessions::{SessionLock, Sessions};
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 /// The configured transport.
@@ -114,6 +116,60 @@ impl DeadLetterQueues for HostTransport {
         match self {
             Self::Embedded(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
             Self::ServiceBus(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
+        }
+    }
+}
+
+impl Sessions for HostTransport {
+    async fn accept_session(
+        &self,
+        queue: &str,
+        session_id: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<SessionLock>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.accept_session(queue, session_id, wait).await,
+            Self::ServiceBus(t) => t.accept_session(queue, session_id, wait).await,
+        }
+    }
+
+    async fn receive_in_session(
+        &self,
+        session: &SessionLock,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.receive_in_session(session, max, wait).await,
+            Self::ServiceBus(t) => t.receive_in_session(session, max, wait).await,
+        }
+    }
+
+    async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
+        match self {
+            Self::Embedded(t) => t.renew_session_lock(session).await,
+            Self::ServiceBus(t) => t.renew_session_lock(session).await,
+        }
+    }
+
+    async fn release_session(&self, session: &SessionLock) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.release_session(session).await,
+            Self::ServiceBus(t) => t.release_session(session).await,
+        }
+    }
+
+    async fn session_state(&self, session: &SessionLock) -> Result<Option<Vec<u8>>, TransportError> {
+        match self {
+            Self::Embedded(t) => t.session_state(session).await,
+            Self::ServiceBus(t) => t.session_state(session).await,
+        }
+    }
+
+    async fn set_session_state(&self, session: &SessionLock, state: Option<Vec<u8>>) -> Result<(), TransportError> {
+        match self {
+            Self::Embedded(t) => t.set_session_state(session, state).await,
+            Self::ServiceBus(t) => t.set_session_state(session, state).await,
         }
     }
 }
