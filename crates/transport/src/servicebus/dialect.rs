@@ -67,9 +67,33 @@ pub fn transfer_entity(path: &str) -> &str {
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 /// The error condition for a settlement or renewal whose message lock is gone.
 pub const LOCK_LOST_CONDITION: &str = "com.microsoft:message-lock-lost";
-/// The error condition for a session operation whose session lock is gone, or that could not
-/// lock a session another receiver holds.
+/// The error condition for a session operation whose session lock is gone.
 pub const SESSION_LOCK_LOST_CONDITION: &str = "com.microsoft:session-lock-lost";
+/// The error condition of a session receiver's detach when the session it named is locked by
+/// another receiver.
+pub const SESSION_CANNOT_BE_LOCKED_CONDITION: &str = "com.microsoft:session-cannot-be-locked";
+/// The error condition of an operation that ran out of time on the service, such as accepting the
+/// next available session when none became available.
+pub const TIMEOUT_CONDITION: &str = "com.microsoft:timeout";
+
+/// The source filter that makes a receiver a session receiver: its value is the session id asked
+/// for, or null for the next available session; the attach that answers it names the session.
+pub const SESSION_FILTER: &str = "com.microsoft:session-filter";
+/// The attach property with which the service answers a session receiver: when the session's lock
+/// ends, in .NET ticks (100 ns since 0001-01-01) as a long.
+pub const SESSION_LOCKED_UNTIL: &str = "com.microsoft:locked-until-utc";
+/// The attach property with which a client bounds how long the service may take, in milliseconds
+/// (a uint); the SDKs send it when accepting the next available session.
+pub const OPERATION_TIMEOUT: &str = "com.microsoft:timeout";
+/// .NET ticks at the Unix epoch.
+const TICKS_AT_UNIX_EPOCH: i64 = 621_355_968_000_000_000;
+
+/// `time` in .NET ticks, as Service Bus writes times into attach properties.
+pub fn dotnet_ticks(time: std::time::SystemTime) -> i64 {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ticks = i64::try_from(since.as_nanos() / 100).unwrap_or(i64::MAX - TICKS_AT_UNIX_EPOCH);
+    TICKS_AT_UNIX_EPOCH + ticks
+}
 
 /// The attach property naming a send-via sender's final destination (transactions that span
 /// entities send through the queue being settled).
