@@ -4,10 +4,12 @@
 //!
 //! # What is stored, what is echoed, what is refused
 //! - Stored (the embedded queue honours them, and they persist): `LockDuration` (more than zero,
-//!   at most `PT5M` as in Service Bus), `MaxDeliveryCount` (at least 1) and
-//!   `DefaultMessageTimeToLive`. What a create leaves out is the broker's default, as for a queue
-//!   created on first use ([`BrokerConfig`]); what an update leaves out stays as it was.
-//! - Refused with 400, because the queue would behave otherwise than asked: `RequiresSession`,
+//!   at most `PT5M` as in Service Bus), `MaxDeliveryCount` (at least 1),
+//!   `DefaultMessageTimeToLive` and, on create, `RequiresSession`. What a create leaves out is the
+//!   broker's default, as for a queue created on first use ([`BrokerConfig`]); what an update
+//!   leaves out stays as it was. An update that changes `RequiresSession` is refused with 400, as
+//!   Service Bus refuses it.
+//! - Refused with 400, because the queue would behave otherwise than asked:
 //!   `RequiresDuplicateDetection`, `ForwardTo` and `ForwardDeadLetteredMessagesTo`, and a `Status`
 //!   other than `Active`.
 //! - Accepted and answered with what the broker does: `DeadLetteringOnMessageExpiration` is always
@@ -91,23 +93,39 @@ impl QueueDescriptionUpdate {
             }
             settings.default_ttl = ttl;
         }
+        if let Some(text) = given(&self.requires_session) {
+            settings.requires_session = xsd::parse_bool(text).map_err(|reason| invalid("RequiresSession", reason))?;
+        }
+        Ok(settings)
+    }
+
+    /// The queue's `current` settings with what this description sets, for an update: like
+    /// [`Self::apply`], but a queue's `RequiresSession` cannot change once it exists.
+    pub fn apply_update(&self, current: QueueSettings) -> Result<QueueSettings, EntityError> {
+        let was = current.requires_session;
+        let settings = self.apply(current)?;
+        if settings.requires_session != was {
+            return Err(invalid(
+                "RequiresSession",
+                format!(
+                    "the value for the RequiresSession property of an existing queue cannot be changed (queue \
+                     `{}` has {was}): delete the queue and create it again",
+                    settings.name
+                ),
+            ));
+        }
         Ok(settings)
     }
 
     /// Refuses the properties that would make the queue behave otherwise than the embedded queue does.
     fn refuse_unsupported(&self) -> Result<(), EntityError> {
-        for (element, value) in [
-            ("RequiresSession", &self.requires_session),
-            ("RequiresDuplicateDetection", &self.requires_duplicate_detection),
-        ] {
-            if let Some(text) = given(value)
-                && xsd::parse_bool(text).map_err(|reason| invalid(element, reason))?
-            {
-                return Err(invalid(
-                    element,
-                    "this broker does not support it yet; create the queue with it false or left out",
-                ));
-            }
+        if let Some(text) = given(&self.requires_duplicate_detection)
+            && xsd::parse_bool(text).map_err(|reason| invalid("RequiresDuplicateDetection", reason))?
+        {
+            return Err(invalid(
+                "RequiresDuplicateDetection",
+                "this broker does not support it yet; create the queue with it false or left out",
+            ));
         }
         for (element, value) in [
             ("ForwardTo", &self.forward_to),
@@ -190,7 +208,7 @@ impl QueueDescription {
             lock_duration: xsd::format_duration(Some(info.settings.lock_duration)),
             max_size_in_megabytes: 1024,
             requires_duplicate_detection: false,
-            requires_session: false,
+            requires_session: info.settings.requires_session,
             default_message_time_to_live: xsd::format_duration(info.settings.default_ttl),
             dead_lettering_on_message_expiration: true,
             duplicate_detection_history_time_window: "PT10M".to_owned(),

@@ -18,7 +18,7 @@ const CHECKS: [&str; 9] = [
     "update-queue",
     "delete-queue-and-queue-exists",
     "namespace-properties",
-    "sessions-refused-with-400",
+    "requires-session-stored-and-unchangeable",
     "wrong-key-refused-with-401",
 ];
 
