@@ -150,13 +150,21 @@ async fn competing_clients_get_different_sessions_each_in_order() {
     sender.send(outputs).await.unwrap();
 
     let completed = Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<u32>>::new()));
+    let (one, two) = (broker.client().await, broker.client().await);
+    // Both at once: each gets a session of its own.
+    let (first, second) = tokio::join!(
+        one.accept_session("orders", None, WAIT),
+        two.accept_session("orders", None, WAIT)
+    );
+    let (first, second) = (first.unwrap().unwrap(), second.unwrap().unwrap());
+    assert_ne!(first.session_id, second.session_id);
     let mut receivers = tokio::task::JoinSet::new();
-    for _ in 0..2 {
-        let client = broker.client().await;
+    for (client, session) in [(one, first), (two, second)] {
         let completed = completed.clone();
         receivers.spawn(async move {
             let mut sessions = Vec::new();
-            while let Some(session) = client.accept_session("orders", None, SHORT).await.unwrap() {
+            let mut next = Some(session);
+            while let Some(session) = next {
                 sessions.push(session.session_id.clone());
                 loop {
                     let batch = client.receive_in_session(&session, 3, SHORT).await.unwrap();
@@ -175,6 +183,7 @@ async fn competing_clients_get_different_sessions_each_in_order() {
                     }
                 }
                 client.release_session(&session).await.unwrap();
+                next = client.accept_session("orders", None, SHORT).await.unwrap();
             }
             client.close().await;
             sessions
@@ -221,26 +230,33 @@ async fn an_abandoned_session_message_comes_back_first() {
 async fn renewing_a_message_or_its_session_renews_the_session() {
     let broker = Broker::start(Duration::from_secs(2)).await;
     let (client, rival) = (broker.client().await, broker.client().await);
-    client.send(vec![in_session("a", "one")]).await.unwrap();
+    client
+        .send(vec![in_session("a", "one"), in_session("a", "two")])
+        .await
+        .unwrap();
     let session = client.accept_session("orders", Some("a"), WAIT).await.unwrap().unwrap();
-    let message = receive_one(&client, &session).await;
+    let one = receive_one(&client, &session).await;
+    let two = receive_one(&client, &session).await;
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let by_message = client.renew_lock(&message).await.unwrap();
+    let by_message = client.renew_lock(&one).await.unwrap();
     assert!(
-        by_message > message.locked_until,
+        by_message > one.locked_until,
         "{by_message:?} after {:?}",
-        message.locked_until
+        one.locked_until
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Past the first lock's end: renewing one message renewed the session, and with it the
+    // other message's lock.
+    client.settle(&two, Settlement::Complete, Vec::new()).await.unwrap();
     let by_session = client.renew_session_lock(&session).await.unwrap();
     assert!(by_session > by_message);
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
-    // Past the first lock's end, the session and its message are still this client's.
+    // Past the second, the session and its message are still this client's.
     let held = rival.accept_session("orders", Some("a"), WAIT).await.unwrap_err();
     assert!(matches!(held, TransportError::SessionLockLost { .. }), "{held}");
-    client.settle(&message, Settlement::Complete, Vec::new()).await.unwrap();
+    client.settle(&one, Settlement::Complete, Vec::new()).await.unwrap();
     client.close().await;
     rival.close().await;
 }
@@ -369,4 +385,57 @@ async fn a_session_queue_refuses_a_plain_receiver_and_a_plain_queue_refuses_sess
         "nothing was taken"
     );
     client.close().await;
+}
+
+#[tokio::test]
+async fn a_waiting_accept_returns_when_a_session_message_arrives() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let (client, sender) = (broker.client().await, broker.client().await);
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sender.send(vec![in_session("late", "x")]).await.unwrap();
+    };
+    let (accepted, ()) = tokio::join!(client.accept_session("orders", None, WAIT), late);
+    let session = accepted.unwrap().unwrap();
+    assert_eq!(session.session_id, "late");
+    assert_eq!(text(&receive_one(&client, &session).await), "x");
+    client.close().await;
+    sender.close().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_lock_is_lost_and_the_session_goes_to_the_next_client() {
+    let broker = Broker::start(Duration::from_secs(1)).await;
+    let (first, second) = (broker.client().await, broker.client().await);
+    first.send(vec![in_session("a", "one")]).await.unwrap();
+    let session = first.accept_session("orders", None, WAIT).await.unwrap().unwrap();
+    let message = receive_one(&first, &session).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let lost = first
+        .settle(&message, Settlement::Complete, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(lost, TransportError::LockLost { .. }), "{lost}");
+    let lost = first.renew_session_lock(&session).await.unwrap_err();
+    assert!(matches!(lost, TransportError::SessionLockLost { .. }), "{lost}");
+    let next = second.accept_session("orders", None, WAIT).await.unwrap().unwrap();
+    let again = receive_one(&second, &next).await;
+    assert_eq!((text(&again).as_str(), again.delivery_count), ("one", 2));
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test]
+async fn closing_the_client_releases_its_sessions() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let (first, second) = (broker.client().await, broker.client().await);
+    first.send(vec![in_session("a", "one")]).await.unwrap();
+    let session = first.accept_session("orders", Some("a"), WAIT).await.unwrap().unwrap();
+    receive_one(&first, &session).await;
+    first.close().await;
+
+    let next = second.accept_session("orders", Some("a"), WAIT).await.unwrap().unwrap();
+    assert_eq!(text(&receive_one(&second, &next).await), "one");
+    second.close().await;
 }
