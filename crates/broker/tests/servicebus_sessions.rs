@@ -196,6 +196,7 @@ async fn competing_clients_get_different_sessions_each_in_order() {
     accepted.sort();
     accepted.dedup();
     assert_eq!(accepted.len(), 4, "{accepted:?}");
+    sender.close().await;
     let completed = completed.lock().unwrap();
     for (session, numbers) in completed.iter() {
         let mut sorted = numbers.clone();
@@ -203,7 +204,6 @@ async fn competing_clients_get_different_sessions_each_in_order() {
         assert_eq!(numbers, &sorted, "session {session} completed out of order");
         assert_eq!(numbers.len(), 10, "session {session} lost or repeated messages");
     }
-    sender.close().await;
 }
 
 #[tokio::test]
