@@ -419,6 +419,8 @@ async fn an_expired_session_lock_is_lost_and_the_session_goes_to_the_next_client
     assert!(matches!(lost, TransportError::LockLost { .. }), "{lost}");
     let lost = first.renew_session_lock(&session).await.unwrap_err();
     assert!(matches!(lost, TransportError::SessionLockLost { .. }), "{lost}");
+    let lost = first.receive_in_session(&session, 1, SHORT).await.unwrap_err();
+    assert!(matches!(lost, TransportError::SessionLockLost { .. }), "{lost}");
     let next = second.accept_session("orders", None, WAIT).await.unwrap().unwrap();
     let again = receive_one(&second, &next).await;
     assert_eq!((text(&again).as_str(), again.delivery_count), ("one", 2));

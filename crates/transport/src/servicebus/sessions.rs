@@ -15,7 +15,7 @@ use super::dialect::{
     EXPIRATION_KEY, GET_SESSION_STATE_OPERATION, RENEW_SESSION_LOCK_OPERATION, SESSION_ID_KEY,
     SESSION_LOCK_LOST_CONDITION, SESSION_STATE_KEY, SET_SESSION_STATE_OPERATION,
 };
-use super::links::{Link, ReceiverLink};
+use super::links::ReceiverLink;
 use super::live::Live;
 use super::{ServiceBusTransport, codec};
 use crate::sessions::{SessionLock, Sessions};
@@ -141,11 +141,13 @@ impl Sessions for ServiceBusTransport {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         let (_, link) = self.session_link(session).await?;
-        // The link fails when the broker detaches it (the session lock was lost) or the connection
-        // drops: either way the session is no longer this receiver's.
-        link.receive(max, wait)
-            .await
-            .map_err(|err| if link.is_dead() { session.lost() } else { err })
+        // A receive fails only once the link is gone: the broker detached it (the session lock
+        // was lost or expired), it was released, or the connection dropped. Either way the
+        // session is no longer this receiver's.
+        link.receive(max, wait).await.map_err(|err| {
+            tracing::debug!(queue = %session.queue, session = %session.session_id, "session receiver gone: {err}");
+            session.lost()
+        })
     }
 
     async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
