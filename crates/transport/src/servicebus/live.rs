@@ -253,14 +253,14 @@ impl Live {
     /// Accepts a session of `queue` (the one named `session_id`, or the next available) on a
     /// receiver link in an AMQP session of its own, as the SDKs do: the attach may wait up to
     /// `wait` for a session without holding up the attaches of other links, and the link's session
-    /// ends with it. The link is kept under the queue and the session it locked, with the lock's
-    /// expiry; `None` when no session became available in time.
+    /// ends with it. The link is kept under the queue and the session it locked; `None` when no
+    /// session became available in time.
     pub(super) async fn accept_session(
         &self,
         queue: &str,
         session_id: Option<&str>,
         wait: Duration,
-    ) -> Result<Option<(Arc<ReceiverLink>, SessionLock)>, TransportError> {
+    ) -> Result<Option<SessionLock>, TransportError> {
         let session = self
             .bounded(queue, async {
                 self.authorize(queue).await.map_err(|e| classify(e, queue))?;
@@ -297,10 +297,9 @@ impl Live {
             }
         };
         let Some((link, lock)) = accepted else { return Ok(None) };
-        let link = Arc::new(link);
         let key = (queue.to_string(), Some(lock.session_id.clone()));
-        self.receivers.lock().await.insert(key, link.clone());
-        Ok(Some((link, lock)))
+        self.receivers.lock().await.insert(key, Arc::new(link));
+        Ok(Some(lock))
     }
 
     /// Forgets `link`, a session receiver that is being closed, unless another has taken its place.

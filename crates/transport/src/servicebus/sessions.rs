@@ -129,9 +129,7 @@ impl Sessions for ServiceBusTransport {
         session_id: Option<&str>,
         wait: Duration,
     ) -> Result<Option<SessionLock>, TransportError> {
-        let live = self.live().await?;
-        let accepted = live.accept_session(queue, session_id, wait).await?;
-        Ok(accepted.map(|(_, lock)| lock))
+        self.live().await?.accept_session(queue, session_id, wait).await
     }
 
     async fn receive_in_session(
