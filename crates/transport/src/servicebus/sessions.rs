@@ -2,7 +2,9 @@
 //! attaches it, `links/receiver.rs` runs it), received from and settled on that link, and renewed,
 //! read and written through the session operations of the queue's `$management` node. The session
 //! lock lives as long as the link: releasing the session detaches it, and a link that is gone (the
-//! broker detached it, or its connection was lost) is a lost session lock.
+//! broker detached it, or its connection was lost) is a lost session lock. A [`SessionLock`]'s
+//! `lock_token` is the link's name, so a lock from before a re-accept of the same session is not
+//! mistaken for the new one.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
