@@ -175,10 +175,16 @@ def namespace_properties(admin, _amqp):
     check(properties.messaging_sku == "Standard", f"sku {properties.messaging_sku!r}")
 
 
-def sessions_refused(admin, _amqp):
+def requires_session_kept(admin, _amqp):
+    name = fresh_queue("sessions")
+    created = admin.create_queue(name, requires_session=True)
+    check(created.requires_session is True, f"created with requires session {created.requires_session!r}")
+    queue = admin.get_queue(name)
+    check(queue.requires_session is True, f"got requires session {queue.requires_session!r}")
+    queue.requires_session = False
     try:
-        admin.create_queue(fresh_queue("sessions"), requires_session=True)
-        raise AssertionError("a session queue was created")
+        admin.update_queue(queue)
+        raise AssertionError("a queue's RequiresSession was changed")
     except HttpResponseError as error:
         check(error.status_code == 400, f"status {error.status_code}")
         check("RequiresSession" in str(error), f"message {error}")
@@ -355,7 +361,7 @@ CHECKS = [
     ("update-queue", update_queue),
     ("delete-queue-and-queue-exists", delete_queue),
     ("namespace-properties", namespace_properties),
-    ("sessions-refused-with-400", sessions_refused),
+    ("requires-session-stored-and-unchangeable", requires_session_kept),
     ("wrong-key-refused-with-401", wrong_key_refused),
     ("topic-create-get-update-list-delete", topic_lifecycle),
     ("subscription-create-get-update-list-delete", subscription_lifecycle),

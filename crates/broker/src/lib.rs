@@ -154,6 +154,10 @@ pub struct BrokerConfig {
     /// Unlike queues, a topic is never created on first use: its name does not say it is one.
     /// More can be created at run time with [`EmbeddedQueue::ensure_topic`] and its siblings.
     pub topics: Vec<TopicSettings>,
+    /// Queues with their settings, created (where missing) when the broker starts: the way to have
+    /// a session-enabled queue (`requires_session`), since a queue created on first use has
+    /// [`BrokerConfig::lock_duration`] and [`BrokerConfig::max_delivery_count`] and no sessions.
+    pub queues: Vec<QueueSettings>,
 }
 
 impl Default for BrokerConfig {
@@ -166,6 +170,7 @@ impl Default for BrokerConfig {
             key: SharedAccessKey::default(),
             max_message_size: 16 * 1024 * 1024,
             topics: Vec::new(),
+            queues: Vec::new(),
         }
     }
 }
@@ -210,6 +215,25 @@ pub async fn serve_with(
             .await
             .with_context(|| format!("creating topic `{}` from the broker config", topic.name))?;
     }
+    for declared in &config.queues {
+        queue
+            .ensure_queue(declared.clone())
+            .await
+            .with_context(|| format!("creating queue `{}` from the broker config", declared.name))?;
+        // A queue kept from an earlier run keeps its settings; one that would receive otherwise
+        // than the config says (with or without sessions) is refused rather than served wrongly.
+        if let Some(existing) = queue.queue_settings(&declared.name)
+            && existing.requires_session != declared.requires_session
+        {
+            anyhow::bail!(
+                "queue `{}` exists with requires-session = {}, but the broker config declares {}: delete \
+                 the queue (through the entity endpoint, or the broker's data) or change the config",
+                declared.name,
+                existing.requires_session,
+                declared.requires_session
+            );
+        }
+    }
     let config = Arc::new(config);
     let locks = Arc::new(Locks::default());
     let mut connections = tokio::task::JoinSet::new();
@@ -251,5 +275,7 @@ pub async fn serve_with(
 mod auth_tests;
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The request/response nodes: `<entity>/$management` (the Service Bus operations the broker
-//! supports) here, with a subscription's rule operations in `management/rules.rs`, and `$cbs`
-//! (claims-based security, answered in `auth.rs`).
+//! supports) here, with a subscription's rule operations in `management/rules.rs` and a session's
+//! in `management/sessions.rs`, and `$cbs` (claims-based security, answered in `auth.rs`).
 //!
 //! A request is an AMQP message whose `operation` application property names the operation, whose
 //! `message-id` the reply echoes as `correlation-id`, and whose body is an `amqp-value` map. The
@@ -15,12 +15,14 @@ use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Times
 use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::servicebus::dialect::{LOCK_LOST_CONDITION, SESSION_LOCK_LOST_CONDITION, value_text};
+use sagahost_transport::sessions::SessionLock;
 use sagahost_transport::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 use super::message::{self, Incoming, Outgoing};
 use uuid::Uuid;
 
 mod rules;
+mod sessions;
 
 /// The locks of messages the broker delivered under peek-lock and no client has settled yet, by
 /// lock token, shared by every connection: Service Bus lets any authorized client renew or settle
@@ -29,6 +31,9 @@ mod rules;
 #[derive(Debug, Default)]
 pub struct Locks {
     held: Mutex<LockTable>,
+    /// The sessions the broker's session receivers hold, by queue and session id
+    /// (`management/sessions.rs`).
+    sessions: Mutex<HashMap<(String, String), SessionLock>>,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +47,10 @@ struct LockTable {
 impl Locks {
     fn table(&self) -> std::sync::MutexGuard<'_, LockTable> {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn held_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), SessionLock>> {
+        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records that `message` was delivered under its lock.
@@ -139,6 +148,9 @@ pub async fn handle(
         "com.microsoft:cancel-scheduled-message" => cancel_scheduled(queue, name, &body).await,
         "com.microsoft:peek-message" => peek(queue, name, dead_letter, &body).await,
         "com.microsoft:update-disposition" => update_disposition(queue, locks, &body).await,
+        "com.microsoft:renew-session-lock" => sessions::renew(queue, locks, name, &body).await,
+        "com.microsoft:get-session-state" => sessions::get_state(queue, locks, name, &body).await,
+        "com.microsoft:set-session-state" => sessions::set_state(queue, locks, name, &body).await,
         "com.microsoft:add-rule" => rules::add(queue, name, &body).await,
         "com.microsoft:remove-rule" => rules::remove(queue, name, &body).await,
         "com.microsoft:enumerate-rules" => rules::enumerate(queue, name, &body),
@@ -257,6 +269,10 @@ async fn renew_lock(queue: &EmbeddedQueue, locks: &Locks, body: &OrderedMap<Valu
         match queue.renew_lock(&message).await {
             Ok(until) => {
                 locks.renewed(&token, until);
+                // A message received in a session has the session's lock: renewing one renews all.
+                if let Some(session_id) = &message.session_id {
+                    locks.renewed_session(&message.queue, session_id, until);
+                }
                 expirations.push(Value::Timestamp(timestamp(until)));
             }
             Err(error) => {
@@ -355,7 +371,11 @@ async fn peek(queue: &EmbeddedQueue, name: &str, dead_letter: bool, body: &Order
             );
         }
     } else {
-        for stored in queue.peek_from(name, from, count).await? {
+        let stored = match as_text(field(body, "session-id")) {
+            Some(session_id) => sessions::peek(queue, name, &session_id, from, count).await?,
+            None => queue.peek_from(name, from, count).await?,
+        };
+        for stored in stored {
             encoded.push(
                 view(&stored, None)
                     .encode()
@@ -383,6 +403,7 @@ fn view<'a>(
         content_type: stored.content_type.as_deref(),
         properties: &stored.properties,
         body: &stored.body,
+        session_id: stored.session_id.as_deref(),
         sequence_number: stored.sequence_number,
         prior_deliveries: stored.delivery_count,
         enqueued_time: stored.enqueued_time,

@@ -204,6 +204,7 @@ impl Incoming {
                 .content_type
                 .as_ref()
                 .map(|symbol| symbol.as_str().to_owned());
+            outgoing.session_id = properties.group_id.clone();
             let native = Properties {
                 message_id: properties.message_id.clone(),
                 correlation_id: properties.correlation_id.clone(),
@@ -273,6 +274,8 @@ pub struct Outgoing<'a> {
     pub content_type: Option<&'a str>,
     pub properties: &'a [(String, String)],
     pub body: &'a [u8],
+    /// The session it belongs to, delivered as the `group-id`.
+    pub session_id: Option<&'a str>,
     pub sequence_number: i64,
     /// Deliveries before this one (the AMQP header's delivery count).
     pub prior_deliveries: u32,
@@ -326,12 +329,16 @@ impl Outgoing<'_> {
                 if properties.message_id.is_none() && !self.message_id.is_empty() {
                     properties.message_id = Some(MessageId::String(self.message_id.to_owned()));
                 }
+                if properties.group_id.is_none() {
+                    properties.group_id = self.session_id.map(str::to_owned);
+                }
                 properties
             }
             None => Properties {
                 message_id: Some(MessageId::String(self.message_id.to_owned())),
                 correlation_id: self.correlation_id.map(|id| MessageId::String(id.to_owned())),
                 content_type: self.content_type.map(Symbol::from),
+                group_id: self.session_id.map(str::to_owned),
                 ..Properties::default()
             },
         };
@@ -440,6 +447,7 @@ mod tests {
             content_type: None,
             properties: &outgoing.properties,
             body: &outgoing.body,
+            session_id: outgoing.session_id.as_deref(),
             sequence_number: 3,
             prior_deliveries: 0,
             enqueued_time: SystemTime::now(),
@@ -468,6 +476,7 @@ mod tests {
             content_type: None,
             properties: &outgoing.properties,
             body: &outgoing.body,
+            session_id: outgoing.session_id.as_deref(),
             sequence_number: 1,
             prior_deliveries: 0,
             enqueued_time: SystemTime::now(),
@@ -513,6 +522,11 @@ mod tests {
         assert_eq!(fields.reply_to, Some("replies"));
         assert_eq!(fields.session_id, Some("session-1"));
         assert_eq!(fields.reply_to_session_id, Some("session-2"));
+        assert_eq!(
+            outgoing.session_id.as_deref(),
+            Some("session-1"),
+            "stored with its session"
+        );
 
         let view = Outgoing {
             message_id: &outgoing.message_id,
@@ -520,6 +534,7 @@ mod tests {
             content_type: None,
             properties: &outgoing.properties,
             body: &outgoing.body,
+            session_id: outgoing.session_id.as_deref(),
             sequence_number: 1,
             prior_deliveries: 0,
             enqueued_time: SystemTime::now(),
@@ -534,5 +549,26 @@ mod tests {
             application,
             "nothing reserved shows"
         );
+    }
+
+    #[test]
+    fn a_message_stored_with_a_session_id_is_delivered_with_it_as_the_group_id() {
+        // As the saga engine sends it: no reserved properties, the session id in its own column.
+        let view = Outgoing {
+            message_id: "m",
+            correlation_id: None,
+            content_type: None,
+            properties: &[],
+            body: b"x",
+            session_id: Some("order-7"),
+            sequence_number: 1,
+            prior_deliveries: 0,
+            enqueued_time: SystemTime::now(),
+            locked_until: None,
+            scheduled_enqueue_time: None,
+            dead_letter: None,
+        };
+        let back = decode(&view.encode().unwrap()).unwrap().properties.unwrap();
+        assert_eq!(back.group_id.as_deref(), Some("order-7"));
     }
 }

@@ -64,7 +64,7 @@ fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<Value> {
 }
 
 /// The lock token a 16-byte delivery tag carries (the GUID in .NET byte order).
-fn lock_token(tag: &[u8]) -> [u8; 16] {
+pub(super) fn lock_token(tag: &[u8]) -> [u8; 16] {
     let mut bytes: [u8; 16] = tag.try_into().expect("a 16-byte delivery tag");
     bytes[..4].reverse();
     bytes[4..6].reverse();

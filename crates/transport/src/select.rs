@@ -1,5 +1,6 @@
 //! The transport a host runs on, chosen by config: the embedded queue or
-//! Azure Service Bus. Dispatches the [`Transport`] calls to the one in use.
+//! Azure Service Bus. Dispatches the [`Transport`], [`DeadLetterQueues`] and [`Sessions`] calls
+//! to the one in use.
 
 use std::time::{Duration, SystemTime};
 
@@ -128,7 +129,7 @@ impl Sessions for HostTransport {
     ) -> Result<Option<SessionLock>, TransportError> {
         match self {
             Self::Embedded(t) => t.accept_session(queue, session_id, wait).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(queue)),
+            Self::ServiceBus(t) => t.accept_session(queue, session_id, wait).await,
         }
     }
 
@@ -140,41 +141,35 @@ impl Sessions for HostTransport {
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         match self {
             Self::Embedded(t) => t.receive_in_session(session, max, wait).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+            Self::ServiceBus(t) => t.receive_in_session(session, max, wait).await,
         }
     }
 
     async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
         match self {
             Self::Embedded(t) => t.renew_session_lock(session).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+            Self::ServiceBus(t) => t.renew_session_lock(session).await,
         }
     }
 
     async fn release_session(&self, session: &SessionLock) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.release_session(session).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+            Self::ServiceBus(t) => t.release_session(session).await,
         }
     }
 
     async fn session_state(&self, session: &SessionLock) -> Result<Option<Vec<u8>>, TransportError> {
         match self {
             Self::Embedded(t) => t.session_state(session).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+            Self::ServiceBus(t) => t.session_state(session).await,
         }
     }
 
     async fn set_session_state(&self, session: &SessionLock, state: Option<Vec<u8>>) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.set_session_state(session, state).await,
-            Self::ServiceBus(_) => Err(no_sessions_yet(&session.queue)),
+            Self::ServiceBus(t) => t.set_session_state(session, state).await,
         }
     }
-}
-
-fn no_sessions_yet(queue: &str) -> TransportError {
-    TransportError::Other(anyhow::anyhow!(
-        "sessions on Service Bus (queue `{queue}`) are not wired yet"
-    ))
 }

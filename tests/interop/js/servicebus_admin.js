@@ -157,12 +157,14 @@ async function namespaceProperties(admin) {
   check(properties.messagingSku === "Standard", `sku ${properties.messagingSku}`);
 }
 
-async function sessionsRefused(admin) {
-  const error = await failsWith(
-    400,
-    () => admin.createQueue(freshQueue("sessions"), { requiresSession: true }),
-    "a session queue",
-  );
+async function requiresSessionKept(admin) {
+  const name = freshQueue("sessions");
+  const created = await admin.createQueue(name, { requiresSession: true });
+  check(created.requiresSession === true, `created with requiresSession ${created.requiresSession}`);
+  const queue = await admin.getQueue(name);
+  check(queue.requiresSession === true, `got requiresSession ${queue.requiresSession}`);
+  queue.requiresSession = false;
+  const error = await failsWith(400, () => admin.updateQueue(queue), "changing RequiresSession");
   check(error.message.includes("RequiresSession"), `message ${error.message}`);
 }
 
@@ -317,7 +319,7 @@ const CHECKS = [
   ["update-queue", updateQueue],
   ["delete-queue-and-queue-exists", deleteQueue],
   ["namespace-properties", namespaceProperties],
-  ["sessions-refused-with-400", sessionsRefused],
+  ["requires-session-stored-and-unchangeable", requiresSessionKept],
   ["wrong-key-refused-with-401", wrongKeyRefused],
   ["topic-create-get-update-list-delete", topicLifecycle],
   ["subscription-create-get-update-list-delete", subscriptionLifecycle],

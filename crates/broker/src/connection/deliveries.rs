@@ -1,14 +1,17 @@
-//! Deliveries to the client's receivers: messages fetched from a queue as the link's credit
-//! allows, sent in frames no larger than the client accepts, and nodes' replies to requests.
+//! Deliveries to the client's receivers: messages fetched from a queue (or from the session a
+//! session receiver holds) as the link's credit allows, sent in frames no larger than the client
+//! accepts, and nodes' replies to requests.
 
 use std::time::Duration;
 
 use anyhow::anyhow;
 use fe2o3_amqp_types::definitions::Handle;
+use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition};
 use fe2o3_amqp_types::performatives::Transfer;
 use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
-use sagahost_transport::servicebus::dialect::lock_token_tag;
+use sagahost_transport::servicebus::dialect::{SESSION_LOCK_LOST_CONDITION, lock_token_tag};
+use sagahost_transport::sessions::{SessionLock, Sessions};
 use sagahost_transport::{ReceivedMessage, Settlement, Transport, TransportError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +20,7 @@ use crate::management::Node;
 use crate::message::Outgoing;
 
 use super::dispositions::release;
-use super::{Connection, Event, FRAME_TYPE_AMQP, Kind, Pending, frame};
+use super::{Connection, Event, FRAME_TYPE_AMQP, Kind, Pending, amqp_error, custom_error, frame};
 
 /// How long one fetch waits on the queue before checking whether it is still wanted.
 const FETCH_WAIT: Duration = Duration::from_millis(500);
@@ -33,13 +36,25 @@ impl Connection {
         let Some(link) = self.link(channel, handle) else {
             return;
         };
-        let Kind::QueueOut {
-            queue: name,
-            dead_letter,
-            receive_and_delete,
-        } = link.kind.clone()
-        else {
-            return;
+        let source = match link.kind.clone() {
+            Kind::QueueOut {
+                queue,
+                dead_letter,
+                receive_and_delete,
+            } => Source::Queue {
+                queue,
+                dead_letter,
+                receive_and_delete,
+            },
+            Kind::SessionOut {
+                session: Some(session),
+                receive_and_delete,
+                ..
+            } => Source::Session {
+                session,
+                receive_and_delete,
+            },
+            _ => return,
         };
         let wanted = (link.credit as usize).saturating_sub(link.pending.len()).min(MAX_FETCH);
         if wanted == 0 || link.fetching.is_some() {
@@ -55,25 +70,35 @@ impl Connection {
                 if cancel.is_cancelled() {
                     break Vec::new();
                 }
-                let fetched = fetch_batch(&queue, &name, dead_letter, receive_and_delete, wanted, first_tag).await;
-                match fetched {
+                let fetched = fetch_batch(&queue, &source, wanted, first_tag).await;
+                let lost = match fetched {
                     Ok(batch) if batch.is_empty() => continue,
                     Ok(batch) => break batch,
-                    Err(error) if matches!(error.downcast_ref(), Some(TransportError::UnknownQueue(_))) => {
+                    Err(error) => match error.downcast_ref() {
                         // Deleted (through the management endpoint) while the link was attached.
-                        let _ = events.send(Event::QueueGone {
-                            channel,
-                            handle,
-                            link: link_id,
-                            queue: name,
-                        });
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(queue = %name, error = %error, "broker: receiving from the queue failed");
-                        tokio::time::sleep(FETCH_WAIT).await;
-                    }
-                }
+                        Some(TransportError::UnknownQueue(_)) => amqp_error(
+                            ErrorCondition::AmqpError(AmqpError::NotFound),
+                            format!("queue `{}` was deleted", source.queue()),
+                        ),
+                        // Expired unrenewed, and perhaps accepted by another receiver since.
+                        Some(lost @ TransportError::SessionLockLost { .. }) => custom_error(
+                            SESSION_LOCK_LOST_CONDITION,
+                            format!("{lost}: renew the session's lock before it expires, and accept the session again"),
+                        ),
+                        _ => {
+                            tracing::warn!(queue = %source.queue(), error = %error, "broker: receiving from the queue failed");
+                            tokio::time::sleep(FETCH_WAIT).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = events.send(Event::Lost {
+                    channel,
+                    handle,
+                    link: link_id,
+                    error: lost,
+                });
+                return;
             };
             let report = Event::Fetched {
                 channel,
@@ -100,6 +125,9 @@ impl Connection {
         let pre_settled = matches!(
             link.kind,
             Kind::QueueOut {
+                receive_and_delete: true,
+                ..
+            } | Kind::SessionOut {
                 receive_and_delete: true,
                 ..
             }
@@ -189,16 +217,64 @@ impl Connection {
     }
 }
 
+/// Where a receiving link's messages come from.
+enum Source {
+    /// A queue (or subscription), or its dead-letter queue.
+    Queue {
+        queue: String,
+        dead_letter: bool,
+        receive_and_delete: bool,
+    },
+    /// The session a session receiver holds.
+    Session {
+        session: SessionLock,
+        receive_and_delete: bool,
+    },
+}
+
+impl Source {
+    fn queue(&self) -> &str {
+        match self {
+            Source::Queue { queue, .. } => queue,
+            Source::Session { session, .. } => &session.queue,
+        }
+    }
+}
+
 /// One fetch: up to `max` messages, encoded for delivery, waiting up to [`FETCH_WAIT`].
 async fn fetch_batch(
     queue: &EmbeddedQueue,
-    name: &str,
-    dead_letter: bool,
-    receive_and_delete: bool,
+    source: &Source,
     max: usize,
     first_tag: u64,
 ) -> anyhow::Result<Vec<Pending>> {
     let mut batch = Vec::new();
+    let (name, dead_letter, receive_and_delete) = match source {
+        Source::Queue {
+            queue: name,
+            dead_letter,
+            receive_and_delete,
+        } => (name.as_str(), *dead_letter, *receive_and_delete),
+        Source::Session {
+            session,
+            receive_and_delete,
+        } => {
+            for message in queue.receive_in_session(session, max, FETCH_WAIT).await? {
+                let payload = encode_received(&message, None)?;
+                if *receive_and_delete {
+                    // Taken is removed: the session's lock covers the message until then.
+                    queue.settle(&message, Settlement::Complete, vec![]).await?;
+                }
+                batch.push(pending(
+                    payload,
+                    message,
+                    *receive_and_delete,
+                    first_tag + batch.len() as u64,
+                ));
+            }
+            return Ok(batch);
+        }
+    };
     if dead_letter {
         let letters = queue.receive_dead_letters(name, 0, max, FETCH_WAIT).await?;
         for letter in letters {
@@ -255,6 +331,7 @@ fn encode_received(message: &ReceivedMessage, dead_letter: Option<(&str, &str, &
         content_type: message.content_type.as_deref(),
         properties: &message.properties,
         body: &message.body,
+        session_id: message.session_id.as_deref(),
         sequence_number: message.sequence_number,
         prior_deliveries: message.delivery_count.saturating_sub(1),
         enqueued_time: message.enqueued_time,

@@ -13,12 +13,15 @@
 //! - `deliveries`: what the broker sends the client's receivers (messages fetched from queues as
 //!   credit allows, nodes' replies);
 //! - `dispositions`: settling deliveries both ways (the client's outcomes for what it received, the
-//!   broker's for what it was sent) and giving back the locks of deliveries not settled.
+//!   broker's for what it was sent) and giving back the locks of deliveries not settled;
+//! - `session_links`: Service Bus sessions on receiver links (accepting the session a receiver's
+//!   source filter asks for, answering its attach with it, releasing it when the link goes).
 
 mod deliveries;
 mod dispositions;
 mod handshake;
 mod lenient;
+mod session_links;
 mod sessions;
 mod transfers;
 
@@ -35,6 +38,7 @@ use fe2o3_amqp_types::primitives::Symbol;
 use futures::StreamExt;
 use sagahost_transport::ReceivedMessage;
 use sagahost_transport::embedded::EmbeddedQueue;
+use sagahost_transport::sessions::SessionLock;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -51,6 +55,7 @@ use super::transactions::{Retired, Transactions};
 
 use dispositions::release;
 use handshake::handshake;
+use session_links::Accepting;
 use transfers::Partial;
 
 /// The largest frame this broker accepts, advertised in `open`.
@@ -136,6 +141,13 @@ enum Kind {
         dead_letter: bool,
         receive_and_delete: bool,
     },
+    /// The client receives one session of a session-enabled queue: `session` is the lock, once the
+    /// session is accepted (`session_links.rs`).
+    SessionOut {
+        queue: String,
+        receive_and_delete: bool,
+        session: Option<SessionLock>,
+    },
     /// The client sends requests to a node.
     NodeIn { node: Node },
     /// The client receives a node's replies at `address` (its link's target address).
@@ -161,6 +173,8 @@ struct Link {
     credit: u32,
     pending: VecDeque<Pending>,
     fetching: Option<CancellationToken>,
+    /// A session receiver whose session is being accepted: its attach is answered once it is.
+    accepting: Option<Accepting>,
     next_tag: u64,
     // Where we receive (the client sends):
     granted: u32,
@@ -188,17 +202,25 @@ enum Event {
         link: u64,
         batch: Vec<Pending>,
     },
-    /// A receiving link's queue was deleted: the link is detached with `amqp:not-found`.
-    QueueGone {
+    /// A receiving link can go on no longer (its queue was deleted, its session's lock is gone):
+    /// it is detached with `error`.
+    Lost {
         channel: u16,
         handle: u32,
         link: u64,
-        queue: String,
+        error: AmqpErrorInfo,
+    },
+    /// A session receiver's session was accepted, or could not be.
+    SessionAccepted {
+        channel: u16,
+        handle: u32,
+        link: u64,
+        result: Result<SessionLock, AmqpErrorInfo>,
     },
     Stored {
         channel: u16,
         delivery_id: u32,
-        result: Result<(), String>,
+        result: Result<(), AmqpErrorInfo>,
     },
     Settled {
         channel: u16,
@@ -400,6 +422,8 @@ impl Connection {
                 if answers_ours {
                     return Ok(true);
                 }
+                // A session receiver that gives up waiting for its session is owed our attach first.
+                self.answer_refused_session(channel, detach.handle.0)?;
                 self.detach_link(channel, detach.handle.0);
                 let reply = Detach {
                     handle: detach.handle,
@@ -435,20 +459,22 @@ impl Connection {
                 self.flush(channel, handle)?;
                 self.fetch(channel, handle);
             }
-            Event::QueueGone {
+            Event::Lost {
                 channel,
                 handle,
                 link,
-                queue,
+                error,
             } => {
                 if self.link(channel, handle).is_some_and(|current| current.id == link) {
-                    let gone = amqp_error(
-                        ErrorCondition::AmqpError(AmqpError::NotFound),
-                        format!("queue `{queue}` was deleted"),
-                    );
-                    self.detach_with(channel, handle, Some(gone))?;
+                    self.detach_with(channel, handle, Some(error))?;
                 }
             }
+            Event::SessionAccepted {
+                channel,
+                handle,
+                link,
+                result,
+            } => self.on_session_accepted(channel, handle, link, result)?,
             Event::Stored {
                 channel,
                 delivery_id,
@@ -456,12 +482,7 @@ impl Connection {
             } => {
                 let state = match result {
                     Ok(()) => DeliveryState::Accepted(Accepted {}),
-                    Err(description) => DeliveryState::Rejected(Rejected {
-                        error: Some(amqp_error(
-                            ErrorCondition::AmqpError(AmqpError::InternalError),
-                            description,
-                        )),
-                    }),
+                    Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
                 };
                 self.send_disposition(channel, delivery_id, Role::Receiver, state)?;
             }

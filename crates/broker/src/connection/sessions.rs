@@ -23,6 +23,7 @@ use crate::transactions;
 use crate::{MANAGEMENT_SUFFIX, entity_path};
 
 use super::dispositions::release;
+use super::session_links::{self, release_session};
 use super::{Connection, Kind, Link, MAX_FRAME_SIZE, SENDER_CREDIT, Session, amqp_error};
 
 /// The session window advertised both ways: far more transfers than a client keeps in flight.
@@ -116,13 +117,22 @@ impl Connection {
     }
 
     /// Stops a link's fetching and gives back the messages it locked but never sent. Messages sent
-    /// and not yet settled keep their locks until they expire, as in Service Bus.
+    /// and not yet settled keep their locks until they expire, as in Service Bus, unless they were
+    /// received in a session: the session is released with them (`session_links.rs`).
     fn retire_link(&self, mut link: Link) {
         if let Some(fetching) = link.fetching.take() {
             fetching.cancel();
         }
+        if let Some(accepting) = link.accepting.take() {
+            accepting.cancel.cancel();
+        }
         let locked: Vec<ReceivedMessage> = link.pending.drain(..).filter_map(|pending| pending.lock).collect();
-        release(&self.queue, locked);
+        match link.kind {
+            Kind::SessionOut {
+                session: Some(session), ..
+            } => release_session(&self.queue, &self.locks, session, locked),
+            _ => release(&self.queue, locked),
+        }
     }
 
     /// On the way out: every link's unsent locked messages go back.
@@ -182,7 +192,14 @@ impl Connection {
             desired_capabilities: None,
             properties: None,
         };
-        self.send(channel, &reply)?;
+        // A session receiver is answered once its session is accepted, which may take a while.
+        let accepting = match &kind {
+            Some(Kind::SessionOut { queue, .. }) => Some((queue.clone(), reply)),
+            _ => {
+                self.send(channel, &reply)?;
+                None
+            }
+        };
         let Some(kind) = kind else {
             return self.detach_with(channel, handle, error);
         };
@@ -194,6 +211,7 @@ impl Connection {
             credit: 0,
             pending: VecDeque::new(),
             fetching: None,
+            accepting: None,
             next_tag: 0,
             granted: 0,
             partial: None,
@@ -206,6 +224,9 @@ impl Connection {
         }
         if client_sends {
             self.grant_credit(channel, handle)?;
+        }
+        if let Some((queue, reply)) = accepting {
+            self.accept_session(channel, handle, queue, &attach, reply);
         }
         Ok(())
     }
@@ -276,10 +297,27 @@ impl Connection {
                 "a topic has no dead-letter queue: each subscription has its own",
             ));
         }
+        let queue = entity.name().to_owned();
+        let receive_and_delete = attach.snd_settle_mode == SenderSettleMode::Settled;
+        let requires_session = matches!(entity, Entity::Queue(_))
+            && !dead_letter
+            && self
+                .queue
+                .queue_settings(&queue)
+                .is_some_and(|settings| settings.requires_session);
+        if session_links::requested_session(attach)?.is_some() {
+            session_links::may_receive_sessions(path, requires_session)?;
+            return Ok(Kind::SessionOut {
+                queue,
+                receive_and_delete,
+                session: None,
+            });
+        }
+        session_links::may_receive_without_session(&queue, requires_session)?;
         Ok(Kind::QueueOut {
-            queue: entity.name().to_owned(),
+            queue,
             dead_letter,
-            receive_and_delete: attach.snd_settle_mode == SenderSettleMode::Settled,
+            receive_and_delete,
         })
     }
 
@@ -353,6 +391,10 @@ impl Connection {
         link.credit = limit.wrapping_sub(link.delivery_count);
         if link.credit > u32::MAX / 2 {
             link.credit = 0;
+        }
+        if link.accepting.is_some() {
+            // Our attach is not out yet: the credit is used once the session is accepted.
+            return Ok(());
         }
         self.flush(channel, handle)?;
         let Some(link) = self.link(channel, handle) else {

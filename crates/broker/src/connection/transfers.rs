@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError, Role};
+use fe2o3_amqp_types::definitions::{AmqpError, Error as AmqpErrorInfo, ErrorCondition, LinkError, Role};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Transfer;
 use fe2o3_amqp_types::primitives::Binary;
@@ -105,13 +105,13 @@ impl Connection {
                 tokio::spawn(async move {
                     let result = store_messages(&store, &queue, partial.format, &partial.payload).await;
                     if let Err(error) = &result {
-                        tracing::warn!(queue = %queue, error = %error, "broker: a sent message was not stored");
+                        tracing::warn!(queue = %queue, error = ?error.description, "broker: a sent message was not stored");
                     }
                     if !partial.settled {
                         let _ = events.send(Event::Stored {
                             channel,
                             delivery_id: partial.delivery_id,
-                            result: result.map_err(|error| format!("{error:#}")),
+                            result,
                         });
                     }
                 });
@@ -127,7 +127,7 @@ impl Connection {
                 self.on_node_request(channel, node, partial)?;
             }
             Kind::NodeIn { node } => self.on_node_request(channel, node, partial)?,
-            Kind::QueueOut { .. } | Kind::NodeOut { .. } => {
+            Kind::QueueOut { .. } | Kind::SessionOut { .. } | Kind::NodeOut { .. } => {
                 bail!("the client sent on a link where it receives");
             }
         }
@@ -287,16 +287,42 @@ impl Connection {
     }
 }
 
-async fn store_messages(queue: &EmbeddedQueue, name: &str, format: u32, payload: &[u8]) -> anyhow::Result<()> {
-    let outputs = message::decode_transfer(format, payload)?
-        .into_iter()
-        .map(|incoming| {
-            Ok(Output {
-                queue: name.to_owned(),
-                message: incoming.into_outgoing()?,
-            })
+/// Stores what one transfer carries; the error is the `rejected` outcome's.
+async fn store_messages(queue: &EmbeddedQueue, name: &str, format: u32, payload: &[u8]) -> Result<(), AmqpErrorInfo> {
+    let internal = |error: anyhow::Error| {
+        amqp_error(
+            ErrorCondition::AmqpError(AmqpError::InternalError),
+            format!("{error:#}"),
+        )
+    };
+    let outputs = message::decode_transfer(format, payload)
+        .and_then(|messages| {
+            messages
+                .into_iter()
+                .map(|incoming| {
+                    Ok(Output {
+                        queue: name.to_owned(),
+                        message: incoming.into_outgoing()?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    queue.send(outputs).await?;
-    Ok(())
+        .map_err(internal)?;
+    if queue
+        .queue_settings(name)
+        .is_some_and(|settings| settings.requires_session)
+        && let Some(output) = outputs.iter().find(|output| output.message.session_id.is_none())
+    {
+        // Service Bus's words, with the queue and the fix.
+        return Err(amqp_error(
+            ErrorCondition::AmqpError(AmqpError::NotAllowed),
+            format!(
+                "The SessionId was not set on a message, and it cannot be sent to the entity: queue `{name}` \
+                 requires sessions, so message `{}` needs a session id (the AMQP group-id; `session_id` in \
+                 the SDKs)",
+                output.message.message_id
+            ),
+        ));
+    }
+    queue.send(outputs).await.map_err(|error| internal(error.into()))
 }

@@ -4,10 +4,12 @@
 //!
 //! # What is stored, what is echoed, what is refused
 //! - Stored (the embedded queue honours them, and they persist): `LockDuration` (more than zero,
-//!   at most `PT5M` as in Service Bus), `MaxDeliveryCount` (at least 1) and
-//!   `DefaultMessageTimeToLive`. What a create leaves out is the broker's default, as for a queue
-//!   created on first use ([`BrokerConfig`]); what an update leaves out stays as it was.
-//! - Refused with 400, because the queue would behave otherwise than asked: `RequiresSession`,
+//!   at most `PT5M` as in Service Bus), `MaxDeliveryCount` (at least 1),
+//!   `DefaultMessageTimeToLive` and, on create, `RequiresSession`. What a create leaves out is the
+//!   broker's default, as for a queue created on first use ([`BrokerConfig`]); what an update
+//!   leaves out stays as it was. An update that changes `RequiresSession` is refused with 400, as
+//!   Service Bus refuses it.
+//! - Refused with 400, because the queue would behave otherwise than asked:
 //!   `RequiresDuplicateDetection`, `ForwardTo` and `ForwardDeadLetteredMessagesTo`, and a `Status`
 //!   other than `Active`.
 //! - Accepted and answered with what the broker does: `DeadLetteringOnMessageExpiration` is always
@@ -20,7 +22,7 @@ use sagahost_transport::embedded::{QueueDepth, QueueInfo, QueueSettings};
 use serde::{Deserialize, Serialize};
 
 use super::errors::EntityError;
-use super::settings::{self, given};
+use super::settings::{self, given, invalid};
 use super::xsd;
 use crate::BrokerConfig;
 
@@ -55,10 +57,7 @@ impl QueueDescriptionUpdate {
     pub fn apply(&self, base: QueueSettings) -> Result<QueueSettings, EntityError> {
         settings::refuse_enabled(
             QUEUE,
-            &[
-                ("RequiresSession", &self.requires_session),
-                ("RequiresDuplicateDetection", &self.requires_duplicate_detection),
-            ],
+            &[("RequiresDuplicateDetection", &self.requires_duplicate_detection)],
         )?;
         settings::refuse_forwarding(QUEUE, &self.forward_to, &self.forward_dead_lettered_messages_to)?;
         settings::refuse_inactive(QUEUE, &self.status)?;
@@ -71,6 +70,29 @@ impl QueueDescriptionUpdate {
         }
         if let Some(text) = given(&self.default_message_time_to_live) {
             settings.default_ttl = settings::default_ttl(QUEUE, text)?;
+        }
+        if let Some(text) = given(&self.requires_session) {
+            settings.requires_session =
+                xsd::parse_bool(text).map_err(|reason| invalid(QUEUE, "RequiresSession", reason))?;
+        }
+        Ok(settings)
+    }
+
+    /// The queue's `current` settings with what this description sets, for an update: like
+    /// [`Self::apply`], but a queue's `RequiresSession` cannot change once it exists.
+    pub fn apply_update(&self, current: QueueSettings) -> Result<QueueSettings, EntityError> {
+        let was = current.requires_session;
+        let settings = self.apply(current)?;
+        if settings.requires_session != was {
+            return Err(invalid(
+                QUEUE,
+                "RequiresSession",
+                format!(
+                    "the value for the RequiresSession property of an existing queue cannot be changed (queue \
+                     `{}` has {was}): delete the queue and create it again",
+                    settings.name
+                ),
+            ));
         }
         Ok(settings)
     }
@@ -151,7 +173,7 @@ impl QueueDescription {
             lock_duration: xsd::format_duration(Some(info.settings.lock_duration)),
             max_size_in_megabytes: 1024,
             requires_duplicate_detection: false,
-            requires_session: false,
+            requires_session: info.settings.requires_session,
             default_message_time_to_live: xsd::format_duration(info.settings.default_ttl),
             dead_lettering_on_message_expiration: true,
             duplicate_detection_history_time_window: "PT10M".to_owned(),

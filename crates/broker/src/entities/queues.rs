@@ -73,7 +73,7 @@ pub async fn put(
         }
         PutMode::Update => {
             let current = queue.queue_settings(name).ok_or_else(|| missing(name))?;
-            let settings = description.apply(current)?;
+            let settings = description.apply_update(current)?;
             if !queue.update_queue(settings).await.map_err(EntityError::internal)? {
                 return Err(missing(name));
             }

@@ -196,7 +196,6 @@ fn a_python_create_body_sets_the_stored_settings() {
 fn unsupported_and_invalid_settings_are_refused_by_name() {
     let with = |element: &str| PYTHON_CREATE.replace("<MaxDeliveryCount>3</MaxDeliveryCount>", element);
     let refused = [
-        ("<RequiresSession>true</RequiresSession>", "RequiresSession"),
         (
             "<RequiresDuplicateDetection>true</RequiresDuplicateDetection>",
             "RequiresDuplicateDetection",
@@ -219,6 +218,23 @@ fn unsupported_and_invalid_settings_are_refused_by_name() {
     }
     let accepted = with("<RequiresSession>false</RequiresSession><ForwardTo/><Status>Active</Status>");
     assert!(queue_of(&accepted).apply(QueueSettings::new("q")).is_ok());
+}
+
+#[test]
+fn requires_session_is_stored_on_create_and_cannot_change_on_update() {
+    let sessions = queue_of(&PYTHON_CREATE.replace(
+        "<MaxDeliveryCount>3</MaxDeliveryCount>",
+        "<RequiresSession>true</RequiresSession>",
+    ));
+    let created = sessions.apply(QueueSettings::new("q")).unwrap();
+    assert!(created.requires_session);
+    assert!(
+        sessions.apply_update(created.clone()).unwrap().requires_session,
+        "unchanged is fine"
+    );
+    let error = sessions.apply_update(QueueSettings::new("q")).unwrap_err();
+    assert_eq!(error.status.as_u16(), 400);
+    assert!(error.detail.contains("RequiresSession"), "{}", error.detail);
 }
 
 #[test]

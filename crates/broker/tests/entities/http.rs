@@ -211,7 +211,7 @@ async fn answers_conflicts_missing_entities_and_bad_requests_as_service_bus_does
         ("not xml at all".to_owned(), "no XML element"),
         (queue_entry("<LockDuration>soon</LockDuration>"), "LockDuration"),
         (
-            queue_entry("<RequiresSession>true</RequiresSession>"),
+            queue_entry("<RequiresSession>perhaps</RequiresSession>"),
             "RequiresSession",
         ),
         (

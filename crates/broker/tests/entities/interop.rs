@@ -19,7 +19,7 @@ const CHECKS: [&str; 13] = [
     "update-queue",
     "delete-queue-and-queue-exists",
     "namespace-properties",
-    "sessions-refused-with-400",
+    "requires-session-stored-and-unchangeable",
     "wrong-key-refused-with-401",
     "topic-create-get-update-list-delete",
     "subscription-create-get-update-list-delete",

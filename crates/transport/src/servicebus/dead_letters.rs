@@ -162,7 +162,7 @@ fn peeked_messages(entity: &str, body: &Value) -> anyhow::Result<Vec<StoredMessa
 }
 
 /// The value under `name` in a management map, whose keys are strings or symbols.
-fn field<'a>(map: &'a OrderedMap<Value, Value>, name: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(map: &'a OrderedMap<Value, Value>, name: &str) -> Option<&'a Value> {
     map.iter()
         .find(|(key, _)| matches!(key, Value::String(s) if s == name) || matches!(key, Value::Symbol(s) if s.0 == name))
         .map(|(_, value)| value)

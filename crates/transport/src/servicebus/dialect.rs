@@ -76,9 +76,56 @@ pub fn transfer_entity(path: &str) -> &str {
 pub const DEAD_LETTER_CONDITION: &str = "com.microsoft:dead-letter";
 /// The error condition for a settlement or renewal whose message lock is gone.
 pub const LOCK_LOST_CONDITION: &str = "com.microsoft:message-lock-lost";
-/// The error condition for a session operation whose session lock is gone, or that could not
-/// lock a session another receiver holds.
+/// The error condition for a session operation whose session lock is gone.
 pub const SESSION_LOCK_LOST_CONDITION: &str = "com.microsoft:session-lock-lost";
+/// The error condition of a session receiver's detach when the session it named is locked by
+/// another receiver.
+pub const SESSION_CANNOT_BE_LOCKED_CONDITION: &str = "com.microsoft:session-cannot-be-locked";
+/// The error condition of an operation that ran out of time on the service, such as accepting the
+/// next available session when none became available.
+pub const TIMEOUT_CONDITION: &str = "com.microsoft:timeout";
+
+/// The source filter that makes a receiver a session receiver: its value is the session id asked
+/// for, or null for the next available session; the attach that answers it names the session.
+pub const SESSION_FILTER: &str = "com.microsoft:session-filter";
+/// The attach property with which the service answers a session receiver: when the session's lock
+/// ends, in .NET ticks (100 ns since 0001-01-01) as a long.
+pub const SESSION_LOCKED_UNTIL: &str = "com.microsoft:locked-until-utc";
+/// The attach property with which a client bounds how long the service may take, in milliseconds
+/// (a uint); the SDKs send it when accepting the next available session.
+pub const OPERATION_TIMEOUT: &str = "com.microsoft:timeout";
+/// .NET ticks at the Unix epoch.
+const TICKS_AT_UNIX_EPOCH: i64 = 621_355_968_000_000_000;
+
+/// `time` in .NET ticks, as Service Bus writes times into attach properties.
+pub fn dotnet_ticks(time: std::time::SystemTime) -> i64 {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ticks = i64::try_from(since.as_nanos() / 100).unwrap_or(i64::MAX - TICKS_AT_UNIX_EPOCH);
+    TICKS_AT_UNIX_EPOCH + ticks
+}
+
+/// The time that `ticks` (.NET ticks, as in [`SESSION_LOCKED_UNTIL`]) names; `None` before the
+/// Unix epoch, which no lock expiry is.
+pub fn from_dotnet_ticks(ticks: i64) -> Option<std::time::SystemTime> {
+    let since = u64::try_from(ticks.checked_sub(TICKS_AT_UNIX_EPOCH)?).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(since.saturating_mul(100)))
+}
+
+/// The `$management` operation that renews a session's lock: body `{session-id}`, answer
+/// `{expiration}` (a timestamp).
+pub const RENEW_SESSION_LOCK_OPERATION: &str = "com.microsoft:renew-session-lock";
+/// The `$management` operation that reads a session's state: body `{session-id}`, answer
+/// `{session-state}` (binary, or null when none is set).
+pub const GET_SESSION_STATE_OPERATION: &str = "com.microsoft:get-session-state";
+/// The `$management` operation that replaces a session's state: body `{session-id,
+/// session-state}` (binary, or null to clear it).
+pub const SET_SESSION_STATE_OPERATION: &str = "com.microsoft:set-session-state";
+/// The key of the session id in the body of a session operation.
+pub const SESSION_ID_KEY: &str = "session-id";
+/// The key of the session state in a session-state request or answer.
+pub const SESSION_STATE_KEY: &str = "session-state";
+/// The key of the new lock expiry in a renew-session-lock answer.
+pub const EXPIRATION_KEY: &str = "expiration";
 
 /// The attach property naming a send-via sender's final destination (transactions that span
 /// entities send through the queue being settled).
@@ -192,6 +239,17 @@ mod tests {
         assert_eq!(value_text(&Value::Bool(true)).as_deref(), Some("true"));
         assert_eq!(value_text(&Value::Null), None);
         assert_eq!(value_text(&Value::List(vec![Value::Int(1)])), None);
+    }
+
+    #[test]
+    fn lock_expiries_travel_as_dotnet_ticks() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // 2024-01-01T00:00:00Z, as .NET's `DateTimeOffset.UtcTicks` writes it.
+        let new_year = UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+        assert_eq!(dotnet_ticks(new_year), 638_396_640_000_000_000);
+        let precise = new_year + Duration::from_millis(123);
+        assert_eq!(from_dotnet_ticks(dotnet_ticks(precise)), Some(precise));
+        assert_eq!(from_dotnet_ticks(0), None, "before the Unix epoch");
     }
 
     #[test]

@@ -18,12 +18,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection_string::{ConnectionString, Credential};
 
+use super::super::sessions::SessionLock;
 use super::super::{TransportError, sas};
 use super::ServiceBusOptions;
 use super::links::{Link, ReceiverLink, RequestLink, SenderLink};
 
 /// How long attaching a link (its token included) may take before the connection is given up.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after its wait an accept of the next available session may still be answered: the
+/// broker answers when the wait runs out, and this covers the round trip.
+const ACCEPT_GRACE: Duration = Duration::from_secs(2);
 
 /// How an operation run by [`Live::run`] ended.
 pub(super) enum Ended<T> {
@@ -34,6 +38,8 @@ pub(super) enum Ended<T> {
 
 /// A sender's destination queue and via queue (`None`: it sends directly).
 type SenderKey = (String, Option<String>);
+/// A receiver's queue and, for a session receiver, the session it holds.
+type ReceiverKey = (String, Option<String>);
 
 /// One connection with its session and links.
 pub(super) struct Live {
@@ -44,7 +50,7 @@ pub(super) struct Live {
     cbs: Arc<RequestLink>,
     /// Entities with a token put, refreshed by `refresher`.
     audiences: Arc<std::sync::Mutex<BTreeSet<String>>>,
-    receivers: Mutex<HashMap<String, Arc<ReceiverLink>>>,
+    receivers: Mutex<HashMap<ReceiverKey, Arc<ReceiverLink>>>,
     senders: Mutex<HashMap<SenderKey, Arc<SenderLink>>>,
     /// The `$coordinator` link, attached on the first transaction.
     controller: Mutex<Option<Arc<Controller>>>,
@@ -181,7 +187,7 @@ impl Live {
     }
 
     pub(super) async fn receiver(&self, queue: &str) -> Result<Arc<ReceiverLink>, TransportError> {
-        self.link(&self.receivers, queue.to_string(), queue, async {
+        self.link(&self.receivers, (queue.to_string(), None), queue, async {
             self.authorize(queue).await.map_err(|e| classify(e, queue))?;
             let mut session = self.session.lock().await;
             ReceiverLink::attach(&mut session, queue, self.options.prefetch)
@@ -238,8 +244,71 @@ impl Live {
         }
     }
 
-    pub(super) async fn existing_receiver(&self, queue: &str) -> Option<Arc<ReceiverLink>> {
-        self.receivers.lock().await.get(queue).filter(|l| !l.is_dead()).cloned()
+    /// The live receiver on `queue`, or on its session `session_id`.
+    pub(super) async fn existing_receiver(&self, queue: &str, session_id: Option<&str>) -> Option<Arc<ReceiverLink>> {
+        let key = (queue.to_string(), session_id.map(str::to_string));
+        self.receivers.lock().await.get(&key).filter(|l| !l.is_dead()).cloned()
+    }
+
+    /// Accepts a session of `queue` (the one named `session_id`, or the next available) on a
+    /// receiver link in an AMQP session of its own, as the SDKs do: the attach may wait up to
+    /// `wait` for a session without holding up the attaches of other links, and the link's session
+    /// ends with it. The link is kept under the queue and the session it locked; `None` when no
+    /// session became available in time.
+    pub(super) async fn accept_session(
+        &self,
+        queue: &str,
+        session_id: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<SessionLock>, TransportError> {
+        let session = self
+            .bounded(queue, async {
+                self.authorize(queue).await.map_err(|e| classify(e, queue))?;
+                let mut connection = self.connection.lock().await;
+                Session::begin(&mut connection)
+                    .await
+                    .map_err(|e| anyhow!("beginning an AMQP session for a session receiver on `{queue}`: {e}").into())
+            })
+            .await?;
+        let limit = match session_id {
+            Some(_) => ATTACH_TIMEOUT,
+            None => wait + ACCEPT_GRACE,
+        };
+        let accept = ReceiverLink::accept(session, queue, session_id, wait, self.options.prefetch);
+        // An attach given up on is dropped with its AMQP session, whose end releases whatever the
+        // broker may lock for it later.
+        let accepted = match self.run(limit, accept).await {
+            Ended::Done(accepted) => accepted.map_err(|e| match e {
+                TransportError::Other(e) => classify(e, queue),
+                other => other,
+            })?,
+            Ended::TimedOut if session_id.is_none() => return Ok(None),
+            Ended::TimedOut => {
+                return Err(anyhow!(
+                    "accepting session `{}` of `{queue}` was not answered within {limit:?}; accept it again",
+                    session_id.unwrap_or_default()
+                )
+                .into());
+            }
+            Ended::ConnectionLost => {
+                return Err(
+                    anyhow!("the connection was lost while accepting a session of `{queue}`; accept again").into(),
+                );
+            }
+        };
+        let Some((link, lock)) = accepted else { return Ok(None) };
+        let key = (queue.to_string(), Some(lock.session_id.clone()));
+        self.receivers.lock().await.insert(key, Arc::new(link));
+        Ok(Some(lock))
+    }
+
+    /// Forgets `link`, a session receiver that is being closed, unless another has taken its place.
+    pub(super) async fn forget_receiver(&self, link: &ReceiverLink) {
+        let key = (link.queue.clone(), link.session_id.clone());
+        let mut receivers = self.receivers.lock().await;
+        if receivers.get(&key).is_some_and(|kept| kept.name == link.name) {
+            receivers.remove(&key);
+        }
     }
 
     /// A sender to `queue`, through the `via` queue if given (a send-via link needs a token for

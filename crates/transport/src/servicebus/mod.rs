@@ -5,7 +5,8 @@
 //! It owns one AMQP connection with one session (`live.rs` opens it: TLS, SASL, CBS tokens,
 //! and the end of every operation when the connection is lost), and on it: a peek-lock receiver per consumed
 //! queue, a sender per destination queue, a `$management` request/response link pair per queue
-//! (for lock renewal) and the `$cbs` pair that authorizes the rest. A dropped connection is
+//! (for lock renewal and sessions) and the `$cbs` pair that authorizes the rest; each accepted
+//! Service Bus session has a receiver in an AMQP session of its own (`sessions.rs`). A dropped connection is
 //! replaced on the next operation, after an exponential backoff; messages received on the dead
 //! connection cannot be settled any more ([`TransportError::LockLost`]) and come back when their
 //! lock expires, so nothing is lost and nothing is settled twice. An operation in flight when its
@@ -36,6 +37,17 @@
 //! - **Lock renewal**: `com.microsoft:renew-lock` on `<queue>/$management` with `lock-tokens` (an
 //!   array of uuid) and the receiver's `associated-link-name`; the answer's `expirations` are the
 //!   new lock expiries. Status 410 means the lock is lost.
+//! - **Sessions**: a session receiver attaches with the source filter `com.microsoft:session-filter`
+//!   (a plain value: the session id, or null for the next available session) and the link property
+//!   `com.microsoft:timeout` (how long, in ms, the service may wait for a session), on an AMQP
+//!   session of its own. The attach answer's filter names the session and its property
+//!   `com.microsoft:locked-until-utc` (.NET ticks) ends the lock; a detach with
+//!   `com.microsoft:timeout` means no session came, `com.microsoft:session-cannot-be-locked` that
+//!   another receiver holds it. Each session is received on its own link; detaching it releases the
+//!   session. `com.microsoft:renew-session-lock`, `get-session-state` and `set-session-state` on
+//!   `$management` take `session-id` (and `session-state`, binary or null) and answer `expiration`
+//!   or `session-state`; renewing a session message's lock renews its session. Status 410 or
+//!   `com.microsoft:session-lock-lost` means the session lock is lost.
 //! - **Sending**: message id, correlation id and content type in the properties, application
 //!   properties as strings, the time to live in the header, the schedule in the
 //!   `x-opt-scheduled-enqueue-time` annotation; a send returns once the broker accepted it.
@@ -69,6 +81,7 @@ pub mod dialect;
 pub mod entities;
 mod links;
 mod live;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -232,18 +245,28 @@ impl ServiceBusTransport {
     async fn holder(&self, message: &ReceivedMessage) -> Result<(Arc<Live>, Arc<ReceiverLink>), TransportError> {
         let lost = || TransportError::lock_lost(message);
         let live = self.current().ok_or_else(lost)?;
-        let receiver = live.existing_receiver(&message.queue).await.ok_or_else(lost)?;
-        if !receiver.holds(&message.lock_token) {
-            return Err(lost());
+        let holds = |receiver: &Arc<ReceiverLink>| receiver.holds(&message.lock_token);
+        // A message with a session id came on its session's link, unless its queue is not
+        // session-enabled (Service Bus takes session ids there too): then on the queue's receiver.
+        let mut receiver = None;
+        if let Some(session_id) = message.session_id.as_deref() {
+            receiver = live
+                .existing_receiver(&message.queue, Some(session_id))
+                .await
+                .filter(holds);
         }
-        Ok((live, receiver))
+        if receiver.is_none() {
+            receiver = live.existing_receiver(&message.queue, None).await.filter(holds);
+        }
+        Ok((live, receiver.ok_or_else(lost)?))
     }
 
-    /// How many message locks this client keeps for callers on `queue` (expired ones not
-    /// yet forgotten included): what it would try to settle or renew.
+    /// How many message locks this client keeps for callers on `queue`'s receiver (sessions'
+    /// receivers aside; expired ones not yet forgotten included): what it would try to settle or
+    /// renew.
     pub async fn locks_held(&self, queue: &str) -> usize {
         let Some(live) = self.current() else { return 0 };
-        live.existing_receiver(queue)
+        live.existing_receiver(queue, None)
             .await
             .map_or(0, |receiver| receiver.held_count())
     }
@@ -359,8 +382,16 @@ impl Transport for ServiceBusTransport {
         }
     }
 
+    /// Inside a session, renews the session's lock instead: Service Bus refuses to renew the lock
+    /// of a message received in a session, whose lock is the session's.
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
         let (live, receiver) = self.holder(message).await?;
+        if let Some(session_id) = receiver.session_id.as_deref() {
+            return match self.renew_session_on(&live, &receiver, session_id).await {
+                Err(TransportError::SessionLockLost { .. }) => Err(TransportError::lock_lost(message)),
+                renewed => renewed,
+            };
+        }
         let token: uuid::Uuid = message
             .lock_token
             .parse()

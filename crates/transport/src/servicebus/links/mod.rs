@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow, bail};
 use fe2o3_amqp::link::delivery::DeliveryInfo;
 use fe2o3_amqp::link::receiver::{CreditMode, TerminalDeliveryState};
-use fe2o3_amqp::link::{Receiver, Sender};
+use fe2o3_amqp::link::{Receiver, ReceiverAttachError, Sender};
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::transaction::{TransactionBase, TransactionPosting, TransactionRetirement};
 use fe2o3_amqp::types::definitions::{self, ErrorCondition, ReceiverSettleMode, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{
-    Accepted, AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Modified, Outcome, Properties, Rejected,
+    Accepted, AmqpValue, ApplicationProperties, Body, Data, FilterSet, Message, MessageId, Modified, Outcome,
+    Properties, Rejected, Source,
 };
 use fe2o3_amqp::types::primitives::{OrderedMap, SimpleValue, Symbol, Value};
 use fe2o3_amqp::types::transaction::TransactionId;
@@ -24,7 +25,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::codec;
-use super::dialect::{self, DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, TRANSFER_DESTINATION};
+use super::dialect::{
+    self, DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, OPERATION_TIMEOUT,
+    SESSION_CANNOT_BE_LOCKED_CONDITION, SESSION_FILTER, SESSION_LOCK_LOST_CONDITION, SESSION_LOCKED_UNTIL,
+    TIMEOUT_CONDITION, TRANSFER_DESTINATION,
+};
 use crate::{ReceivedMessage, Settlement, TransportError};
 
 mod receiver;

@@ -1,6 +1,11 @@
 //! The peek-lock receiver link: receives under a lock, settles, and forgets locks that expired.
 
+use fe2o3_amqp::link::builder::{Builder, WithName, WithTarget, WithoutSource};
+use fe2o3_amqp::link::role::ReceiverMarker;
+use fe2o3_amqp::types::messaging::Target;
+
 use super::*;
+use crate::sessions::SessionLock;
 
 /// A message handed out under a lock on this link.
 struct Held {
@@ -20,50 +25,180 @@ enum ReceiverCommand {
         transaction: Option<TransactionId>,
         reply: Reply<()>,
     },
+    /// Detach now, even while others still hold the link.
+    Close,
 }
 
-/// A peek-lock receiver on one queue.
+/// A peek-lock receiver on one queue, or on one session of a session-enabled queue.
 pub struct ReceiverLink {
     pub queue: String,
     /// The link name, sent as `associated-link-name` on management requests.
     pub name: String,
+    /// The session this link has locked, for a session receiver.
+    pub session_id: Option<String>,
     commands: mpsc::Sender<ReceiverCommand>,
     held: Arc<Mutex<HashMap<String, Held>>>,
     stopped: CancellationToken,
 }
 
+/// How long a closing receiver waits for its detach and the end of its AMQP session.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Detaches a session receiver whose attach answer is refused, and answers `result`; its AMQP
+/// session ends as it is dropped.
+async fn refuse<T>(receiver: Receiver, result: Result<T, TransportError>) -> Result<T, TransportError> {
+    let _ = tokio::time::timeout(CLOSE_WAIT, receiver.close()).await;
+    result
+}
+
 impl ReceiverLink {
     pub async fn attach(session: &mut SessionHandle<()>, queue: &str, prefetch: u32) -> anyhow::Result<Self> {
         let name = format!("sagahost-receiver-{queue}-{}", uuid::Uuid::new_v4());
-        let receiver = Receiver::builder()
-            .name(name.clone())
+        let receiver = Self::builder(name.clone())
             .source(queue)
+            .attach(session)
+            .await
+            .map_err(|e| attach_error("a receiver", queue, &e))?;
+        Ok(Self::start(queue, name, receiver, prefetch, None))
+    }
+
+    /// Accepts a session of `queue` as the Service Bus SDKs do: attaches a receiver whose source
+    /// filter names the session (`session_id`), or asks for the next available one (null), which
+    /// the service may wait up to `wait` for. The attach answer's filter names the session and its
+    /// properties say until when it is locked. The link owns `session`, an AMQP session of its own,
+    /// and ends it when it stops. `None` when no session became available within `wait`.
+    pub async fn accept(
+        mut session: SessionHandle<()>,
+        queue: &str,
+        session_id: Option<&str>,
+        wait: Duration,
+        prefetch: u32,
+    ) -> Result<Option<(Self, SessionLock)>, TransportError> {
+        let lost = || TransportError::SessionLockLost {
+            queue: queue.to_string(),
+            session_id: session_id.unwrap_or_default().to_string(),
+        };
+        let name = format!("sagahost-session-receiver-{queue}-{}", uuid::Uuid::new_v4());
+        let mut filter = FilterSet::new();
+        let wanted = session_id.map_or(Value::Null, |id| Value::String(id.to_string()));
+        filter.insert(Symbol::from(SESSION_FILTER), wanted);
+        let mut properties = definitions::Fields::new();
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        properties.insert(Symbol::from(OPERATION_TIMEOUT), Value::Uint(wait_ms));
+        let attached = Self::builder(name.clone())
+            .source(Source::builder().address(queue).filter(filter).build())
+            .properties(properties)
+            // The answer's filter carries the session id where the request had null, which fe2o3's
+            // check takes for a refused filter; it is checked below instead.
+            .verify_incoming_source(false)
+            .attach(&mut session)
+            .await;
+        let receiver = match attached {
+            Ok(receiver) => receiver,
+            Err(ReceiverAttachError::RemoteClosedWithError(error)) => {
+                let condition = match &error.condition {
+                    ErrorCondition::Custom(symbol) => symbol.as_str(),
+                    _ => "",
+                };
+                return match condition {
+                    TIMEOUT_CONDITION if session_id.is_none() => Ok(None),
+                    TIMEOUT_CONDITION | SESSION_CANNOT_BE_LOCKED_CONDITION | SESSION_LOCK_LOST_CONDITION => Err(lost()),
+                    _ => Err(attach_error("a session receiver", queue, &error).into()),
+                };
+            }
+            Err(error) => return Err(attach_error("a session receiver", queue, &error).into()),
+        };
+        let answered = receiver
+            .source()
+            .as_ref()
+            .and_then(|source| source.filter.as_ref())
+            .and_then(|filter| filter.get(&Symbol::from(SESSION_FILTER)))
+            .and_then(|id| match id {
+                Value::String(id) => Some(id.clone()),
+                _ => None,
+            });
+        let locked_until =
+            receiver.properties(
+                |properties| match properties.as_ref()?.get(&Symbol::from(SESSION_LOCKED_UNTIL))? {
+                    Value::Long(ticks) => dialect::from_dotnet_ticks(*ticks),
+                    Value::Timestamp(at) => Some(codec::from_unix_millis(at.milliseconds())),
+                    _ => None,
+                },
+            );
+        let (answered, locked_until) = match (answered, session_id, locked_until) {
+            // The JS SDK's check: a service that cannot lock the named session may still answer
+            // the attach, naming no session or another one.
+            (Some(answered), Some(wanted), _) if answered != wanted => return refuse(receiver, Err(lost())).await,
+            (None, Some(_), _) => return refuse(receiver, Err(lost())).await,
+            (None, None, _) => return refuse(receiver, Ok(None)).await,
+            (Some(_), _, None) => {
+                let unreadable = anyhow!(
+                    "the session receiver on `{queue}` was answered without a valid `{SESSION_LOCKED_UNTIL}`; \
+                     the broker does not speak Service Bus sessions"
+                );
+                return refuse(receiver, Err(unreadable.into())).await;
+            }
+            (Some(answered), _, Some(locked_until)) => (answered, locked_until),
+        };
+        let lock = SessionLock {
+            queue: queue.to_string(),
+            session_id: answered.clone(),
+            lock_token: name.clone(),
+            locked_until,
+        };
+        let link = Self::start(queue, name, receiver, prefetch, Some((session, answered)));
+        Ok(Some((link, lock)))
+    }
+
+    /// A peek-lock receiver with manual credit (the prefetch), settled by this crate.
+    fn builder(name: String) -> Builder<ReceiverMarker, Target, WithName, WithoutSource, WithTarget> {
+        Receiver::builder()
+            .name(name)
             .target(format!("sagahost-{}", uuid::Uuid::new_v4()))
             .receiver_settle_mode(ReceiverSettleMode::Second)
             .sender_settle_mode(SenderSettleMode::Unsettled)
             .credit_mode(CreditMode::Manual)
             .auto_accept(false)
-            .attach(session)
-            .await
-            .map_err(|e| attach_error("a receiver", queue, &e))?;
+    }
+
+    /// Spawns the task that owns `receiver`; a session receiver's AMQP session and session id come
+    /// with `session`.
+    fn start(
+        queue: &str,
+        name: String,
+        receiver: Receiver,
+        prefetch: u32,
+        session: Option<(SessionHandle<()>, String)>,
+    ) -> Self {
+        let (amqp_session, session_id) = session.unzip();
         let (commands, rx) = mpsc::channel(256);
         let held = Arc::new(Mutex::new(HashMap::new()));
         let actor = ReceiverActor {
             queue: queue.to_string(),
             receiver,
+            session: amqp_session,
             prefetch,
             buffer: VecDeque::new(),
             waiters: VecDeque::new(),
             held: held.clone(),
             unwanted: Vec::new(),
         };
-        Ok(Self {
+        Self {
             queue: queue.to_string(),
             name,
+            session_id,
             commands,
             held,
             stopped: spawn_link_task(actor.run(rx)),
-        })
+        }
+    }
+
+    /// Detaches the link, giving back what it received that no caller took, and waits (briefly)
+    /// until it has stopped. For a session receiver the detach releases the session.
+    pub async fn close(&self) {
+        if self.commands.send(ReceiverCommand::Close).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_WAIT * 2, self.stopped.cancelled()).await;
+        }
     }
 
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
@@ -126,6 +261,13 @@ impl ReceiverLink {
             held.locked_until = until;
         }
     }
+
+    /// Records a renewed session lock: the locks of the session's messages are the session's.
+    pub fn session_renewed(&self, until: SystemTime) {
+        for held in self.held.lock().expect("not poisoned").values_mut() {
+            held.locked_until = until;
+        }
+    }
 }
 
 struct Waiter {
@@ -140,6 +282,8 @@ const CLOSING_WAIT: Duration = Duration::from_millis(100);
 struct ReceiverActor {
     queue: String,
     receiver: Receiver,
+    /// A session receiver's own AMQP session, ended after the link.
+    session: Option<SessionHandle<()>>,
     prefetch: u32,
     buffer: VecDeque<fe2o3_amqp::link::delivery::Delivery<Body<Value>>>,
     waiters: VecDeque<Waiter>,
@@ -175,7 +319,7 @@ impl ReceiverActor {
                 () = sleep_until(deadline) => ReceiverEvent::Timeout,
             };
             match event {
-                ReceiverEvent::Command(None) => {
+                ReceiverEvent::Command(None | Some(ReceiverCommand::Close)) => {
                     self.give_back_buffered().await;
                     break;
                 }
@@ -232,7 +376,10 @@ impl ReceiverActor {
             ));
         }
         self.held.lock().expect("not poisoned").clear();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.receiver.close()).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.receiver.close()).await;
+        if let Some(mut session) = self.session.take() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, session.end()).await;
+        }
     }
 
     /// Keeps enough credit out for the waiting receives (and the prefetch).
