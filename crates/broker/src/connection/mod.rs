@@ -482,7 +482,12 @@ impl Connection {
             } => {
                 let state = match result {
                     Ok(()) => DeliveryState::Accepted(Accepted {}),
-                    Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
+                    Err(mut error) => {
+                        // The Python SDK reads the error's three fields by position, and the codec
+                        // leaves out a trailing null: an empty `info` keeps all three.
+                        error.info.get_or_insert_with(Default::default);
+                        DeliveryState::Rejected(Rejected { error: Some(error) })
+                    }
                 };
                 self.send_disposition(channel, delivery_id, Role::Receiver, state)?;
             }
