@@ -84,6 +84,8 @@ def named_session_state_and_renew(client):
         renewed = session.renew_lock()
         check(renewed > before, f"renewed until {renewed}, was {before}")
         check(session.locked_until_utc == renewed, "the session's lock time follows the renewal")
+        peeked = [str(message) for message in receiver.peek_messages(max_message_count=5)]
+        check(peeked == ["created"], f"peeked only the session's messages, got {peeked}")
         [message] = receive_all(receiver, 1)
         check(str(message) == "created" and message.session_id == "order-7", f"message {message} of {message.session_id}")
         receiver.complete_message(message)

@@ -98,6 +98,8 @@ async function namedSessionStateAndRenew(client) {
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const renewed = await receiver.renewSessionLock();
   check(renewed > before, `renewed until ${renewed}, was ${before}`);
+  const peeked = (await receiver.peekMessages(5)).map((message) => message.body);
+  check(JSON.stringify(peeked) === JSON.stringify(["created"]), `peeked only the session's messages, got ${peeked}`);
   const [message] = await receiveAll(receiver, 1);
   check(message && message.body === "created" && message.sessionId === "order-7", "the session's message");
   await receiver.completeMessage(message);

@@ -6,7 +6,7 @@
 //! The connection's state and its event loop live here; each file beside this one adds an
 //! `impl Connection` for one concern:
 //! - `handshake`: the protocol headers and SASL, before the AMQP connection opens;
-//! - `sessions`: `open`, sessions and links (attaching, classifying, authorizing, detaching) and
+//! - `sessions`: `open`, AMQP sessions and links (attaching, classifying, authorizing, detaching) and
 //!   the flow control that grants and tracks link credit;
 //! - `transfers`: what the client sends (messages for queues, `$cbs` tokens, management requests,
 //!   the transaction coordinator's `declare` and `discharge`);
