@@ -74,6 +74,21 @@
 //!   actions are refused with `400`), `com.microsoft:remove-rule` and
 //!   `com.microsoft:enumerate-rules` (`management/rules.rs`). A filter that does not parse is
 //!   refused with `400` and an error naming the character where parsing stopped.
+//! - Sessions: a queue declared with `requires_session` ([`BrokerConfig::queues`], or
+//!   `RequiresSession` through the entity endpoint) takes only messages with a session id (the
+//!   AMQP `group-id`; others are rejected with `amqp:not-allowed`) and is received from by session
+//!   receivers only: a receiver whose source has the `com.microsoft:session-filter` (a session id,
+//!   or null for the next available session, waited for up to the client's `com.microsoft:timeout`
+//!   attach property or 60 s) is answered once the session is locked, with its id in the filter
+//!   and `com.microsoft:locked-until-utc` in the attach properties, and then gets that session's
+//!   messages in order. No session in time: `com.microsoft:timeout`; a named session another
+//!   receiver holds: `com.microsoft:session-cannot-be-locked`; a plain receiver on a session queue
+//!   or a session receiver on any other entity: `amqp:not-allowed`. Closing the receiver releases
+//!   the session with its unsettled messages. `$management` answers
+//!   `com.microsoft:renew-session-lock`, `get-session-state` and `set-session-state` for sessions
+//!   a receiver of this broker holds (else `com.microsoft:session-lock-lost`), and `peek-message`
+//!   with a `session-id` (`connection/session_links.rs`, `management/sessions.rs`). Every delivered
+//!   message carries its session id as its `group-id`.
 //! - `$coordinator`: AMQP local transactions (declare, transactional posts and dispositions,
 //!   discharge), applied in one embedded-queue commit; sender links may be send-via links (the
 //!   `com.microsoft:transfer-destination-address` attach property), as Service Bus uses them for

@@ -6,7 +6,7 @@
 //! The connection's state and its event loop live here; each file beside this one adds an
 //! `impl Connection` for one concern:
 //! - `handshake`: the protocol headers and SASL, before the AMQP connection opens;
-//! - `sessions`: `open`, sessions and links (attaching, classifying, authorizing, detaching) and
+//! - `sessions`: `open`, AMQP sessions and links (attaching, classifying, authorizing, detaching) and
 //!   the flow control that grants and tracks link credit;
 //! - `transfers`: what the client sends (messages for queues, `$cbs` tokens, management requests,
 //!   the transaction coordinator's `declare` and `discharge`);
@@ -482,7 +482,12 @@ impl Connection {
             } => {
                 let state = match result {
                     Ok(()) => DeliveryState::Accepted(Accepted {}),
-                    Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
+                    Err(mut error) => {
+                        // The Python SDK reads the error's three fields by position, and the codec
+                        // leaves out a trailing null: an empty `info` keeps all three.
+                        error.info.get_or_insert_with(Default::default);
+                        DeliveryState::Rejected(Rejected { error: Some(error) })
+                    }
                 };
                 self.send_disposition(channel, delivery_id, Role::Receiver, state)?;
             }

@@ -34,7 +34,7 @@ use super::{Connection, Event, Kind, amqp_error, custom_error};
 
 /// How long accepting the next available session waits when the client does not say: Service Bus
 /// caps its wait near a minute, and the SDKs wait 65 s for the attach.
-pub(super) const DEFAULT_SERVER_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_SERVER_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait a client may ask for, as Service Bus bounds it.
 const MAX_SERVER_WAIT: Duration = Duration::from_secs(65);
 /// How long one look for an available session waits before checking whether the link is still there.

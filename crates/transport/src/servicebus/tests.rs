@@ -366,3 +366,13 @@ async fn smoke_dead_letters(transport: &ServiceBusTransport, queue: &str) {
     assert_eq!(back[0].message_id, id);
     transport.settle(&back[0], Settlement::Complete, vec![]).await.unwrap();
 }
+
+#[test]
+fn session_lock_times_are_dotnet_ticks() {
+    // What the SDKs subtract before dividing by 10^7 (Python) or 10^4 (JavaScript).
+    assert_eq!(dialect::dotnet_ticks(UNIX_EPOCH), 621_355_968_000_000_000);
+    assert_eq!(
+        dialect::dotnet_ticks(UNIX_EPOCH + Duration::from_millis(1500)),
+        621_355_968_000_000_000 + 15_000_000
+    );
+}
