@@ -13,6 +13,40 @@
 //! - [`Secret`] and [`AccessToken`] print `[redacted]`; [`Error`] never holds a value and tells
 //!   transient failures from those an operator must fix.
 //!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use sagahost_identity::{
+//!     CachedToken, ClientCredentials, KeyVaultClient, KeyVaultSecret, ManagedIdentity, Secret, SecretRef,
+//!     TokenSource,
+//! };
+//!
+//! # async fn example() -> Result<(), sagahost_identity::Error> {
+//! // `secrets.dataverse = { oauth2 = { token-url, client-id, client-secret, scope } }`
+//! let source = ClientCredentials::with_secret(
+//!     "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token",
+//!     "CLIENT-ID",
+//!     Secret::new("read from the configured env or file"),
+//! );
+//! let dataverse = CachedToken::new(Arc::new(TokenSource::from(source)), "https://org.crm.dynamics.com/.default");
+//! let token = dataverse.token().await?; // send `Bearer {token.secret.expose()}`
+//! // On a 401: forget that token, take a new one, repeat the request once.
+//! dataverse.invalidate(&token);
+//! let _fresh = dataverse.token().await?;
+//!
+//! // `{ key-vault = { vault, name } }`, read with the host's managed identity.
+//! let identity = Arc::new(TokenSource::from(ManagedIdentity::from_env(None)));
+//! let vault = Arc::new(KeyVaultClient::new(identity));
+//! let reference = SecretRef::new("https://NAME.vault.azure.net", "erp-token", None)?;
+//! let erp_token = KeyVaultSecret::load(vault, reference, Duration::from_secs(300)).await?;
+//! let _value = erp_token.value();
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Why not the official Azure SDK crates
 //!
 //! `azure_identity` and `azure_security_keyvault_secrets` (1.x) were evaluated first and not

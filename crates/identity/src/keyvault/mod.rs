@@ -319,3 +319,6 @@ fn read_secret(endpoint: &str, status: StatusCode, body: &[u8]) -> Result<Secret
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;
