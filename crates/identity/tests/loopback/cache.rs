@@ -73,19 +73,19 @@ async fn an_expired_token_is_refreshed_once_for_a_hundred_waiters() {
 
 #[tokio::test]
 async fn within_the_margin_callers_keep_the_current_token_while_one_refreshes() {
-    // A 5 s token is refreshed from 4.5 s on and still handed out until 4.75 s.
+    // A 10 s token is refreshed from 9 s on and still handed out until 9.5 s.
     let (cache, server) = cache(|n| match n {
-        0 => Reply::token("token-0", 5),
+        0 => Reply::token("token-0", 10),
         _ => Reply::token("token-1", 3600).after(Duration::from_millis(300)),
     })
     .await;
     cache.token().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4550)).await;
+    tokio::time::sleep(Duration::from_millis(9100)).await;
     let refresher = tokio::spawn({
         let cache = cache.clone();
         async move { cache.token().await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let during = cache.token().await.unwrap();
     assert_eq!(
         during.secret.expose(),
@@ -156,12 +156,12 @@ async fn a_failing_endpoint_is_asked_once_and_every_waiter_gets_the_transient_er
 #[tokio::test]
 async fn a_failed_refresh_keeps_serving_a_token_that_is_still_valid() {
     let (cache, server) = cache(|n| match n {
-        0 => Reply::token("token-0", 5),
+        0 => Reply::token("token-0", 10),
         _ => Reply::status(500),
     })
     .await;
     cache.token().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4550)).await;
+    tokio::time::sleep(Duration::from_millis(9100)).await;
     assert_eq!(cache.token().await.unwrap().secret.expose(), "token-0");
     assert_eq!(server.count(), 2, "the refresh was tried");
 }
