@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
+use sagahost_transport::sessions::Sessions;
 use sagahost_transport::{OutgoingMessage, Output as QueueOutput, Transport};
 
 use crate::support;
@@ -431,8 +432,8 @@ fn run_refuses_an_empty_webhook_key_and_a_short_admin_token_naming_the_file_and_
 }
 
 /// `sagahost broker --http-listen … --topics …` serves the entity-management API beside AMQP:
-/// queues are listed, a request without a token is refused, and the configured topic fans out to
-/// its subscription.
+/// queues are listed, a request without a token is refused, the configured topic fans out to
+/// its subscription, and the configured session-enabled queue is read through sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_serves_entity_management_and_configured_topics() {
     use std::io::BufRead as _;
@@ -441,7 +442,8 @@ async fn the_broker_serves_entity_management_and_configured_topics() {
     let topics = dir.path().join("topics.toml");
     std::fs::write(
         &topics,
-        "[[topics]]\nname = \"contacts\"\n[[topics.subscriptions]]\nname = \"mdm\"\n",
+        "[[topics]]\nname = \"contacts\"\n[[topics.subscriptions]]\nname = \"mdm\"\n\
+         [[queues]]\nname = \"erp\"\nrequires-session = true\n",
     )
     .unwrap();
     let mut broker = Command::new(env!("CARGO_BIN_EXE_sagahost"))
@@ -518,9 +520,31 @@ async fn the_broker_serves_entity_management_and_configured_topics() {
         .receive("contacts/Subscriptions/mdm", 1, Duration::from_secs(10))
         .await
         .unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].message_id, "m-1");
+
+    // The configured queue takes sessions only.
+    let in_session = OutgoingMessage {
+        message_id: "e-1".into(),
+        session_id: Some("contact-1".into()),
+        ..OutgoingMessage::default()
+    };
+    transport
+        .send(vec![QueueOutput {
+            queue: "erp".into(),
+            message: in_session,
+        }])
+        .await
+        .unwrap();
+    let refused = transport.receive("erp", 1, Duration::from_secs(5)).await.unwrap_err();
+    assert!(refused.to_string().contains("session"), "{refused}");
+    let session = transport
+        .accept_session("erp", None, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the session with a message");
+    assert_eq!(session.session_id, "contact-1");
     transport.close().await;
     broker.kill().unwrap();
     broker.wait().unwrap();
-    assert_eq!(received.len(), 1);
-    assert_eq!(received[0].message_id, "m-1");
 }

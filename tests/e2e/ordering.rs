@@ -154,10 +154,4 @@ async fn each_records_messages_reach_the_partner_in_order_across_two_hosts_with_
     }
 }
 
-mod embedded {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn each_records_messages_reach_the_partner_in_order_across_two_hosts_with_faults() {
-        super::each_records_messages_reach_the_partner_in_order_across_two_hosts_with_faults(super::Kind::Embedded)
-            .await
-    }
-}
+on_both_transports!(each_records_messages_reach_the_partner_in_order_across_two_hosts_with_faults);

@@ -146,7 +146,7 @@ async fn receive_one(transport: &ServiceBusTransport, queue: &str, wait: Duratio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sends_receives_and_completes_concurrently() {
+async fn sends_in_order_receives_and_completes_concurrently() {
     let broker = Broker::start(Duration::from_secs(30)).await;
     let transport = Arc::new(broker.client().await);
     const COUNT: usize = 500;
@@ -157,6 +157,7 @@ async fn sends_receives_and_completes_concurrently() {
 
     let started = Instant::now();
     let mut seen = HashSet::new();
+    let mut numbered = Vec::new();
     let mut settles = tokio::task::JoinSet::new();
     while seen.len() < COUNT {
         let batch = transport.receive("orders", 50, Duration::from_secs(5)).await.unwrap();
@@ -168,6 +169,7 @@ async fn sends_receives_and_completes_concurrently() {
                 message.message_id
             );
             assert_eq!(message.delivery_count, 1);
+            numbered.push((message.sequence_number, message.message_id.clone()));
             assert_eq!(message.correlation_id, Some(format!("corr-{}", message.message_id)));
             assert_eq!(message.content_type.as_deref(), Some("application/json"));
             assert_eq!(
@@ -188,6 +190,10 @@ async fn sends_receives_and_completes_concurrently() {
     }
     let received = started.elapsed();
     eprintln!("{COUNT} messages: sent in {sent:?}, received and completed in {received:?}");
+    // One send keeps its order, as a Service Bus sender does: the queue numbers them as sent.
+    numbered.sort();
+    let in_sequence: Vec<String> = numbered.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(in_sequence, (0..COUNT).map(|i| format!("m{i}")).collect::<Vec<_>>());
     assert!(received < Duration::from_secs(20), "too slow: {received:?}");
     // Completions are on the broker once it answers the next request on the connection.
     assert!(

@@ -192,8 +192,10 @@ pub struct BrokerArgs {
     /// address, e.g. 127.0.0.1:5300.
     #[arg(long)]
     http_listen: Option<String>,
-    /// A TOML file of topics to serve: `[[topics]] name = "contacts"` with
-    /// `[[topics.subscriptions]] name = "mdm"` and optional `rules`.
+    /// A TOML file of entities to create at start: `[[topics]] name = "contacts"` with
+    /// `[[topics.subscriptions]] name = "mdm"` and optional `rules`, and `[[queues]]
+    /// name = "erp"` with `requires-session = true` (sessions), `lock-duration-ms` and
+    /// `max-delivery-count`. Other queues are created on first use.
     #[arg(long)]
     topics: Option<PathBuf>,
     /// Directory for the queue's data.
@@ -250,14 +252,16 @@ async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     use sagahost_broker::{self as broker, BrokerConfig};
-    use sagahost_transport::embedded::{EmbeddedQueue, TopicSettings};
+    use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings, TopicSettings};
 
     /// The `--topics` file.
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct TopicsFile {
         #[serde(default)]
         topics: Vec<TopicSettings>,
+        #[serde(default)]
+        queues: Vec<QueueSettings>,
     }
 
     let data = &args.data;
@@ -268,15 +272,13 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     if key.name.is_empty() || key.key.is_empty() {
         anyhow::bail!("--sas-key-name and --sas-key must not be empty");
     }
-    let topics = match &args.topics {
+    let entities = match &args.topics {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("--topics: reading {}", path.display()))?;
-            toml::from_str::<TopicsFile>(&text)
-                .with_context(|| format!("--topics: {}", path.display()))?
-                .topics
+            toml::from_str::<TopicsFile>(&text).with_context(|| format!("--topics: {}", path.display()))?
         }
-        None => Vec::new(),
+        None => TopicsFile::default(),
     };
     std::fs::create_dir_all(data).with_context(|| format!("--data: creating {}", data.display()))?;
     let queue = EmbeddedQueue::open(&data.join("broker.sqlite3"), &[])?;
@@ -308,7 +310,8 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     let config = BrokerConfig {
         lock_duration: std::time::Duration::from_millis(args.lock_duration_ms),
         key,
-        topics,
+        topics: entities.topics,
+        queues: entities.queues,
         ..BrokerConfig::default()
     };
     // Scripts and tests read the first line to learn the port.

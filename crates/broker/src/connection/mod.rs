@@ -179,6 +179,9 @@ struct Link {
     // Where we receive (the client sends):
     granted: u32,
     partial: Option<Partial>,
+    /// The task that stores this link's messages in the order they came (`transfers.rs`),
+    /// started at its first message.
+    stores: Option<mpsc::UnboundedSender<Partial>>,
 }
 
 struct Session {

@@ -215,6 +215,7 @@ impl Connection {
             next_tag: 0,
             granted: 0,
             partial: None,
+            stores: None,
         };
         let Some(session) = self.sessions.get_mut(&channel) else {
             bail!("attach on channel {channel}, which has no session");

@@ -13,6 +13,7 @@ use fe2o3_amqp_types::transaction::Declared;
 use sagahost_transport::embedded::EmbeddedQueue;
 use sagahost_transport::sas;
 use sagahost_transport::{Output, Transport};
+use tokio::sync::mpsc;
 use tokio_util::bytes::BytesMut;
 
 use crate::auth;
@@ -100,21 +101,14 @@ impl Connection {
             Kind::QueueIn { queue } if partial.transaction.is_some() => self.post(channel, &queue, partial)?,
             Kind::Coordinator => self.on_control(channel, partial)?,
             Kind::QueueIn { queue } => {
-                let store = self.queue.clone();
-                let events = self.events.clone();
-                tokio::spawn(async move {
-                    let result = store_messages(&store, &queue, partial.format, &partial.payload).await;
-                    if let Err(error) = &result {
-                        tracing::warn!(queue = %queue, error = ?error.description, "broker: a sent message was not stored");
-                    }
-                    if !partial.settled {
-                        let _ = events.send(Event::Stored {
-                            channel,
-                            delivery_id: partial.delivery_id,
-                            result,
-                        });
-                    }
+                let (store, events) = (self.queue.clone(), self.events.clone());
+                let stores = link.stores.get_or_insert_with(|| {
+                    let (stores, arrivals) = mpsc::unbounded_channel();
+                    tokio::spawn(store_in_order(store, queue, channel, arrivals, events));
+                    stores
                 });
+                // The task outlives the link only by what it was handed already.
+                let _ = stores.send(partial);
             }
             Kind::NodeIn { node } if !partial.settled => {
                 // A request is accepted on arrival; its answer comes as a reply message.
@@ -287,14 +281,65 @@ impl Connection {
     }
 }
 
-/// Stores what one transfer carries; the error is the `rejected` outcome's.
-async fn store_messages(queue: &EmbeddedQueue, name: &str, format: u32, payload: &[u8]) -> Result<(), AmqpErrorInfo> {
-    let internal = |error: anyhow::Error| {
-        amqp_error(
-            ErrorCondition::AmqpError(AmqpError::InternalError),
-            format!("{error:#}"),
-        )
-    };
+/// Most transfers stored in one commit by [`store_in_order`].
+const STORE_BATCH: usize = 256;
+
+/// Stores the messages one sending link delivers, in the order they came, as Service Bus keeps a
+/// sender's order (a session's messages rely on it), and reports each outcome. What arrived while
+/// the last commit ran goes in the next one, so a busy sender still shares each fsync among many
+/// messages; if that commit fails, each transfer of it is stored alone, for its own outcome.
+async fn store_in_order(
+    queue: EmbeddedQueue,
+    name: String,
+    channel: u16,
+    mut arrivals: mpsc::UnboundedReceiver<Partial>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut batch = Vec::new();
+    while arrivals.recv_many(&mut batch, STORE_BATCH).await > 0 {
+        let prepared: Vec<(Partial, Result<Vec<Output>, AmqpErrorInfo>)> = batch
+            .drain(..)
+            .map(|partial| {
+                let outputs = outputs_of(&queue, &name, partial.format, &partial.payload);
+                (partial, outputs)
+            })
+            .collect();
+        let together: Vec<Output> = prepared
+            .iter()
+            .filter_map(|(_, outputs)| outputs.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        let stored_together = queue.send(together).await.is_ok();
+        for (partial, outputs) in prepared {
+            let result = match outputs {
+                Ok(_) if stored_together => Ok(()),
+                Ok(outputs) => queue.send(outputs).await.map_err(|error| internal(error.into())),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = &result {
+                tracing::warn!(queue = %name, error = ?error.description, "broker: a sent message was not stored");
+            }
+            if !partial.settled {
+                let _ = events.send(Event::Stored {
+                    channel,
+                    delivery_id: partial.delivery_id,
+                    result,
+                });
+            }
+        }
+    }
+}
+
+fn internal(error: anyhow::Error) -> AmqpErrorInfo {
+    amqp_error(
+        ErrorCondition::AmqpError(AmqpError::InternalError),
+        format!("{error:#}"),
+    )
+}
+
+/// The messages one transfer carries, for the queue `name`; the error is the `rejected` outcome's.
+fn outputs_of(queue: &EmbeddedQueue, name: &str, format: u32, payload: &[u8]) -> Result<Vec<Output>, AmqpErrorInfo> {
     let outputs = message::decode_transfer(format, payload)
         .and_then(|messages| {
             messages
@@ -324,5 +369,5 @@ async fn store_messages(queue: &EmbeddedQueue, name: &str, format: u32, payload:
             ),
         ));
     }
-    queue.send(outputs).await.map_err(|error| internal(error.into()))
+    Ok(outputs)
 }

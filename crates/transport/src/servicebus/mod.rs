@@ -227,14 +227,14 @@ impl ServiceBusTransport {
         transaction: Option<(&str, &TransactionId)>,
     ) -> Result<(), TransportError> {
         let (via, id) = transaction.unzip();
-        let sends = outputs.into_iter().map(|output| {
-            let live = live.clone();
-            async move {
-                let sender = live.sender(&output.queue, via).await?;
-                sender.send(codec::outgoing(&output.message), id).await
-            }
-        });
-        let results = futures::future::join_all(sends).await;
+        // Submitted in order, answered together: a queue gets the outputs in the order given
+        // (which a session-enabled queue keeps), without one round trip per message.
+        let mut answers = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let sender = live.sender(&output.queue, via).await?;
+            answers.push(sender.submit(codec::outgoing(&output.message), id).await?);
+        }
+        let results = futures::future::join_all(answers).await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(())
     }

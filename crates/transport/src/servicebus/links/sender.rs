@@ -54,11 +54,14 @@ impl SenderLink {
 
     /// Sends, inside `transaction` if given, and waits for the broker to accept the message (in a
     /// transaction: to accept it provisionally, for when the transaction commits).
-    pub async fn send(
+    /// Queues `message` on the link and returns the broker's answer to come: messages submitted
+    /// one after another go out, and are numbered by the broker, in that order, while their
+    /// answers are awaited together.
+    pub async fn submit(
         &self,
         message: Message<Data>,
         transaction: Option<&TransactionId>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<impl Future<Output = Result<(), TransportError>> + use<>, TransportError> {
         let (reply, answer) = oneshot::channel();
         let transaction = transaction.cloned();
         self.commands
@@ -69,9 +72,12 @@ impl SenderLink {
             })
             .await
             .map_err(|_| anyhow!("the sender to queue `{}` is closed", self.queue))?;
-        answer
-            .await
-            .map_err(|_| anyhow!("the sender to queue `{}` closed while sending", self.queue))?
+        let queue = self.queue.clone();
+        Ok(async move {
+            answer
+                .await
+                .map_err(|_| anyhow!("the sender to queue `{queue}` closed while sending"))?
+        })
     }
 }
 
