@@ -84,12 +84,14 @@ impl Host {
             tracing::info!(partner = %status.partner, version = %status.version, "loaded component");
         }
 
-        let secrets = ConfigSecrets::new(
+        let secrets = ConfigSecrets::load(
             config
                 .partners
                 .iter()
                 .map(|(name, p)| (name.clone(), p.secrets.clone())),
-        );
+            &config.identity,
+        )
+        .await?;
         if let Some(bad) = secrets.verify().first() {
             anyhow::bail!("{bad}");
         }

@@ -35,6 +35,7 @@ mod entities;
 mod faults;
 mod harness;
 mod hostile;
+mod identity;
 mod interop;
 mod operate;
 mod ordering;

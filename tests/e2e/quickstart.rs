@@ -1,5 +1,6 @@
 //! `sagahost quickstart`, the README's first command, on both transports: every saga ends,
-//! and the partner systems' books agree with the sagas' end states.
+//! and the partner systems' books agree with the sagas' end states; the Dataverse writeback
+//! signs in with an OAuth client-credentials token.
 
 use std::process::Command;
 
@@ -22,6 +23,9 @@ fn quickstart(transport: &str) {
     let completed = number_before(&stdout, " completed;").or_else(|| number_before(&stdout, " completed,"));
     let records = number_before(&stdout, " records (");
     assert!(completed.is_some() && completed == records, "{stdout}");
+    // The writeback signed in with client credentials: at least one token was issued.
+    let tokens = number_before(&stdout, " access tokens from the Dataverse token endpoint");
+    assert!(tokens.is_some_and(|n| n >= 1), "{stdout}");
 }
 
 /// The number just before the first `marker` in `text`.

@@ -1,6 +1,7 @@
 //! No secret leaves the host except in the request headers it was meant for. The host runs as
 //! `sagahost run` at debug log level with OTLP export to an in-test receiver; partners use their
-//! secrets, fail, retry, compensate and dead-letter; an operator scrapes metrics and reads dead
+//! secrets (the writeback partner an OAuth access token, one-second tokens from an in-test token
+//! endpoint), fail, retry, compensate and dead-letter; an operator scrapes metrics and reads dead
 //! letters; clients present wrong keys and tokens. Then every secret value is looked for in the
 //! logs, the exported spans, the metrics, the dead-letter records, the queued messages and the
 //! error answers, and must be in none of them.
@@ -30,6 +31,9 @@ use crate::support;
 use crate::trace::{Collector, attribute};
 
 const ADMIN_TOKEN: &str = "admin-token-0b7e44";
+/// The writeback partner's OAuth client secret, and the access tokens issued for it.
+const CLIENT_SECRET: &str = "client-secret-3e81c5";
+const ACCESS_TOKEN: &str = "access-token-77d0a2";
 const LEAKY_KEY: &str = "leaky-key-9d2c61";
 /// A secret that cannot be a header value: the error about it must not quote it.
 const BROKEN_KEY: &str = "broken-key-\r\nInjected: 6a1f";
@@ -57,7 +61,30 @@ async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
     let collector = Collector::start().await;
     let servers = Servers::retry_then_reject().await;
     let echo = Partner::always(200, "pong").await;
+    // Short-lived tokens, so the run also refreshes them.
+    let issuer = Partner::start(|request, index| {
+        assert!(
+            request.body.contains(&format!("client_secret={CLIENT_SECRET}")),
+            "{}",
+            request.body
+        );
+        let token = format!("{{\"access_token\":\"{ACCESS_TOKEN}-{index}\",\"expires_in\":1}}");
+        (200, vec![("content-type", "application/json".into())], token)
+    })
+    .await;
     let mut table = config(dir.path(), &servers);
+    let client_secret = dir.path().join("client-secret");
+    std::fs::write(&client_secret, CLIENT_SECRET).unwrap();
+    let oauth2 = format!(
+        "dataverse-token = {{ oauth2 = {{ token-url = \"{}/token\", client-id = \"writeback\", \
+         client-secret = {{ file = {:?} }}, scope = \"https://org.crm.dynamics.com/.default\" }} }}",
+        issuer.origin(),
+        client_secret.display().to_string()
+    );
+    table["partners"]["dataverse-writeback"]
+        .as_table_mut()
+        .unwrap()
+        .insert("secrets".into(), toml::from_str::<toml::Table>(&oauth2).unwrap().into());
     // The webhook feeds a queue nobody consumes, so only the messages below run.
     table["webhook"]
         .as_table_mut()
@@ -197,6 +224,13 @@ async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
         "mdm never got its key"
     );
     assert!(
+        servers.dataverse.received().iter().any(|r| r
+            .header("authorization")
+            .is_some_and(|v| v.starts_with(&format!("Bearer {ACCESS_TOKEN}-")))),
+        "the writeback partner never sent its access token"
+    );
+    assert!(!issuer.received().is_empty());
+    assert!(
         echo.received().iter().any(|r| r.header("x-token") == Some(LEAKY_KEY)),
         "leaky's request carried its key"
     );
@@ -222,6 +256,8 @@ async fn no_secret_reaches_logs_traces_metrics_dead_letters_queues_or_errors() {
         WEBHOOK_KEY,
         ADMIN_TOKEN,
         LEAKY_KEY,
+        CLIENT_SECRET,
+        ACCESS_TOKEN,
         broken_visible,
     ] {
         for (place, text) in &places {

@@ -17,7 +17,10 @@
 //!   `WritebackCompensationFailed`.
 //!
 //! Config: `dataverse-url`, `mdm-id-column` (default `new_mdmid`).
-//! Secret: `dataverse-token`.
+//! Secret: `dataverse-token`, an Entra ID access token: configure it as an `oauth2` secret
+//! (client credentials, a certificate or the host's managed identity, scope
+//! `https://ORG.crm.dynamics.com/.default`) and the host keeps it fresh; the component only
+//! names it. The quickstart does this against its demo Dataverse's token endpoint.
 
 use sagahost_partner::prelude::*;
 use serde_json::{Value as Json, json};

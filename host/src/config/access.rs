@@ -85,6 +85,8 @@ fn describe(source: &SecretSource) -> String {
     match source {
         SecretSource::Env(var) => format!("environment variable `{var}`"),
         SecretSource::File(path) => format!("file `{}`", path.display()),
+        SecretSource::Oauth2(oauth2) => format!("an oauth2 token for `{}`", oauth2.scope),
+        SecretSource::KeyVault(key_vault) => format!("Key Vault secret `{}`", key_vault.name),
     }
 }
 

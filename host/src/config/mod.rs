@@ -22,7 +22,7 @@ use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 
 use crate::component::Limits;
-use crate::outbound::{PartnerPolicy, SecretSource};
+use crate::outbound::{IdentityConfig, PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
 pub use ordering::{Ordering, SessionKey, ordered_queues};
@@ -59,6 +59,9 @@ pub struct Config {
     /// The keys that authenticate saga state; required on Service Bus, made by the host in
     /// `data-dir` on the embedded queue when absent.
     pub saga_state: Option<SagaStateConfig>,
+    /// How the host signs in to Entra ID (Key Vault secrets); managed identity when absent.
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 /// The keys that sign and verify the saga state the host writes (see `saga::seal`).
@@ -379,11 +382,25 @@ impl Config {
 
     /// Makes every relative path in the config relative to `base`, the config file's directory.
     fn resolve_paths(&mut self, base: &Path) {
-        let resolve_secret = |source: &mut SecretSource| {
-            if let SecretSource::File(file) = source {
-                *file = base.join(&*file);
+        let resolve_file = |file: &mut PathBuf| *file = base.join(&*file);
+        let resolve_secret = |source: &mut SecretSource| match source {
+            SecretSource::File(file) => resolve_file(file),
+            SecretSource::Oauth2(oauth2) => {
+                if let Some(SecretSource::File(file)) = oauth2.client_secret.as_deref_mut() {
+                    resolve_file(file);
+                }
+                if let Some(file) = &mut oauth2.client_certificate {
+                    resolve_file(file);
+                }
             }
+            SecretSource::Env(_) | SecretSource::KeyVault(_) => {}
         };
+        if let Some(SecretSource::File(file)) = &mut self.identity.client_secret {
+            resolve_file(file);
+        }
+        if let Some(file) = &mut self.identity.client_certificate {
+            resolve_file(file);
+        }
         self.data_dir = base.join(&self.data_dir);
         for partner in self.partners.values_mut() {
             partner.component = base.join(&partner.component);

@@ -23,14 +23,20 @@
 //!   resolves it through a [`SecretProvider`] scoped to the component's own
 //!   partner and puts the value on the wire (marked sensitive for HTTP/2 header
 //!   compression). Values are never visible to guests, logs or error messages:
-//!   [`Secret`] prints as `***`, and the per-request `tracing` span records
+//!   [`Secret`] prints as `[redacted]`, and the per-request `tracing` span records
 //!   partner, method, host, status and duration only, never header values or
 //!   bodies.
+//! - **Tokens stay fresh.** An `oauth2` secret is an access token, cached until
+//!   shortly before it expires and refreshed by one request however many wait on
+//!   it. A 401 to a request that carried one makes one refresh and one repeat,
+//!   never a loop; a token endpoint that fails is a connection failure of that
+//!   request, which components retry like any other.
 //! - **Bounded.** Every request has a whole-request timeout (the partner's, or
 //!   shorter if the request asks), request bodies are capped, and response
 //!   bodies are streamed and abandoned at the partner's cap. Responses are not
 //!   decompressed.
 
+mod credentials;
 pub mod policy;
 pub mod secrets;
 
@@ -53,10 +59,13 @@ use crate::telemetry::metrics::OutboundLabels;
 use crate::telemetry::otel;
 use crate::telemetry::traceparent::TraceParent;
 
+pub use credentials::{CredentialKind, IdentityConfig, KeyVaultSource, OAuth2Source};
 pub use policy::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_MS, Origin, PartnerPolicy, Scheme,
 };
-pub use secrets::{ConfigSecrets, Secret, SecretProvider, SecretReadError, SecretSource, UnreadableSecret};
+pub use secrets::{
+    ConfigSecrets, Secret, SecretError, SecretProvider, SecretReadError, SecretSource, UnreadableSecret,
+};
 
 use policy::CompiledPolicy;
 
@@ -377,63 +386,106 @@ async fn execute_one(
         )));
     }
 
-    let mut headers = build_headers(&*inner.secrets, &ctx.partner, &request.headers)?;
-    if !headers.contains_key(IDEMPOTENCY_KEY) {
-        let key = idempotency_key(&ctx.saga_id, ctx.step, &ctx.partner, ctx.round, &request.id);
-        headers.insert(
-            HeaderName::from_static(IDEMPOTENCY_KEY),
-            HeaderValue::from_str(&key).expect("hex is a valid header value"),
-        );
-    }
+    let (mut headers, carried) = build_headers(&*inner.secrets, &ctx.partner, &request.headers).await?;
+    let key = idempotency_key(&ctx.saga_id, ctx.step, &ctx.partner, ctx.round, &request.id);
+    let key = HeaderValue::from_str(&key).expect("hex is a valid header value");
     // The request's own span when spans are exported, so the partner's spans nest under it.
     let trace = otel::traceparent_of(&tracing::Span::current())
         .unwrap_or_else(|| parent.map_or_else(TraceParent::new_root, TraceParent::child));
-    headers.insert(
-        HeaderName::from_static(TRACEPARENT),
-        HeaderValue::from_str(&trace.to_string()).expect("traceparent is a valid header value"),
-    );
+    let trace = HeaderValue::from_str(&trace.to_string()).expect("traceparent is a valid header value");
+    let host_headers = |headers: &mut HeaderMap| {
+        if !headers.contains_key(IDEMPOTENCY_KEY) {
+            headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), key.clone());
+        }
+        headers.insert(HeaderName::from_static(TRACEPARENT), trace.clone());
+    };
+    host_headers(&mut headers);
 
     let timeout_ms = request
         .timeout_ms
         .map_or(policy.timeout_ms, |t| t.min(policy.timeout_ms));
-    let mut builder = inner.client.request(method, url).headers(headers);
-    if let Some(body) = &request.body {
-        builder = builder.body(body.clone());
-    }
-    let cap = policy.max_response_bytes;
-    let exchange = async move {
-        let mut response = builder.send().await.map_err(classify)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                // `HeaderName`s are already lowercase.
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        if let Some(length) = response.content_length()
-            && length > cap
-        {
-            return Err(wit::HttpError::TooLarge(length));
-        }
-        let initial = response.content_length().unwrap_or(0).min(cap).min(64 * 1024) as usize;
-        let mut body = Vec::with_capacity(initial);
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            let total = body.len() as u64 + chunk.len() as u64;
-            if total > cap {
-                return Err(wit::HttpError::TooLarge(total));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(wit::HttpResponse { status, headers, body })
+    let exchange = Exchange {
+        client: &inner.client,
+        method,
+        url,
+        body: request.body.as_deref(),
+        timeout: Duration::from_millis(u64::from(timeout_ms)),
+        cap: policy.max_response_bytes,
     };
-    match tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), exchange).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(wit::HttpError::Timeout),
+    let response = exchange.send(headers).await?;
+    // A 401 to a request that carried a token: the token may have been revoked or expired
+    // early. Forget it, take a fresh one and repeat once; a second 401 is the partner's answer.
+    if response.status != 401 {
+        return Ok(response);
+    }
+    let refreshed = carried
+        .iter()
+        .filter(|(name, value)| inner.secrets.rejected(&ctx.partner, name, value))
+        .count();
+    if refreshed == 0 {
+        return Ok(response);
+    }
+    tracing::info!("401 to a request with an access token: repeating it once with a fresh token");
+    let (mut headers, _) = build_headers(&*inner.secrets, &ctx.partner, &request.headers).await?;
+    host_headers(&mut headers);
+    exchange.send(headers).await
+}
+
+/// One request as it goes on the wire, to send once or, after a 401, twice.
+struct Exchange<'a> {
+    client: &'a reqwest::Client,
+    method: Method,
+    url: Url,
+    body: Option<&'a [u8]>,
+    timeout: Duration,
+    /// The largest response body taken.
+    cap: u64,
+}
+
+impl Exchange<'_> {
+    async fn send(&self, headers: HeaderMap) -> Result<wit::HttpResponse, wit::HttpError> {
+        let mut builder = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(headers);
+        if let Some(body) = self.body {
+            builder = builder.body(body.to_vec());
+        }
+        let cap = self.cap;
+        let exchange = async move {
+            let mut response = builder.send().await.map_err(classify)?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    // `HeaderName`s are already lowercase.
+                    (
+                        name.as_str().to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            if let Some(length) = response.content_length()
+                && length > cap
+            {
+                return Err(wit::HttpError::TooLarge(length));
+            }
+            let initial = response.content_length().unwrap_or(0).min(cap).min(64 * 1024) as usize;
+            let mut body = Vec::with_capacity(initial);
+            while let Some(chunk) = response.chunk().await.map_err(classify)? {
+                let total = body.len() as u64 + chunk.len() as u64;
+                if total > cap {
+                    return Err(wit::HttpError::TooLarge(total));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(wit::HttpResponse { status, headers, body })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(wit::HttpError::Timeout),
+        }
     }
 }
 
@@ -460,15 +512,19 @@ fn parse_method(text: &str) -> Result<Method, wit::HttpError> {
         .ok_or_else(|| wit::HttpError::Invalid(format!("invalid method {text:?}")))
 }
 
+/// The secrets a request's headers carried, by name, for a repeat after a 401.
+type Carried = Vec<(String, Secret)>;
+
 /// Turns the component's headers into wire headers, resolving secrets.
 ///
 /// Error messages name headers and secrets, never values.
-fn build_headers(
+async fn build_headers(
     secrets: &dyn SecretProvider,
     partner: &str,
     headers: &[wit::Header],
-) -> Result<HeaderMap, wit::HttpError> {
+) -> Result<(HeaderMap, Carried), wit::HttpError> {
     let mut map = HeaderMap::with_capacity(headers.len() + 2);
+    let mut carried = Carried::new();
     for header in headers {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| wit::HttpError::Invalid(format!("invalid header name {:?}", header.name)))?;
@@ -482,7 +538,7 @@ fn build_headers(
         let value = match &header.value {
             wit::HeaderValue::Literal(text) => literal_value(&name, text)?,
             wit::HeaderValue::Secret(secret) => {
-                let value = resolve(secrets, partner, secret)?;
+                let value = resolve(secrets, partner, secret, &mut carried).await?;
                 secret_value(&name, secret, value.expose())?
             }
             wit::HeaderValue::SecretTemplate(wit::SecretTemplate { template, secret }) => {
@@ -492,19 +548,30 @@ fn build_headers(
                     )));
                 }
                 literal_value(&name, template)?;
-                let value = resolve(secrets, partner, secret)?;
+                let value = resolve(secrets, partner, secret, &mut carried).await?;
                 secret_value(&name, secret, &template.replacen("{}", value.expose(), 1))?
             }
         };
         map.append(name, value);
     }
-    Ok(map)
+    Ok((map, carried))
 }
 
-fn resolve(secrets: &dyn SecretProvider, partner: &str, name: &str) -> Result<Secret, wit::HttpError> {
-    secrets
-        .get(partner, name)
-        .ok_or_else(|| wit::HttpError::Invalid(format!("unknown secret `{name}` for partner `{partner}`")))
+/// The value of `partner`'s secret `name`, noted in `carried`. A token or vault that cannot
+/// answer now is a connection failure, which components retry like any other; a secret the
+/// partner does not have, or cannot read, is an invalid request.
+async fn resolve(
+    secrets: &dyn SecretProvider,
+    partner: &str,
+    name: &str,
+    carried: &mut Carried,
+) -> Result<Secret, wit::HttpError> {
+    let value = secrets.get(partner, name).await.map_err(|err| match err {
+        SecretError::Unavailable { .. } => wit::HttpError::Connection(err.to_string()),
+        SecretError::Unknown { .. } | SecretError::Unreadable { .. } => wit::HttpError::Invalid(err.to_string()),
+    })?;
+    carried.push((name.to_owned(), value.clone()));
+    Ok(value)
 }
 
 fn has_line_break(text: &str) -> bool {

@@ -3,56 +3,65 @@
 //! A component names a secret (`header-value::secret("erp-token")`); the host
 //! looks the name up for *that component's partner only* and puts the value on
 //! the wire. Values never reach the guest, a log line, or an error message:
-//! [`Secret`] prints as `***` and has no `Serialize`.
+//! [`Secret`] prints as `[redacted]` and has no `Serialize`.
+//!
+//! A secret is a stored value (an environment variable or a file, read on every use so a
+//! rotation needs no restart), an OAuth 2.0 access token kept fresh, or an Azure Key Vault
+//! secret read again on an interval (`credentials.rs`).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use sagahost_identity::{AccessToken, CachedToken, KeyVaultClient, KeyVaultSecret};
 use serde::Deserialize;
 
-/// A secret value. `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+use super::credentials::{IdentityConfig, KeyVaultSource, OAuth2Source};
 
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself. Call only where it goes on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use sagahost_identity::Secret;
 
 /// Resolves a partner's secret by name.
 ///
 /// Implementations must scope lookups by partner: a partner can only reach its
-/// own secrets. [`ConfigSecrets`] reads them from the config; a Key Vault
-/// provider can be plugged in later.
+/// own secrets.
 pub trait SecretProvider: Send + Sync {
-    /// The value of `partner`'s secret `name`, or `None` when the partner has no
-    /// such secret (or it cannot be read right now).
-    fn get(&self, partner: &str, name: &str) -> Option<Secret>;
+    /// The current value of `partner`'s secret `name`.
+    fn get<'a>(&'a self, partner: &'a str, name: &'a str) -> BoxFuture<'a, Result<Secret, SecretError>>;
+
+    /// An API answered 401 to a request that carried `value` of `partner`'s secret `name`.
+    /// Returns whether a fresh value may differ (a token, now forgotten), so that the request
+    /// is worth repeating once.
+    fn rejected(&self, partner: &str, name: &str, value: &Secret) -> bool;
+}
+
+/// Why a secret has no value for a request. Never contains the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The partner has no secret of that name: the component asked for the wrong one.
+    #[error("unknown secret `{name}` for partner `{partner}`")]
+    Unknown { partner: String, name: String },
+    /// A stored secret cannot be read: the operator must fix the variable or file.
+    #[error("secret `{name}` of partner `{partner}` cannot be read: {reason}")]
+    Unreadable {
+        partner: String,
+        name: String,
+        reason: SecretReadError,
+    },
+    /// A token or vault did not answer as it should; trying again later may work.
+    #[error("secret `{name}` of partner `{partner}` is unavailable for now: {reason}")]
+    Unavailable {
+        partner: String,
+        name: String,
+        reason: String,
+    },
 }
 
 /// Where a configured secret comes from.
 ///
-/// In TOML: `erp-token = { env = "ERP_TOKEN" }` or `erp-token = { file = "/run/secrets/erp" }`.
+/// In TOML: `erp-token = { env = "ERP_TOKEN" }`, `erp-token = { file = "/run/secrets/erp" }`,
+/// `dataverse = { oauth2 = { … } }` or `erp-token = { key-vault = { … } }`. Keys, tokens and
+/// connection strings of the host itself must be stored values (`env` or `file`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SecretSource {
@@ -60,13 +69,17 @@ pub enum SecretSource {
     Env(String),
     /// A file; one trailing newline (`\n` or `\r\n`) is removed.
     File(PathBuf),
+    /// An OAuth 2.0 access token (client credentials), refreshed before it expires.
+    Oauth2(OAuth2Source),
+    /// An Azure Key Vault secret, read with the host's `[identity]`.
+    KeyVault(KeyVaultSource),
 }
 
 impl SecretSource {
-    /// Reads the value now.
+    /// Reads a stored value now; a token or vault secret is no stored value.
     pub fn read(&self) -> Result<Secret, SecretReadError> {
         match self {
-            Self::Env(var) => std::env::var(var).map(Secret).map_err(|err| SecretReadError::Env {
+            Self::Env(var) => std::env::var(var).map(Secret::new).map_err(|err| SecretReadError::Env {
                 var: var.clone(),
                 reason: match err {
                     std::env::VarError::NotPresent => "not set",
@@ -84,8 +97,9 @@ impl SecretSource {
                         text.pop();
                     }
                 }
-                Ok(Secret(text))
+                Ok(Secret::new(text))
             }
+            Self::Oauth2(_) | Self::KeyVault(_) => Err(SecretReadError::NotStored),
         }
     }
 }
@@ -97,6 +111,10 @@ pub enum SecretReadError {
     Env { var: String, reason: &'static str },
     #[error("cannot read secret file `{}`: {reason}", path.display())]
     File { path: PathBuf, reason: String },
+    #[error(
+        "it must be a stored value here: `{{ env = \"VAR\" }}` or `{{ file = \"PATH\" }}`, not oauth2 or key-vault"
+    )]
+    NotStored,
 }
 
 /// A configured secret that cannot be read (see [`ConfigSecrets::verify`]).
@@ -109,19 +127,36 @@ pub struct UnreadableSecret {
     pub source: SecretReadError,
 }
 
-/// Secrets from the config: partner → secret name → source.
+/// One configured secret, ready to give values.
+enum Entry {
+    /// Read on every lookup, so a rotated file or variable takes effect without a restart.
+    Stored(SecretSource),
+    Token(Arc<CachedToken>),
+    Vault(Arc<KeyVaultSecret>),
+}
+
+/// Secrets from the config: partner → secret name → where its value comes from.
 ///
-/// Values are read on every lookup, so a rotated file or variable takes effect
-/// without a restart. Call [`verify`](Self::verify) at startup to fail fast on a
-/// missing variable or file.
-#[derive(Debug, Clone, Default)]
+/// [`ConfigSecrets::new`] takes stored values only (tests, the harness);
+/// [`ConfigSecrets::load`] takes every kind, reading Key Vault secrets once at startup. Call
+/// [`verify`](Self::verify) at startup to fail fast on a missing variable or file.
+#[derive(Default)]
 pub struct ConfigSecrets {
-    partners: HashMap<String, HashMap<String, SecretSource>>,
+    partners: HashMap<String, HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for ConfigSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut partners: Vec<_> = self.partners.keys().collect();
+        partners.sort();
+        f.debug_struct("ConfigSecrets").field("partners", &partners).finish()
+    }
 }
 
 impl ConfigSecrets {
-    /// Builds the provider from each partner's `secrets` table (any map of
-    /// partner → map of name → source, e.g. `HashMap` or `BTreeMap`).
+    /// The provider for stored secrets (any map of partner → map of name → source, e.g.
+    /// `HashMap` or `BTreeMap`). Tokens and vault secrets need [`ConfigSecrets::load`]; here
+    /// they are unreadable.
     pub fn new<P, S>(partners: P) -> Self
     where
         P: IntoIterator<Item = (String, S)>,
@@ -129,26 +164,64 @@ impl ConfigSecrets {
     {
         let partners = partners
             .into_iter()
-            .map(|(partner, secrets)| (partner, secrets.into_iter().collect()))
+            .map(|(partner, secrets)| {
+                let entries = secrets.into_iter().map(|(name, source)| (name, Entry::Stored(source)));
+                (partner, entries.collect())
+            })
             .collect();
         Self { partners }
     }
 
-    /// Adds (or replaces) one partner's secrets table.
-    pub fn insert_partner(
-        &mut self,
-        partner: impl Into<String>,
-        secrets: impl IntoIterator<Item = (String, SecretSource)>,
-    ) {
-        self.partners.insert(partner.into(), secrets.into_iter().collect());
+    /// The provider for every kind of secret: token caches are made (their client secrets and
+    /// certificates read now), and Key Vault secrets read with `identity` (a vault that cannot
+    /// be reached fails the start, naming the secret) and kept fresh.
+    pub async fn load<P, S>(partners: P, identity: &IdentityConfig) -> anyhow::Result<Self>
+    where
+        P: IntoIterator<Item = (String, S)>,
+        S: IntoIterator<Item = (String, SecretSource)>,
+    {
+        let mut vault: Option<Arc<KeyVaultClient>> = None;
+        let mut loaded = HashMap::new();
+        for (partner, secrets) in partners {
+            let mut entries = HashMap::new();
+            for (name, source) in secrets {
+                let entry = match &source {
+                    SecretSource::Oauth2(oauth2) => Entry::Token(Arc::new(
+                        oauth2
+                            .token(&name)
+                            .map_err(|err| anyhow::anyhow!("partners.{partner}: {err}"))?,
+                    )),
+                    SecretSource::KeyVault(key_vault) => {
+                        let client = match &vault {
+                            Some(client) => client.clone(),
+                            None => {
+                                let source = identity.token_source()?;
+                                vault.insert(Arc::new(KeyVaultClient::new(Arc::new(source)))).clone()
+                            }
+                        };
+                        let secret = key_vault
+                            .load(client)
+                            .await
+                            .map_err(|err| anyhow::anyhow!("partners.{partner}.secrets.{name}: {err}"))?;
+                        Entry::Vault(Arc::new(secret))
+                    }
+                    SecretSource::Env(_) | SecretSource::File(_) => Entry::Stored(source),
+                };
+                entries.insert(name, entry);
+            }
+            loaded.insert(partner, entries);
+        }
+        Ok(Self { partners: loaded })
     }
 
-    /// Reads every configured secret once and reports those that cannot be read.
+    /// Reads every stored secret once and reports those that cannot be read.
     pub fn verify(&self) -> Vec<UnreadableSecret> {
         let mut failures = Vec::new();
         for (partner, secrets) in &self.partners {
-            for (name, source) in secrets {
-                if let Err(source) = source.read() {
+            for (name, entry) in secrets {
+                if let Entry::Stored(source) = entry
+                    && let Err(source) = source.read()
+                {
                     failures.push(UnreadableSecret {
                         partner: partner.clone(),
                         name: name.clone(),
@@ -163,15 +236,47 @@ impl ConfigSecrets {
 }
 
 impl SecretProvider for ConfigSecrets {
-    fn get(&self, partner: &str, name: &str) -> Option<Secret> {
-        let source = self.partners.get(partner)?.get(name)?;
-        match source.read() {
-            Ok(secret) => Some(secret),
-            Err(err) => {
-                tracing::warn!(partner, secret = name, error = %err, "configured secret cannot be read");
-                None
+    fn get<'a>(&'a self, partner: &'a str, name: &'a str) -> BoxFuture<'a, Result<Secret, SecretError>> {
+        Box::pin(async move {
+            let entry = self
+                .partners
+                .get(partner)
+                .and_then(|secrets| secrets.get(name))
+                .ok_or_else(|| SecretError::Unknown {
+                    partner: partner.to_owned(),
+                    name: name.to_owned(),
+                })?;
+            match entry {
+                Entry::Stored(source) => source.read().map_err(|reason| {
+                    tracing::warn!(partner, secret = name, error = %reason, "configured secret cannot be read");
+                    SecretError::Unreadable {
+                        partner: partner.to_owned(),
+                        name: name.to_owned(),
+                        reason,
+                    }
+                }),
+                Entry::Token(token) => token.token().await.map(|token| token.secret).map_err(|err| {
+                    tracing::warn!(partner, secret = name, error = %err, "no access token");
+                    SecretError::Unavailable {
+                        partner: partner.to_owned(),
+                        name: name.to_owned(),
+                        reason: err.to_string(),
+                    }
+                }),
+                Entry::Vault(secret) => Ok(secret.value()),
             }
-        }
+        })
+    }
+
+    fn rejected(&self, partner: &str, name: &str, value: &Secret) -> bool {
+        let Some(Entry::Token(token)) = self.partners.get(partner).and_then(|secrets| secrets.get(name)) else {
+            return false;
+        };
+        token.invalidate(&AccessToken {
+            secret: value.clone(),
+            expires_on: std::time::UNIX_EPOCH,
+        });
+        true
     }
 }
 
@@ -184,9 +289,9 @@ mod tests {
     #[test]
     fn secret_never_prints_its_value() {
         let secret = Secret::new("hunter2");
-        assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(format!("{secret}"), "***");
-        assert_eq!(format!("{:?}", Some(secret.clone())), "Some(***)");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{secret}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some([redacted])");
         assert_eq!(secret.expose(), "hunter2");
     }
 
@@ -197,32 +302,47 @@ mod tests {
         assert_eq!(table["a"], SecretSource::Env("VAR_A".into()));
         assert_eq!(table["b"], SecretSource::File("/run/secrets/b".into()));
         assert!(toml::from_str::<HashMap<String, SecretSource>>("a = { vault = \"x\" }").is_err());
+        let kinds: HashMap<String, SecretSource> = toml::from_str(
+            "t = { oauth2 = { scope = \"s\", token-url = \"https://login/t\", client-id = \"c\", client-secret = { env = \"X\" } } }\n\
+             v = { key-vault = { vault = \"https://kv.vault.azure.net\", name = \"erp\" } }\n",
+        )
+        .unwrap();
+        assert!(matches!(kinds["t"], SecretSource::Oauth2(_)));
+        assert!(matches!(kinds["v"], SecretSource::KeyVault(_)));
     }
 
-    #[test]
-    fn partners_only_see_their_own_secrets() {
+    #[tokio::test]
+    async fn partners_only_see_their_own_secrets() {
         let var = format!("SAGAHOST_OUTBOUND_TEST_ISOLATION_{}", std::process::id());
         // SAFETY: the variable name is unique to this test.
         unsafe { std::env::set_var(&var, "value-a") };
         let token = || HashMap::from([("token".to_string(), SecretSource::Env(var.clone()))]);
-        let mut secrets = ConfigSecrets::new(HashMap::from([
+        let secrets = ConfigSecrets::new(HashMap::from([
             ("a".to_string(), token()),
             ("b".to_string(), HashMap::new()),
         ]));
-        assert_eq!(secrets.get("a", "token").unwrap().expose(), "value-a");
-        assert!(secrets.get("b", "token").is_none());
-        assert!(secrets.get("c", "token").is_none());
+        assert_eq!(secrets.get("a", "token").await.unwrap().expose(), "value-a");
+        assert!(matches!(
+            secrets.get("b", "token").await,
+            Err(SecretError::Unknown { .. })
+        ));
+        assert!(matches!(
+            secrets.get("c", "token").await,
+            Err(SecretError::Unknown { .. })
+        ));
         assert!(secrets.verify().is_empty());
+        assert!(
+            !secrets.rejected("a", "token", &Secret::new("value-a")),
+            "a stored value is not refreshed"
+        );
 
         // Config tables may be `BTreeMap`s.
-        secrets.insert_partner("c", BTreeMap::from_iter(token()));
-        assert_eq!(secrets.get("c", "token").unwrap().expose(), "value-a");
         let from_btree = ConfigSecrets::new(BTreeMap::from([("d".to_string(), BTreeMap::from_iter(token()))]));
-        assert_eq!(from_btree.get("d", "token").unwrap().expose(), "value-a");
+        assert_eq!(from_btree.get("d", "token").await.unwrap().expose(), "value-a");
     }
 
-    #[test]
-    fn file_secret_trims_one_trailing_newline_and_verify_reports_missing() {
+    #[tokio::test]
+    async fn file_secret_trims_one_trailing_newline_and_verify_reports_missing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "file-value\r\n").unwrap();
@@ -240,6 +360,22 @@ mod tests {
         let failures = secrets.verify();
         let names: Vec<_> = failures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["gone", "nofile"]);
-        assert!(secrets.get("p", "gone").is_none());
+        let unreadable = secrets.get("p", "gone").await.unwrap_err().to_string();
+        assert!(
+            unreadable.contains("cannot be read") && unreadable.contains("not set"),
+            "{unreadable}"
+        );
+    }
+
+    #[test]
+    fn tokens_and_vault_secrets_are_not_stored_values() {
+        let oauth2: SecretSource = toml::from_str::<HashMap<String, SecretSource>>(
+            "t = { oauth2 = { scope = \"s/.default\", managed-identity = true } }",
+        )
+        .unwrap()
+        .remove("t")
+        .unwrap();
+        assert_eq!(oauth2.read().unwrap_err(), SecretReadError::NotStored);
+        assert!(oauth2.read().unwrap_err().to_string().contains("env"));
     }
 }

@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::telemetry::capture::CapturedLogs;
 
+mod tokens;
+
 type Body = BoxBody<Bytes, Infallible>;
 type Handler = Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
@@ -701,8 +703,8 @@ fn invalid_allow_entries_fail_construction() {
 
 #[test]
 fn secret_debug_is_masked() {
-    assert_eq!(format!("{:?}", Secret::new("s3cr3t")), "***");
-    assert_eq!(format!("{}", Secret::new("s3cr3t")), "***");
+    assert_eq!(format!("{:?}", Secret::new("s3cr3t")), "[redacted]");
+    assert_eq!(format!("{}", Secret::new("s3cr3t")), "[redacted]");
 }
 
 #[tokio::test]

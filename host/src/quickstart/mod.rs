@@ -82,7 +82,7 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let credentials = partners::Credentials {
         mdm_api_key: random_token(),
-        dataverse_token: random_token(),
+        dataverse_client_secret: random_token(),
         erp_token: random_token(),
     };
     let ledger = Arc::new(Mutex::new(partners::Ledger::default()));
@@ -265,7 +265,10 @@ fn write_config(
             Some("writeback"),
             "mdm-url",
             format!("http://{}/api", endpoints.mdm),
-            ("mdm-api-key", &credentials.mdm_api_key),
+            format!(
+                "mdm-api-key = {{ file = {} }}",
+                secret("mdm-api-key", &credentials.mdm_api_key)?
+            ),
         ),
         (
             "dataverse-writeback",
@@ -273,7 +276,15 @@ fn write_config(
             Some("erp"),
             "dataverse-url",
             format!("http://{}", endpoints.dataverse),
-            ("dataverse-token", &credentials.dataverse_token),
+            // An access token from the demo Dataverse's token endpoint, refreshed as it expires.
+            format!(
+                "dataverse-token = {{ oauth2 = {{ token-url = {}, client-id = \"{}\", \
+                 client-secret = {{ file = {} }}, scope = {} }} }}",
+                toml_string(&format!("http://{}/oauth2/token", endpoints.dataverse)),
+                partners::DATAVERSE_CLIENT_ID,
+                secret("dataverse-client-secret", &credentials.dataverse_client_secret)?,
+                toml_string(&format!("http://{}/.default", endpoints.dataverse)),
+            ),
         ),
         (
             "erp",
@@ -281,10 +292,13 @@ fn write_config(
             None,
             "erp-url",
             format!("http://{}/api", endpoints.erp),
-            ("erp-token", &credentials.erp_token),
+            format!(
+                "erp-token = {{ file = {} }}",
+                secret("erp-token", &credentials.erp_token)?
+            ),
         ),
     ];
-    for (name, queue, next, url_key, url, (secret_name, secret_value)) in partners {
+    for (name, queue, next, url_key, url, secrets) in partners {
         writeln!(text, "[partners.{name}]")?;
         writeln!(
             text,
@@ -296,11 +310,7 @@ fn write_config(
             writeln!(text, "routes = {{ next = \"{next}\" }}")?;
         }
         writeln!(text, "config = {{ {url_key} = {} }}", toml_string(&url))?;
-        writeln!(
-            text,
-            "secrets = {{ {secret_name} = {{ file = {} }} }}",
-            secret(secret_name, secret_value)?
-        )?;
+        writeln!(text, "secrets = {{ {secrets} }}")?;
         let origin = url.split('/').take(3).collect::<Vec<_>>().join("/");
         writeln!(text, "outbound = {{ allow = [{}] }}", toml_string(&origin))?;
         writeln!(text, "{}", retry.replace("{}", name))?;
@@ -468,11 +478,12 @@ fn ledger_summary(ledger: &partners::Ledger) -> String {
         .map(|(s, n)| format!("{s} {n}"))
         .collect();
     format!(
-        "Partner systems: MDM holds {} records ({} deleted by compensation), {} contacts written back, {} ERP customers; \
-         transient failures injected: {}",
+        "Partner systems: MDM holds {} records ({} deleted by compensation), {} contacts written back \
+         (with {} access tokens from the Dataverse token endpoint), {} ERP customers; transient failures injected: {}",
         ledger.mdm_records.len(),
         ledger.mdm_deleted.len(),
         ledger.writebacks.values().filter(|v| !v.is_empty()).count(),
+        ledger.tokens_issued,
         ledger.erp_customers.len(),
         if failures.is_empty() {
             "none".to_string()

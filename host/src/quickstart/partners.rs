@@ -4,7 +4,10 @@
 //! assigns ids and can delete them again, the Dataverse Web API accepts the
 //! write-back, and the ERP rejects contacts with an invalid email. Each fails
 //! transiently now and then (503, or 429 with `Retry-After`) and checks the
-//! credentials the host injects, answering 401 when they are wrong. The MDM and
+//! credentials the host injects, answering 401 when they are wrong. The Dataverse
+//! Web API takes short-lived access tokens from its own OAuth token endpoint
+//! (client credentials), as the real one takes Entra ID tokens, so the host's
+//! token refresh runs during the quickstart. The MDM and
 //! the ERP honour `Idempotency-Key` as real APIs do, so a repeated call (after a
 //! lost answer or a redelivery) does not create a second record.
 
@@ -12,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,14 +25,22 @@ use axum::routing::{delete, patch, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::random_token;
+
 /// The credentials the partner systems expect; the host reads them from secret
 /// files and the components only name them.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub mdm_api_key: String,
-    pub dataverse_token: String,
+    /// The writeback's client secret at the Dataverse token endpoint.
+    pub dataverse_client_secret: String,
     pub erp_token: String,
 }
+
+/// The writeback's client id at the Dataverse token endpoint.
+pub const DATAVERSE_CLIENT_ID: &str = "quickstart-writeback";
+/// How long a Dataverse access token lasts: short, so the host refreshes it during the run.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(5);
 
 /// What the partner systems saw, for the summary.
 #[derive(Debug, Default)]
@@ -47,6 +59,8 @@ pub struct Ledger {
     pub created_by_key: BTreeMap<String, String>,
     /// Transient failures injected, by system.
     pub injected_failures: BTreeMap<&'static str, u64>,
+    /// Access tokens the Dataverse token endpoint issued.
+    pub tokens_issued: u64,
 }
 
 #[derive(Clone)]
@@ -54,6 +68,8 @@ struct Shared {
     credentials: Credentials,
     ledger: Arc<Mutex<Ledger>>,
     calls: Arc<AtomicU64>,
+    /// Access tokens issued and when each expires.
+    tokens: Arc<Mutex<BTreeMap<String, Instant>>>,
 }
 
 impl Shared {
@@ -96,12 +112,14 @@ pub async fn start(
         credentials: credentials.clone(),
         ledger: ledger.clone(),
         calls,
+        tokens: Arc::default(),
     };
     let mdm = Router::new()
         .route("/api/contacts", post(mdm_create))
         .route("/api/contacts/{id}", delete(mdm_delete))
         .with_state(shared(Arc::new(AtomicU64::new(0))));
     let dataverse = Router::new()
+        .route("/oauth2/token", post(dataverse_token))
         .route("/api/data/v9.2/{target}", patch(dataverse_patch))
         .with_state(shared(Arc::new(AtomicU64::new(0))));
     let erp = Router::new()
@@ -178,17 +196,50 @@ async fn mdm_delete(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The client-credentials grant: a token for the writeback's client id and secret.
+async fn dataverse_token(State(s): State<Shared>, body: String) -> Response {
+    let form: BTreeMap<&str, &str> = body.split('&').filter_map(|pair| pair.split_once('=')).collect();
+    let granted = form.get("grant_type") == Some(&"client_credentials")
+        && form.get("client_id") == Some(&DATAVERSE_CLIENT_ID)
+        && form.get("client_secret") == Some(&s.credentials.dataverse_client_secret.as_str());
+    if !granted {
+        let refusal = r#"{"error":"invalid_client","error_description":"unknown client or wrong secret"}"#;
+        return (StatusCode::UNAUTHORIZED, refusal).into_response();
+    }
+    let token = random_token();
+    let now = Instant::now();
+    let mut tokens = s.tokens.lock().expect("tokens");
+    tokens.retain(|_, expires| *expires > now);
+    tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+    s.ledger.lock().expect("ledger").tokens_issued += 1;
+    let answer = serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME.as_secs(),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
+}
+
+/// Whether `headers` carry a Dataverse access token that has not expired.
+fn valid_token(s: &Shared, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let tokens = s.tokens.lock().expect("tokens");
+    tokens.get(token).is_some_and(|expires| *expires > Instant::now())
+}
+
 async fn dataverse_patch(
     State(s): State<Shared>,
     headers: HeaderMap,
     Path(target): Path<String>,
     body: String,
 ) -> Response {
-    if !header_is(
-        &headers,
-        "authorization",
-        &format!("Bearer {}", s.credentials.dataverse_token),
-    ) {
+    if !valid_token(&s, &headers) {
         return unauthorized();
     }
     if let Some(failure) = s.flaky("dataverse", 5) {

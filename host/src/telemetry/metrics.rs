@@ -68,6 +68,13 @@ pub struct ReloadLabels {
     pub result: String,
 }
 
+/// Labels naming a Key Vault secret.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecretLabels {
+    pub vault: String,
+    pub secret: String,
+}
+
 /// Every metric the host records.
 pub struct Metrics {
     pub messages: Family<OutcomeLabels, Counter>,
@@ -77,6 +84,8 @@ pub struct Metrics {
     pub in_flight: Family<PartnerLabels, Gauge>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Failed refreshes of Key Vault secrets (the last value stays in use).
+    pub secret_refresh_failures: Family<SecretLabels, Counter>,
     registry: Registry,
 }
 
@@ -97,6 +106,7 @@ impl Metrics {
         let in_flight = Family::<PartnerLabels, Gauge>::default();
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let secret_refresh_failures = Family::<SecretLabels, Counter>::default();
         registry.register("messages", "Messages handled, by outcome", messages.clone());
         registry.register(
             "handle_seconds",
@@ -124,6 +134,11 @@ impl Metrics {
             "Component reload attempts, by result",
             reloads.clone(),
         );
+        registry.register(
+            "secret_refresh_failures",
+            "Failed refreshes of Key Vault secrets; the last value read stays in use",
+            secret_refresh_failures.clone(),
+        );
         Self {
             messages,
             handle_seconds,
@@ -132,6 +147,7 @@ impl Metrics {
             in_flight,
             queue_depth,
             reloads,
+            secret_refresh_failures,
             registry,
         }
     }
