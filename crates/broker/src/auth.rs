@@ -252,7 +252,9 @@ fn check_bearer(
         );
     };
     let expiry = match properties.get("expiration") {
-        Some(SimpleValue::Timestamp(at)) => u64::try_from(at.milliseconds() / 1000).unwrap_or_default(),
+        // Rounded up to the next whole second, the unit grants are kept in, so a token is never
+        // cut short.
+        Some(SimpleValue::Timestamp(at)) => u64::try_from(at.milliseconds().div_euclid(1000) + 1).unwrap_or_default(),
         None => now + JWT_DEFAULT_LIFETIME_SECS,
         Some(_) => return (400, "the put-token's `expiration` must be a timestamp".to_owned()),
     };
