@@ -226,7 +226,10 @@ async fn a_token_that_cannot_be_renewed_stops_new_links_once_it_expires() {
     assert!(endpoint.requests() >= 2, "a renewal was tried");
     let refused = transport.receive("stale", 1, Duration::from_secs(1)).await;
     let error = format!("{:#}", refused.expect_err("the token expired"));
-    assert!(error.contains("UnauthorizedAccess") && error.contains("`stale`"), "{error}");
+    assert!(
+        error.contains("UnauthorizedAccess") && error.contains("`stale`"),
+        "{error}"
+    );
     assert!(!error.contains("token-0"), "the token leaked into the error: {error}");
     transport.close().await;
 }

@@ -436,7 +436,7 @@ impl CbsToken {
 /// that a token endpoint's `404` is never taken for a missing queue.
 #[derive(Debug, thiserror::Error)]
 #[error("getting an Entra ID token for Service Bus `{namespace}` failed: {cause}")]
-pub(super) struct CredentialFailed {
+struct CredentialFailed {
     namespace: String,
     /// The identity crate's error: it names the token endpoint and the client, never a token.
     cause: sagahost_identity::Error,

@@ -117,7 +117,8 @@ pub struct ServiceBusOptions {
     /// Link credit kept out per receiver even when no receive is waiting (0: only what the
     /// waiting receives ask for). Prefetched messages' locks run while they wait here.
     pub prefetch: u32,
-    /// Lifetime of the SAS tokens the transport signs; they are put again at 80% of it.
+    /// Lifetime of the SAS tokens the transport signs; they are put again at 80% of it. (Entra
+    /// ID tokens live as long as their issuer says.)
     pub token_ttl: Duration,
     /// How long a settle, a send, a management or CBS request, or a connection attempt may take.
     pub operation_timeout: Duration,
