@@ -1,9 +1,10 @@
-//! Who may use which entity, as Service Bus decides it with shared access keys.
+//! Who may use which entity, as Service Bus decides it with shared access keys (and, as a
+//! stand-in for Entra ID, with bearer tokens the broker is told to accept).
 //!
 //! # What it owns
-//! The key the broker checks against ([`SharedAccessKey`]), the SASL mechanisms it accepts, the
-//! `$cbs` `put-token` answer, and each connection's [`Grants`]: the entity paths its valid tokens
-//! cover, until they expire.
+//! The key the broker checks against ([`SharedAccessKey`]), the [`BearerToken`]s it accepts, the
+//! SASL mechanisms it accepts, the `$cbs` `put-token` answer, and each connection's [`Grants`]:
+//! the entity paths its valid tokens cover, until they expire.
 //!
 //! # How a client is let in
 //! - SASL `ANONYMOUS` or `MSSBCBS` (or no SASL at all) opens a connection that may use nothing
@@ -13,6 +14,13 @@
 //!   whose expiry is in the future grants the entity path of its `sr` (the host part is not
 //!   checked: a local broker has no one namespace name) and every path below it; an `sr` with no
 //!   path grants the whole namespace. A refused token is answered `401` with the reason.
+//! - `$cbs` `put-token` with `type` = `jwt` and a token that is not a SAS token is an Entra ID
+//!   access token. Service Bus checks its signature against Entra ID's keys and its roles; this
+//!   broker cannot, and instead accepts exactly the tokens of [`BrokerConfig::bearer_tokens`]
+//!   (compared in constant time), so that clients using a credential can be tested. Such a token
+//!   grants the entity path of the request's `name` (the audience) and every path below it,
+//!   until the request's `expiration` (a timestamp, as the SDKs send it) or, without one, for an
+//!   hour, Entra ID's usual token lifetime. Any other jwt is refused `401`, as a bad SAS token is.
 //! - SASL `PLAIN` with the key name as user name and the key as password (as Service Bus allows
 //!   for JMS clients) grants the whole namespace; other credentials fail SASL.
 //!
@@ -30,8 +38,8 @@ use fe2o3_amqp_types::primitives::{OrderedMap, SimpleValue, Value};
 use sagahost_transport::sas;
 use subtle::ConstantTimeEq;
 
-use super::entity_path;
 use super::message::{self, Incoming};
+use super::{BrokerConfig, entity_path};
 
 /// The SASL mechanisms offered: the two Service Bus clients use before `$cbs`, and `PLAIN`.
 pub const SASL_MECHANISMS: [&str; 3] = ["MSSBCBS", "ANONYMOUS", "PLAIN"];
@@ -82,6 +90,41 @@ impl SharedAccessKey {
         user_matches & password_matches
     }
 }
+
+/// A token the broker accepts as an Entra ID access token: as a `jwt` on `$cbs` and as
+/// `Authorization: Bearer` on the entity endpoint. A stand-in for Entra ID's validation, which
+/// cannot run without Entra ID, for testing clients that use a credential. Prints `[redacted]`.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Accepts `token` exactly as a client will present it.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// Whether `presented` is this token; in constant time for tokens of the same length.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
+/// Whether `presented` is one of `accepted`.
+pub(crate) fn accepts_bearer(accepted: &[BearerToken], presented: &str) -> bool {
+    // Every token is compared, so the time taken does not tell which one nearly matched.
+    accepted
+        .iter()
+        .fold(false, |found, token| token.matches(presented) | found)
+}
+
+/// How long a jwt grant lasts when the put-token carries no `expiration`.
+const JWT_DEFAULT_LIFETIME_SECS: u64 = 3600;
 
 /// The entities one connection may use.
 #[derive(Debug, Default)]
@@ -142,7 +185,8 @@ pub fn unauthorized(entity: &str) -> AmqpErrorInfo {
     AmqpErrorInfo {
         condition: ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
         description: Some(format!(
-            "Unauthorized access to `{entity}`: put a valid SAS token whose `sr` covers it on `$cbs` first"
+            "Unauthorized access to `{entity}`: put a valid SAS token whose `sr` covers it (or an accepted jwt \
+             for it) on `$cbs` first"
         )),
         info: None,
     }
@@ -157,7 +201,7 @@ fn text(properties: &OrderedMap<String, SimpleValue>, name: &str) -> Option<Stri
 }
 
 /// Checks one `put-token` request; returns its status code and description.
-fn check(key: &SharedAccessKey, grants: &mut Grants, request: &Incoming, now: u64) -> (i32, String) {
+fn check(config: &BrokerConfig, grants: &mut Grants, request: &Incoming, now: u64) -> (i32, String) {
     let empty = OrderedMap::new();
     let properties = request
         .application_properties
@@ -167,12 +211,16 @@ fn check(key: &SharedAccessKey, grants: &mut Grants, request: &Incoming, now: u6
     if operation != "put-token" {
         return (400, format!("operation `{operation}` is not supported on `$cbs`"));
     }
-    // The `type` property is not checked: the Python SDK puts SAS tokens as `jwt`, and Service
-    // Bus goes by the token itself. Anything but a SAS token (an Entra ID JWT) fails to verify.
     let Some(Value::String(token)) = &request.value else {
         return (400, "the put-token body must be the token as a string".to_owned());
     };
-    match sas::verify(token, &key.name, &key.key, now) {
+    // The `type` alone does not decide: the Python SDK puts SAS tokens as `jwt`, and Service Bus
+    // goes by the token itself.
+    let kind = text(properties, "type").unwrap_or_default();
+    if kind == "jwt" && !token.starts_with("SharedAccessSignature ") {
+        return check_bearer(config, grants, properties, token, now);
+    }
+    match sas::verify(token, &config.key.name, &config.key.key, now) {
         Ok(verified) => {
             grants.add(&verified.resource, verified.expiry_unix_secs, now);
             (202, "Accepted".to_owned())
@@ -181,9 +229,48 @@ fn check(key: &SharedAccessKey, grants: &mut Grants, request: &Incoming, now: u6
     }
 }
 
+/// Checks a `jwt` put-token against [`BrokerConfig::bearer_tokens`] (see the module doc).
+fn check_bearer(
+    config: &BrokerConfig,
+    grants: &mut Grants,
+    properties: &OrderedMap<String, SimpleValue>,
+    token: &str,
+    now: u64,
+) -> (i32, String) {
+    if !accepts_bearer(&config.bearer_tokens, token) {
+        return (
+            401,
+            "Unauthorized: the jwt is not one this broker accepts; it cannot validate Entra ID tokens and \
+             accepts only those configured as bearer tokens"
+                .to_owned(),
+        );
+    }
+    let Some(audience) = text(properties, "name").filter(|name| !name.is_empty()) else {
+        return (
+            400,
+            "a jwt put-token needs `name`, the audience (`sb://<namespace>/<entity>`)".to_owned(),
+        );
+    };
+    let expiry = match properties.get("expiration") {
+        // Rounded up to the next whole second, the unit grants are kept in, so a token is never
+        // cut short.
+        Some(SimpleValue::Timestamp(at)) => u64::try_from(at.milliseconds().div_euclid(1000) + 1).unwrap_or_default(),
+        None => now + JWT_DEFAULT_LIFETIME_SECS,
+        Some(_) => return (400, "the put-token's `expiration` must be a timestamp".to_owned()),
+    };
+    if expiry <= now {
+        return (
+            401,
+            format!("Unauthorized: the token expired at {expiry} (Unix seconds)"),
+        );
+    }
+    grants.add(&audience, expiry, now);
+    (202, "Accepted".to_owned())
+}
+
 /// Answers a `$cbs` request, recording what a valid token grants; returns the encoded reply.
-pub fn put_token(key: &SharedAccessKey, grants: &mut Grants, request: &Incoming, now: u64) -> anyhow::Result<Vec<u8>> {
-    let (status, description) = check(key, grants, request, now);
+pub fn put_token(config: &BrokerConfig, grants: &mut Grants, request: &Incoming, now: u64) -> anyhow::Result<Vec<u8>> {
+    let (status, description) = check(config, grants, request, now);
     if status != 202 {
         tracing::debug!(status, %description, "broker: refused a $cbs token");
     }

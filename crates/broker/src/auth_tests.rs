@@ -15,7 +15,7 @@ use sagahost_transport::TransportError;
 use sagahost_transport::sas::{expiry_from_now, now_unix_secs, sas_token};
 
 use super::tests::{Broker, start};
-use super::{BrokerConfig, SharedAccessKey};
+use super::{BearerToken, BrokerConfig, SharedAccessKey};
 
 const KEY_NAME: &str = "RootManageSharedAccessKey";
 const KEY: &str = "SAS_KEY_VALUE";
@@ -201,6 +201,36 @@ async fn a_wrong_key_an_expired_token_or_a_foreign_key_name_is_refused_with_401(
     assert_eq!(client.put(&token_for(resource), "jwt").await.0, 202);
     assert_eq!(client.can_send_to("orders").await, Ok(()));
     client.close().await;
+}
+
+#[tokio::test]
+async fn a_configured_bearer_token_is_accepted_as_a_jwt_and_no_other() {
+    let broker = start(BrokerConfig {
+        bearer_tokens: vec![BearerToken::new("issued-by-the-test")],
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut client = Client::connect(&broker).await;
+    let (status, description) = client.put("issued-by-someone-else", "jwt").await;
+    assert_eq!(status, 401);
+    assert!(description.contains("not one this broker accepts"), "{description}");
+    assert_eq!(client.can_send_to("orders").await, Err(unauthorized()));
+    // Put as a SAS token it is checked as one, and is not one.
+    assert_eq!(client.put_sas("issued-by-the-test").await.0, 401);
+    assert_eq!(client.put("issued-by-the-test", "jwt").await.0, 202);
+    assert_eq!(client.can_send_to("orders").await, Ok(()));
+    // The grant is the audience's (`name`), not the namespace's.
+    assert_eq!(client.can_send_to("payments").await, Err(unauthorized()));
+    client.close().await;
+}
+
+#[test]
+fn a_bearer_token_never_prints() {
+    let config = BrokerConfig {
+        bearer_tokens: vec![BearerToken::new("issued-by-the-test")],
+        ..BrokerConfig::default()
+    };
+    assert!(!format!("{config:?}").contains("issued-by-the-test"));
 }
 
 #[tokio::test]

@@ -41,7 +41,8 @@
 //! - `$cbs`: `put-token` with a SAS token signed with the configured key ([`SharedAccessKey`],
 //!   by default the Service Bus emulator's) is answered `202 Accepted` and authorizes the entities
 //!   its `sr` covers; any other token is answered `401`. A link to an entity no valid token covers
-//!   is detached with `amqp:unauthorized-access` (`auth.rs`).
+//!   is detached with `amqp:unauthorized-access` (`auth.rs`). A `jwt` is accepted only if it is
+//!   one of [`BrokerConfig::bearer_tokens`] (below).
 //! - `<entity>/$management` and `<entity>/$DeadLetterQueue/$management` (queues and subscriptions): `com.microsoft:renew-lock`,
 //!   `schedule-message`, `cancel-scheduled-message`, `peek-message` and `update-disposition`, with
 //!   `statusCode` / `statusDescription` (and `errorCondition` on failure) in the reply's
@@ -110,6 +111,18 @@
 //!   busy polling); `drain` is honoured. Messages a client received but never settled stay locked
 //!   until the lock expires, then are delivered again, as in Service Bus.
 //!
+//! # Entra ID tokens
+//! Service Bus also takes Microsoft Entra ID access tokens: put on `$cbs` with `type` = `jwt` and
+//! `name` = the audience, and sent to the entity API as `Authorization: Bearer`. It validates
+//! them against Entra ID's signing keys and the identity's roles, which cannot run here. So the
+//! broker accepts exactly the tokens listed in [`BrokerConfig::bearer_tokens`] (a test issues
+//! them from its own token endpoint and lists them) and refuses every other jwt with `401`, as it
+//! refuses a bad SAS token. An accepted jwt on `$cbs` grants its audience's entity path until
+//! the put-token's `expiration`, so a client that does not put a new token in time cannot
+//! attach new links; on the entity endpoint an accepted bearer token covers every entity. This
+//! checks what a client sends and when, never that a token is genuine: it is for testing
+//! clients, not for guarding anything.
+//!
 //! # Debugging a client
 //! `RUST_LOG=sagahost_broker=trace` logs every performative the broker receives and
 //! sends, per channel (transfers without their payload, only its size).
@@ -142,7 +155,7 @@ use tokio_util::sync::CancellationToken;
 
 use management::Locks;
 
-pub use auth::SharedAccessKey;
+pub use auth::{BearerToken, SharedAccessKey};
 pub use entities::serve_entities;
 
 /// The suffix of a management node address.
@@ -163,6 +176,10 @@ pub struct BrokerConfig {
     /// The key SAS tokens and SASL PLAIN credentials are checked against (by default the Service
     /// Bus emulator's `RootManageSharedAccessKey` / `SAS_KEY_VALUE`).
     pub key: SharedAccessKey,
+    /// Tokens this broker accepts as `jwt` on `$cbs` and as `Bearer` on the entity endpoint: a
+    /// stand-in for Entra ID validation, for testing clients that use a credential (none by
+    /// default: every jwt is refused). See "Entra ID tokens" in the crate doc.
+    pub bearer_tokens: Vec<BearerToken>,
     /// The largest message a client may send, advertised on every link (16 MiB).
     pub max_message_size: u64,
     /// Topics with their subscriptions and rules, created (where missing) when the broker starts.
@@ -183,6 +200,7 @@ impl Default for BrokerConfig {
             heartbeat: None,
             handshake_timeout: Duration::from_secs(10),
             key: SharedAccessKey::default(),
+            bearer_tokens: Vec::new(),
             max_message_size: 16 * 1024 * 1024,
             topics: Vec::new(),
             queues: Vec::new(),

@@ -188,7 +188,7 @@ impl Connection {
             .properties
             .as_ref()
             .and_then(|properties| properties.reply_to.clone());
-        let reply = auth::put_token(&self.config.key, &mut self.grants, &request, sas::now_unix_secs())?;
+        let reply = auth::put_token(&self.config, &mut self.grants, &request, sas::now_unix_secs())?;
         self.reply(channel, Node::Cbs, reply_to, reply)
     }
 

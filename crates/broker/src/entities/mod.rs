@@ -145,8 +145,8 @@ impl Site {
 }
 
 /// Serves the entity-management API over plain HTTP on `listener` for the entities of `queue`,
-/// checking tokens against `config.key`, until `shutdown` is cancelled; then finishes the requests
-/// in flight and returns. Run it beside [`crate::serve_with`] on the same `queue` and a second
+/// checking tokens against `config.key` (and `config.bearer_tokens`), until `shutdown` is
+/// cancelled; then finishes the requests in flight and returns. Run it beside [`crate::serve_with`] on the same `queue` and a second
 /// listener.
 pub async fn serve_entities(
     listener: TcpListener,
@@ -181,12 +181,7 @@ async fn handle(State(entities): State<Arc<Entities>>, request: Request) -> Resp
 async fn route(entities: &Entities, request: Request) -> Result<Response, EntityError> {
     let (parts, body) = request.into_parts();
     let target = target::parse_path(parts.uri.path()).map_err(EntityError::bad_request)?;
-    access::authorize(
-        &parts.headers,
-        &entities.config.key,
-        &target.path(),
-        sas::now_unix_secs(),
-    )?;
+    access::authorize(&parts.headers, &entities.config, &target.path(), sas::now_unix_secs())?;
     let site = Site::from_headers(&parts.headers);
     let page = || target::parse_page(parts.uri.query()).map_err(EntityError::bad_request);
     match (&parts.method, target) {

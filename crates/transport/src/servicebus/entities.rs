@@ -5,7 +5,10 @@
 //! what exists as it is, so running it again changes nothing.
 //!
 //! Requests carry a SAS token signed for the request's own URL (as the official SDKs sign
-//! them). `sagahost broker --http-listen` serves the same API over plain HTTP; point
+//! them), or, for a [`ServiceBusTarget::Entra`] target, `Authorization: Bearer` with the
+//! credential's Entra ID token for [`SERVICE_BUS_SCOPE`](super::SERVICE_BUS_SCOPE); a `401` to a
+//! bearer token makes the credential fetch a new one, and the request is repeated once with it.
+//! `sagahost broker --http-listen` serves the same API over plain HTTP; point
 //! [`EntityClient::new`]'s `endpoint` at it. The XML is read with quick-xml: only the few
 //! elements used here, by local name, so the namespaces Service Bus puts on them do not matter.
 
@@ -16,8 +19,11 @@ use quick_xml::Reader;
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 
-use super::connection_string::{ConnectionString, Credential};
+use sagahost_identity::AccessToken;
+
+use super::connection_string::Credential;
 use super::dialect::{rule_path, subscription_path};
+use super::target::{Auth, ServiceBusTarget};
 use crate::embedded::{QueueDepth, QueueSettings, SubscriptionSettings};
 use crate::filter::{CorrelationFilter, RuleFilter};
 use crate::sas;
@@ -34,7 +40,13 @@ pub struct EntityClient {
     http: reqwest::Client,
     /// `https://<namespace>` or the configured endpoint, without a trailing `/`.
     endpoint: String,
-    credential: Credential,
+    auth: Auth,
+}
+
+/// An `Authorization` header value, and the Entra ID token in it, if any, to forget on a `401`.
+struct Authorization {
+    header: String,
+    bearer: Option<AccessToken>,
 }
 
 /// What [`EntityClient::ensure_queue`] (or its siblings for topics, subscriptions and rules) did.
@@ -50,7 +62,13 @@ impl EntityClient {
     /// A client for the namespace of `connection_string`, at `endpoint` (by default
     /// `https://<namespace host>`).
     pub fn new(connection_string: &str, endpoint: Option<&str>) -> anyhow::Result<Self> {
-        let target = ConnectionString::parse(connection_string)?;
+        Self::with_target(&ServiceBusTarget::connection_string(connection_string)?, endpoint)
+    }
+
+    /// A client for `target`'s namespace (SAS or Entra ID, as the transport connects to it), at
+    /// `endpoint` (by default `https://<namespace host>`).
+    pub fn with_target(target: &ServiceBusTarget, endpoint: Option<&str>) -> anyhow::Result<Self> {
+        let target = target.endpoint()?;
         let endpoint = endpoint
             .map(|e| e.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("https://{}", target.host));
@@ -65,7 +83,7 @@ impl EntityClient {
         Ok(Self {
             http,
             endpoint,
-            credential: target.credential,
+            auth: target.auth,
         })
     }
 
@@ -73,25 +91,54 @@ impl EntityClient {
         format!("{}/{entity}?api-version={API_VERSION}", self.endpoint)
     }
 
-    fn authorization(&self, entity: &str) -> String {
-        match &self.credential {
-            Credential::SharedAccessKey { name, key } => sas::sas_token(
+    async fn authorization(&self, entity: &str) -> anyhow::Result<Authorization> {
+        let sas = |header| Authorization { header, bearer: None };
+        Ok(match &self.auth {
+            Auth::Sas(Credential::SharedAccessKey { name, key }) => sas(sas::sas_token(
                 &format!("{}/{entity}", self.endpoint),
                 name,
                 key,
                 sas::expiry_from_now(TOKEN_TTL),
-            ),
-            Credential::SharedAccessSignature(token) => token.clone(),
+            )),
+            Auth::Sas(Credential::SharedAccessSignature(token)) => sas(token.clone()),
+            Auth::Entra(credential) => {
+                let token = credential.token().await.map_err(|err| {
+                    anyhow!(
+                        "getting an Entra ID token for the entity API of {} failed: {err}",
+                        self.endpoint
+                    )
+                })?;
+                Authorization {
+                    header: format!("Bearer {}", token.secret.expose()),
+                    bearer: Some(token),
+                }
+            }
+        })
+    }
+
+    /// Sends the request `build` makes for `entity` with its authorization; after a `401` to an
+    /// Entra ID token, forgets that token and sends once more with a fresh one.
+    async fn send(
+        &self,
+        entity: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let authorization = self.authorization(entity).await?;
+        let response = build().header("Authorization", &authorization.header).send().await?;
+        match (&self.auth, authorization.bearer) {
+            (Auth::Entra(credential), Some(token)) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                credential.invalidate(&token);
+                let again = self.authorization(entity).await?;
+                Ok(build().header("Authorization", &again.header).send().await?)
+            }
+            _ => Ok(response),
         }
     }
 
     /// The description of `entity`, or `None` when it does not exist.
     async fn get(&self, entity: &str) -> anyhow::Result<Option<String>> {
         let response = self
-            .http
-            .get(self.url(entity))
-            .header("Authorization", self.authorization(entity))
-            .send()
+            .send(entity, || self.http.get(self.url(entity)))
             .await
             .with_context(|| format!("asking {} about `{entity}`", self.endpoint))?;
         let status = response.status();
@@ -192,12 +239,12 @@ impl EntityClient {
             return Ok(Ensured::Existed);
         }
         let response = self
-            .http
-            .put(self.url(path))
-            .header("Authorization", self.authorization(path))
-            .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
-            .body(body)
-            .send()
+            .send(path, || {
+                self.http
+                    .put(self.url(path))
+                    .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+                    .body(body.clone())
+            })
             .await
             .with_context(|| format!("creating {what} in {}", self.endpoint))?;
         let status = response.status();

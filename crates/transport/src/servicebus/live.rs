@@ -1,22 +1,26 @@
-//! One live AMQP connection to a namespace: TLS, SASL, the session, CBS tokens, the links it
-//! holds, and how an operation ends when the connection is lost under it.
+//! One live AMQP connection to a namespace: TLS, SASL, the session, CBS tokens (SAS, or Entra
+//! ID `jwt` from a credential) and their renewal, the links it holds, and how an operation ends
+//! when the connection is lost under it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::transaction::Controller;
-use fe2o3_amqp::types::primitives::{SimpleValue, Value};
+use fe2o3_amqp::types::primitives::{SimpleValue, Timestamp, Value};
 use fe2o3_amqp::{Connection, Session};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::connection_string::{ConnectionString, Credential};
+use sagahost_identity::{AccessToken, CachedToken};
+
+use super::connection_string::Credential;
+use super::target::{Auth, Endpoint};
 
 use super::super::sessions::SessionLock;
 use super::super::{TransportError, sas};
@@ -43,7 +47,7 @@ type ReceiverKey = (String, Option<String>);
 
 /// One connection with its session and links.
 pub(super) struct Live {
-    target: Arc<ConnectionString>,
+    target: Arc<Endpoint>,
     options: ServiceBusOptions,
     connection: Mutex<ConnectionHandle<()>>,
     session: Mutex<SessionHandle<()>>,
@@ -69,7 +73,11 @@ impl Live {
         self.controller.lock().await.take();
     }
 
-    pub(super) async fn open(target: Arc<ConnectionString>, options: &ServiceBusOptions) -> anyhow::Result<Self> {
+    pub(super) async fn open(target: Arc<Endpoint>, options: &ServiceBusOptions) -> anyhow::Result<Self> {
+        // A credential that cannot give a token fails the connect, not the first link attach.
+        if let Auth::Entra(credential) = &target.auth {
+            entra_token(&target, credential).await?;
+        }
         let timeout = options.operation_timeout;
         let (mut connection, session) =
             tokio::time::timeout(timeout, open_connection(&target))
@@ -161,27 +169,24 @@ impl Live {
     }
 
     pub(super) async fn put_token(&self, audience: &str) -> anyhow::Result<()> {
-        put_token(&self.cbs, &self.target, &self.options, audience).await
+        let token = cbs_token(&self.target, &self.options, audience).await?;
+        put_token(&self.cbs, &self.target, &self.options, audience, &token).await
     }
 
-    /// Starts the task that puts every token again at 80% of its lifetime.
+    /// Starts the task that puts every token again before it expires: SAS tokens at 80% of
+    /// [`ServiceBusOptions::token_ttl`], Entra ID tokens at 80% of their remaining lifetime. A
+    /// ready-made SAS signature cannot be renewed.
     pub(super) fn ensure_refresher(&self) {
         let mut refresher = self.refresher.lock().expect("not poisoned");
-        if refresher.is_some() || matches!(self.target.credential, Credential::SharedAccessSignature(_)) {
+        if refresher.is_some() || matches!(self.target.auth, Auth::Sas(Credential::SharedAccessSignature(_))) {
             return;
         }
         let (cbs, audiences) = (self.cbs.clone(), self.audiences.clone());
         let (target, options) = (self.target.clone(), self.options.clone());
         *refresher = Some(tokio::spawn(async move {
-            let period = options.token_ttl.mul_f64(0.8).max(Duration::from_secs(1));
-            loop {
-                tokio::time::sleep(period).await;
-                let all: Vec<String> = audiences.lock().expect("not poisoned").iter().cloned().collect();
-                for audience in all {
-                    if let Err(err) = put_token(&cbs, &target, &options, &audience).await {
-                        tracing::warn!(%audience, "refreshing the SAS token failed: {err:#}");
-                    }
-                }
+            match target.auth.clone() {
+                Auth::Entra(credential) => refresh_entra(&cbs, &audiences, &target, &options, &credential).await,
+                Auth::Sas(_) => refresh_sas(&cbs, &audiences, &target, &options).await,
             }
         }));
     }
@@ -389,6 +394,9 @@ impl Live {
 
 /// `UnknownQueue` for errors that say the entity does not exist.
 pub(super) fn classify(err: anyhow::Error, queue: &str) -> TransportError {
+    if err.is::<CredentialFailed>() {
+        return TransportError::Other(err);
+    }
     let text = format!("{err:#}");
     if text.contains("not-found") || text.contains("NotFound") || text.contains(" 404") {
         TransportError::UnknownQueue(queue.to_string())
@@ -397,36 +405,211 @@ pub(super) fn classify(err: anyhow::Error, queue: &str) -> TransportError {
     }
 }
 
+/// The CBS token type of an Entra ID access token.
+const JWT_TOKEN_TYPE: &str = "jwt";
+/// The shortest wait between two renewals, so a token that lives less than this is not put in a
+/// tight loop.
+const MIN_RENEWAL: Duration = Duration::from_secs(1);
+/// The longest wait before a failed renewal of an Entra ID token is tried again.
+const MAX_RENEWAL_RETRY: Duration = Duration::from_secs(30);
+
+/// What one `put-token` carries. Holds the token itself, so it has no `Debug`.
+struct CbsToken {
+    token: String,
+    /// The CBS `type`: a SAS token's, or `jwt`.
+    kind: &'static str,
+    /// The `expiration` the SDKs send with a token whose expiry the client knows (Entra ID's).
+    expires_on: Option<SystemTime>,
+}
+
+impl CbsToken {
+    fn entra(token: &AccessToken) -> Self {
+        Self {
+            token: token.secret.expose().to_string(),
+            kind: JWT_TOKEN_TYPE,
+            expires_on: Some(token.expires_on),
+        }
+    }
+}
+
+/// The credential could not give a token. Kept apart from the errors [`classify`] reads, so
+/// that a token endpoint's `404` is never taken for a missing queue.
+#[derive(Debug, thiserror::Error)]
+#[error("getting an Entra ID token for Service Bus `{namespace}` failed: {cause}")]
+struct CredentialFailed {
+    namespace: String,
+    /// The identity crate's error: it names the token endpoint and the client, never a token.
+    cause: sagahost_identity::Error,
+}
+
+/// A token from `credential`, or an error naming the namespace and the credential.
+async fn entra_token(target: &Endpoint, credential: &CachedToken) -> anyhow::Result<AccessToken> {
+    credential.token().await.map_err(|cause| {
+        CredentialFailed {
+            namespace: target.host.clone(),
+            cause,
+        }
+        .into()
+    })
+}
+
+/// The token to put for `audience`: a SAS token signed now, the connection string's signature,
+/// or the credential's current Entra ID token (one token serves every audience).
+async fn cbs_token(target: &Endpoint, options: &ServiceBusOptions, audience: &str) -> anyhow::Result<CbsToken> {
+    let sas = |token| CbsToken {
+        token,
+        kind: sas::SAS_TOKEN_TYPE,
+        expires_on: None,
+    };
+    Ok(match &target.auth {
+        Auth::Sas(Credential::SharedAccessKey { name, key }) => sas(sas::sas_token(
+            audience,
+            name,
+            key,
+            sas::expiry_from_now(options.token_ttl),
+        )),
+        Auth::Sas(Credential::SharedAccessSignature(token)) => sas(token.clone()),
+        Auth::Entra(credential) => CbsToken::entra(&entra_token(target, credential).await?),
+    })
+}
+
 async fn put_token(
     cbs: &RequestLink,
-    target: &ConnectionString,
+    target: &Endpoint,
     options: &ServiceBusOptions,
     audience: &str,
+    token: &CbsToken,
 ) -> anyhow::Result<()> {
-    let token = match &target.credential {
-        Credential::SharedAccessKey { name, key } => {
-            sas::sas_token(audience, name, key, sas::expiry_from_now(options.token_ttl))
-        }
-        Credential::SharedAccessSignature(token) => token.clone(),
-    };
-    let properties = vec![
-        ("type".to_string(), SimpleValue::String(sas::SAS_TOKEN_TYPE.into())),
+    let mut properties = vec![
+        ("type".to_string(), SimpleValue::String(token.kind.into())),
         ("name".to_string(), SimpleValue::String(audience.to_string())),
     ];
+    if let Some(expires_on) = token.expires_on {
+        let millis = expires_on
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        properties.push((
+            "expiration".to_string(),
+            SimpleValue::Timestamp(Timestamp::from_milliseconds(millis)),
+        ));
+    }
     let response = cbs
-        .request("put-token", properties, Value::String(token), options.operation_timeout)
+        .request(
+            "put-token",
+            properties,
+            Value::String(token.token.clone()),
+            options.operation_timeout,
+        )
         .await?;
-    match response.status {
-        200 | 202 => Ok(()),
-        status => Err(anyhow!(
+    match (response.status, &target.auth) {
+        (200 | 202, _) => Ok(()),
+        (status, Auth::Sas(_)) => Err(anyhow!(
             "Service Bus refused the SAS token for `{audience}` ({status} {}); check SharedAccessKeyName/SharedAccessKey",
+            response.description
+        )),
+        (status, Auth::Entra(_)) => Err(anyhow!(
+            "Service Bus `{}` refused the Entra ID token for `{audience}` ({status} {}); give the identity a \
+             Service Bus data role (Azure Service Bus Data Sender, Data Receiver or Data Owner) on the namespace \
+             or the entity",
+            target.host,
             response.description
         )),
     }
 }
 
-/// TCP (with `TCP_NODELAY`), TLS unless the emulator is asked for, SASL ANONYMOUS, open, begin.
-async fn open_connection(target: &ConnectionString) -> anyhow::Result<(ConnectionHandle<()>, SessionHandle<()>)> {
+/// Puts a new SAS token for every audience at 80% of the tokens' lifetime, for ever.
+async fn refresh_sas(
+    cbs: &RequestLink,
+    audiences: &std::sync::Mutex<BTreeSet<String>>,
+    target: &Endpoint,
+    options: &ServiceBusOptions,
+) {
+    let period = options.token_ttl.mul_f64(0.8).max(MIN_RENEWAL);
+    loop {
+        tokio::time::sleep(period).await;
+        let all: Vec<String> = audiences.lock().expect("not poisoned").iter().cloned().collect();
+        for audience in all {
+            let put = async {
+                let token = cbs_token(target, options, &audience).await?;
+                put_token(cbs, target, options, &audience, &token).await
+            };
+            if let Err(err) = put.await {
+                tracing::warn!(%audience, "refreshing the SAS token failed: {err:#}");
+            }
+        }
+    }
+}
+
+/// Puts a new Entra ID token for every audience at 80% of the current one's remaining lifetime,
+/// for ever. A failed renewal is tried again after a doubling wait while the token put last is
+/// still accepted; links attached before it expires stay usable, new ones then fail until a
+/// renewal succeeds.
+async fn refresh_entra(
+    cbs: &RequestLink,
+    audiences: &std::sync::Mutex<BTreeSet<String>>,
+    target: &Endpoint,
+    options: &ServiceBusOptions,
+    credential: &CachedToken,
+) {
+    // The token the first authorize put (cached), which the first renewal replaces.
+    let mut current = loop {
+        match entra_token(target, credential).await {
+            Ok(token) => break token,
+            Err(err) => {
+                tracing::warn!(namespace = %target.host, "{err:#}");
+                tokio::time::sleep(MAX_RENEWAL_RETRY).await;
+            }
+        }
+    };
+    let mut retry = MIN_RENEWAL;
+    let mut wait = current.remaining().mul_f64(0.8).max(MIN_RENEWAL);
+    loop {
+        tokio::time::sleep(wait).await;
+        let fresh = match renewed(credential, &current).await {
+            Ok(fresh) => fresh,
+            Err(cause) => {
+                let err = CredentialFailed {
+                    namespace: target.host.clone(),
+                    cause,
+                };
+                tracing::warn!(
+                    namespace = %target.host,
+                    expires_in = ?current.remaining(),
+                    "renewing the Service Bus token failed; trying again in {retry:?}: {err}"
+                );
+                wait = retry;
+                retry = (retry * 2).min(MAX_RENEWAL_RETRY);
+                continue;
+            }
+        };
+        retry = MIN_RENEWAL;
+        let token = CbsToken::entra(&fresh);
+        let all: Vec<String> = audiences.lock().expect("not poisoned").iter().cloned().collect();
+        for audience in all {
+            if let Err(err) = put_token(cbs, target, options, &audience, &token).await {
+                tracing::warn!(%audience, "putting the renewed Entra ID token failed: {err:#}");
+            }
+        }
+        current = fresh;
+        wait = current.remaining().mul_f64(0.8).max(MIN_RENEWAL);
+    }
+}
+
+/// A token newer than `old`. The cache hands `old` out until shortly before it expires, later
+/// than its successor must be put, so when the cache still holds `old` it is told to forget it
+/// and fetch the next (one fetch, shared with everyone else using the cache).
+async fn renewed(credential: &CachedToken, old: &AccessToken) -> Result<AccessToken, sagahost_identity::Error> {
+    let token = credential.token().await?;
+    if token != *old {
+        return Ok(token);
+    }
+    credential.invalidate(old);
+    credential.token().await
+}
+
+/// TCP (with `TCP_NODELAY`), TLS unless the target asks for plain TCP to a local broker, SASL
+/// ANONYMOUS, open, begin.
+async fn open_connection(target: &Endpoint) -> anyhow::Result<(ConnectionHandle<()>, SessionHandle<()>)> {
     let address = (target.host.as_str(), target.port);
     let tcp = TcpStream::connect(address)
         .await
@@ -437,7 +620,7 @@ async fn open_connection(target: &ConnectionString) -> anyhow::Result<(Connectio
         .container_id(container_id)
         .hostname(target.host.as_str())
         .sasl_profile(SaslProfile::Anonymous);
-    let mut connection = if target.use_development_emulator {
+    let mut connection = if !target.tls {
         builder
             .open_with_stream(tcp)
             .await

@@ -16,12 +16,18 @@
 //!
 //! # The Service Bus dialect
 //! - **Connecting**: TLS to port 5671 (plain TCP to the endpoint's port, 5672 by default, with
-//!   `UseDevelopmentEmulator=true`), `TCP_NODELAY` set, SASL `ANONYMOUS`, the namespace as the
-//!   open frame's host name.
-//! - **Authorization (CBS)**: before a link to an entity is attached, a SAS token for the audience
-//!   `sb://<host>/<entity>` is put to `$cbs` (`operation` = `put-token`, `type` =
-//!   `servicebus.windows.net:sastoken`, `name` = the audience, body = the token). Tokens are signed
-//!   for [`ServiceBusOptions::token_ttl`] and put again well before they expire.
+//!   `UseDevelopmentEmulator=true` or an `amqp://` namespace: local brokers only), `TCP_NODELAY`
+//!   set, SASL `ANONYMOUS`, the namespace as the open frame's host name. [`ServiceBusTarget`] says
+//!   where and as whom: a connection string, or a namespace with an Entra ID credential.
+//! - **Authorization (CBS)**: before a link to an entity is attached, a token for the audience
+//!   `sb://<host>/<entity>` is put to `$cbs` (`operation` = `put-token`, `name` = the audience,
+//!   body = the token). With a connection string it is a SAS token (`type` =
+//!   `servicebus.windows.net:sastoken`), signed for [`ServiceBusOptions::token_ttl`] and put again
+//!   at 80% of it. With a credential it is an Entra ID access token for [`SERVICE_BUS_SCOPE`]
+//!   (`type` = `jwt`, plus `expiration`, the token's expiry, as the SDKs send it), one token for
+//!   every audience, put again with its successor at 80% of its remaining lifetime. A credential
+//!   that gives no token fails the connect or the attach with an error naming the namespace and
+//!   the token endpoint; a failed renewal is retried while the last token is still accepted.
 //! - **Receiving**: receivers attach with `rcv-settle-mode` second and manual link credit, which is
 //!   the prefetch: credit for what the waiting receives ask for, or [`ServiceBusOptions::prefetch`]
 //!   if larger. The lock token is the delivery tag (a GUID in .NET byte order); the sequence
@@ -82,6 +88,7 @@ pub mod entities;
 mod links;
 mod live;
 mod sessions;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -97,9 +104,11 @@ use tokio::time::Instant;
 
 pub use super::sas::sas_token;
 pub use connection_string::{ConnectionString, Credential};
+pub use target::{SERVICE_BUS_SCOPE, ServiceBusTarget};
 
 use self::links::ReceiverLink;
 use self::live::{Ended, Live};
+use self::target::Endpoint;
 use super::{Output, ReceivedMessage, Settlement, Transport, TransportError};
 
 /// Tuning for [`ServiceBusTransport`].
@@ -108,7 +117,8 @@ pub struct ServiceBusOptions {
     /// Link credit kept out per receiver even when no receive is waiting (0: only what the
     /// waiting receives ask for). Prefetched messages' locks run while they wait here.
     pub prefetch: u32,
-    /// Lifetime of the SAS tokens the transport signs; they are put again at 80% of it.
+    /// Lifetime of the SAS tokens the transport signs; they are put again at 80% of it. (Entra
+    /// ID tokens live as long as their issuer says.)
     pub token_ttl: Duration,
     /// How long a settle, a send, a management or CBS request, or a connection attempt may take.
     pub operation_timeout: Duration,
@@ -137,7 +147,7 @@ impl Default for ServiceBusOptions {
 
 /// The Service Bus transport. Cheap to share: every method takes `&self`.
 pub struct ServiceBusTransport {
-    target: Arc<ConnectionString>,
+    target: Arc<Endpoint>,
     options: ServiceBusOptions,
     /// The connection in use; read without waiting on a reconnect in progress.
     current: std::sync::Mutex<Option<Arc<Live>>>,
@@ -155,7 +165,14 @@ impl ServiceBusTransport {
     /// Parses `connection_string` and connects (failing fast if the namespace cannot be reached or
     /// refuses the credentials).
     pub async fn connect(connection_string: &str, options: ServiceBusOptions) -> anyhow::Result<Self> {
-        let target = Arc::new(ConnectionString::parse(connection_string)?);
+        Self::connect_with(&ServiceBusTarget::connection_string(connection_string)?, options).await
+    }
+
+    /// Connects to `target`: a connection string's namespace with its SAS credential, or a
+    /// namespace with an Entra ID credential (failing fast if the namespace cannot be reached, or
+    /// the credential gives no token).
+    pub async fn connect_with(target: &ServiceBusTarget, options: ServiceBusOptions) -> anyhow::Result<Self> {
+        let target = Arc::new(target.endpoint()?);
         let live = Live::open(target.clone(), &options).await?;
         Ok(Self {
             target,
