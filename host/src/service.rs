@@ -228,22 +228,19 @@ pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
             Ok(HostTransport::Embedded(queue))
         }
         TransportConfig::Servicebus {
-            connection_string,
             prefetch,
             transactions,
             max_message_bytes,
             ..
         } => {
-            let connection_string = connection_string
-                .read()
-                .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
+            let target = config.servicebus_target()?.expect("the transport is Service Bus");
             let options = ServiceBusOptions {
                 prefetch: *prefetch,
                 transactions: *transactions,
                 max_message_bytes: *max_message_bytes,
                 ..ServiceBusOptions::default()
             };
-            let transport = ServiceBusTransport::connect(connection_string.expose(), options)
+            let transport = ServiceBusTransport::connect_with(&target, options)
                 .await
                 .context("transport: connecting to Service Bus")?;
             Ok(HostTransport::ServiceBus(transport))

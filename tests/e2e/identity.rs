@@ -3,7 +3,10 @@
 //! (also on loopback, with the bearer challenge), and keeps it fresh. A rotated secret takes
 //! effect with no restart and no lost message; a vault outage keeps the last value and counts
 //! the failures; a vault that cannot be reached at startup stops the start, naming the secret.
-//! Azure itself cannot run here: both endpoints speak its documented protocols.
+//! A token endpoint in an outage makes the step retry, never a dead letter. And the host
+//! reaches Service Bus with `namespace` and an Entra ID token instead of a
+//! connection string. Azure itself cannot run here: the endpoints speak its documented
+//! protocols, and the broker stands in for Entra ID by accepting one configured token.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -206,5 +209,210 @@ async fn a_vault_that_cannot_be_reached_at_startup_stops_the_start_naming_the_se
     assert!(
         stderr.contains("partners.erp.secrets.erp-token") && stderr.contains(&vault_server.origin()),
         "{stderr}"
+    );
+}
+
+/// The host reaches Service Bus (here `sagahost broker`, which stands in for Entra ID by
+/// accepting one configured token) with `namespace` and an app's client secret from
+/// `[identity]`: no connection string anywhere, and the saga runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_reaches_service_bus_with_an_entra_id_token_and_no_connection_string() {
+    use sagahost::saga::Verdict;
+    use sagahost::service::Host;
+    use sagahost_broker::{self as broker, BearerToken, BrokerConfig};
+    use tokio_util::sync::CancellationToken;
+
+    const SERVICE_BUS_TOKEN: &str = "service-bus-token-41c9";
+    const CLIENT_SECRET: &str = "host-client-secret-0e57";
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let issuer = Partner::start(|request: &Received, _| {
+        assert!(
+            request.path.ends_with("/tenant-1/oauth2/v2.0/token"),
+            "{}",
+            request.path
+        );
+        assert!(
+            request.body.contains(&format!("client_secret={CLIENT_SECRET}")),
+            "{}",
+            request.body
+        );
+        assert!(request.body.contains("servicebus.azure.net"), "{}", request.body);
+        let body = format!("{{\"access_token\":\"{SERVICE_BUS_TOKEN}\",\"expires_in\":3600}}");
+        (200, vec![("content-type", "application/json".into())], body)
+    })
+    .await;
+
+    let mut table = config(dir.path(), &servers);
+    table.remove("webhook");
+    let named = Config::load(&write_config(dir.path(), &table)).unwrap().config;
+    let store = EmbeddedQueue::open(&dir.path().join("broker.sqlite3"), &named.queue_settings()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let broker_config = BrokerConfig {
+        bearer_tokens: vec![BearerToken::new(SERVICE_BUS_TOKEN)],
+        ..BrokerConfig::default()
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(broker::serve_with(listener, store.clone(), broker_config, stop.clone()));
+
+    std::fs::write(dir.path().join("client-secret"), CLIENT_SECRET).unwrap();
+    let transport =
+        format!("kind = \"servicebus\"\nnamespace = \"amqp://{address}\"\ncredential = \"client-secret\"\n");
+    let identity = format!(
+        "tenant-id = \"tenant-1\"\nclient-id = \"sagahost\"\nclient-secret = {{ file = \"client-secret\" }}\n\
+         authority-host = \"{}\"\n",
+        issuer.origin()
+    );
+    table.insert(
+        "transport".into(),
+        toml::from_str::<toml::Table>(&transport).unwrap().into(),
+    );
+    table.insert(
+        "identity".into(),
+        toml::from_str::<toml::Table>(&identity).unwrap().into(),
+    );
+    let config = Config::load(&write_config(dir.path(), &table)).unwrap().config;
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    send_contact(&store, 0).await;
+    let started = Instant::now();
+    let end = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("the saga ends within 30 s")
+            .unwrap();
+        if event.partner == "erp" {
+            break event;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+    };
+    host.shutdown().await;
+    stop.cancel();
+    assert_eq!(end.verdict, Verdict::Completed);
+    assert!(!issuer.received().is_empty(), "the host asked Entra ID for a token");
+    let config_text = std::fs::read_to_string(dir.path().join("sagahost.toml")).unwrap();
+    assert!(
+        !config_text.contains("SharedAccessKey"),
+        "no connection string: {config_text}"
+    );
+}
+
+/// The saga config (no webhook) whose ERP token is an `oauth2` secret from `issuer`'s token
+/// endpoint, with quick retries, at most `max_attempts`.
+fn erp_with_token_endpoint(dir: &std::path::Path, servers: &Servers, issuer: &Partner, max_attempts: u32) -> Config {
+    let mut table = config(dir, servers);
+    table.remove("webhook");
+    std::fs::write(dir.join("erp-client-secret"), "erp-client-secret").unwrap();
+    let secrets = format!(
+        "erp-token = {{ oauth2 = {{ token-url = \"{}/token\", client-id = \"erp\", \
+         client-secret = {{ file = \"erp-client-secret\" }}, scope = \"api://erp/.default\" }} }}",
+        issuer.origin()
+    );
+    let retry = format!("initial-delay-ms = 50\nmax-delay-ms = 100\nmax-attempts = {max_attempts}");
+    let erp = table["partners"]["erp"].as_table_mut().unwrap();
+    erp.insert(
+        "secrets".into(),
+        toml::from_str::<toml::Table>(&secrets).unwrap().into(),
+    );
+    erp.insert("retry".into(), toml::from_str::<toml::Table>(&retry).unwrap().into());
+    Config::load(&write_config(dir, &table)).unwrap().config
+}
+
+/// A token endpoint that is down is a transient failure of the step: the host retries the
+/// step (whatever the component would make of the failed request) and the saga completes
+/// once the endpoint is back; nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_outage_retries_the_step_and_never_dead_letters() {
+    use sagahost::saga::Verdict;
+    use sagahost::service::Host;
+
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    // The first two token requests fail, as an identity provider in an outage would.
+    let issuer = Partner::start(|_: &Received, index| {
+        if index < 2 {
+            return (503, Vec::new(), "{\"error\":\"temporarily_unavailable\"}".into());
+        }
+        let body = "{\"access_token\":\"erp-access-token\",\"expires_in\":3600}".to_owned();
+        (200, vec![("content-type", "application/json".into())], body)
+    })
+    .await;
+    let config = erp_with_token_endpoint(dir.path(), &servers, &issuer, 5);
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let store = host.transport.embedded().unwrap().clone();
+    send_contact(&store, 0).await;
+    let mut erp_verdicts = Vec::new();
+    while !matches!(
+        erp_verdicts.last(),
+        Some(Verdict::Completed | Verdict::DeadLettered { .. })
+    ) {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("the saga ends within 30 s")
+            .unwrap();
+        if event.partner == "erp" {
+            erp_verdicts.push(event.verdict);
+        }
+    }
+    host.shutdown().await;
+    assert_eq!(erp_verdicts.len(), 3, "{erp_verdicts:?}");
+    assert!(
+        matches!(erp_verdicts[0], Verdict::Retried { attempt: 2, .. }),
+        "{erp_verdicts:?}"
+    );
+    assert!(
+        matches!(erp_verdicts[1], Verdict::Retried { attempt: 3, .. }),
+        "{erp_verdicts:?}"
+    );
+    assert_eq!(erp_verdicts[2], Verdict::Completed);
+    assert_eq!(
+        servers.erp.received()[0].header("authorization"),
+        Some("Bearer erp-access-token"),
+        "no request went out without its token"
+    );
+    assert_eq!(servers.erp.received().len(), 1);
+}
+
+/// With the token endpoint down for good, the step's retries run out like any others and
+/// the dead letter says which secret could not be had, and from where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_down_for_good_exhausts_the_retries_naming_the_secret() {
+    use sagahost::saga::Verdict;
+    use sagahost::service::Host;
+
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Servers::healthy().await;
+    let issuer = Partner::always(503, "{\"error\":\"temporarily_unavailable\"}").await;
+    let config = erp_with_token_endpoint(dir.path(), &servers, &issuer, 2);
+    let host = Host::start(&config).await.unwrap();
+    let mut events = host.subscribe();
+    let store = host.transport.embedded().unwrap().clone();
+    send_contact(&store, 0).await;
+    let end = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("the saga ends within 30 s")
+            .unwrap();
+        if event.partner == "erp" && !matches!(event.verdict, Verdict::Retried { .. }) {
+            break event.verdict;
+        }
+    };
+    host.shutdown().await;
+    let Verdict::DeadLettered { reason, description } = end else {
+        panic!("{end:?}");
+    };
+    assert_eq!(reason, "RetriesExhausted");
+    assert!(
+        // The host's own reason, not the component's take on a failed request.
+        description.contains("last reason: partner `erp`: secret `erp-token` of partner `erp` is unavailable")
+            && description.contains(&issuer.origin()),
+        "{description}"
+    );
+    assert!(!description.contains("erp-client-secret\""), "{description}");
+    assert!(
+        servers.erp.received().is_empty(),
+        "no request went out without its token"
     );
 }

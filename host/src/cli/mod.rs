@@ -217,6 +217,11 @@ pub struct BrokerArgs {
         hide_env_values = true
     )]
     sas_key: String,
+    /// A token to accept as an Entra ID `jwt` (on `$cbs`) and as `Bearer` (on the entity
+    /// endpoint), standing in for Entra ID, which cannot run locally: for trying a host
+    /// configured with `namespace` and a credential. Repeat for several.
+    #[arg(long, env = "SAGAHOST_BROKER_BEARER_TOKEN", hide_env_values = true)]
+    bearer_token: Vec<String>,
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -251,7 +256,7 @@ async fn run_host(config: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
-    use sagahost_broker::{self as broker, BrokerConfig};
+    use sagahost_broker::{self as broker, BearerToken, BrokerConfig};
     use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings, TopicSettings};
 
     /// The `--topics` file.
@@ -310,6 +315,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     let config = BrokerConfig {
         lock_duration: std::time::Duration::from_millis(args.lock_duration_ms),
         key,
+        bearer_tokens: args.bearer_token.into_iter().map(BearerToken::new).collect(),
         topics: entities.topics,
         queues: entities.queues,
         ..BrokerConfig::default()

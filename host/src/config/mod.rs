@@ -13,16 +13,18 @@ mod topics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sagahost_transport::embedded::{QueueSettings, TopicSettings};
+use sagahost_transport::servicebus::ServiceBusTarget;
 use sagahost_transport::servicebus::dialect::parse_subscription_path;
 use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 
 use crate::component::Limits;
-use crate::outbound::{IdentityConfig, PartnerPolicy, SecretSource};
+use crate::outbound::{CredentialKind, IdentityConfig, PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
 pub use ordering::{Ordering, SessionKey, ordered_queues};
@@ -123,8 +125,14 @@ pub enum TransportConfig {
     /// Azure Service Bus over AMQP (or `sagahost broker`, with `UseDevelopmentEmulator=true`).
     #[serde(rename_all = "kebab-case")]
     Servicebus {
-        /// The connection string, read from an environment variable or a file.
-        connection_string: SecretSource,
+        /// The connection string (SAS), read from an environment variable or a file; or
+        /// `namespace` and an Entra ID credential instead.
+        connection_string: Option<SecretSource>,
+        /// `NAME.servicebus.windows.net`: sign in with Entra ID, no connection string.
+        namespace: Option<String>,
+        /// With `namespace`: which credential (default: `[identity]`'s); the other settings
+        /// of a client secret or certificate are `[identity]`'s.
+        credential: Option<CredentialKind>,
         /// Messages each receiver keeps in flight ahead of handling.
         #[serde(default)]
         prefetch: u32,
@@ -412,7 +420,11 @@ impl Config {
         if let Some(token) = self.admin.as_mut().and_then(|admin| admin.token.as_mut()) {
             resolve_secret(token);
         }
-        if let TransportConfig::Servicebus { connection_string, .. } = &mut self.transport {
+        if let TransportConfig::Servicebus {
+            connection_string: Some(connection_string),
+            ..
+        } = &mut self.transport
+        {
             resolve_secret(connection_string);
         }
         if let Some(saga_state) = &mut self.saga_state {
@@ -440,6 +452,27 @@ impl Config {
         }
         if self.partners.is_empty() {
             anyhow::bail!("no partners: add at least one [partners.NAME] table");
+        }
+        if let TransportConfig::Servicebus {
+            connection_string,
+            namespace,
+            credential,
+            ..
+        } = &self.transport
+        {
+            match (connection_string, namespace) {
+                (Some(_), Some(_)) => anyhow::bail!(
+                    "transport: set connection-string or namespace, not both (a namespace signs in with Entra ID)"
+                ),
+                (None, None) => anyhow::bail!(
+                    "transport: say how to reach Service Bus: connection-string = {{ env = \"VAR\" }}, or \
+                     namespace = \"NAME.servicebus.windows.net\" with an Entra ID credential"
+                ),
+                (Some(_), None) if credential.is_some() => {
+                    anyhow::bail!("transport.credential is for namespace; a connection string carries its own key")
+                }
+                _ => {}
+            }
         }
         for (name, partner) in &self.partners {
             if partner.concurrency == 0 {
@@ -497,19 +530,50 @@ impl Config {
     /// A client of the namespace's entity-management API, when the transport is Service Bus.
     pub fn entity_client(&self) -> anyhow::Result<Option<EntityClient>> {
         let TransportConfig::Servicebus {
+            management_endpoint, ..
+        } = &self.transport
+        else {
+            return Ok(None);
+        };
+        let target = self.servicebus_target()?.expect("the transport is Service Bus");
+        EntityClient::with_target(&target, management_endpoint.as_deref())
+            .context("transport.management-endpoint")
+            .map(Some)
+    }
+
+    /// Where the Service Bus transport connects and how it signs in: the connection string, or
+    /// `namespace` with an Entra ID credential. `None` on the embedded queue.
+    pub fn servicebus_target(&self) -> anyhow::Result<Option<ServiceBusTarget>> {
+        let TransportConfig::Servicebus {
             connection_string,
-            management_endpoint,
+            namespace,
+            credential,
             ..
         } = &self.transport
         else {
             return Ok(None);
         };
-        let connection_string = connection_string
-            .read()
-            .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
-        EntityClient::new(connection_string.expose(), management_endpoint.as_deref())
-            .context("transport.management-endpoint")
-            .map(Some)
+        let target = match (connection_string, namespace) {
+            (Some(source), None) => {
+                let connection_string = source
+                    .read()
+                    .map_err(|err| anyhow::anyhow!("transport.connection-string: {err}"))?;
+                ServiceBusTarget::connection_string(connection_string.expose())
+                    .context("transport.connection-string")?
+            }
+            (None, Some(namespace)) => {
+                let identity = IdentityConfig {
+                    credential: credential.unwrap_or(self.identity.credential),
+                    ..self.identity.clone()
+                };
+                let source = identity.token_source().context("transport.credential")?;
+                ServiceBusTarget::entra(namespace.clone(), Arc::new(source))
+            }
+            _ => anyhow::bail!(
+                "transport: set either connection-string, or namespace (with credential or [identity]), not both"
+            ),
+        };
+        Ok(Some(target))
     }
 
     /// Every entity the host reads dead letters and depths of: its queues and the subscriptions
@@ -631,6 +695,31 @@ mod tests {
             (
                 &format!("[admin]\nlisten = \"0.0.0.0:9090\"\n{PARTNER}"),
                 "set admin.token",
+            ),
+            (
+                &format!("[transport]\nkind = \"servicebus\"\n{PARTNER}"),
+                "say how to reach Service Bus",
+            ),
+            (
+                &format!(
+                    "[transport]\nkind = \"servicebus\"\nnamespace = \"ns.servicebus.windows.net\"\n\
+                     connection-string = {{ env = \"X\" }}\n{PARTNER}"
+                ),
+                "not both",
+            ),
+            (
+                &format!(
+                    "[transport]\nkind = \"servicebus\"\ncredential = \"managed-identity\"\n\
+                     connection-string = {{ env = \"X\" }}\n{PARTNER}"
+                ),
+                "transport.credential is for namespace",
+            ),
+            (
+                &format!(
+                    "[transport]\nkind = \"servicebus\"\nnamespace = \"ns.servicebus.windows.net\"\n\
+                     credential = \"password\"\n{PARTNER}"
+                ),
+                "unknown variant `password`",
             ),
             (
                 &format!("[admin]\nlisten = \"nowhere\"\n{PARTNER}"),

@@ -29,8 +29,9 @@
 //! - **Tokens stay fresh.** An `oauth2` secret is an access token, cached until
 //!   shortly before it expires and refreshed by one request however many wait on
 //!   it. A 401 to a request that carried one makes one refresh and one repeat,
-//!   never a loop; a token endpoint that fails is a connection failure of that
-//!   request, which components retry like any other.
+//!   never a loop. A token endpoint that fails is a connection failure of that
+//!   request, and [`Outbound::credential_unavailable`] tells the step runner, which
+//!   retries the step like any transient failure.
 //! - **Bounded.** Every request has a whole-request timeout (the partner's, or
 //!   shorter if the request asks), request bodies are capped, and response
 //!   bodies are streamed and abandoned at the partner's cap. Responses are not
@@ -45,8 +46,8 @@ mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -99,6 +100,13 @@ pub trait Outbound: Send + Sync {
         partner: &str,
         requests: &[wit::HttpRequest],
     ) -> impl Future<Output = Vec<wit::HttpResult>> + Send;
+
+    /// Why the last round's requests could not all be made: a secret whose token endpoint or
+    /// vault did not answer. The step is then retried like any transient failure, whatever
+    /// its component would make of the failed requests.
+    fn credential_unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a batch of requests comes from: the message and step being handled.
@@ -235,12 +243,19 @@ impl HttpOutbound {
             next_round: AtomicU32::new(ctx.round),
             outbound: self.clone(),
             ctx,
+            unavailable: Mutex::new(None),
         }
     }
 
     /// Executes one round of requests for `ctx.partner` with `ctx.round` as the
     /// round, concurrently; one result per request, in request order.
-    pub async fn execute_round(&self, ctx: &RequestContext, requests: &[wit::HttpRequest]) -> Vec<wit::HttpResult> {
+    /// A secret that could not be had is noted in `unavailable`.
+    pub async fn execute_round(
+        &self,
+        ctx: &RequestContext,
+        requests: &[wit::HttpRequest],
+        unavailable: &Mutex<Option<String>>,
+    ) -> Vec<wit::HttpResult> {
         let parent = ctx.traceparent;
         let policy = self.inner.policies.get(&ctx.partner);
         let runs = requests.iter().map(|request| {
@@ -262,7 +277,7 @@ impl HttpOutbound {
             );
             async move {
                 let started = Instant::now();
-                let response = execute_one(inner, ctx, policy, parent, request).await;
+                let response = execute_one(inner, ctx, policy, parent, request, unavailable).await;
                 let current = tracing::Span::current();
                 let elapsed = started.elapsed();
                 current.record("duration_ms", elapsed.as_millis() as u64);
@@ -304,6 +319,8 @@ pub struct MessageOutbound {
     outbound: HttpOutbound,
     ctx: RequestContext,
     next_round: AtomicU32,
+    /// See [`Outbound::credential_unavailable`]; reset every round.
+    unavailable: Mutex<Option<String>>,
 }
 
 impl MessageOutbound {
@@ -346,8 +363,13 @@ impl Outbound for MessageOutbound {
                 round,
                 ..self.ctx.clone()
             };
-            self.outbound.execute_round(&ctx, requests).await
+            *self.unavailable.lock().expect("not poisoned") = None;
+            self.outbound.execute_round(&ctx, requests, &self.unavailable).await
         }
+    }
+
+    fn credential_unavailable(&self) -> Option<String> {
+        self.unavailable.lock().expect("not poisoned").clone()
     }
 }
 
@@ -358,6 +380,7 @@ async fn execute_one(
     policy: Option<&CompiledPolicy>,
     parent: Option<&TraceParent>,
     request: &wit::HttpRequest,
+    unavailable: &Mutex<Option<String>>,
 ) -> Result<wit::HttpResponse, wit::HttpError> {
     let method = parse_method(&request.method)?;
     let url = Url::parse(&request.url).map_err(|err| wit::HttpError::Invalid(format!("invalid URL: {err}")))?;
@@ -386,7 +409,7 @@ async fn execute_one(
         )));
     }
 
-    let (mut headers, carried) = build_headers(&*inner.secrets, &ctx.partner, &request.headers).await?;
+    let (mut headers, carried) = build_headers(&*inner.secrets, &ctx.partner, &request.headers, unavailable).await?;
     let key = idempotency_key(&ctx.saga_id, ctx.step, &ctx.partner, ctx.round, &request.id);
     let key = HeaderValue::from_str(&key).expect("hex is a valid header value");
     // The request's own span when spans are exported, so the partner's spans nest under it.
@@ -426,7 +449,7 @@ async fn execute_one(
         return Ok(response);
     }
     tracing::info!("401 to a request with an access token: repeating it once with a fresh token");
-    let (mut headers, _) = build_headers(&*inner.secrets, &ctx.partner, &request.headers).await?;
+    let (mut headers, _) = build_headers(&*inner.secrets, &ctx.partner, &request.headers, unavailable).await?;
     host_headers(&mut headers);
     exchange.send(headers).await
 }
@@ -522,6 +545,7 @@ async fn build_headers(
     secrets: &dyn SecretProvider,
     partner: &str,
     headers: &[wit::Header],
+    unavailable: &Mutex<Option<String>>,
 ) -> Result<(HeaderMap, Carried), wit::HttpError> {
     let mut map = HeaderMap::with_capacity(headers.len() + 2);
     let mut carried = Carried::new();
@@ -538,7 +562,7 @@ async fn build_headers(
         let value = match &header.value {
             wit::HeaderValue::Literal(text) => literal_value(&name, text)?,
             wit::HeaderValue::Secret(secret) => {
-                let value = resolve(secrets, partner, secret, &mut carried).await?;
+                let value = resolve(secrets, partner, secret, &mut carried, unavailable).await?;
                 secret_value(&name, secret, value.expose())?
             }
             wit::HeaderValue::SecretTemplate(wit::SecretTemplate { template, secret }) => {
@@ -548,7 +572,7 @@ async fn build_headers(
                     )));
                 }
                 literal_value(&name, template)?;
-                let value = resolve(secrets, partner, secret, &mut carried).await?;
+                let value = resolve(secrets, partner, secret, &mut carried, unavailable).await?;
                 secret_value(&name, secret, &template.replacen("{}", value.expose(), 1))?
             }
         };
@@ -565,9 +589,13 @@ async fn resolve(
     partner: &str,
     name: &str,
     carried: &mut Carried,
+    unavailable: &Mutex<Option<String>>,
 ) -> Result<Secret, wit::HttpError> {
     let value = secrets.get(partner, name).await.map_err(|err| match err {
-        SecretError::Unavailable { .. } => wit::HttpError::Connection(err.to_string()),
+        SecretError::Unavailable { .. } => {
+            *unavailable.lock().expect("not poisoned") = Some(err.to_string());
+            wit::HttpError::Connection(err.to_string())
+        }
         SecretError::Unknown { .. } | SecretError::Unreadable { .. } => wit::HttpError::Invalid(err.to_string()),
     })?;
     carried.push((name.to_owned(), value.clone()));

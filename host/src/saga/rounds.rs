@@ -64,6 +64,9 @@ pub enum StepError {
     /// One round asked for too many requests.
     #[error("partner `{partner}`: component asked for {count} requests in one round; the limit is {max}")]
     TooManyRequests { partner: String, count: usize, max: usize },
+    /// A request's secret (an access token, a Key Vault secret) could not be had just now.
+    #[error("partner `{partner}`: {reason}")]
+    CredentialUnavailable { partner: String, reason: String },
 }
 
 impl StepError {
@@ -78,11 +81,12 @@ impl StepError {
         }
     }
 
-    /// Whether retrying the step later may succeed (the pool was full); a
-    /// misbehaving component will misbehave again.
+    /// Whether retrying the step later may succeed (the pool was full, a token endpoint or
+    /// vault did not answer); a misbehaving component will misbehave again.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Component(err) => err.is_transient(),
+            Self::CredentialUnavailable { .. } => true,
             Self::TooManyRounds { .. } | Self::TooManyRequests { .. } => false,
         }
     }
@@ -93,6 +97,7 @@ impl StepError {
             Self::Component(err) => err.reason(),
             Self::TooManyRounds { .. } => "TooManyRounds",
             Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::CredentialUnavailable { .. } => "CredentialUnavailable",
         }
     }
 }
@@ -165,6 +170,12 @@ pub async fn run_step<O: Outbound>(
             requests: calls.requests,
             results: results.clone(),
         });
+        if let Some(reason) = outbound.credential_unavailable() {
+            return StepRun {
+                rounds,
+                outcome: Err(StepError::CredentialUnavailable { partner, reason }),
+            };
+        }
         event = Event::Responses(wit::Responses {
             inbound: inbound.clone(),
             state: calls.state,

@@ -2,20 +2,24 @@
 //! send, receive, renew and complete, dead-letter, list and redrive, read a topic's subscription,
 //! and read a session in order with its lock and state.
 //!
-//! It runs against a real namespace when `SAGAHOST_SERVICEBUS_CONNECTION_STRING` is set (Azure
+//! It runs against a real namespace when `SAGAHOST_SERVICEBUS_CONNECTION_STRING` is set, or
+//! with Entra ID when `SAGAHOST_SERVICEBUS_NAMESPACE` and an app's credential are (Azure
 //! cannot run here, so that half is skipped with the reason printed), and always against the
 //! broker, the same code, so the test is known to work before anyone points it at Azure. Entity
 //! names derive from `SAGAHOST_SERVICEBUS_QUEUE` (default `sagahost-smoke`): the queue, a
 //! session-enabled `<queue>-sessions` and a topic `<queue>-topic` with the subscription `smoke`,
 //! all created when missing.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use sagahost_identity::{ClientCredentials, Secret, TokenSource, entra_token_url};
 
 use sagahost_transport::dead_letters::DeadLetterQueues as _;
 use sagahost_transport::embedded::{QueueSettings, SubscriptionSettings};
 use sagahost_transport::servicebus::dialect::subscription_path;
 use sagahost_transport::servicebus::entities::EntityClient;
-use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
+use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTarget, ServiceBusTransport};
 use sagahost_transport::sessions::Sessions as _;
 use sagahost_transport::{OutgoingMessage, Output, Settlement, Transport, TransportError};
 
@@ -32,23 +36,50 @@ async fn smoke_against_azure_service_bus() {
         return;
     };
     let queue = std::env::var("SAGAHOST_SERVICEBUS_QUEUE").unwrap_or_else(|_| "sagahost-smoke".into());
-    smoke(&connection_string, None, &queue).await;
+    let target = ServiceBusTarget::connection_string(&connection_string).unwrap();
+    smoke(&target, None, &queue).await;
+}
+
+/// The same with no connection string: `SAGAHOST_SERVICEBUS_NAMESPACE` and an app's
+/// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` (the app needs the Service
+/// Bus Data Owner role on the namespace: the test creates entities).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_against_azure_service_bus_with_entra_id() {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (Some(namespace), Some(tenant), Some(client), Some(secret)) = (
+        var("SAGAHOST_SERVICEBUS_NAMESPACE"),
+        var("AZURE_TENANT_ID"),
+        var("AZURE_CLIENT_ID"),
+        var("AZURE_CLIENT_SECRET"),
+    ) else {
+        eprintln!(
+            "skipped: set SAGAHOST_SERVICEBUS_NAMESPACE, AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET \
+             to run against Azure with Entra ID"
+        );
+        return;
+    };
+    let token_url = entra_token_url("https://login.microsoftonline.com", &tenant);
+    let source = ClientCredentials::with_secret(token_url, client, Secret::new(secret));
+    let target = ServiceBusTarget::entra(namespace, Arc::new(TokenSource::from(source)));
+    let queue = var("SAGAHOST_SERVICEBUS_QUEUE").unwrap_or_else(|| "sagahost-smoke".into());
+    smoke(&target, None, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_azure_smoke_test_passes_against_the_broker() {
     let broker = Broker::start().await;
     let management = format!("http://{}", broker.http);
-    smoke(&broker.connection_string(), Some(&management), "sagahost-smoke").await;
+    let target = ServiceBusTarget::connection_string(&broker.connection_string()).unwrap();
+    smoke(&target, Some(&management), "sagahost-smoke").await;
     broker.stop().await;
 }
 
-/// The whole smoke test against the namespace of `connection_string`, whose entity-management
-/// API is at `management` (or the namespace's own `https://` endpoint).
-async fn smoke(connection_string: &str, management: Option<&str>, queue: &str) {
+/// The whole smoke test against `target`, whose entity-management API is at `management` (or
+/// the namespace's own `https://` endpoint).
+async fn smoke(target: &ServiceBusTarget, management: Option<&str>, queue: &str) {
     let sessions = format!("{queue}-sessions");
     let topic = format!("{queue}-topic");
-    let entities = EntityClient::new(connection_string, management).unwrap();
+    let entities = EntityClient::with_target(target, management).unwrap();
     entities.ensure_queue(&QueueSettings::new(queue)).await.unwrap();
     let session_queue = QueueSettings {
         requires_session: true,
@@ -61,7 +92,7 @@ async fn smoke(connection_string: &str, management: Option<&str>, queue: &str) {
         .await
         .unwrap();
 
-    let transport = ServiceBusTransport::connect(connection_string, ServiceBusOptions::default())
+    let transport = ServiceBusTransport::connect_with(target, ServiceBusOptions::default())
         .await
         .unwrap();
     drain(&transport, queue).await;
