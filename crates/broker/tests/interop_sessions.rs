@@ -4,8 +4,10 @@
 //! its sessions script against a broker started here, in process, with the session-enabled queues
 //! those checks expect.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../../../tests/interop/runner.rs"]
+mod runner;
+
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use sagahost_broker::{self as broker, BrokerConfig};
 use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
+
+use runner::{Sdk, run_checks};
 
 /// The checks both scripts run; each uses the session-enabled queue `sessions-<check>`.
 const CHECKS: [&str; 4] = [
@@ -22,26 +26,9 @@ const CHECKS: [&str; 4] = [
     "refusals",
 ];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs a setup script and returns what it printed: the interpreter or directory to use.
-fn set_up(script: &Path, what: &str) -> String {
-    let setup = Command::new(script)
-        .output()
-        .unwrap_or_else(|err| panic!("running {}: {err}", script.display()));
-    assert!(
-        setup.status.success(),
-        "setting up the {what} failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    String::from_utf8(setup.stdout).unwrap().trim().to_owned()
-}
-
-/// Runs `program script CONNECTION_STRING` against a fresh in-process broker with a session-enabled
+/// Runs the sessions script of `sdk` against a fresh in-process broker with a session-enabled
 /// queue per check, and asserts that every check passed.
-async fn run_session_checks(program: String, script: PathBuf) {
+async fn run_session_checks(sdk: Sdk) {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(&dir.path().join("queue.db"), &[]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -64,48 +51,24 @@ async fn run_session_checks(program: String, script: PathBuf) {
         "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
     );
     // The client blocks this thread while it runs; the broker serves on the runtime's other one.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(program)
-            .arg(script)
-            .arg(connection_string)
-            .output()
-            .unwrap()
+    tokio::task::spawn_blocking(move || {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut command = sdk.script(&workspace, "servicebus_sessions");
+        command.arg(connection_string);
+        run_checks(command, CHECKS)
     })
     .await
     .unwrap();
     shutdown.cancel();
     served.await.unwrap().unwrap();
-
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in CHECKS {
-        assert!(
-            report.lines().any(|line| line.starts_with(&format!("ok   {check} "))),
-            "{check} did not pass:\n{report}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_receives_sessions() {
-    let root = workspace();
-    let script = root.join("tests/interop/setup-venv");
-    let python = tokio::task::spawn_blocking(move || set_up(&script, "Python SDK"))
-        .await
-        .unwrap();
-    run_session_checks(python, root.join("tests/interop/servicebus_sessions.py")).await;
+    run_session_checks(Sdk::Python).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_javascript_sdk_receives_sessions() {
-    let root = workspace();
-    let script = root.join("tests/interop/setup-node");
-    let dir = tokio::task::spawn_blocking(move || set_up(&script, "JavaScript SDK"))
-        .await
-        .unwrap();
-    run_session_checks("node".to_owned(), Path::new(&dir).join("servicebus_sessions.js")).await;
+    run_session_checks(Sdk::JavaScript).await;
 }

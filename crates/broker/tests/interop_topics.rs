@@ -5,8 +5,10 @@
 //! (The queue checks run from the host crate's e2e tests against the `sagahost broker` binary; this
 //! runner keeps topics testable without building the host.)
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../../../tests/interop/runner.rs"]
+mod runner;
+
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use sagahost_broker::{self as broker, BrokerConfig};
 use sagahost_transport::embedded::{EmbeddedQueue, Rule, SubscriptionSettings, TopicSettings};
 use sagahost_transport::filter::{CorrelationFilter, RuleFilter};
+
+use runner::{Sdk, run_checks};
 
 /// The checks of `servicebus_sdk.py` that need [`interop_topic`].
 const TOPIC_CHECKS: [&str; 3] = [
@@ -57,26 +61,9 @@ fn interop_topic() -> TopicSettings {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs a setup script and returns what it printed: the interpreter or directory to use.
-fn set_up(script: &Path, what: &str) -> String {
-    let setup = Command::new(script)
-        .output()
-        .unwrap_or_else(|err| panic!("running {}: {err}", script.display()));
-    assert!(
-        setup.status.success(),
-        "setting up the {what} failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    String::from_utf8(setup.stdout).unwrap().trim().to_owned()
-}
-
-/// Runs `program args… CONNECTION_STRING TOPIC_CHECKS… extra…` against a fresh in-process broker
-/// with [`interop_topic`], and asserts that every check named passed.
-async fn run_topic_checks(program: String, args: Vec<PathBuf>, extra: &'static [&'static str]) {
+/// Runs the script of `sdk` with `CONNECTION_STRING TOPIC_CHECKS… extra…` against a fresh
+/// in-process broker with [`interop_topic`], and asserts that every check named passed.
+async fn run_topic_checks(sdk: Sdk, extra: &'static [&'static str]) {
     let dir = tempfile::tempdir().unwrap();
     let queue = EmbeddedQueue::open(&dir.path().join("queue.db"), &[]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,51 +80,24 @@ async fn run_topic_checks(program: String, args: Vec<PathBuf>, extra: &'static [
         "Endpoint=sb://{address};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
     );
     // The client blocks this thread while it runs; the broker serves on the runtime's other one.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(program)
-            .args(args)
-            .arg(connection_string)
-            .args(TOPIC_CHECKS)
-            .args(extra)
-            .output()
-            .unwrap()
+    tokio::task::spawn_blocking(move || {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut command = sdk.script(&workspace, "servicebus_sdk");
+        command.arg(connection_string).args(TOPIC_CHECKS).args(extra);
+        run_checks(command, TOPIC_CHECKS.iter().chain(extra).copied())
     })
     .await
     .unwrap();
     shutdown.cancel();
     served.await.unwrap().unwrap();
-
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in TOPIC_CHECKS.iter().chain(extra) {
-        assert!(
-            report.lines().any(|line| line.starts_with(&format!("ok   {check} "))),
-            "{check} did not pass:\n{report}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_sends_to_topics_and_receives_from_subscriptions() {
-    let root = workspace();
-    let script = root.join("tests/interop/setup-venv");
-    let python = tokio::task::spawn_blocking(move || set_up(&script, "Python SDK"))
-        .await
-        .unwrap();
-    run_topic_checks(python, vec![root.join("tests/interop/servicebus_sdk.py")], &[]).await;
+    run_topic_checks(Sdk::Python, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_javascript_sdk_sends_to_topics_and_receives_from_subscriptions() {
-    let root = workspace();
-    let script = root.join("tests/interop/setup-node");
-    let dir = tokio::task::spawn_blocking(move || set_up(&script, "JavaScript SDK"))
-        .await
-        .unwrap();
-    let script = Path::new(&dir).join("servicebus_sdk.js");
-    run_topic_checks("node".to_owned(), vec![script], &["subscription-rule-manager"]).await;
+    run_topic_checks(Sdk::JavaScript, &["subscription-rule-manager"]).await;
 }

@@ -4,6 +4,9 @@
 //! with the official Python and JavaScript SDKs' `ServiceBusAdministrationClient` (`interop.rs`);
 //! and the Azure smoke test, which runs against the broker too (`smoke.rs`).
 
+#[path = "../../../../tests/interop/runner.rs"]
+mod runner;
+
 mod client;
 mod http;
 mod interop;
