@@ -54,6 +54,7 @@
 //! coming due.
 
 mod queue_definitions;
+mod schema;
 mod session_store;
 mod sessions;
 mod store;
@@ -226,7 +227,7 @@ impl EmbeddedQueue {
             }
         }
         let conn =
-            store::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
+            schema::open(path, queues).with_context(|| format!("opening the queue database {}", path.display()))?;
         let catalog = topic_store::load(&conn)
             .with_context(|| format!("reading the topics of the queue database {}", path.display()))?;
         if let Some(clash) = settings
@@ -347,7 +348,7 @@ impl EmbeddedQueue {
         let name = settings.name.clone();
         self.shared
             .writer
-            .call(move |conn| store::register_queue(conn, &name))
+            .call(move |conn| schema::register_queue(conn, &name))
             .await?;
         let mut queues = self
             .shared

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::schema;
 use super::store::{self, duration_ms, from_ms, now_ms};
 use super::{EmbeddedQueue, QueueDepth, QueueSettings, TransportError, validate};
 
@@ -95,7 +96,7 @@ fn save(conn: &Connection, settings: &QueueSettings, created: bool) -> anyhow::R
         )?
         .execute(values)?
     };
-    store::register_queue(conn, &settings.name)?;
+    schema::register_queue(conn, &settings.name)?;
     Ok(changed == 1)
 }
 

@@ -30,20 +30,17 @@ impl Sessions for EmbeddedQueue {
     ) -> Result<Option<SessionLock>, TransportError> {
         let settings = self.session_queue(queue)?;
         if let Some(id) = session_id {
-            let id = id.to_owned();
-            let queue = queue.to_owned();
-            return match self
+            let named = id.to_owned();
+            let accepted = self
                 .shared
                 .writer
-                .call(move |conn| session_store::accept(conn, &settings, Some(&id)))
-                .await?
-            {
-                Some(lock) => Ok(Some(lock)),
-                None => Err(TransportError::SessionLockLost {
-                    queue,
-                    session_id: session_id.unwrap_or_default().to_owned(),
-                }),
-            };
+                .call(move |conn| session_store::accept(conn, &settings, Some(&named)))
+                .await?;
+            // Another receiver holds it: Service Bus answers at once, without waiting.
+            return accepted.map(Some).ok_or_else(|| TransportError::SessionLockLost {
+                queue: queue.to_owned(),
+                session_id: id.to_owned(),
+            });
         }
         let accepted = self
             .receive_with(queue, 1, wait, |conn, settings, _| {

@@ -565,7 +565,7 @@ async fn opens_and_upgrades_a_version_1_database() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, super::store::SCHEMA_VERSION);
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
 }
 
 /// A version 4 database (no session column, queue definitions without `requires_session`): its
@@ -616,7 +616,7 @@ async fn opens_and_upgrades_a_version_4_database() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, super::store::SCHEMA_VERSION);
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
 }
 
 #[tokio::test]

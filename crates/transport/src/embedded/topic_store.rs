@@ -6,6 +6,7 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 
 use super::super::Output;
+use super::schema;
 use super::store::{self, duration_ms};
 use super::topics::{Catalog, CompiledRule, Rule, SubscriptionEntry, SubscriptionSettings, compile};
 use crate::filter::{Filter, MessageFields, RuleFilter};
@@ -105,7 +106,7 @@ pub(super) fn load(conn: &Connection) -> anyhow::Result<Catalog> {
 pub(super) fn create_topic(conn: &Connection, topic: &str) -> anyhow::Result<()> {
     conn.prepare_cached("INSERT OR IGNORE INTO topics (name) VALUES (?1)")?
         .execute([topic])?;
-    store::register_queue(conn, topic)
+    schema::register_queue(conn, topic)
 }
 
 /// Records a subscription with its rules (`$Default` when it has none), unless it exists.

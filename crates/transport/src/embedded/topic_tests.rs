@@ -475,7 +475,7 @@ async fn opens_and_upgrades_a_version_2_database() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, super::store::SCHEMA_VERSION);
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
 }
 
 #[test]

@@ -139,6 +139,6 @@ async fn a_version_2_database_gains_the_definitions_table() {
         .unwrap()
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, super::super::store::SCHEMA_VERSION);
+    assert_eq!(version, super::super::schema::SCHEMA_VERSION);
     assert!(open(&dir, &[]).has_queue("new"));
 }
