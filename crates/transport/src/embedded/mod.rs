@@ -573,11 +573,6 @@ impl DeadLetterQueues for EmbeddedQueue {
 
 impl Transport for EmbeddedQueue {
     async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
-        if self.settings(queue)?.requires_session {
-            return Err(TransportError::Other(anyhow::anyhow!(
-                "queue `{queue}` is session-enabled: receive from it through a session (accept one first)"
-            )));
-        }
         self.receive_with(queue, max, wait, store::receive).await
     }
 

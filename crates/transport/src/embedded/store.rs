@@ -320,7 +320,14 @@ pub(super) enum Scope<'a> {
 }
 
 /// Locks and returns up to `max` visible messages of the whole queue in sequence order.
+/// A session-enabled queue is refused: its messages go out through sessions only.
 pub(super) fn receive(conn: &Connection, settings: &QueueSettings, max: usize) -> anyhow::Result<Vec<ReceivedMessage>> {
+    if settings.requires_session {
+        bail!(
+            "queue `{}` is session-enabled: receive from it through a session (accept one first)",
+            settings.name
+        );
+    }
     receive_in(conn, settings, Scope::Queue, max)
 }
 
