@@ -2,45 +2,55 @@
 //! on an ERP rejection) runs a batch of contacts through `sagahost run` while everything around
 //! it misbehaves, then the books are checked.
 //!
-//! The partner servers (real HTTP on loopback) answer 503 at random, 429 with `Retry-After`,
-//! answer after the host's timeout, reset the connection mid-response, or never answer; the
-//! writeback partner sometimes takes longer than the queue's lock, so only lock renewal keeps
-//! the message. Like real idempotent APIs, a server that has done the work for an
-//! `Idempotency-Key` answers every repeat of that key the same way. Meanwhile the host is
-//! killed with SIGKILL and restarted several times, a new version of a component is deployed
-//! mid-run, and (Service Bus scenario) `sagahost broker` itself is killed and restarted.
+//! The partner servers (real HTTP on loopback, [`partners`]) answer 503 at random, 429 with
+//! `Retry-After`, answer after the host's timeout, reset the connection mid-response, or never
+//! answer; the writeback partner sometimes takes longer than the queue's lock, so only lock
+//! renewal keeps the message. Like real idempotent APIs, a server that has done the work for an
+//! `Idempotency-Key` answers every repeat of that key the same way. Meanwhile a host is killed
+//! with SIGKILL and restarted, a new version of the MDM component is deployed mid-run, and
+//! (Service Bus scenarios) `sagahost broker` itself is killed and restarted.
 //!
-//! The books: every contact reached exactly one end state (completed at the ERP, compensated
-//! back to the MDM, or dead-lettered with a reason), no queue holds anything, a failed undo
-//! of a later step never kept the MDM's step from being undone, and every repeated
+//! Three scenarios: one host on the embedded queue; one host on Service Bus (`sagahost
+//! broker`); and three `sagahost run` replicas competing for the same Service Bus queues, as
+//! pods of one Deployment do. Each replica has its own config file, component file, data
+//! directory and admin endpoint; one replica is SIGKILLed and restarted, the broker is restarted,
+//! and the new MDM version is rolled out replica by replica (at the end every replica must serve
+//! it, which its `/admin/partners` shows).
+//!
+//! The books ([`books`]): every contact reached exactly one end state (completed at the ERP,
+//! compensated back to the MDM, or dead-lettered with a reason), no queue holds anything, a
+//! failed undo of a later step never kept the MDM's step from being undone, and every repeated
 //! partner call is explained (a retry after a fault, or a redelivery after a kill or a broker
-//! restart); a repeat with no such cause would mean a lock was lost while a call ran.
+//! restart); a repeat with no such cause would mean a lock was lost while a call ran, or that two
+//! replicas handled the same message at once. With replicas, a kill explains repeats from any
+//! replica in its time span (the partner servers cannot tell replicas apart).
 //!
-//! The short version runs in the README's test command. The long one:
+//! The short versions run in the README's test command. The long ones (3,000 contacts, more
+//! kills and broker restarts):
 //! `SAGAHOST_FAULTS_LONG=1 cargo test -p sagahost --test e2e faults -- --nocapture --test-threads 1`
 //! (after `scripts/build-guests`). The faults are pseudo-random per `Idempotency-Key`, from
 //! `SAGAHOST_FAULTS_SEED` (default 0): the same seed injects the same faults.
 //!
-//! Each run works in a temporary directory holding the host's and the broker's logs
-//! (`host.log`, `broker.log`, at the `SAGAHOST_FAULTS_LOG` filter, default `warn`). A failed run
-//! keeps it and prints where; `SAGAHOST_FAULTS_KEEP=1` keeps it after a passing run too.
+//! Each run works in a temporary directory holding each replica's log
+//! (`replica-N/host.log`) and the broker's (`broker/broker.log`), at the `SAGAHOST_FAULTS_LOG`
+//! filter, default `warn`. A failed run keeps it and prints where; `SAGAHOST_FAULTS_KEEP=1` keeps
+//! it after a passing run too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod books;
+mod partners;
+mod processes;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use sagahost::config::Config;
-use sagahost::saga::envelope::UNDO_CONTINUED_PROPERTY;
-use sagahost_transport::dead_letters::DeadLetterQueues;
 use sagahost_transport::embedded::EmbeddedQueue;
+
+use books::{Incident, keep_books};
+use partners::{Partners, contact_of, seed};
+use processes::{BrokerProcess, Replica, RunDir};
 
 use crate::operate::{next_version, replace};
 use crate::saga::{SAGA_QUEUES, config_for, send_contacts, write_config};
@@ -48,324 +58,109 @@ use crate::support;
 
 /// The host's whole-request timeout for every partner, in milliseconds.
 const TIMEOUT_MS: u64 = 1_000;
-/// Lock duration of every queue; the writeback partner's slow answers take longer.
-const LOCK_MS: u64 = 3_000;
+/// Lock duration of every queue; the writeback partner's slow answers take longer. Renewals run
+/// at half the remaining time, so a host stalled for half a lock loses it: at three seconds, three
+/// replicas and the broker sharing two cores with the rest of the suite lost locks that way.
+const LOCK_MS: u64 = 5_000;
 /// The writeback partner may take this long (past the lock; within its own timeout).
-const LINGER_MS: u64 = 3_500;
+const LINGER_MS: u64 = 5_500;
 /// The host's timeout for the writeback partner, which lingers.
 const WRITEBACK_TIMEOUT_MS: u64 = LINGER_MS + 1_000;
 
 /// How big a run is: the short one in the test command, the long one on request.
 struct Scale {
     contacts: usize,
+    replicas: usize,
     host_kills: usize,
     broker_restarts: usize,
 }
 
-fn scale(broker_restarts: usize) -> Scale {
-    if std::env::var_os("SAGAHOST_FAULTS_LONG").is_some() {
+fn long() -> bool {
+    std::env::var_os("SAGAHOST_FAULTS_LONG").is_some()
+}
+
+/// One host, killed twice (five times in the long run).
+fn one_host(broker_restarts: usize) -> Scale {
+    if long() {
         Scale {
             contacts: 3_000,
+            replicas: 1,
             host_kills: 5,
             broker_restarts: broker_restarts * 3,
         }
     } else {
         Scale {
             contacts: 150,
+            replicas: 1,
             host_kills: 2,
             broker_restarts,
         }
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Partner servers that misbehave
-// ---------------------------------------------------------------------------------------------
-
-/// What a server did with one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
-    /// Did the work and answered.
-    None,
-    /// Answered as it did the first time for this key (work already done).
-    Replayed,
-    /// 503 without doing the work.
-    ServerError,
-    /// 429 with `Retry-After: 1`, without doing the work.
-    TooManyRequests,
-    /// Did the work but answered after the host's timeout.
-    Slow,
-    /// Did the work and reset the connection in the middle of the answer.
-    Reset,
-    /// Never answered (and did no work).
-    Hang,
-    /// Did the work, answering after the lock would have expired without renewal.
-    Linger,
-}
-
-impl Fault {
-    /// Whether the client saw a failure (and so may retry with the same key).
-    fn failed(self) -> bool {
-        !matches!(self, Fault::None | Fault::Replayed | Fault::Linger)
-    }
-}
-
-/// One call as the server saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    key: String,
-    method: String,
-    path: String,
-    body: String,
-    fault: Fault,
-    at: Instant,
-}
-
-/// The answer a partner gives when it does the work.
-type Answer = fn(&Call, usize) -> (u16, String);
-
-struct Server {
-    calls: Mutex<Vec<Call>>,
-    /// Calls so far, readable without the lock: the test polls it while the server serves.
-    count: AtomicUsize,
-    /// Calls per key so far, for the fault roll.
-    per_key: Mutex<HashMap<String, usize>>,
-    /// Answers already given per key: what a repeat gets.
-    done: Mutex<HashMap<String, (u16, String)>>,
-    answer: Answer,
-    /// How long a slow answer takes: past the host's timeout for this partner.
-    slow: Duration,
-    /// Percent chance of each fault, in [`Fault`] order from `ServerError`.
-    odds: [u64; 6],
-}
-
-struct FaultyPartner {
-    addr: SocketAddr,
-    server: Arc<Server>,
-}
-
-impl FaultyPartner {
-    /// A server answering with `answer`, injecting faults at `odds`, for a host whose timeout
-    /// for it is `timeout_ms`.
-    async fn start(answer: Answer, odds: [u64; 6], timeout_ms: u64) -> Self {
-        let server = Arc::new(Server {
-            calls: Mutex::new(Vec::new()),
-            count: AtomicUsize::new(0),
-            per_key: Mutex::new(HashMap::new()),
-            done: Mutex::new(HashMap::new()),
-            answer,
-            slow: Duration::from_millis(timeout_ms + 300),
-            odds,
-        });
-        let state = server.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let server = state.clone();
-            async move { serve(&server, method, uri, headers, body).await }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, server }
-    }
-
-    fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.server.calls.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.server.count.load(Ordering::Relaxed)
-    }
-}
-
-/// The seed of the faults: `SAGAHOST_FAULTS_SEED`, else 0, so that a failing run can be rerun
-/// with the same faults.
-/// The log filter of the host and the broker (`SAGAHOST_FAULTS_LOG`, default `warn`).
-fn log_filter() -> String {
-    std::env::var("SAGAHOST_FAULTS_LOG").unwrap_or_else(|_| "warn".into())
-}
-
-/// A run's directory: removed after a passing run, kept (and its path printed) after a failed
-/// one or when `SAGAHOST_FAULTS_KEEP` is set, so that its logs can be read.
-struct RunDir(Option<tempfile::TempDir>);
-
-impl RunDir {
-    fn new() -> Self {
-        Self(Some(tempfile::tempdir().unwrap()))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.as_ref().expect("present until dropped").path()
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let dir = self.0.take().expect("present until dropped");
-        if std::thread::panicking() || std::env::var_os("SAGAHOST_FAULTS_KEEP").is_some() {
-            eprintln!("faults: the run's logs and data are kept in {}", dir.keep().display());
+/// Three replicas; one is killed (three in the long run) and the broker restarted once (twice).
+fn three_replicas() -> Scale {
+    if long() {
+        Scale {
+            contacts: 3_000,
+            replicas: 3,
+            host_kills: 3,
+            broker_restarts: 2,
         }
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SAGAHOST_FAULTS_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A deterministic pseudo-random number in 0..100 for the `n`th call with `key` (FNV-1a).
-fn roll(key: &str, n: usize) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in seed()
-        .to_le_bytes()
-        .into_iter()
-        .chain(key.bytes())
-        .chain(n.to_le_bytes())
-    {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash % 100
-}
-
-async fn serve(server: &Server, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let mut call = Call {
-        key: key.clone(),
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        fault: Fault::None,
-        at: Instant::now(),
-    };
-    let replay = server.done.lock().unwrap().get(&key).cloned();
-    let repeats = {
-        let mut per_key = server.per_key.lock().unwrap();
-        let seen = per_key.entry(key.clone()).or_default();
-        *seen += 1;
-        *seen - 1
-    };
-    let fault = if replay.is_some() {
-        Fault::Replayed
     } else {
-        let mut roll = roll(&key, repeats);
-        let faults = [
-            Fault::ServerError,
-            Fault::TooManyRequests,
-            Fault::Slow,
-            Fault::Reset,
-            Fault::Hang,
-            Fault::Linger,
-        ];
-        let mut chosen = Fault::None;
-        for (fault, odds) in faults.into_iter().zip(server.odds) {
-            if roll < odds {
-                chosen = fault;
-                break;
-            }
-            roll -= odds;
+        Scale {
+            contacts: 300,
+            replicas: 3,
+            host_kills: 1,
+            broker_restarts: 1,
         }
-        chosen
-    };
-    call.fault = fault;
-    let index = {
-        let mut calls = server.calls.lock().unwrap();
-        calls.push(call.clone());
-        calls.len() - 1
-    };
-    server.count.fetch_add(1, Ordering::Relaxed);
-    let (status, text) = match (fault, replay) {
-        (Fault::Replayed, Some(answer)) => answer,
-        (Fault::ServerError, _) => return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
-        (Fault::TooManyRequests, _) => {
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response();
-        }
-        (Fault::Hang, _) => {
-            tokio::time::sleep(Duration::from_secs(3_600)).await;
-            unreachable!("nobody waits an hour")
-        }
-        _ => {
-            let answer = (server.answer)(&call, index);
-            server.done.lock().unwrap().insert(key, answer.clone());
-            answer
-        }
-    };
-    match fault {
-        Fault::Slow => tokio::time::sleep(server.slow).await,
-        Fault::Linger => tokio::time::sleep(Duration::from_millis(LINGER_MS)).await,
-        Fault::Reset => {
-            // Headers and half a body, then the stream fails: hyper drops the connection. A 204
-            // has no body to break, so the answer becomes a 200 that never finishes.
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(Bytes::from_static(b"{\"id\":")),
-                Err(std::io::Error::other("reset on purpose")),
-            ];
-            let body = Body::from_stream(futures::stream::iter(chunks));
-            return Response::builder()
-                .status(if status == 204 { 200 } else { status })
-                .header("content-type", "application/json")
-                .body(body)
-                .unwrap();
-        }
-        _ => {}
-    }
-    let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    response
-}
-
-/// The contact index a request body or path names: its ids end in `-0000-4000-8000-<index>`
-/// (see [`crate::saga::contacts`]), and so does the MDM id the server makes from them.
-fn contact_of(text: &str) -> Option<usize> {
-    const MARK: &str = "-0000-4000-8000-";
-    let at = text.find(MARK)? + MARK.len();
-    text.get(at..at + 12)?.parse().ok()
-}
-
-fn mdm_answer(call: &Call, _: usize) -> (u16, String) {
-    match call.method.as_str() {
-        "POST" => {
-            let contact = contact_of(&call.body).expect("a contact id in the MDM create");
-            (201, format!("{{\"id\":\"MDM-0000-4000-8000-{contact:012}\"}}"))
-        }
-        _ => (204, String::new()),
     }
 }
 
-fn writeback_answer(_: &Call, _: usize) -> (u16, String) {
-    (204, String::new())
+/// What the run does to itself once the partners have seen enough calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// SIGKILL this replica and start it again.
+    Kill(usize),
+    RestartBroker,
+    /// Deploy the new MDM version to this replica (replace its component file).
+    Rollout(usize),
 }
 
-/// The ERP rejects every tenth contact, which the saga compensates.
-fn erp_answer(call: &Call, _: usize) -> (u16, String) {
-    match contact_of(&call.body) {
-        Some(contact) if contact % 10 == 7 => (400, r#"{"error":"invalid email"}"#.into()),
-        _ => (201, String::new()),
-    }
+/// The steps of a run, each at a number of partner calls, spread over the run and never at the
+/// same point. Every contact makes at least two calls (an MDM create and a writeback, or four MDM
+/// attempts), so each threshold is reached.
+fn plan(scale: &Scale) -> Vec<(usize, Step)> {
+    let expected_calls = scale.contacts * 2;
+    let mut plan: Vec<(usize, Step)> = (1..=scale.host_kills)
+        .map(|k| {
+            (
+                k * expected_calls / (scale.host_kills + 2),
+                Step::Kill(k % scale.replicas),
+            )
+        })
+        .chain((1..=scale.broker_restarts).map(|k| {
+            (
+                k * expected_calls / (scale.broker_restarts + 1) + 7,
+                Step::RestartBroker,
+            )
+        }))
+        // Rolled out over the second half of the run, one replica after another.
+        .chain((0..scale.replicas).map(|r| {
+            (
+                expected_calls * (scale.replicas + 1 + r) / (2 * scale.replicas + 2) + 3,
+                Step::Rollout(r),
+            )
+        }))
+        .collect();
+    plan.sort();
+    plan
 }
 
-// ---------------------------------------------------------------------------------------------
-// The run
-// ---------------------------------------------------------------------------------------------
-
-struct Partners {
-    mdm: FaultyPartner,
-    writeback: FaultyPartner,
-    erp: FaultyPartner,
-}
-
-/// The saga's config against the faulty partners, with short locks and timeouts.
-fn saga_config(dir: &Path, partners: &Partners, transport: Option<&str>) -> (PathBuf, Config) {
+/// The saga's config in `dir` (a replica's own directory, with its own copy of the MDM component
+/// and its admin endpoint on `admin`) against the faulty partners, with short locks and timeouts.
+fn saga_config(dir: &Path, partners: &Partners, transport: Option<&str>, admin: SocketAddr) -> (PathBuf, Config) {
+    std::fs::create_dir_all(dir).unwrap();
     let mut table = config_for(
         dir,
         [
@@ -411,233 +206,47 @@ fn saga_config(dir: &Path, partners: &Partners, transport: Option<&str>) -> (Pat
             toml::from_str::<toml::Table>(transport).unwrap().into(),
         );
     }
+    table.insert(
+        "admin".into(),
+        toml::from_str::<toml::Table>(&format!("listen = \"{admin}\""))
+            .unwrap()
+            .into(),
+    );
     let path = write_config(dir, &table);
     let loaded = Config::load(&path).unwrap().config;
     (path, loaded)
 }
 
-/// Something that happened to the run, and when.
-#[derive(Debug, Clone, Copy)]
-enum Incident {
-    HostKilled(Instant),
-    /// The broker was killed at the first instant and served again from the second.
-    BrokerRestarted(Instant, Instant),
+/// A free loopback address for a replica's admin endpoint.
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
-/// `sagahost broker` as a child process on a fixed address, restartable.
-struct BrokerProcess {
-    addr: SocketAddr,
-    data: PathBuf,
-    child: Child,
-}
-
-impl BrokerProcess {
-    fn start(addr: SocketAddr, data: &Path) -> Self {
-        std::fs::create_dir_all(data).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.join("broker.log"))
-            .expect("opening the broker's log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
-            .args([
-                "broker",
-                "--listen",
-                &addr.to_string(),
-                "--lock-duration-ms",
-                &LOCK_MS.to_string(),
-                "--data",
-            ])
-            .arg(data)
-            .env("RUST_LOG", log_filter())
-            .stdout(log.try_clone().expect("duplicating the log file"))
-            .stderr(log)
-            .spawn()
-            .expect("starting sagahost broker");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the broker never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            addr,
-            data: data.to_path_buf(),
-            child,
-        }
-    }
-
-    fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        *self = Self::start(self.addr, &self.data);
-    }
-
-    fn database(&self) -> PathBuf {
-        self.data.join("broker.sqlite3")
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `sagahost run` child, killed if the test ends early (a failed assertion) so that it does
-/// not outlive the run.
-struct HostProcess(Child);
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// End states and explanations found after a run.
-#[derive(Debug, Default)]
-struct Books {
-    completed: BTreeSet<usize>,
-    compensated: BTreeSet<usize>,
-    dead_lettered: BTreeMap<usize, String>,
-    /// Undos dead-lettered while the compensation went on to the older steps (not end states).
-    failed_undos: BTreeMap<usize, String>,
-    /// Contacts with evidence of two end states.
-    conflicts: BTreeSet<usize>,
-    faults: BTreeMap<String, usize>,
-    repeats: BTreeMap<&'static str, usize>,
-    /// The first few unexplained repeats: partner, the two calls' faults and the time between.
-    unexplained: Vec<String>,
-}
-
-/// Why the `n`th call for a key was made, given the one before it.
-fn repeat_cause(previous: &Call, next: &Call, incidents: &[Incident]) -> &'static str {
-    if previous.fault.failed() {
-        return "retry after a fault";
-    }
-    for incident in incidents {
-        match *incident {
-            Incident::HostKilled(at) if previous.at <= at && at <= next.at => return "redelivery after SIGKILL",
-            // The host lives on: a delivery it held (prefetched ones included) may still call
-            // its partner for up to a lock's time after the broker is back, then fail to settle.
-            Incident::BrokerRestarted(killed, back)
-                if previous.at <= back + Duration::from_millis(LOCK_MS + 1_000) && killed <= next.at =>
-            {
-                return "redelivery after a broker restart";
-            }
-            _ => {}
-        }
-    }
-    "unexplained"
-}
-
-/// The books of a run that started at `started` (repeats are reported by their time since then).
-async fn keep_books(queue: &EmbeddedQueue, partners: &Partners, incidents: &[Incident], started: Instant) -> Books {
-    let mut books = Books::default();
-    for queue_name in SAGA_QUEUES {
-        for dead in queue.peek_dead_letters(queue_name, 0, 100_000).await.unwrap() {
-            let contact = contact_of(&String::from_utf8_lossy(&dead.message.body)).expect("a contact's message");
-            assert!(
-                !dead.reason.is_empty(),
-                "a dead letter without a reason on {queue_name}"
-            );
-            let continued = dead
-                .message
-                .properties
-                .iter()
-                .any(|(name, value)| name == UNDO_CONTINUED_PROPERTY && value == "true");
-            // The MDM's undo is the oldest: after it there is nothing left to undo.
-            if continued && queue_name != "contacts-compensate" {
-                books
-                    .failed_undos
-                    .insert(contact, format!("{queue_name}: {}", dead.reason));
-                continue;
-            }
-            let previous = books
-                .dead_lettered
-                .insert(contact, format!("{queue_name}: {}", dead.reason));
-            assert!(previous.is_none(), "contact {contact} dead-lettered twice");
-        }
-    }
-    let succeeded = |calls: &[Call], method: &str| -> BTreeSet<usize> {
-        calls
-            .iter()
-            .filter(|c| c.method == method && !c.fault.failed())
-            .filter_map(|c| contact_of(&c.body).or_else(|| contact_of(&c.path)))
-            .collect()
-    };
-    let mdm = partners.mdm.calls();
-    let erp = partners.erp.calls();
-    let deleted = succeeded(&mdm, "DELETE");
-    let accepted: BTreeSet<usize> = erp
+/// The last lines of every replica's log, for a failure message.
+fn log_tails(replicas: &[Replica]) -> String {
+    replicas
         .iter()
-        .filter(|c| !c.fault.failed())
-        .filter_map(|c| contact_of(&c.body).filter(|contact| contact % 10 != 7))
-        .collect();
-    // Each piece of evidence points at one end state: no contact may have two.
-    let dead: BTreeSet<usize> = books.dead_lettered.keys().copied().collect();
-    books.conflicts = dead
-        .intersection(&accepted)
-        .chain(dead.intersection(&deleted))
-        .chain(accepted.intersection(&deleted))
-        .copied()
-        .collect();
-    books.compensated = deleted
-        .iter()
-        .filter(|c| !books.dead_lettered.contains_key(c))
-        .copied()
-        .collect();
-    books.completed = accepted
-        .iter()
-        .filter(|c| !books.dead_lettered.contains_key(c) && !deleted.contains(c))
-        .copied()
-        .collect();
-    for (name, calls) in [("mdm", mdm), ("writeback", partners.writeback.calls()), ("erp", erp)] {
-        let mut by_key: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
-        for call in &calls {
-            if call.fault != Fault::None && call.fault != Fault::Replayed {
-                *books.faults.entry(format!("{name} {:?}", call.fault)).or_default() += 1;
-            }
-            by_key.entry(call.key.as_str()).or_default().push(call);
-        }
-        for calls in by_key.values() {
-            for pair in calls.windows(2) {
-                let cause = repeat_cause(pair[0], pair[1], incidents);
-                *books.repeats.entry(cause).or_default() += 1;
-                if cause == "unexplained" && books.unexplained.len() < 10 {
-                    books.unexplained.push(format!(
-                        "{name} {} {}: {:?} at {:.1?}, then {:?} at {:.1?}",
-                        pair[0].method,
-                        pair[0].key,
-                        pair[0].fault,
-                        pair[0].at.duration_since(started),
-                        pair[1].fault,
-                        pair[1].at.duration_since(started)
-                    ));
-                }
-            }
-        }
-    }
-    books
+        .map(|replica| {
+            let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{}:\n{}", replica.log.display(), tail.join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
-/// Runs one scenario; `broker` is set for the Service Bus transport.
+/// Runs one scenario; `service_bus` runs it against `sagahost broker` instead of the embedded
+/// queue.
 async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
     let dir = RunDir::new();
-    let partners = Partners {
-        // 503 7%, 429 5%, slow 3%, reset 3%, hang 2%.
-        mdm: FaultyPartner::start(mdm_answer, [7, 5, 3, 3, 2, 0], TIMEOUT_MS).await,
-        // The same, and one call in ten outlasts the lock.
-        writeback: FaultyPartner::start(writeback_answer, [7, 5, 3, 3, 2, 10], WRITEBACK_TIMEOUT_MS).await,
-        erp: FaultyPartner::start(erp_answer, [7, 5, 3, 3, 2, 0], TIMEOUT_MS).await,
-    };
+    let partners = Partners::start().await;
     let mut broker = None;
     let transport = if service_bus {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = free_addr();
         let process = BrokerProcess::start(addr, &dir.path().join("broker"));
         let connection = dir.path().join("connection-string");
         std::fs::write(
@@ -654,9 +263,21 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
             connection.display().to_string()
         ))
     } else {
+        assert_eq!(scale.replicas, 1, "replicas share a queue through a broker");
         None
     };
-    let (config_path, loaded) = saga_config(dir.path(), &partners, transport.as_deref());
+    let configs: Vec<(PathBuf, Config)> = (0..scale.replicas)
+        .map(|r| {
+            let admin = free_addr();
+            saga_config(
+                &dir.path().join(format!("replica-{r}")),
+                &partners,
+                transport.as_deref(),
+                admin,
+            )
+        })
+        .collect();
+    let loaded = &configs[0].1;
     let database = match &broker {
         Some(broker) => broker.database(),
         None => {
@@ -664,49 +285,38 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
             loaded.data_dir.join("queue.sqlite3")
         }
     };
-    send_contacts(&database, &loaded, scale.contacts).await;
+    send_contacts(&database, loaded, scale.contacts).await;
 
     let started = Instant::now();
-    let log = dir.path().join("host.log");
-    let start_host = || HostProcess(support::start_host_logging(&config_path, &log_filter(), &log, &[]));
-    let mut host = start_host();
-    let mut incidents = Vec::new();
-    // Incidents spread over the run by progress (partner calls so far), never at the same point.
-    // Every contact makes at least two calls (an MDM create and a writeback, or four MDM
-    // attempts), so each threshold is reached.
-    let expected_calls = scale.contacts * 2;
-    let mut plan: Vec<(usize, &str)> = (1..=scale.host_kills)
-        .map(|k| (k * expected_calls / (scale.host_kills + 2), "kill"))
-        .chain((1..=scale.broker_restarts).map(|k| (k * expected_calls / (scale.broker_restarts + 1) + 7, "broker")))
-        .chain(std::iter::once((expected_calls / 2 + 3, "reload")))
+    let mut replicas: Vec<Replica> = configs
+        .iter()
+        .map(|(path, _)| {
+            let dir = path.parent().unwrap();
+            Replica::start(path.clone(), dir.join("host.log"), dir.join("mdm.wasm"))
+        })
         .collect();
-    plan.sort();
-    let calls = || partners.mdm.count() + partners.writeback.count() + partners.erp.count();
-    for (threshold, what) in plan {
-        while calls() < threshold {
+    let new_mdm = next_version(&support::component_bytes("mdm"), "mid-run");
+    let mut incidents = Vec::new();
+    for (threshold, step) in plan(&scale) {
+        while partners.calls() < threshold {
             assert!(
                 started.elapsed() < Duration::from_secs(600),
-                "{name}: no progress before the {what} at {threshold} calls (now {})",
-                calls()
+                "{name}: no progress before {step:?} at {threshold} calls (now {})",
+                partners.calls()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        match what {
-            "kill" => {
-                host.0.kill().unwrap(); // SIGKILL
-                host.0.wait().unwrap();
+        match step {
+            Step::Kill(replica) => {
+                replicas[replica].kill_and_restart();
                 incidents.push(Incident::HostKilled(Instant::now()));
-                host = start_host();
             }
-            "broker" => {
+            Step::RestartBroker => {
                 let killed = Instant::now();
                 broker.as_mut().expect("a broker").restart();
                 incidents.push(Incident::BrokerRestarted(killed, Instant::now()));
             }
-            _ => replace(
-                &dir.path().join("mdm.wasm"),
-                &next_version(&support::component_bytes("mdm"), "mid-run"),
-            ),
+            Step::Rollout(replica) => replace(&replicas[replica].mdm_component, &new_mdm),
         }
     }
 
@@ -733,18 +343,43 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
         }
         assert!(
             started.elapsed() < Duration::from_secs(900),
-            "{name}: after {:?}, {ended} of {} contacts ended, {busy} messages queued; log:\n{}",
+            "{name}: after {:?}, {ended} of {} contacts ended, {busy} messages queued; logs:\n{}",
             started.elapsed(),
             scale.contacts,
-            std::fs::read_to_string(&log).unwrap_or_default()
+            log_tails(&replicas)
         );
     };
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(host.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(host.0.wait().unwrap().success(), "{name}: graceful shutdown failed");
+    let elapsed = started.elapsed();
+    // Every replica serves the new MDM version: the rollout reached each one, and a replica
+    // killed after its rollout started on the new file.
+    let new_version = sagahost::component::cache::content_hash(&new_mdm);
+    for (path, config) in &configs {
+        let admin = &config.admin.as_ref().expect("an admin endpoint").listen;
+        let text = reqwest::get(format!("http://{admin}/admin/partners"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mdm = status
+            .as_array()
+            .and_then(|partners| partners.iter().find(|p| p["partner"] == "mdm"))
+            .unwrap_or_else(|| panic!("{name}: no mdm in {status}"));
+        assert_eq!(
+            mdm["version"],
+            new_version,
+            "{name}: {} does not serve the rolled-out MDM version: {mdm}",
+            path.display()
+        );
+    }
+    for replica in &mut replicas {
+        assert!(
+            replica.stop(),
+            "{name}: {} did not shut down gracefully",
+            replica.config.display()
+        );
+    }
     drop(broker);
 
     let every: BTreeSet<usize> = (0..scale.contacts).collect();
@@ -769,12 +404,13 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
         *reasons.entry(reason.as_str()).or_default() += 1;
     }
     println!(
-        "faults/{name} (seed {}): {} contacts in {:.0?}; {} host kills, {} broker restarts, 1 reload; \
-         faults injected {:?}; end states: {} completed, {} compensated, {} dead-lettered {reasons:?}; \
-         failed undos the compensation went past {:?}; lost {}; repeated calls by cause {:?}",
+        "faults/{name} (seed {}): {} contacts, hosts: {}, in {elapsed:.0?}; {} host kills, {} broker restarts, \
+         MDM rolled out host by host; faults injected {:?}; end states: {} completed, {} compensated, \
+         {} dead-lettered {reasons:?}; failed undos the compensation went past {:?}; lost {}; \
+         repeated calls by cause {:?}",
         seed(),
         scale.contacts,
-        started.elapsed(),
+        scale.replicas,
         incidents
             .iter()
             .filter(|i| matches!(i, Incident::HostKilled(_)))
@@ -839,10 +475,15 @@ async fn run_scenario(name: &str, scale: Scale, service_bus: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_queue_with_faulty_partners_kills_and_a_reload_loses_nothing() {
-    run_scenario("embedded", scale(0), false).await;
+    run_scenario("embedded", one_host(0), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_bus_with_faulty_partners_kills_and_broker_restarts_loses_nothing() {
-    run_scenario("servicebus", scale(1), true).await;
+    run_scenario("servicebus", one_host(1), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_competing_through_kills_a_broker_restart_and_a_rollout_lose_nothing() {
+    run_scenario("replicas", three_replicas(), true).await;
 }
