@@ -25,6 +25,8 @@
 //!   `wcf` decoder on the same file.
 //! - `size KB` and `partners N`: the real host's throughput and peak RSS against message size
 //!   and against the number of partner components loaded.
+//! - `replicas N`: N `sagahost run` processes competing for one queue on `sagahost broker`
+//!   (`replicas/mod.rs`); baseline: one replica in the same run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -45,6 +47,7 @@ use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
 mod common;
+mod replicas;
 use common::{
     DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, samples, workspace,
 };
@@ -421,6 +424,7 @@ fn run_scenario(name: &str, arg: &str) -> Value {
             scenario_host(1, kb, (100_000 / kb).clamp(500, 20_000))
         }
         "partners" => scenario_host(arg.parse().unwrap(), 5, 10_000),
+        "replicas" => replicas::scenario_replicas(arg.parse().unwrap()),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -574,6 +578,24 @@ fn main() {
             baseline: Some(("Python SDK".into(), med(&runs, "python_sdk_messages_per_s"))),
             target: "≥ 5 × Python SDK".into(),
         });
+    }
+    if wanted("replicas") {
+        let mut one = None;
+        for replicas in [1, 2, 3] {
+            let runs = record(
+                format!("replicas-{replicas}"),
+                repeat("replicas", &replicas.to_string()),
+            );
+            let rate = med(&runs, "messages_per_s");
+            let baseline = *one.get_or_insert(rate);
+            rows.push(Row {
+                figure: format!("{replicas} sagahost run replicas on one broker queue"),
+                value: rate,
+                unit: "msg/s",
+                baseline: (replicas > 1).then(|| ("1 replica".into(), baseline)),
+                target: String::new(),
+            });
+        }
     }
     if wanted("decode") {
         for format in ["json", "xml", "binary"] {
