@@ -6,12 +6,13 @@
 //! step, with [`outbound`] making the HTTP requests; routing turns the outcome into
 //! a settlement and the messages to send, and the transport carries them out.
 //! Nothing calls back up that chain: the modules import in the order
-//! [`telemetry`] → [`component`] → [`outbound`] → [`config`] → [`saga`] →
+//! [`telemetry`] → [`component`] → [`outbound`] → [`config`] → [`saga`] → [`fleet`] →
 //! [`ingress`], [`admin`], [`harness`] → [`service`] → [`quickstart`].
 //!
 //! [`config`] describes a host, [`service`] assembles one, [`admin`] is the
 //! operator endpoint (health, metrics, reload, dead letters), [`dead_letters`] the
-//! dead-letter tools it and the CLI share, [`harness`] runs
+//! dead-letter tools it and the CLI share, [`fleet`] the canaries every replica shares
+//! through the transport, [`harness`] runs
 //! recorded fixtures through the same step loop and limits for partner teams, and
 //! [`quickstart`] runs the whole saga locally. The `sagahost` binary's command
 //! line sits on top; `ARCHITECTURE.md` draws the whole house.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod component;
 pub mod config;
 pub mod dead_letters;
+pub mod fleet;
 pub mod harness;
 pub mod ingress;
 pub mod outbound;

@@ -18,6 +18,7 @@ use crate::admin::{self, Admin};
 use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions};
 use crate::config::Config;
 use crate::config::TransportConfig;
+use crate::fleet::SharedCanaries;
 use crate::ingress::{self, Webhook};
 use crate::outbound::{ConfigSecrets, HttpOutbound};
 use crate::saga::ordering::SessionIds;
@@ -107,6 +108,12 @@ impl Host {
         let shutdown = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(executor.clone().run(shutdown.clone()))];
 
+        let fleet = config.shared_canaries().map(|fleet| {
+            let shared = Arc::new(SharedCanaries::new(transport.clone(), registry.clone(), fleet));
+            tasks.push(shared.clone().spawn(shutdown.clone()));
+            shared
+        });
+
         let mut admin_addr = None;
         if let Some(admin) = &config.admin {
             let token = admin.access_token()?;
@@ -123,6 +130,7 @@ impl Host {
                 entities: config.entity_client()?,
                 state_keys: state_keys.clone(),
                 token,
+                fleet,
             };
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
@@ -251,13 +259,29 @@ pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
 /// How long file events settle before a reload (builds write files in steps).
 const WATCH_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// Whether a file event can mean new content. Opening or reading a component (another host
+/// starting, a backup) is not a change: reloading then would put the file's version back over
+/// a canary promoted since.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
 /// Watches every component file and reloads its partner when it changes.
 fn watch_components(registry: Arc<Registry>, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     use notify::Watcher as _;
 
     let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<std::path::PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        if let Ok(event) = event
+            && changes_content(&event.kind)
+        {
             event.paths.into_iter().for_each(|path| {
                 let _ = changed.send(path);
             });

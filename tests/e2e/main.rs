@@ -33,6 +33,7 @@ mod dead_letters;
 mod doors;
 mod entities;
 mod faults;
+mod fleet;
 mod harness;
 mod hostile;
 mod identity;

@@ -7,7 +7,8 @@
 //! - `GET /admin/partners`: each partner's component version, reload counters and last error.
 //! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
 //! - `POST /admin/partners/{name}/canary` (body: `{"component": PATH, "percent": N,
-//!   "margin": 0.05, "window": 50}`), `POST …/canary/promote`, `POST …/canary/abort`.
+//!   "margin": 0.05, "window": 50}`), `POST …/canary/promote`, `POST …/canary/abort`; with
+//!   shared canaries (`[fleet]`, the default on Service Bus) they apply on every replica.
 //! - Dead letters, on either transport (`dead_letters.rs`): `GET /admin/dead-letters/{queue}`
 //!   (filters and paging in the query), `GET …/{queue}/{sequence}`, `POST …/{sequence}/redrive`,
 //!   `DELETE …/{queue}/{sequence}`, and in bulk `POST …/{queue}/redrive` and
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::component::{CanaryPlan, Registry, Reloaded};
 use crate::config::AccessKey;
+use crate::fleet::SharedCanaries;
 use crate::saga::seal::StateKeys;
 use crate::telemetry::metrics::{QueueLabels, metrics};
 
@@ -58,6 +60,8 @@ pub struct Admin {
     pub entities: Option<EntityClient>,
     /// Required bearer token for `/admin` routes, if any.
     pub token: Option<AccessKey>,
+    /// Canaries shared with the other replicas; `None` keeps them to this host.
+    pub fleet: Option<Arc<SharedCanaries>>,
 }
 
 /// Serves the admin endpoint on `listener` until `shutdown` is cancelled.
@@ -208,7 +212,11 @@ async fn start_canary(
     if let Some(denied) = denied(&admin, &headers) {
         return denied;
     }
-    match admin.registry.start_canary(&name, plan).await {
+    let started = match &admin.fleet {
+        Some(fleet) => fleet.start(&name, plan).await,
+        None => admin.registry.start_canary(&name, plan).await,
+    };
+    match started {
         Ok(version) => Json(serde_json::json!({ "partner": name, "canary": version })).into_response(),
         Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{err:#}")),
     }
@@ -222,10 +230,12 @@ async fn end_canary(
     if let Some(denied) = denied(&admin, &headers) {
         return denied;
     }
-    let result = match action.as_str() {
-        "promote" => admin.registry.promote_canary(&name),
-        "abort" => admin.registry.abort_canary(&name),
-        other => {
+    let result = match (action.as_str(), &admin.fleet) {
+        ("promote", Some(fleet)) => fleet.promote(&name).await,
+        ("abort", Some(fleet)) => fleet.abort(&name).await,
+        ("promote", None) => admin.registry.promote_canary(&name),
+        ("abort", None) => admin.registry.abort_canary(&name),
+        (other, _) => {
             return error(
                 StatusCode::NOT_FOUND,
                 format!("unknown canary action `{other}`: use promote or abort"),

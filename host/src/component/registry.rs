@@ -66,7 +66,7 @@ pub struct SlotStatus {
 }
 
 /// How a canary should run.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CanaryPlan {
     /// The candidate component file.
@@ -342,6 +342,14 @@ impl Registry {
         slot.status.lock().expect("status lock").last_canary = Some(format!("aborted {version}"));
         tracing::info!(partner, %version, "canary aborted");
         Ok(version)
+    }
+
+    /// Ends the canary, if one runs, for `reason` decided elsewhere (another replica's abort or
+    /// rollback); the current version takes all messages again.
+    pub fn end_canary(&self, partner: &str, reason: String) {
+        if let Ok((slot, _)) = self.take_canary(partner) {
+            slot.status.lock().expect("status lock").last_canary = Some(reason);
+        }
     }
 
     fn slot(&self, partner: &str) -> anyhow::Result<&Slot> {

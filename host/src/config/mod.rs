@@ -8,6 +8,7 @@
 //! (`access.rs`).
 
 mod access;
+mod fleet;
 mod ordering;
 mod topics;
 
@@ -27,6 +28,7 @@ use crate::component::Limits;
 use crate::outbound::{CredentialKind, IdentityConfig, PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
+pub use fleet::FleetConfig;
 pub use ordering::{Ordering, SessionKey, ordered_queues};
 pub use topics::Source;
 
@@ -64,6 +66,8 @@ pub struct Config {
     /// How the host signs in to Entra ID (Key Vault secrets); managed identity when absent.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// What replicas share through the transport (canaries); see [`Config::shared_canaries`].
+    pub fleet: Option<FleetConfig>,
 }
 
 /// The keys that sign and verify the saga state the host writes (see `saga::seal`).
@@ -601,6 +605,8 @@ impl Config {
             names.extend(partner.routes.values().cloned());
         }
         names.extend(self.webhook.iter().map(|w| w.queue.clone()));
+        let control = self.shared_canaries().map(|fleet| fleet.control_queue);
+        names.extend(control.clone());
         names.retain(|name| self.topic(name).is_none() && parse_subscription_path(name).is_none());
         names.sort();
         names.dedup();
@@ -610,7 +616,7 @@ impl Config {
             .map(|name| {
                 let settings = self.queues.get(&name).cloned().unwrap_or_default();
                 let mut queue = QueueSettings::new(&name);
-                queue.requires_session = ordered.contains_key(&name);
+                queue.requires_session = ordered.contains_key(&name) || control.as_ref() == Some(&name);
                 if let Some(ms) = settings.lock_duration_ms {
                     queue.lock_duration = Duration::from_millis(ms);
                 }

@@ -51,6 +51,14 @@ impl BrokerProcess {
             .append(true)
             .open(data.join("broker.log"))
             .expect("opening the broker's log file");
+        // The control queue the replicas share their canaries on requires sessions, as
+        // `sagahost entities apply` creates it on Service Bus.
+        let entities = data.join("entities.toml");
+        std::fs::write(
+            &entities,
+            "[[queues]]\nname = \"sagahost-control\"\nrequires-session = true\n",
+        )
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
             .args([
                 "broker",
@@ -58,8 +66,10 @@ impl BrokerProcess {
                 &addr.to_string(),
                 "--lock-duration-ms",
                 &LOCK_MS.to_string(),
-                "--data",
+                "--topics",
             ])
+            .arg(&entities)
+            .arg("--data")
             .arg(data)
             .env("RUST_LOG", log_filter())
             .stdout(log.try_clone().expect("duplicating the log file"))
