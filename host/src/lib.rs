@@ -13,14 +13,16 @@
 //! operator endpoint (health, metrics, reload, dead letters), [`dead_letters`] the
 //! dead-letter tools it and the CLI share, [`fleet`] the canaries every replica shares
 //! through the transport, [`harness`] runs
-//! recorded fixtures through the same step loop and limits for partner teams, and
-//! [`quickstart`] runs the whole saga locally. The `sagahost` binary's command
+//! recorded fixtures through the same step loop and limits for partner teams,
+//! [`quickstart`] runs the whole saga locally, and [`deploy`] writes the Kubernetes
+//! autoscaling manifests a config implies. The `sagahost` binary's command
 //! line sits on top; `ARCHITECTURE.md` draws the whole house.
 
 pub mod admin;
 pub mod component;
 pub mod config;
 pub mod dead_letters;
+pub mod deploy;
 pub mod fleet;
 pub mod harness;
 pub mod ingress;

@@ -1,5 +1,5 @@
 //! The `sagahost` command line as the README shows it: `validate`, `inspect`, `send`,
-//! `dead-letters`, and `run` with a config named the way the README names it.
+//! `dead-letters`, `run` with a config named the way the README names it, and `deploy kubernetes`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -547,4 +547,47 @@ async fn the_broker_serves_entity_management_and_configured_topics() {
     transport.close().await;
     broker.kill().unwrap();
     broker.wait().unwrap();
+}
+
+#[test]
+fn deploy_kubernetes_prints_or_writes_the_checked_in_keda_manifests_and_refuses_the_embedded_queue() {
+    let base = support::workspace().join("deploy/kubernetes/base");
+    let checked_in = std::fs::read_to_string(base.join("keda.yaml")).unwrap();
+    let config = base.join("sagahost.toml");
+    let printed = sagahost(&[
+        "deploy".as_ref(),
+        "kubernetes".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    assert_eq!(text(&printed.stdout), checked_in);
+
+    let out = tempfile::tempdir().unwrap();
+    let written = sagahost(&[
+        "deploy".as_ref(),
+        "kubernetes".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("keda.yaml")).unwrap(),
+        checked_in
+    );
+
+    std::fs::write(
+        out.path().join("embedded.toml"),
+        "[partners.erp]\ncomponent = \"erp.wasm\"\nqueue = \"erp\"\n",
+    )
+    .unwrap();
+    let embedded = sagahost_in(out.path(), &["deploy", "kubernetes", "--config", "embedded.toml"], &[]);
+    assert!(!embedded.status.success());
+    let stderr = text(&embedded.stderr);
+    assert!(
+        stderr.contains("embedded.toml") && stderr.contains("embedded queue"),
+        "{stderr}"
+    );
 }

@@ -4,9 +4,11 @@
 //! [`component`](sagahost::component), `test` on [`harness`](sagahost::harness),
 //! `inspect` on [`dataverse`](sagahost_dataverse), `run` on
 //! [`service`](sagahost::service), `send` and `dead-letters` on the embedded
-//! queue, `quickstart` on [`quickstart`](sagahost::quickstart).
+//! queue, `quickstart` on [`quickstart`](sagahost::quickstart), `deploy` on
+//! [`deploy`](sagahost::deploy).
 
 mod admin;
+mod deploy;
 mod entities;
 mod inspect;
 mod queue;
@@ -120,6 +122,11 @@ pub enum Command {
         #[command(flatten)]
         endpoint: admin::Endpoint,
     },
+    /// Write deployment manifests that follow from a config (KEDA autoscaling for Kubernetes).
+    Deploy {
+        #[command(subcommand)]
+        command: deploy::DeployCommand,
+    },
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
 }
@@ -177,6 +184,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
+        Command::Deploy { command } => deploy::run(command),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
     }
 }
