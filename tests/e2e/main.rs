@@ -41,6 +41,7 @@ mod operate;
 mod ordering;
 mod partners;
 mod quickstart;
+mod registry;
 mod renewal;
 mod runtime;
 mod saga;
