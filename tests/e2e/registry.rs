@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sagahost::component::source::oci;
 use sagahost::component::{CanaryPlan, ComponentSource, SlotStatus};
 use sagahost::config::Config;
 use sagahost::saga::{SagaEvent, Verdict};
@@ -310,6 +311,41 @@ async fn a_published_component_runs_from_its_tag_and_the_host_follows_the_tag_wh
         "{metrics}"
     );
 
+    // A tag moved to something that does not load leaves the running version serving, counted
+    // once: the bad digest is not pulled again at every check. (`publish` would refuse it, so
+    // it is pushed through the library.)
+    let info = sagahost::component::ComponentInfo {
+        version: String::new(),
+        size: 0,
+        imports: Vec::new(),
+        exports: Vec::new(),
+    };
+    let text = tag.strip_prefix("oci://").unwrap();
+    let broken = oci::push(
+        &oci::OciReference::parse(text).unwrap(),
+        b"\0asm\x0d\0\x01\0 not a component".to_vec(),
+        &info,
+        &oci::Annotations::default(),
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        false,
+    )
+    .await
+    .unwrap();
+    let failed = until(&host, "tagged", "the broken digest refused", |s| s.failed_reloads > 0).await;
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains(&broken) && error.contains("not a valid WebAssembly component"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = status(&host, "tagged");
+    assert_eq!(
+        (later.failed_reloads, later.version),
+        (1, sha256(&v2)),
+        "five checks later"
+    );
+    assert_eq!(run_one(&host).await.version, sha256(&v2));
+
     // A canary may come from the registry too: here the first version, pinned.
     let plan = CanaryPlan {
         component: ComponentSource::parse(&registry.reference("tagged", &format!("@{first}"))).unwrap(),
@@ -425,6 +461,11 @@ async fn a_registry_with_basic_authentication_takes_the_configured_credentials()
     let component = support::component("hostile");
     let anonymous = publish(&component, &tag, &[], &[]);
     assert!(!anonymous.status.success(), "the registry refuses anonymous pushes");
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        stderr.contains("--password-env"),
+        "the error says how to sign in: {stderr}"
+    );
 
     let var = format!("SAGAHOST_E2E_REGISTRY_PASSWORD_{}", std::process::id());
     let env = [(var.as_str(), PASSWORD)];

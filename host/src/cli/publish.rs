@@ -80,9 +80,15 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         version: args.version,
         source: args.source,
     };
-    let digest = oci::push(&reference, wasm, &info, &annotations, &auth, args.insecure)
-        .await
-        .with_context(|| format!("pushing {} to {reference}", args.component.display()))?;
+    let pushed = oci::push(&reference, wasm, &info, &annotations, &auth, args.insecure).await;
+    let digest = pushed.map_err(|err| {
+        let hint = if oci::refused_credentials(&err) {
+            "; the registry wants credentials: --username with --password-env, or --token-env"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("pushing {} to {reference}: {err:#}{hint}", args.component.display())
+    })?;
     println!("pushed {reference}");
     println!("digest {digest}");
     println!("pinned {}", reference.at_digest(&digest));

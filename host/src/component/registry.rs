@@ -35,6 +35,7 @@ use crate::telemetry::metrics::{PartnerLabels, ReloadLabels, metrics};
 /// Where a partner's component comes from and how it runs.
 #[derive(Debug, Clone)]
 pub struct ComponentSpec {
+    /// A file, an OCI reference or a pinned URL.
     pub source: ComponentSource,
     pub limits: Limits,
     pub config: BTreeMap<String, String>,
@@ -458,10 +459,11 @@ impl Registry {
         let serving = slot.status.lock().expect("status lock").digest.clone();
         let skip = refused.as_ref().filter(|_| polled);
         let known: Vec<&str> = serving.iter().chain(skip).map(String::as_str).collect();
-        let remote = slot.spec.source.file().is_none();
+        // Only a tag is asked about (a file is read, a pinned source never changes).
+        let asks_registry = slot.spec.source.is_polled();
         let fetched = match self.sources.latest(partner, &slot.spec.source, &known).await {
             Ok(fetched) => fetched,
-            Err(err) if remote => {
+            Err(err) if asks_registry => {
                 slot.status.lock().expect("status lock").last_pull_error = Some(format!("{err:#}"));
                 count_source_failure(partner);
                 tracing::warn!(partner, version = %from, "the component's source failed, the running version keeps serving: {err:#}");
@@ -469,7 +471,7 @@ impl Registry {
             }
             Err(err) => return Err(slot.reload_failed(partner, &from, err, None, &mut refused)),
         };
-        if remote {
+        if asks_registry {
             let mut status = slot.status.lock().expect("status lock");
             status.last_pull_error = None;
             status.last_pulled_at = Some(SystemTime::now());

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 use crate::outbound::{ConfigSecrets, IdentityConfig, SecretError, SecretProvider, SecretSource};
@@ -197,9 +198,7 @@ impl Credentials {
     }
 
     /// How to authenticate to `registry` now.
-    async fn auth(&self, registry: &str) -> anyhow::Result<oci_client::secrets::RegistryAuth> {
-        use oci_client::secrets::RegistryAuth;
-
+    async fn auth(&self, registry: &str) -> anyhow::Result<RegistryAuth> {
         let Some(config) = self.registries.get(registry) else {
             return Ok(RegistryAuth::Anonymous);
         };
@@ -232,6 +231,7 @@ fn secret_scope(registry: &str) -> String {
 /// A component's bytes, verified, and where they came from.
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// The component's bytes.
     pub wasm: Vec<u8>,
     /// The OCI manifest digest, or the download's `sha256:…`; `None` for a file.
     pub digest: Option<String>,
@@ -324,7 +324,7 @@ impl Sources {
             ComponentSource::Https(_) => Ok(None),
             ComponentSource::Oci(reference) if reference.digest().is_some() => Ok(None),
             ComponentSource::Oci(reference) => {
-                let auth = self.credentials.auth(reference.registry()).await?;
+                let auth = self.auth(partner, reference).await?;
                 let digest = oci::resolve(reference, &auth)
                     .await
                     .map_err(|err| oci::explain(partner, reference, err))?;
@@ -341,7 +341,7 @@ impl Sources {
     /// Pulls `reference`, verified, and records in the cache what `named` (the reference the
     /// config gives, a tag or the same digest) and the manifest's digest resolve to.
     async fn pull(&self, partner: &str, reference: &OciReference, named: &OciReference) -> anyhow::Result<Fetched> {
-        let auth = self.credentials.auth(reference.registry()).await?;
+        let auth = self.auth(partner, reference).await?;
         let pulled = oci::pull(reference, &auth, self.store.as_ref())
             .await
             .map_err(|err| oci::explain(partner, reference, err))?;
@@ -357,6 +357,13 @@ impl Sources {
             pulled_at: Some(pulled_at),
             stale: None,
         })
+    }
+
+    async fn auth(&self, partner: &str, reference: &OciReference) -> anyhow::Result<RegistryAuth> {
+        self.credentials
+            .auth(reference.registry())
+            .await
+            .map_err(|err| anyhow::anyhow!("partner `{partner}`: pulling {reference}: {err:#}"))
     }
 
     async fn download(&self, partner: &str, https: &HttpsSource, sha256: &str) -> anyhow::Result<Fetched> {

@@ -157,6 +157,7 @@ pub struct Pulled {
     pub manifest_digest: String,
     /// The layer's digest, `sha256:…`, which is the component's content hash.
     pub layer_digest: String,
+    /// The component's bytes.
     pub wasm: Vec<u8>,
 }
 
@@ -243,11 +244,23 @@ fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
+/// Whether the registry refused the request for want of (the right) credentials.
+pub fn refused_credentials(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<OciDistributionError>(),
+        Some(
+            OciDistributionError::UnauthorizedError { .. }
+                | OciDistributionError::AuthenticationFailure(_)
+                | OciDistributionError::ServerError { code: 401 | 403, .. }
+        )
+    )
+}
+
 /// A pull or resolve error with the partner, the reference and what to do about it.
 pub fn explain(partner: &str, reference: &OciReference, err: anyhow::Error) -> anyhow::Error {
     let registry = &reference.registry;
     let hint = match err.downcast_ref::<OciDistributionError>() {
-        Some(OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_)) => {
+        _ if refused_credentials(&err) => {
             format!(
                 "; the registry refused the credentials: set [registries.\"{registry}\"] username and password, \
                  or token"

@@ -196,8 +196,6 @@ fn registry_credentials_are_a_token_or_a_user_and_password() {
 
 #[tokio::test]
 async fn credentials_are_read_on_every_pull_as_basic_or_bearer() {
-    use oci_client::secrets::RegistryAuth;
-
     let var = format!("SAGAHOST_SOURCE_TEST_REGISTRY_{}", std::process::id());
     // SAFETY: the variable's name is unique to this test and this process.
     unsafe { std::env::set_var(&var, "first") };
