@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
-use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions};
+use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions, Sources};
 use crate::config::Config;
 use crate::config::TransportConfig;
 use crate::fleet::SharedCanaries;
@@ -66,15 +66,21 @@ impl Host {
             ..defaults
         })?;
 
-        let mut registry = Registry::new(runtime);
+        let sources = Sources::new(
+            Some(config.data_dir.join("sources")),
+            &config.registries,
+            &config.identity,
+        )
+        .await?;
+        let mut registry = Registry::with_sources(runtime, sources);
         let mut partners = Vec::new();
         for (name, partner) in &config.partners {
             let spec = ComponentSpec {
-                path: partner.component.clone(),
+                source: partner.component.clone(),
                 limits: partner.limits.clone(),
                 config: partner.config.clone(),
             };
-            registry.add(name, spec)?;
+            registry.add(name, spec).await?;
             partners.push(Partner {
                 name: name.clone(),
                 config: partner.clone(),
@@ -82,7 +88,13 @@ impl Host {
         }
         let registry = Arc::new(registry);
         for status in registry.status() {
-            tracing::info!(partner = %status.partner, version = %status.version, "loaded component");
+            tracing::info!(
+                partner = %status.partner,
+                version = %status.version,
+                source = %status.source,
+                digest = ?status.digest,
+                "loaded component"
+            );
         }
 
         let secrets = ConfigSecrets::load(
@@ -142,6 +154,10 @@ impl Host {
         if config.watch_components {
             tasks.push(watch_components(registry.clone(), shutdown.clone())?);
         }
+        if registry.polled().next().is_some() {
+            let interval = std::time::Duration::from_millis(config.component_poll_interval_ms);
+            tasks.push(tokio::spawn(poll_tags(registry.clone(), interval, shutdown.clone())));
+        }
 
         let mut webhook_addr = None;
         if let Some(webhook) = &config.webhook {
@@ -178,7 +194,7 @@ impl Host {
         self.executor.subscribe()
     }
 
-    /// Reloads every partner's component from its file (what SIGHUP does).
+    /// Reloads every partner's component from its source (what SIGHUP does).
     pub async fn reload_all(&self) {
         let partners: Vec<String> = self.registry.partners().map(str::to_owned).collect();
         for partner in partners {
@@ -289,9 +305,8 @@ fn watch_components(registry: Arc<Registry>, shutdown: CancellationToken) -> any
     })
     .context("starting the component file watcher")?;
     let dirs: std::collections::BTreeSet<std::path::PathBuf> = registry
-        .status()
-        .into_iter()
-        .filter_map(|s| s.path.parent().map(std::path::Path::to_path_buf))
+        .files()
+        .filter_map(|path| path.parent().map(std::path::Path::to_path_buf))
         .collect();
     for dir in &dirs {
         watcher
@@ -323,4 +338,19 @@ fn watch_components(registry: Arc<Registry>, shutdown: CancellationToken) -> any
             }
         }
     }))
+}
+
+/// Checks every partner whose component is an OCI tag for a new digest, every `interval`.
+/// Failures are logged, counted and kept in the status; the running version serves on.
+async fn poll_tags(registry: Arc<Registry>, interval: std::time::Duration, shutdown: CancellationToken) {
+    let partners: Vec<String> = registry.polled().map(str::to_owned).collect();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        for partner in &partners {
+            let _ = registry.poll(partner).await;
+        }
+    }
 }

@@ -42,6 +42,7 @@ mod operate;
 mod ordering;
 mod partners;
 mod quickstart;
+mod registry;
 mod renewal;
 mod runtime;
 mod saga;

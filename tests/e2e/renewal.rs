@@ -130,11 +130,12 @@ async fn a_settle_slower_than_the_lock_and_a_failed_renewal_cause_no_second_deli
         .add(
             "p",
             ComponentSpec {
-                path: partner.component.clone(),
+                source: partner.component.clone(),
                 limits: Limits::default(),
                 config: partner.config.clone(),
             },
         )
+        .await
         .unwrap();
     let http = HttpOutbound::new(
         [("p".to_string(), partner.outbound.clone())],

@@ -4,11 +4,14 @@
 //! - `GET /readyz`: every partner is loaded and the transport answers a round trip (a query
 //!   of the embedded queue, a peek on Service Bus) within [`READY_TIMEOUT`].
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
-//! - `GET /admin/partners`: each partner's component version, reload counters and last error.
-//! - `POST /admin/partners/{name}/reload`: reload a partner's component from its file.
-//! - `POST /admin/partners/{name}/canary` (body: `{"component": PATH, "percent": N,
-//!   "margin": 0.05, "window": 50}`), `POST …/canary/promote`, `POST …/canary/abort`; with
-//!   shared canaries (`[fleet]`, the default on Service Bus) they apply on every replica.
+//! - `GET /admin/partners`: each partner's component version, source and digest, reload
+//!   counters, last error and last pull error.
+//! - `POST /admin/partners/{name}/reload`: reload a partner's component from its source (a
+//!   file read again, an OCI tag resolved).
+//! - `POST /admin/partners/{name}/canary` (body: `{"component": PATH or oci://… or https://…,
+//!   "component-sha256": HEX (with https), "percent": N, "margin": 0.05, "window": 50}`),
+//!   `POST …/canary/promote`, `POST …/canary/abort`; with shared canaries (`[fleet]`, the
+//!   default on Service Bus) they apply on every replica.
 //! - Dead letters, on either transport (`dead_letters.rs`): `GET /admin/dead-letters/{queue}`
 //!   (filters and paging in the query), `GET …/{queue}/{sequence}`, `POST …/{sequence}/redrive`,
 //!   `DELETE …/{queue}/{sequence}`, and in bulk `POST …/{queue}/redrive` and

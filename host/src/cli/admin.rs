@@ -1,7 +1,6 @@
 //! Commands that drive a running host through its admin API, the same HTTP API operators and
 //! their tooling call: partner status, reload and canary rollouts.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -27,9 +26,13 @@ pub enum CanaryCommand {
         /// The partner.
         #[arg(long)]
         partner: String,
-        /// The candidate `.wasm` file.
+        /// The candidate: a `.wasm` file, oci://REGISTRY/REPO:TAG, oci://REGISTRY/REPO@sha256:…
+        /// or an https:// URL with --component-sha256.
         #[arg(long)]
-        component: PathBuf,
+        component: String,
+        /// With an https:// component, the SHA-256 it must have.
+        #[arg(long)]
+        component_sha256: Option<String>,
         /// Share of new messages the candidate handles, 1–100.
         #[arg(long)]
         percent: u8,
@@ -75,14 +78,23 @@ pub async fn canary(endpoint: &Endpoint, command: CanaryCommand) -> anyhow::Resu
         CanaryCommand::Start {
             partner,
             component,
+            component_sha256,
             percent,
             margin,
             window,
         } => {
-            // The host resolves the path, so send it absolute.
-            let component =
-                std::fs::canonicalize(&component).with_context(|| format!("--component {}", component.display()))?;
+            // The host resolves a file's path, so send it absolute; a registry or URL as given.
+            let component = match sagahost::component::ComponentSource::parse(&component)? {
+                sagahost::component::ComponentSource::File(path) => std::fs::canonicalize(&path)
+                    .with_context(|| format!("--component {}", path.display()))?
+                    .display()
+                    .to_string(),
+                _ => component,
+            };
             let mut plan = json!({ "component": component, "percent": percent });
+            if let Some(sha256) = component_sha256 {
+                plan["component-sha256"] = json!(sha256);
+            }
             if let Some(margin) = margin {
                 plan["margin"] = json!(margin);
             }

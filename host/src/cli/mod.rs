@@ -11,6 +11,7 @@ mod admin;
 mod deploy;
 mod entities;
 mod inspect;
+mod publish;
 mod queue;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sagahost_broker::SharedAccessKey;
 
-use sagahost::component::{Limits, Runtime, RuntimeOptions};
+use sagahost::component::{ComponentInfo, Limits, Runtime, RuntimeOptions};
 use sagahost::config::Config;
 use sagahost::harness::{Harness, Mode};
 use sagahost::service::Host;
@@ -129,6 +130,8 @@ pub enum Command {
     },
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
+    /// Check a component as `validate` does and push it to an OCI registry (oci://REGISTRY/REPO:TAG).
+    Publish(publish::PublishArgs),
 }
 
 /// Parses the command line, runs the command and turns errors into an exit code.
@@ -186,6 +189,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
         Command::Deploy { command } => deploy::run(command),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
+        Command::Publish(args) => tokio_runtime()?.block_on(publish::run(args)),
     }
 }
 
@@ -344,6 +348,20 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (_, info) = check_component(path)?;
+    println!("{}: implements sagahost:partner/partner@0.1.0", path.display());
+    println!("  size:    {} bytes", info.size);
+    println!("  version: {}", info.version);
+    println!("  exports:");
+    info.exports.iter().for_each(|e| println!("    {e}"));
+    println!("  imports:");
+    info.imports.iter().for_each(|i| println!("    {i}"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `path` and checks that it is a partner component: compiles and links it as the host
+/// would. `validate` and `publish` both check through here.
+fn check_component(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, ComponentInfo)> {
     let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let runtime = Runtime::new(RuntimeOptions {
         max_instances: 1,
@@ -354,15 +372,7 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let component = runtime.load(&name, &wasm, Limits::default(), Default::default())?;
-    let info = component.info();
-    println!("{}: implements sagahost:partner/partner@0.1.0", path.display());
-    println!("  size:    {} bytes", info.size);
-    println!("  version: {}", info.version);
-    println!("  exports:");
-    info.exports.iter().for_each(|e| println!("    {e}"));
-    println!("  imports:");
-    info.imports.iter().for_each(|i| println!("    {i}"));
-    Ok(ExitCode::SUCCESS)
+    Ok((wasm, component.info().clone()))
 }
 
 fn inspect(path: &std::path::Path, content_type: Option<&str>, json_only: bool) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,8 @@
 //!   [`Limits`].
 //! - [`Registry`] holds each partner's current version and swaps in a new one
 //!   on reload without touching messages in flight.
+//! - [`source`] fetches components from files, OCI registries and HTTPS URLs,
+//!   verifies their digests and caches them by digest.
 //! - [`ComponentError`] says, in a type, how a guest misbehaved (deadline,
 //!   memory cap, fuel, trap, bad return) so the saga layer can retry or
 //!   dead-letter. Nothing a guest does can panic the host.
@@ -28,9 +30,11 @@ mod host;
 mod limits;
 pub mod registry;
 mod runtime;
+pub mod source;
 pub mod wit;
 
 pub use error::ComponentError;
 pub use limits::Limits;
 pub use registry::{Arm, CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus};
 pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};
+pub use source::{ComponentSource, RegistryConfig, Sources};

@@ -9,6 +9,11 @@
 //! implement the world leaves the old version serving; the error is logged and
 //! kept in the partner's status.
 //!
+//! A component from an OCI tag is polled the same way ([`Registry::poll`]): a new digest is
+//! pulled and swapped in as a reload; a registry that cannot be reached leaves the running
+//! version serving, and shows in the status (`last_pull_error`) and in
+//! `sagahost_component_source_failures_total`.
+//!
 //! A partner can also run a *canary*: a candidate version that handles a
 //! percentage of new messages. Each message's result is recorded per arm over a
 //! sliding window; once the candidate has a full window and its failure rate
@@ -16,20 +21,22 @@
 //! rolled back by itself. Otherwise an operator promotes (or aborts) it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::source::{ComponentSource, Fetched, Sources};
 use super::{Limits, PartnerComponent, Runtime};
-use crate::telemetry::metrics::{ReloadLabels, metrics};
+use crate::telemetry::metrics::{PartnerLabels, ReloadLabels, metrics};
 
 /// Where a partner's component comes from and how it runs.
 #[derive(Debug, Clone)]
 pub struct ComponentSpec {
-    pub path: PathBuf,
+    /// A file, an OCI reference or a pinned URL.
+    pub source: ComponentSource,
     pub limits: Limits,
     pub config: BTreeMap<String, String>,
 }
@@ -47,7 +54,19 @@ pub enum Reloaded {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotStatus {
     pub partner: String,
-    pub path: PathBuf,
+    /// The component file, when the component is a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Where the component comes from: the file, `oci://…` or `https://…`.
+    pub source: String,
+    /// The OCI manifest digest (or the download's `sha256:…`) of the version serving new
+    /// messages; `None` for a file.
+    pub digest: Option<String>,
+    /// When the serving version was last pulled, or checked against the registry.
+    pub last_pulled_at: Option<SystemTime>,
+    /// Why the last pull or check failed (the running version kept serving), cleared by the
+    /// next that succeeds.
+    pub last_pull_error: Option<String>,
     /// Content hash of the version serving new messages.
     pub version: String,
     pub size: usize,
@@ -69,8 +88,10 @@ pub struct SlotStatus {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CanaryPlan {
-    /// The candidate component file.
-    pub component: PathBuf,
+    /// The candidate component: a file, `oci://…` or `https://…` (with `component-sha256`).
+    pub component: ComponentSource,
+    /// With an `https://` component, the SHA-256 it must have.
+    pub component_sha256: Option<String>,
     /// Share of new messages the candidate handles, 1–100.
     pub percent: u8,
     /// How much higher than the stable version's the candidate's failure rate
@@ -144,11 +165,35 @@ struct Slot {
     current: ArcSwap<PartnerComponent>,
     canary: ArcSwapOption<Canary>,
     status: Mutex<SlotStatus>,
-    // One reload at a time per partner, so two never race to swap.
-    reloading: tokio::sync::Mutex<()>,
+    // One reload at a time per partner, so two never race to swap. It holds the digest whose
+    // load last failed, which polling does not try again until the tag moves on.
+    reloading: tokio::sync::Mutex<Option<String>>,
 }
 
 impl Slot {
+    /// Records a reload that failed (the old version, `from`, keeps serving) and returns its
+    /// error; a `digest` that failed is remembered so polling does not pull it again.
+    fn reload_failed(
+        &self,
+        partner: &str,
+        from: &str,
+        err: anyhow::Error,
+        digest: Option<String>,
+        refused: &mut Option<String>,
+    ) -> anyhow::Error {
+        let err = match &digest {
+            Some(digest) => err.context(format!("{} at {digest}", self.spec.source)),
+            None => err,
+        };
+        let mut status = self.status.lock().expect("status lock");
+        status.failed_reloads += 1;
+        status.last_error = Some(format!("{err:#}"));
+        *refused = digest;
+        tracing::error!(partner, version = %from, "reload failed, the old version keeps serving: {err:#}");
+        count_reload(partner, "failed");
+        err
+    }
+
     /// Makes `component` the version new messages get; returns its version.
     fn serve(&self, component: Arc<PartnerComponent>) -> String {
         let version = component.info().version.clone();
@@ -164,25 +209,46 @@ impl Slot {
 /// Every partner's current component.
 pub struct Registry {
     runtime: Arc<Runtime>,
+    sources: Sources,
     slots: BTreeMap<String, Slot>,
 }
 
 impl Registry {
-    /// An empty registry on `runtime`.
+    /// An empty registry on `runtime` that reads files and pulls anonymously, uncached.
     pub fn new(runtime: Runtime) -> Self {
+        Self::with_sources(runtime, Sources::default())
+    }
+
+    /// An empty registry on `runtime` that fetches components through `sources`.
+    pub fn with_sources(runtime: Runtime, sources: Sources) -> Self {
         Self {
             runtime: Arc::new(runtime),
+            sources,
             slots: BTreeMap::new(),
         }
     }
 
-    /// Loads `partner`'s first version; fails (naming the partner and the file)
+    /// Loads `partner`'s first version; fails (naming the partner and the source)
     /// if it cannot.
-    pub fn add(&mut self, partner: &str, spec: ComponentSpec) -> anyhow::Result<()> {
-        let component = load(&self.runtime, partner, &spec)?;
+    pub async fn add(&mut self, partner: &str, spec: ComponentSpec) -> anyhow::Result<()> {
+        let fetched = self.sources.load(partner, &spec.source).await?;
+        if fetched.stale.is_some() {
+            count_source_failure(partner);
+        }
+        let component = self
+            .runtime
+            .load(partner, &fetched.wasm, spec.limits.clone(), spec.config.clone())
+            .map_err(|err| match spec.source.file() {
+                Some(_) => err,
+                None => err.context(format!("the component from {}", spec.source)),
+            })?;
         let status = Mutex::new(SlotStatus {
             partner: partner.to_string(),
-            path: spec.path.clone(),
+            path: spec.source.file().map(Path::to_path_buf),
+            source: spec.source.to_string(),
+            digest: fetched.digest,
+            last_pulled_at: fetched.pulled_at,
+            last_pull_error: fetched.stale,
             version: component.info().version.clone(),
             size: component.info().size,
             reloads: 0,
@@ -214,10 +280,23 @@ impl Registry {
     }
 
     /// The partner whose component file is `path`, if any.
-    pub fn partner_for_path(&self, path: &std::path::Path) -> Option<&str> {
+    pub fn partner_for_path(&self, path: &Path) -> Option<&str> {
         self.slots
             .iter()
-            .find(|(_, slot)| slot.spec.path == path)
+            .find(|(_, slot)| slot.spec.source.file() == Some(path))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The component files of the partners whose component is a file.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.slots.values().filter_map(|slot| slot.spec.source.file())
+    }
+
+    /// The partners whose component is an OCI tag, which [`Registry::poll`] checks.
+    pub fn polled(&self) -> impl Iterator<Item = &str> {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.spec.source.is_polled())
             .map(|(name, _)| name.as_str())
     }
 
@@ -309,12 +388,11 @@ impl Registry {
             (1..=100).contains(&plan.percent),
             "canary percent must be between 1 and 100"
         );
-        let spec = ComponentSpec {
-            path: plan.component.clone(),
-            ..slot.spec.clone()
-        };
-        let (runtime, name) = (self.runtime.clone(), partner.to_string());
-        let component = tokio::task::spawn_blocking(move || load(&runtime, &name, &spec)).await??;
+        let source = plan.component.clone().pinned(plan.component_sha256.as_deref())?;
+        let fetched = self.sources.load(partner, &source).await?;
+        let (runtime, name, spec) = (self.runtime.clone(), partner.to_string(), slot.spec.clone());
+        let component =
+            tokio::task::spawn_blocking(move || runtime.load(&name, &fetched.wasm, spec.limits, spec.config)).await??;
         let version = component.info().version.clone();
         let canary = Canary {
             component: Arc::new(component),
@@ -368,57 +446,84 @@ impl Registry {
         Ok((slot, canary))
     }
 
-    /// Reloads `partner` from its file. On failure the old version keeps serving.
+    /// Reloads `partner` from its source: a file is read again, a tag resolved (and a new
+    /// digest pulled); a pinned source does not change. On failure the old version keeps
+    /// serving.
     pub async fn reload(&self, partner: &str) -> anyhow::Result<Reloaded> {
+        self.refresh(partner, false).await
+    }
+
+    /// Checks `partner`'s tag for a new digest and swaps it in as [`Registry::reload`] does.
+    /// A digest that failed to load is not pulled again until the tag moves on; a check that
+    /// finds nothing new is not counted as a reload.
+    pub async fn poll(&self, partner: &str) -> anyhow::Result<Reloaded> {
+        self.refresh(partner, true).await
+    }
+
+    async fn refresh(&self, partner: &str, polled: bool) -> anyhow::Result<Reloaded> {
         let slot = self.slot(partner)?;
-        let _one_at_a_time = slot.reloading.lock().await;
-        let runtime = self.runtime.clone();
-        let (name, spec) = (partner.to_string(), slot.spec.clone());
+        let mut refused = slot.reloading.lock().await;
         let from = slot.current.load().info().version.clone();
-        let wasm = tokio::fs::read(&spec.path)
-            .await
-            .with_context(|| format!("partner `{partner}`: reading {}", spec.path.display()));
-        let result = match wasm {
-            Ok(wasm) if super::cache::content_hash(&wasm) == from => {
-                count_reload(partner, "unchanged");
+        let serving = slot.status.lock().expect("status lock").digest.clone();
+        let skip = refused.as_ref().filter(|_| polled);
+        let known: Vec<&str> = serving.iter().chain(skip).map(String::as_str).collect();
+        // Only a tag is asked about (a file is read, a pinned source never changes).
+        let asks_registry = slot.spec.source.is_polled();
+        let fetched = match self.sources.latest(partner, &slot.spec.source, &known).await {
+            Ok(fetched) => fetched,
+            Err(err) if asks_registry => {
+                slot.status.lock().expect("status lock").last_pull_error = Some(format!("{err:#}"));
+                count_source_failure(partner);
+                tracing::warn!(partner, version = %from, "the component's source failed, the running version keeps serving: {err:#}");
+                return Err(err);
+            }
+            Err(err) => return Err(slot.reload_failed(partner, &from, err, None, &mut refused)),
+        };
+        if asks_registry {
+            let mut status = slot.status.lock().expect("status lock");
+            status.last_pull_error = None;
+            status.last_pulled_at = Some(SystemTime::now());
+        }
+        let fetched = match fetched {
+            Some(fetched) if super::cache::content_hash(&fetched.wasm) != from => fetched,
+            unchanged => {
+                // A tag moved to a new manifest of the same component: note its digest.
+                if let Some(Fetched { digest, .. }) = unchanged {
+                    slot.status.lock().expect("status lock").digest = digest;
+                }
+                if !polled {
+                    count_reload(partner, "unchanged");
+                }
                 return Ok(Reloaded::Unchanged { version: from });
             }
-            Ok(wasm) => tokio::task::spawn_blocking(move || runtime.load(&name, &wasm, spec.limits, spec.config))
-                .await
-                .context("the compile task failed")
-                .and_then(|r| r),
-            Err(err) => Err(err),
         };
-        match result {
-            Ok(component) => {
-                let to = slot.serve(Arc::new(component));
-                let mut status = slot.status.lock().expect("status lock");
-                status.reloads += 1;
-                status.last_error = None;
-                tracing::info!(partner, from = %from, to = %to, "component reloaded");
-                count_reload(partner, "replaced");
-                Ok(Reloaded::Replaced { from, to })
-            }
-            Err(err) => {
-                let mut status = slot.status.lock().expect("status lock");
-                status.failed_reloads += 1;
-                status.last_error = Some(format!("{err:#}"));
-                tracing::error!(partner, version = %from, "reload failed, the old version keeps serving: {err:#}");
-                count_reload(partner, "failed");
-                Err(err)
-            }
-        }
+        let digest = fetched.digest.clone();
+        let (runtime, name, spec) = (self.runtime.clone(), partner.to_string(), slot.spec.clone());
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&name, &fetched.wasm, spec.limits, spec.config))
+            .await
+            .context("the compile task failed")
+            .and_then(|r| r);
+        let component = match loaded {
+            Ok(component) => component,
+            Err(err) => return Err(slot.reload_failed(partner, &from, err, digest, &mut refused)),
+        };
+        let to = slot.serve(Arc::new(component));
+        let mut status = slot.status.lock().expect("status lock");
+        status.reloads += 1;
+        status.last_error = None;
+        status.digest = digest;
+        *refused = None;
+        tracing::info!(partner, from = %from, to = %to, digest = ?status.digest, "component reloaded");
+        count_reload(partner, "replaced");
+        Ok(Reloaded::Replaced { from, to })
     }
 }
 
-fn load(runtime: &Runtime, partner: &str, spec: &ComponentSpec) -> anyhow::Result<PartnerComponent> {
-    let wasm = std::fs::read(&spec.path).with_context(|| {
-        format!(
-            "partner `{partner}`: reading component {} (partners.{partner}.component)",
-            spec.path.display()
-        )
-    })?;
-    runtime.load(partner, &wasm, spec.limits.clone(), spec.config.clone())
+fn count_source_failure(partner: &str) {
+    let labels = PartnerLabels {
+        partner: partner.to_string(),
+    };
+    metrics().component_source_failures.get_or_create(&labels).inc();
 }
 
 fn count_reload(partner: &str, result: &str) {

@@ -24,7 +24,7 @@ use sagahost_transport::servicebus::dialect::parse_subscription_path;
 use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 
-use crate::component::Limits;
+use crate::component::{ComponentSource, Limits, RegistryConfig};
 use crate::outbound::{CredentialKind, IdentityConfig, PartnerPolicy, SecretSource};
 
 pub use access::{AccessKey, AccessKeyError};
@@ -60,6 +60,12 @@ pub struct Config {
     /// Reload a partner when its component file changes.
     #[serde(default = "default_true")]
     pub watch_components: bool,
+    /// How often components from an OCI tag are checked for a new digest, in milliseconds.
+    #[serde(default = "default_component_poll_interval_ms")]
+    pub component_poll_interval_ms: u64,
+    /// How the host signs in to OCI registries, by `HOST[:PORT]`; anonymous for others.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryConfig>,
     /// The keys that authenticate saga state; required on Service Bus, made by the host in
     /// `data-dir` on the embedded queue when absent.
     pub saga_state: Option<SagaStateConfig>,
@@ -88,6 +94,10 @@ pub struct SagaStateConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_component_poll_interval_ms() -> u64 {
+    60_000
 }
 
 /// The operator endpoint.
@@ -173,8 +183,12 @@ pub struct QueueConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PartnerConfig {
-    /// The partner's component (`.wasm`), relative to the config file.
-    pub component: PathBuf,
+    /// The partner's component: a `.wasm` file (relative to the config file),
+    /// `oci://REGISTRY/REPO:TAG` (polled), `oci://REGISTRY/REPO@sha256:…` (pinned), or an
+    /// `https://` URL with `component-sha256`.
+    pub component: ComponentSource,
+    /// With an `https://` component, the SHA-256 (hex) the download must have.
+    pub component_sha256: Option<String>,
     /// The queue the partner consumes; for a partner with a `source`, its subscription's path
     /// (`<topic>/Subscriptions/<subscription>`), set when the config is loaded.
     #[serde(default)]
@@ -384,6 +398,7 @@ impl Config {
         config.resolve_paths(&base);
         config
             .resolve_sources()
+            .and_then(|()| config.pin_components())
             .and_then(|()| config.check())
             .map_err(|err| anyhow::anyhow!("config {}: {err}", path.display()))?;
         Ok(Loaded {
@@ -407,6 +422,10 @@ impl Config {
             }
             SecretSource::Env(_) | SecretSource::KeyVault(_) => {}
         };
+        for registry in self.registries.values_mut() {
+            registry.password.iter_mut().for_each(&resolve_secret);
+            registry.token.iter_mut().for_each(&resolve_secret);
+        }
         if let Some(SecretSource::File(file)) = &mut self.identity.client_secret {
             resolve_file(file);
         }
@@ -415,7 +434,7 @@ impl Config {
         }
         self.data_dir = base.join(&self.data_dir);
         for partner in self.partners.values_mut() {
-            partner.component = base.join(&partner.component);
+            partner.component.resolve(base);
             partner.secrets.values_mut().for_each(&resolve_secret);
         }
         if let Some(webhook) = &mut self.webhook {
@@ -434,6 +453,17 @@ impl Config {
         if let Some(saga_state) = &mut self.saga_state {
             saga_state.keys.values_mut().for_each(&resolve_secret);
         }
+    }
+
+    /// Puts each `component-sha256` into its partner's `https://` component.
+    fn pin_components(&mut self) -> anyhow::Result<()> {
+        for (name, partner) in &mut self.partners {
+            let source = std::mem::take(&mut partner.component);
+            partner.component = source
+                .pinned(partner.component_sha256.as_deref())
+                .map_err(|err| anyhow::anyhow!("partners.{name}: {err:#}"))?;
+        }
+        Ok(())
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -478,7 +508,17 @@ impl Config {
                 _ => {}
             }
         }
+        if self.component_poll_interval_ms == 0 {
+            anyhow::bail!("component-poll-interval-ms must be at least 1");
+        }
+        for (registry, auth) in &self.registries {
+            auth.check(registry)?;
+        }
         for (name, partner) in &self.partners {
+            partner
+                .component
+                .check()
+                .map_err(|err| anyhow::anyhow!("partners.{name}.component: {err:#}"))?;
             if partner.concurrency == 0 {
                 anyhow::bail!("partners.{name}.concurrency must be at least 1");
             }

@@ -84,6 +84,9 @@ pub struct Metrics {
     pub in_flight: Family<PartnerLabels, Gauge>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Pulls and checks of a component's registry or URL that failed (the running version
+    /// kept serving).
+    pub component_source_failures: Family<PartnerLabels, Counter>,
     /// Failed refreshes of Key Vault secrets (the last value stays in use).
     pub secret_refresh_failures: Family<SecretLabels, Counter>,
     registry: Registry,
@@ -106,6 +109,7 @@ impl Metrics {
         let in_flight = Family::<PartnerLabels, Gauge>::default();
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let component_source_failures = Family::<PartnerLabels, Counter>::default();
         let secret_refresh_failures = Family::<SecretLabels, Counter>::default();
         registry.register("messages", "Messages handled, by outcome", messages.clone());
         registry.register(
@@ -135,6 +139,11 @@ impl Metrics {
             reloads.clone(),
         );
         registry.register(
+            "component_source_failures",
+            "Failed pulls and tag checks of a component's registry or URL; the running version keeps serving",
+            component_source_failures.clone(),
+        );
+        registry.register(
             "secret_refresh_failures",
             "Failed refreshes of Key Vault secrets; the last value read stays in use",
             secret_refresh_failures.clone(),
@@ -147,6 +156,7 @@ impl Metrics {
             in_flight,
             queue_depth,
             reloads,
+            component_source_failures,
             secret_refresh_failures,
             registry,
         }
