@@ -126,6 +126,14 @@ impl Default for ComponentSource {
     }
 }
 
+/// Written as the text it is read from (a canary plan is shared between replicas this way;
+/// an `https://` source's sha256 travels beside it, as `component-sha256`).
+impl serde::Serialize for ComponentSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for ComponentSource {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
