@@ -126,7 +126,8 @@ impl Default for ComponentSource {
     }
 }
 
-/// Written as it is read (a canary plan travels between replicas this way).
+/// Written as the text it is read from (a canary plan is shared between replicas this way;
+/// an `https://` source's sha256 travels beside it, as `component-sha256`).
 impl serde::Serialize for ComponentSource {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -83,6 +83,21 @@ fn https_needs_a_sha256_and_plain_http_is_loopback_only() {
 }
 
 #[test]
+fn a_source_is_written_as_the_text_it_is_read_from() {
+    for text in [
+        "oci://ghcr.io/contoso/mdm:1.4".to_string(),
+        format!("oci://ghcr.io/contoso/mdm@{DIGEST}"),
+        "https://downloads.example.com/mdm.wasm".to_string(),
+        "/etc/sagahost/mdm.wasm".to_string(),
+    ] {
+        let source = ComponentSource::parse(&text).unwrap();
+        let json = serde_json::to_string(&source).unwrap();
+        assert_eq!(json, serde_json::to_string(&text).unwrap());
+        assert_eq!(serde_json::from_str::<ComponentSource>(&json).unwrap(), source);
+    }
+}
+
+#[test]
 fn loopback_is_this_machine_only() {
     for host in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
         assert!(is_loopback(host), "{host}");
