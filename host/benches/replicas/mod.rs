@@ -134,6 +134,12 @@ pub fn scenario_replicas(replicas: usize) -> Value {
         "--data",
         broker_dir.to_str().unwrap(),
     ]);
+    // `sagahost run` gives up when the broker does not answer at start: wait for it to listen.
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the broker never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let admin_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
     let _replicas: Vec<Process> = admin_ports
         .iter()
