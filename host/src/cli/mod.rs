@@ -9,6 +9,7 @@
 mod admin;
 mod entities;
 mod inspect;
+mod probe;
 mod queue;
 
 use std::path::PathBuf;
@@ -120,6 +121,8 @@ pub enum Command {
         #[command(flatten)]
         endpoint: admin::Endpoint,
     },
+    /// Ask a running host's admin endpoint whether it is ready (`/readyz`); exit 0 or 1.
+    Probe(probe::ProbeArgs),
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
 }
@@ -177,6 +180,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Partners { endpoint } => tokio_runtime()?.block_on(admin::partners(&endpoint)),
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
+        Command::Probe(args) => probe::run(&args),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
     }
 }
