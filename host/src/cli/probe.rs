@@ -19,7 +19,8 @@ const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
 pub struct ProbeArgs {
     /// The URL to probe, e.g. `http://127.0.0.1:9090/readyz`; by default the `/readyz` (or
     /// `/healthz` with `--live`) of the admin endpoint `--config` names, or of 127.0.0.1:9090.
-    #[arg(long, env = "SAGAHOST_PROBE_URL", conflicts_with = "config")]
+    /// It wins over `--config` (the image sets SAGAHOST_PROBE_CONFIG).
+    #[arg(long, env = "SAGAHOST_PROBE_URL")]
     url: Option<String>,
     /// The host's config: the probe reads its `[admin] listen` (0.0.0.0 and [::] become loopback).
     #[arg(long, env = "SAGAHOST_PROBE_CONFIG")]
