@@ -28,8 +28,8 @@
 #
 #      rustup target add x86_64-unknown-linux-musl        # and Debian's musl-tools (musl-gcc)
 #      cargo build --locked --release --target x86_64-unknown-linux-musl -p sagahost --bin sagahost
-#      buildah bud --format docker --target runtime-prebuilt \
-#          --build-context prebuilt=target/x86_64-unknown-linux-musl/release -t sagahost .
+#      mkdir -p target/image && cp target/x86_64-unknown-linux-musl/release/sagahost target/image/
+#      buildah bud --format docker --target runtime-prebuilt --build-context prebuilt=target/image -t sagahost .
 #
 #    (`docker buildx build --build-context prebuilt=… --target runtime-prebuilt` likewise.)
 #    `scripts/container-test` builds the image this way and runs it against a broker.
