@@ -11,6 +11,7 @@ mod admin;
 mod deploy;
 mod entities;
 mod inspect;
+mod probe;
 mod publish;
 mod queue;
 
@@ -128,6 +129,8 @@ pub enum Command {
         #[command(subcommand)]
         command: deploy::DeployCommand,
     },
+    /// Ask a running host's admin endpoint whether it is ready (`/readyz`); exit 0 or 1.
+    Probe(probe::ProbeArgs),
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
     /// Check a component as `validate` does and push it to an OCI registry (oci://REGISTRY/REPO:TAG).
@@ -188,6 +191,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Reload { partner, endpoint } => tokio_runtime()?.block_on(admin::reload(&endpoint, &partner)),
         Command::Canary { command, endpoint } => tokio_runtime()?.block_on(admin::canary(&endpoint, command)),
         Command::Deploy { command } => deploy::run(command),
+        Command::Probe(args) => probe::run(&args),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
         Command::Publish(args) => tokio_runtime()?.block_on(publish::run(args)),
     }
