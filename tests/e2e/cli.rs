@@ -545,8 +545,15 @@ async fn the_broker_serves_entity_management_and_configured_topics() {
         .expect("the session with a message");
     assert_eq!(session.session_id, "contact-1");
     transport.close().await;
-    broker.kill().unwrap();
-    broker.wait().unwrap();
+    // SIGTERM stops it cleanly, as `docker stop` and Kubernetes ask a container's PID 1 to.
+    Command::new("kill")
+        .args(["-TERM", &broker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        broker.wait().unwrap().success(),
+        "the broker did not exit cleanly on SIGTERM"
+    );
 }
 
 #[test]

@@ -316,8 +316,14 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
+    // SIGTERM too: in a container the broker is PID 1, and `docker stop` sends SIGTERM.
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         stop.cancel();
     });
     let address = listener.local_addr()?;
