@@ -302,16 +302,21 @@ fn scenario_host(partners: usize, kb: usize, messages: usize) -> Value {
     json!({"messages_per_s": rate, "peak_rss_mib": peak_rss_mib()})
 }
 
-fn scenario_outbound(concurrency: usize) -> Value {
-    let rt = runtime();
-    let origin = rt.block_on(async {
+/// A partner on loopback that answers every request at once, served on `rt`; its origin.
+fn instant_partner(rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(async {
         let app =
             axum::Router::new().fallback(|| async { ([("content-type", "application/json")], r#"{"id":"M-1"}"#) });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         origin
-    });
+    })
+}
+
+fn scenario_outbound(concurrency: usize) -> Value {
+    let rt = runtime();
+    let origin = instant_partner(&rt);
     let dir = tempfile::tempdir().unwrap();
     let config = host_config(dir.path(), 1, concurrency, Some(&origin));
     let _partner = rt; // keeps the partner server running on its own runtime

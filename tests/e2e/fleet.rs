@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use sagahost::component::cache::content_hash;
 use sagahost::config::Config;
 use sagahost::service::Host;
-use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
-use crate::operate::next_version;
-use crate::saga::{Kind, Running, contact_body, start};
+use crate::operate::{next_version, send_many};
+use crate::saga::{Kind, Running, start};
 use crate::support;
 
 fn table(dir: &Path) -> toml::Table {
@@ -85,7 +84,7 @@ async fn eventually(host: &Host, what: &str, check: impl Fn(&Value) -> bool) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_started_promoted_or_rolled_back_on_one_replica_applies_on_every_replica() {
     let dir = tempfile::tempdir().unwrap();
-    let Running { host: first, store, .. } = start(dir.path(), table(dir.path()), Kind::ServiceBus).await;
+    let Running { host: first, .. } = start(dir.path(), table(dir.path()), Kind::ServiceBus).await;
     let config = Config::load(&dir.path().join("sagahost.toml")).unwrap().config;
     let second = Host::start(&config).await.unwrap();
     let stable = content_hash(&support::component_bytes("hostile"));
@@ -131,17 +130,7 @@ async fn a_canary_started_promoted_or_rolled_back_on_one_replica_applies_on_ever
         s["canary"]["version"] == content_hash(&support::component_bytes("mdm"))
     })
     .await;
-    let outputs: Vec<Output> = (0..200)
-        .map(|_| Output {
-            queue: "in".into(),
-            message: OutgoingMessage {
-                content_type: Some("application/json".into()),
-                body: contact_body(),
-                ..Default::default()
-            },
-        })
-        .collect();
-    store.send(outputs).await.unwrap();
+    send_many(&first, 200).await;
     let mut endings = Vec::new();
     for host in [&first, &second] {
         let status = eventually(host, "the failing canary ends on every replica", |s| {

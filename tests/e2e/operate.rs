@@ -111,7 +111,7 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn send_many(host: &Host, count: usize) {
+pub(crate) async fn send_many(host: &Host, count: usize) {
     let outputs = (0..count)
         .map(|_| Output {
             queue: "in".into(),

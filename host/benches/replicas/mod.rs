@@ -110,14 +110,7 @@ fn wait_ready(port: u16) {
 /// Runs `replicas` hosts over [`MESSAGES`] messages; messages/s once all are ready.
 pub fn scenario_replicas(replicas: usize) -> Value {
     let rt = crate::runtime();
-    let partner = rt.block_on(async {
-        let app =
-            axum::Router::new().fallback(|| async { ([("content-type", "application/json")], r#"{"id":"M-1"}"#) });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        origin
-    });
+    let partner = crate::instant_partner(&rt);
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
