@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use sagahost::component::cache::content_hash;
 use sagahost::config::Config;
+use sagahost::fleet::{CanaryState, SharedCanaries};
 use sagahost::service::Host;
 use serde_json::{Value, json};
 
@@ -68,9 +69,10 @@ async fn post(host: &Host, path: &str, body: Option<Value>) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Waits until `check` holds for `host`'s status of partner `p` (or fails after 10 s).
+/// Waits until `check` holds for `host`'s status of partner `p` (or fails after 30 s: CI runs
+/// this beside the whole suite on two cores).
 async fn eventually(host: &Host, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = status(host).await;
         if check(&status) {
@@ -150,6 +152,26 @@ async fn a_canary_started_promoted_or_rolled_back_on_one_replica_applies_on_ever
     );
 
     // A replica started now serves its config's version: the finished canaries are not replayed.
+    // The replicas end their own canary before they write the rollback into the shared record
+    // (on their next poll), so wait for the record: a replica started while it still says
+    // "running" joins the canary, as it should, and ends it again when the record catches up.
+    let fleet = SharedCanaries::new(
+        first.transport.clone(),
+        first.registry.clone(),
+        config.shared_canaries().unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = fleet.read("p").await.unwrap().unwrap();
+        if matches!(record.state, CanaryState::RolledBack { .. }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the record never said rolled back: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let third = Host::start(&config).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let status = status(&third).await;
