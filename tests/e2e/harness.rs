@@ -1,6 +1,8 @@
 //! The guest harness on every example's fixtures, through the library and the CLI.
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::SystemTime;
 
 use sagahost::harness::{Harness, Mode, Status};
 
@@ -102,20 +104,35 @@ fn cli_test_exits_non_zero_on_failure_and_update_rewrites_expectations() {
     std::fs::write(&expected, "{}").unwrap();
     let bin = env!("CARGO_BIN_EXE_sagahost");
     let component = support::component("mdm");
+    let cache = tempfile::tempdir().unwrap();
+    let sagahost = || {
+        let mut command = Command::new(bin);
+        command.env("SAGAHOST_CACHE_DIR", cache.path());
+        command
+    };
+    let artifacts = || -> Vec<(PathBuf, SystemTime)> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let modified = path.metadata().unwrap().modified().unwrap();
+                (path, modified)
+            })
+            .collect()
+    };
 
-    let failing = Command::new(bin)
-        .arg("test")
-        .arg(&component)
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let failing = sagahost().arg("test").arg(&component).arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&failing.stdout);
     assert!(!failing.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL    mdm-unavailable-503"), "{stdout}");
     assert!(stdout.contains("PASS    created-and-forwarded"), "{stdout}");
     assert!(stdout.contains("5 passed, 1 failed"), "{stdout}");
+    // The compiled component is kept, and the later runs load it instead of compiling again.
+    let compiled = artifacts();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    assert!(compiled[0].0.extension().is_some_and(|e| e == "cwasm"), "{compiled:?}");
 
-    let update = Command::new(bin)
+    let update = sagahost()
         .arg("test")
         .arg(&component)
         .arg(dir.path())
@@ -129,13 +146,20 @@ fn cli_test_exits_non_zero_on_failure_and_update_rewrites_expectations() {
         "MDM create: HTTP 503: Service Unavailable"
     );
 
-    let passing = Command::new(bin)
-        .arg("test")
+    let passing = sagahost().arg("test").arg(&component).arg(dir.path()).output().unwrap();
+    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stdout));
+    assert_eq!(artifacts(), compiled);
+
+    // `--no-cache` compiles afresh and writes nothing.
+    let uncached = sagahost()
+        .args(["test", "--no-cache"])
         .arg(&component)
         .arg(dir.path())
+        .env("SAGAHOST_CACHE_DIR", cache.path().join("unused"))
         .output()
         .unwrap();
-    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stdout));
+    assert!(uncached.status.success());
+    assert!(!cache.path().join("unused").exists());
 }
 
 #[test]

@@ -56,6 +56,13 @@ pub enum Command {
         /// Write the current results as the expected ones.
         #[arg(long)]
         update: bool,
+        /// Where compiled components are kept between runs [default: $XDG_CACHE_HOME/sagahost,
+        /// or ~/.cache/sagahost].
+        #[arg(long, env = "SAGAHOST_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Compile the component afresh and keep nothing (wins over `--cache-dir`).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Print the decoded context (the canonical JSON a component receives) of a message body.
     Inspect {
@@ -162,8 +169,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             component,
             fixtures,
             update,
+            cache_dir,
+            no_cache,
         } => {
-            let harness = Harness::load(&component, &fixtures)?;
+            let cache_dir = if no_cache {
+                None
+            } else {
+                cache_dir.or_else(user_cache_dir)
+            };
+            let harness = Harness::load_cached(&component, &fixtures, cache_dir)?;
             let report = harness.run(if update { Mode::Update } else { Mode::Check })?;
             print!("{}", report.render());
             Ok(if report.passed() {
@@ -367,6 +381,15 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     println!("  imports:");
     info.imports.iter().for_each(|i| println!("    {i}"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The per-user cache of compiled components, as the XDG base directory spec places it.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("sagahost").join("compiled"))
 }
 
 /// Reads `path` and checks that it is a partner component: compiles and links it as the host

@@ -51,8 +51,16 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Loads `component_path` with the partner settings in `fixtures_dir/partner.toml`.
+    /// Loads `component_path` with the partner settings in `fixtures_dir/partner.toml`,
+    /// compiling it every time.
     pub fn load(component_path: &Path, fixtures_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_cached(component_path, fixtures_dir, None)
+    }
+
+    /// As [`Harness::load`], keeping the compiled component in `cache_dir` (keyed by the
+    /// component's content hash), so the next run of the same build loads in milliseconds:
+    /// components made with ComponentizeJS or componentize-py take seconds to compile.
+    pub fn load_cached(component_path: &Path, fixtures_dir: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let partner_path = fixtures_dir.join("partner.toml");
         let partner: PartnerFile = toml::from_str(
             &std::fs::read_to_string(&partner_path).with_context(|| format!("reading {}", partner_path.display()))?,
@@ -63,6 +71,7 @@ impl Harness {
         let runtime = Runtime::new(RuntimeOptions {
             max_instances: 16,
             fuel: partner.limits.fuel.is_some(),
+            cache_dir,
             ..RuntimeOptions::default()
         })?;
         let component = runtime.load(&partner.name, &wasm, partner.limits, partner.config)?;
