@@ -29,14 +29,27 @@ pub fn sample_folders() -> Vec<PathBuf> {
     folders
 }
 
-/// Path of a built guest component, e.g. `component("mdm")`.
+/// The languages partner components are written in, as `scripts/build-guests` names them.
+pub const LANGUAGES: [&str; 3] = ["rust", "typescript", "python"];
+
+/// Path of a built Rust guest component, e.g. `component("mdm")`.
 ///
 /// Panics with the command to run when the component has not been built.
 pub fn component(name: &str) -> PathBuf {
+    component_in("rust", name)
+}
+
+/// Path of the guest component `name` written in `language` (one of [`LANGUAGES`]).
+///
+/// Panics with the command to run when the component has not been built.
+pub fn component_in(language: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
-    let path = target
-        .join("wasm32-wasip2/guest")
-        .join(format!("{}.wasm", name.replace('-', "_")));
+    let guests = target.join("wasm32-wasip2/guest");
+    let path = match language {
+        // Cargo names the Rust builds after their crates.
+        "rust" => guests.join(format!("{}.wasm", name.replace('-', "_"))),
+        _ => guests.join(language).join(format!("{name}.wasm")),
+    };
     assert!(
         path.is_file(),
         "{} is missing: run `scripts/build-guests` (or `scripts/test`) first",

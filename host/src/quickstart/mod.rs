@@ -49,6 +49,38 @@ pub struct Options {
     /// code path, over AMQP) against a `sagahost broker` started on loopback.
     #[arg(long, value_enum, default_value_t = QueueKind::Embedded)]
     pub transport: QueueKind,
+    /// The language of the example components the saga runs (`scripts/build-guests` builds
+    /// all three); `mixed` runs the MDM step in TypeScript, the Dataverse writeback in Python
+    /// and the ERP step in Rust.
+    #[arg(long, value_enum, default_value_t = Language::Rust)]
+    pub language: Language,
+}
+
+/// Which build of the example components the quickstart runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Typescript,
+    Python,
+    Mixed,
+}
+
+impl Language {
+    /// Where `scripts/build-guests` puts `step`'s component of this language under `dir`.
+    fn component(self, dir: &Path, step: &str) -> PathBuf {
+        let language = match (self, step) {
+            (Language::Mixed, "mdm") => Language::Typescript,
+            (Language::Mixed, "dataverse-writeback") => Language::Python,
+            (Language::Mixed, _) => Language::Rust,
+            (language, _) => language,
+        };
+        match language {
+            Language::Typescript => dir.join("typescript").join(format!("{step}.wasm")),
+            Language::Python => dir.join("python").join(format!("{step}.wasm")),
+            // Cargo names the Rust builds after their crates.
+            _ => dir.join(format!("{}.wasm", step.replace('-', "_"))),
+        }
+    }
 }
 
 /// Which transport the quickstart runs on.
@@ -72,7 +104,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
 async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     let components = std::path::absolute(&options.components)?;
     for step in STEPS {
-        let path = component_path(&components, step);
+        let path = options.language.component(&components, step);
         if !path.is_file() {
             anyhow::bail!(
                 "{} is missing: build the examples with `scripts/build-guests` first",
@@ -112,7 +144,15 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let webhook_key = random_token();
-    let config_path = write_config(dir, &components, &endpoints, &credentials, &webhook_key, &transport)?;
+    let config_path = write_config(
+        dir,
+        &components,
+        options.language,
+        &endpoints,
+        &credentials,
+        &webhook_key,
+        &transport,
+    )?;
     println!("config: {}", config_path.display());
     let host = Host::start(&Config::load(&config_path)?.config).await?;
     let mut events = host.subscribe();
@@ -221,14 +261,11 @@ async fn start_broker(dir: &Path, stop: CancellationToken) -> anyhow::Result<std
     Ok(address)
 }
 
-fn component_path(dir: &Path, step: &str) -> PathBuf {
-    dir.join(format!("{}.wasm", step.replace('-', "_")))
-}
-
 /// Writes the quickstart's config (and the secret files it names) into `dir`.
 fn write_config(
     dir: &Path,
     components: &Path,
+    language: Language,
     endpoints: &partners::Endpoints,
     credentials: &partners::Credentials,
     webhook_key: &str,
@@ -303,7 +340,7 @@ fn write_config(
         writeln!(
             text,
             "component = {}",
-            toml_string(&component_path(components, name).display().to_string())
+            toml_string(&language.component(components, name).display().to_string())
         )?;
         writeln!(text, "queue = \"{queue}\"")?;
         if let Some(next) = next {
