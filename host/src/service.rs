@@ -273,12 +273,12 @@ pub async fn open_transport(config: &Config) -> anyhow::Result<HostTransport> {
 }
 
 /// How long file events settle before a reload (builds write files in steps).
-const WATCH_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
+pub const WATCH_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Whether a file event can mean new content. Opening or reading a component (another host
 /// starting, a backup) is not a change: reloading then would put the file's version back over
 /// a canary promoted since.
-fn changes_content(kind: &notify::EventKind) -> bool {
+pub fn changes_content(kind: &notify::EventKind) -> bool {
     use notify::EventKind;
     use notify::event::{AccessKind, AccessMode, ModifyKind};
     matches!(

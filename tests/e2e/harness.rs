@@ -214,3 +214,58 @@ fn fixtures_run_under_the_partners_max_rounds() {
         "{differences:#?}"
     );
 }
+
+/// `sagahost test --watch --build CMD` builds and runs the fixtures, then again when a source
+/// file changes; the build writing its output starts nothing.
+#[test]
+fn watch_rebuilds_and_reruns_the_fixtures_when_a_source_changes() {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+
+    let fixtures = mdm_fixtures_copy();
+    let project = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let choice = project.path().join("src/choice");
+    std::fs::create_dir_all(choice.parent().unwrap()).unwrap();
+    std::fs::write(&choice, support::component("mdm").display().to_string()).unwrap();
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .current_dir(project.path())
+        .args(["test", "--watch", "--build"])
+        .arg("mkdir -p dist && cp \"$(cat src/choice)\" dist/p.wasm")
+        .arg("dist/p.wasm")
+        .arg(fixtures.path())
+        .env("SAGAHOST_CACHE_DIR", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (line, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line.send(text);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| {
+        loop {
+            let Ok(text) = lines.recv_timeout(Duration::from_secs(60)) else {
+                panic!("no `{what}` in:\n{}", seen.join("\n"))
+            };
+            seen.push(text.clone());
+            if text.contains(what) {
+                return;
+            }
+        }
+    };
+    wait_for("==> build:");
+    wait_for("6 passed, 0 failed");
+    wait_for("watching");
+    // The erp component does not make the mdm requests: every fixture fails.
+    std::fs::write(&choice, support::component("erp").display().to_string()).unwrap();
+    wait_for("src/choice changed");
+    wait_for("0 passed, 6 failed");
+    wait_for("watching");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+}
