@@ -27,6 +27,8 @@
 //!   and against the number of partner components loaded.
 //! - `replicas N`: N `sagahost run` processes competing for one queue on `sagahost broker`
 //!   (`replicas/mod.rs`); baseline: one replica in the same run.
+//! - `language LANG` and `loaded LANG N`: the mdm example in Rust, TypeScript and Python (call,
+//!   compile, resident set with N partners loaded; `languages/mod.rs`); baseline: Rust.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +49,7 @@ use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
 mod common;
+mod languages;
 mod replicas;
 use common::{
     DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, samples, workspace,
@@ -430,6 +433,8 @@ fn run_scenario(name: &str, arg: &str) -> Value {
         }
         "partners" => scenario_host(arg.parse().unwrap(), 5, 10_000),
         "replicas" => replicas::scenario_replicas(arg.parse().unwrap()),
+        "language" => languages::scenario_language(arg),
+        "loaded" => languages::scenario_loaded(arg),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -600,6 +605,13 @@ fn main() {
                 baseline: (replicas > 1).then(|| ("1 replica".into(), baseline)),
                 target: String::new(),
             });
+        }
+    }
+    if wanted("languages") {
+        let (language_rows, runs) = languages::group();
+        rows.extend(language_rows);
+        for (key, runs) in runs {
+            record(key, runs);
         }
     }
     if wanted("decode") {

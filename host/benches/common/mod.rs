@@ -14,12 +14,20 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// The built guest component `name` (made by `scripts/build-guests`).
+/// The built Rust guest component `name` (made by `scripts/build-guests`).
 pub fn component_path(name: &str) -> PathBuf {
+    component_in("rust", name)
+}
+
+/// The built guest component `name` written in `language` (`rust`, `typescript`, `python`).
+pub fn component_in(language: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
-    let path = target
-        .join("wasm32-wasip2/guest")
-        .join(format!("{}.wasm", name.replace('-', "_")));
+    let guests = target.join("wasm32-wasip2/guest");
+    let path = match language {
+        // Cargo names the Rust builds after their crates.
+        "rust" => guests.join(format!("{}.wasm", name.replace('-', "_"))),
+        _ => guests.join(language).join(format!("{name}.wasm")),
+    };
     assert!(path.is_file(), "{} is missing: run scripts/bench", path.display());
     path
 }
