@@ -19,9 +19,11 @@ from . import models
 from .host import PartnerError
 from .models import Event, HttpResult, Plan, Plan_Call, Plan_Done
 
-# SDK model classes by name: every dataclass `models` defines.
+# SDK model classes by name: every dataclass `models` defines (not its aliases, such as `Request`).
 _MODELS: Dict[str, type] = {
-    name: cls for name, cls in vars(models).items() if isinstance(cls, type) and dataclasses.is_dataclass(cls)
+    name: cls
+    for name, cls in vars(models).items()
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__name__ == name
 }
 _FIELDS: Dict[type, Tuple[str, ...]] = {}
 
