@@ -165,6 +165,12 @@ class AnswerTest(unittest.TestCase):
         self.assertEqual(response(500, b"ok \xff").excerpt(), "ok \ufffd")
         self.assertEqual(HttpResult(id="r", response=long).describe(), "HTTP 500: " + "é" * 200 + "…")
 
+    def test_a_result_holds_exactly_one_of_response_and_error(self):
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            HttpResult(id="r")
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            HttpResult(id="r", response=response(200), error=HttpError_Timeout())
+
     def test_headers_are_found_whatever_their_case(self):
         answer = response(200, headers=[("content-type", "text/plain"), ("x-a", "1"), ("X-A", "2")])
         self.assertEqual(answer.header("Content-Type"), "text/plain")

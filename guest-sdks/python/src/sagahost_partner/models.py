@@ -690,6 +690,10 @@ class HttpResult:
     error: Optional[HttpError] = None
     """Why the request got no response, when it did not."""
 
+    def __post_init__(self) -> None:
+        if (self.response is None) == (self.error is None):
+            raise ValueError(f"HttpResult `{self.id}` needs exactly one of `response` and `error`")
+
     @property
     def code(self) -> Optional[int]:
         """The status code, when the request got a response."""
@@ -724,9 +728,7 @@ class HttpResult:
             return f"connection failed: {error.value}"
         if isinstance(error, HttpError_TooLarge):
             return f"response too large: {error.value} bytes"
-        if isinstance(error, HttpError_Invalid):
-            return f"invalid request: {error.value}"
-        return "no response and no error"
+        return f"invalid request: {error.value}"
 
 
 @dataclass(kw_only=True)
