@@ -24,7 +24,6 @@ from sagahost_partner import (
     HttpError_Timeout,
     HttpResponse,
     Level,
-    PartnerError,
     Request,
     Value_Guid,
     Value_Reference,
