@@ -19,6 +19,7 @@
  *   {@link bodyText}, {@link excerpt}, {@link resultById}.
  * - The message: {@link inboundOf}, {@link target}, {@link attr},
  *   {@link textAttr}, {@link property}.
+ * - JSON without exceptions: {@link parseJson}, {@link jsonString}.
  * - Configuration and logs: {@link config}, {@link configOr},
  *   {@link requireConfig}, {@link log}.
  * - The export: {@link definePartner}, {@link PartnerError}.
@@ -45,6 +46,7 @@ export {
 } from './result.js';
 export type { Status } from './result.js';
 export { inboundOf, target, attr, textAttr, property } from './context.js';
+export { parseJson, jsonString } from './json.js';
 export { config, configOr, requireConfig, log } from './host.js';
 export { definePartner } from './handler.js';
 export type { Handle, Handler } from './handler.js';

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseJson } from './json.js';
 import type { HttpResponse, HttpResult, Responses } from './model.js';
 import { asciiLowercase, collapseWhitespace, decodeLossy, decodeStrict, trimWhitespace, truncateChars } from './text.js';
 
@@ -122,15 +123,7 @@ export function bodyText(response: HttpResponse): string {
  * Numbers beyond 2^53 lose precision, as `JSON.parse` rounds them.
  */
 export function bodyJson(response: HttpResponse): unknown {
-    const text = decodeStrict(response.body);
-    if (text === undefined) {
-        return undefined;
-    }
-    try {
-        return JSON.parse(text) as unknown;
-    } catch {
-        return undefined;
-    }
+    return parseJson(decodeStrict(response.body));
 }
 
 /**
