@@ -55,7 +55,7 @@ export function definePartner(handle: Handle): Handler {
  * trap too, but with a ComponentizeJS encoding error as the last stderr line
  * instead of the partner's message.)
  */
-export function crash(thrown: unknown): { readonly payload: never } {
+function crash(thrown: unknown): { readonly payload: never } {
     const text = `uncaught ${describeThrown(thrown)}`;
     const stack = thrown instanceof Error && thrown.stack ? `\n${thrown.stack}` : '';
     log.error(`${text}${stack}`);
