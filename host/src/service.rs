@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
-use crate::component::{ComponentSpec, Registry, Runtime, RuntimeOptions, Sources};
+use crate::component::{ComponentSpec, PoolNeeds, Registry, Runtime, RuntimeOptions, Sources};
 use crate::config::Config;
 use crate::config::TransportConfig;
 use crate::fleet::SharedCanaries;
@@ -58,20 +58,30 @@ impl Host {
             .map(|p| p.limits.memory_bytes)
             .max()
             .unwrap_or_default();
-        let defaults = RuntimeOptions::default();
-        let runtime = Runtime::new(RuntimeOptions {
-            cache_dir: Some(config.data_dir.join("compiled")),
-            fuel,
-            max_memory_bytes: max_memory.max(defaults.max_memory_bytes),
-            ..defaults
-        })?;
-
         let sources = Sources::new(
             Some(config.data_dir.join("sources")),
             &config.registries,
             &config.identity,
         )
         .await?;
+        // The pool is sized for the components the host starts with, so they are fetched
+        // (into the sources' cache) and measured first; their bytes are not kept meanwhile,
+        // which for a hundred Python components would be gigabytes.
+        let mut pool = PoolNeeds::FLOOR;
+        for (name, partner) in &config.partners {
+            let fetched = sources.load(name, &partner.component).await?;
+            if let Ok(needs) = PoolNeeds::of(&fetched.wasm) {
+                pool = pool.max(needs.with_headroom());
+            }
+        }
+        let defaults = RuntimeOptions::default();
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: Some(config.data_dir.join("compiled")),
+            fuel,
+            max_memory_bytes: max_memory.max(defaults.max_memory_bytes),
+            pool,
+            ..defaults
+        })?;
         let mut registry = Registry::with_sources(runtime, sources);
         let mut partners = Vec::new();
         for (name, partner) in &config.partners {

@@ -332,3 +332,57 @@ async fn sleeping_guests_do_not_hold_the_worker_threads() {
         assert_eq!(err.reason(), "ComponentDeadlineExceeded");
     }
 }
+
+/// The instance pool is sized from what the components need: a Python component instantiates
+/// 14 core modules, so a pool sized for Rust components (8 per instance) could run only a
+/// fraction of the partner's concurrency. Sized from the component, every instance runs at once;
+/// and a pool sized for smaller components refuses it at load, naming what it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_is_sized_from_what_the_components_need() {
+    use sagahost::component::PoolNeeds;
+
+    const INSTANCES: u32 = 4;
+    let python = std::fs::read(support::component_in("python", "hostile")).unwrap();
+    let needs = PoolNeeds::of(&python).unwrap();
+    let rust = PoolNeeds::of(&support::component_bytes("hostile")).unwrap();
+    assert!(rust.core_instances <= PoolNeeds::FLOOR.core_instances, "{rust:?}");
+    assert!(needs.core_instances > PoolNeeds::FLOOR.core_instances, "{needs:?}");
+
+    let config = BTreeMap::from([("attack".to_string(), "sleep".to_string())]);
+    let limits = Limits {
+        deadline_ms: 1_500,
+        ..Limits::default()
+    };
+    let too_small = Runtime::new(RuntimeOptions {
+        max_instances: INSTANCES,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let err = too_small
+        .load("py", &python, limits.clone(), config.clone())
+        .err()
+        .expect("a pool sized for Rust components refuses the Python one")
+        .to_string();
+    assert!(
+        err.contains("partner `py`") && err.contains("core module instances") && err.contains("restart"),
+        "{err}"
+    );
+
+    let sized = Runtime::new(RuntimeOptions {
+        max_instances: INSTANCES,
+        pool: needs.with_headroom(),
+        cache_dir: Some(support::workspace().join("target/e2e-compiled")),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let component = std::sync::Arc::new(sized.load("py", &python, limits, config).unwrap());
+    // Every slot busy at once: each sleeps until its deadline, so all are alive together.
+    let calls = (0..INSTANCES).map(|i| {
+        let component = component.clone();
+        tokio::spawn(async move { component.handle(&format!("m-{i}"), &contact_created()).await })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.reason(), "ComponentDeadlineExceeded", "{err}");
+    }
+}

@@ -39,8 +39,13 @@ pub fn compile_cached(engine: &Engine, wasm: &[u8], hash: &str, cache_dir: Optio
     }
     let artifact = engine.precompile_component(wasm)?;
     store_artifact(dir, &path, &artifact).with_context(|| format!("writing compiled artifact {}", path.display()))?;
-    // SAFETY: `artifact` was produced just now by this engine.
-    Ok(unsafe { Component::deserialize(engine, &artifact) }?)
+    drop(artifact);
+    // Loaded from the file rather than from `artifact`: the file is mapped, so its pages are
+    // shared with every other load of the same component and paged in only where used, where
+    // an in-memory copy would stay resident whole (tens of MB for a JavaScript or Python
+    // component).
+    // SAFETY: the file was written just now from this engine's `precompile_component`.
+    Ok(unsafe { Component::deserialize_file(engine, &path) }?)
 }
 
 fn artifact_path(engine: &Engine, dir: &Path, hash: &str) -> PathBuf {

@@ -28,6 +28,7 @@ pub mod context;
 mod error;
 mod host;
 mod limits;
+mod needs;
 pub mod registry;
 mod runtime;
 pub mod source;
@@ -35,6 +36,7 @@ pub mod wit;
 
 pub use error::ComponentError;
 pub use limits::Limits;
+pub use needs::PoolNeeds;
 pub use registry::{Arm, CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus};
 pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};
 pub use source::{ComponentSource, RegistryConfig, Sources};

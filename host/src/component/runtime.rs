@@ -17,6 +17,7 @@ use super::cache;
 use super::error::ComponentError;
 use super::host::GuestState;
 use super::limits::Limits;
+use super::needs::PoolNeeds;
 use super::wit::{Event, HANDLER_INTERFACE, Partner, PartnerPre, Plan};
 
 /// How often the epoch ticks. A guest running wasm yields to the executor once per
@@ -40,6 +41,9 @@ pub struct RuntimeOptions {
     pub max_memory_bytes: usize,
     /// Turn on fuel metering (needed when any partner sets `limits.fuel`).
     pub fuel: bool,
+    /// What one component instance may take from the pool: the pool holds this for each of
+    /// `max_instances` (see [`PoolNeeds::with_headroom`]).
+    pub pool: PoolNeeds,
 }
 
 impl Default for RuntimeOptions {
@@ -49,6 +53,7 @@ impl Default for RuntimeOptions {
             max_instances: 1_000,
             max_memory_bytes: 256 << 20,
             fuel: false,
+            pool: PoolNeeds::FLOOR,
         }
     }
 }
@@ -64,12 +69,17 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine with the pooling allocator and starts the epoch ticker.
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let (instances, needs) = (options.max_instances, options.pool);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(options.max_instances)
-            .total_memories(options.max_instances)
-            .total_tables(options.max_instances.saturating_mul(2))
-            .total_core_instances(options.max_instances.saturating_mul(8))
-            .total_stacks(options.max_instances)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(needs.core_instances))
+            .max_core_instances_per_component(needs.core_instances)
+            .total_memories(instances.saturating_mul(needs.memories))
+            .max_memories_per_component(needs.memories)
+            .total_tables(instances.saturating_mul(needs.tables))
+            .max_tables_per_component(needs.tables)
+            .table_elements(usize::try_from(needs.table_elements).unwrap_or(usize::MAX))
+            .total_stacks(instances)
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES / 8)
@@ -125,6 +135,16 @@ impl Runtime {
         }
         if limits.fuel.is_some() && !self.options.fuel {
             anyhow::bail!("partner `{partner}`: limits.fuel is set but the runtime was built without fuel metering");
+        }
+        // An unreadable binary is left to the compiler, which says what is wrong with it.
+        if let Some(over) = PoolNeeds::of(wasm)
+            .ok()
+            .and_then(|needs| needs.exceeds(&self.options.pool))
+        {
+            anyhow::bail!(
+                "partner `{partner}`: the component needs {over}; the host sized its instance pool for \
+                 the components it started with, so restart it to run this one"
+            );
         }
         let version = cache::content_hash(wasm);
         let component = cache::compile_cached(&self.engine, wasm, &version, self.options.cache_dir.as_deref())

@@ -27,7 +27,7 @@ use anyhow::Context as _;
 pub use fixture::{Fixture, PartnerFile};
 pub use record::{diff, record};
 
-use crate::component::{PartnerComponent, Runtime, RuntimeOptions, wit};
+use crate::component::{PartnerComponent, PoolNeeds, Runtime, RuntimeOptions, wit};
 use crate::saga::{StepLimits, build_inbound, run_step};
 use mock::MockOutbound;
 
@@ -72,6 +72,7 @@ impl Harness {
             max_instances: 16,
             fuel: partner.limits.fuel.is_some(),
             cache_dir,
+            pool: PoolNeeds::of(&wasm).map_or(PoolNeeds::FLOOR, PoolNeeds::with_headroom),
             ..RuntimeOptions::default()
         })?;
         let component = runtime.load(&partner.name, &wasm, partner.limits, partner.config)?;
