@@ -29,5 +29,6 @@ pub mod ingress;
 pub mod outbound;
 pub mod quickstart;
 pub mod saga;
+pub mod scaffold;
 pub mod service;
 pub mod telemetry;

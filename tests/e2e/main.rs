@@ -46,6 +46,7 @@ mod registry;
 mod renewal;
 mod runtime;
 mod saga;
+mod scaffold;
 mod secrets;
 mod support;
 mod trace;

@@ -14,6 +14,7 @@ mod inspect;
 mod probe;
 mod publish;
 mod queue;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,9 +23,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sagahost_broker::SharedAccessKey;
 
-use sagahost::component::{ComponentInfo, Limits, Runtime, RuntimeOptions};
+use sagahost::component::{ComponentInfo, Limits, PoolNeeds, Runtime, RuntimeOptions};
 use sagahost::config::Config;
-use sagahost::harness::{Harness, Mode};
 use sagahost::service::Host;
 use sagahost::telemetry::{self, LogFormat};
 
@@ -48,22 +48,7 @@ pub enum Command {
         component: PathBuf,
     },
     /// Run a component against recorded fixtures.
-    Test {
-        /// The component (`.wasm`).
-        component: PathBuf,
-        /// Directory holding `partner.toml` and one sub-directory per fixture.
-        fixtures: PathBuf,
-        /// Write the current results as the expected ones.
-        #[arg(long)]
-        update: bool,
-        /// Where compiled components are kept between runs [default: $XDG_CACHE_HOME/sagahost,
-        /// or ~/.cache/sagahost].
-        #[arg(long, env = "SAGAHOST_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        /// Compile the component afresh and keep nothing (wins over `--cache-dir`).
-        #[arg(long)]
-        no_cache: bool,
-    },
+    Test(test::Args),
     /// Print the decoded context (the canonical JSON a component receives) of a message body.
     Inspect {
         /// The message body file.
@@ -140,6 +125,17 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
+    /// Write a new partner project: a handler, the SDK, fixtures that pass, and a README.
+    New {
+        /// The language of the component.
+        #[arg(long, value_enum, default_value_t = sagahost::scaffold::Language::Rust)]
+        language: sagahost::scaffold::Language,
+        /// The partner's name (lowercase letters, digits and hyphens); also the project folder.
+        name: String,
+        /// Where to write the project [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Check a component as `validate` does and push it to an OCI registry (oci://REGISTRY/REPO:TAG).
     Publish(publish::PublishArgs),
 }
@@ -165,27 +161,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { component } => validate(&component),
-        Command::Test {
-            component,
-            fixtures,
-            update,
-            cache_dir,
-            no_cache,
-        } => {
-            let cache_dir = if no_cache {
-                None
-            } else {
-                cache_dir.or_else(user_cache_dir)
-            };
-            let harness = Harness::load_cached(&component, &fixtures, cache_dir)?;
-            let report = harness.run(if update { Mode::Update } else { Mode::Check })?;
-            print!("{}", report.render());
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Test(args) => test::run(args),
         Command::Inspect {
             file,
             content_type,
@@ -208,6 +184,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe::run(&args),
         Command::Quickstart(options) => tokio_runtime()?.block_on(sagahost::quickstart::run(options)),
         Command::Publish(args) => tokio_runtime()?.block_on(publish::run(args)),
+        Command::New { language, name, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let project = sagahost::scaffold::create(language, &name, &dir)?;
+            println!("wrote {} files into {}", project.files.len(), project.dir.display());
+            println!("next:\n  cd {}", project.dir.display());
+            println!("  {}", project.build);
+            println!("  sagahost test {} fixtures", project.component);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -383,21 +368,13 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The per-user cache of compiled components, as the XDG base directory spec places it.
-fn user_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("sagahost").join("compiled"))
-}
-
 /// Reads `path` and checks that it is a partner component: compiles and links it as the host
 /// would. `validate` and `publish` both check through here.
 fn check_component(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, ComponentInfo)> {
     let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let runtime = Runtime::new(RuntimeOptions {
         max_instances: 1,
+        pool: PoolNeeds::of(&wasm).map_or(PoolNeeds::FLOOR, PoolNeeds::with_headroom),
         ..RuntimeOptions::default()
     })?;
     let name = path
