@@ -269,3 +269,142 @@ fn watch_rebuilds_and_reruns_the_fixtures_when_a_source_changes() {
     watch.kill().unwrap();
     watch.wait().unwrap();
 }
+
+/// A production failure reproduced: the MDM is down, the host exhausts its retries and
+/// dead-letters the contact; `sagahost fixture from-dead-letter` turns that dead letter into a
+/// fixture (the body byte for byte, the saga state, the partner's config), `sagahost test` names
+/// the request whose answer is missing, and once the answer is filled in the fixture shows the
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_becomes_a_fixture_that_reproduces_the_failure() {
+    use sagahost_transport::dead_letters::DeadLetterQueues as _;
+    use sagahost_transport::{OutgoingMessage, Output, Transport as _};
+
+    let mdm = crate::partners::Partner::always(503, "down for maintenance").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("mdm-api-key");
+    std::fs::write(&key, "k-123").unwrap();
+    let config = dir.path().join("sagahost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir = {data:?}\n[partners.mdm]\ncomponent = {component:?}\nqueue = \"contacts\"\n\
+             routes = {{ next = \"parked\" }}\nconfig = {{ mdm-url = \"{origin}/api\" }}\n\
+             secrets = {{ mdm-api-key = {{ file = {key:?} }} }}\noutbound = {{ allow = [\"{origin}\"] }}\n\
+             retry = {{ initial-delay-ms = 20, max-delay-ms = 20, max-attempts = 2, jitter = 0.0 }}\n",
+            data = dir.path().join("data").display().to_string(),
+            component = support::component("mdm").display().to_string(),
+            origin = mdm.origin(),
+            key = key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let loaded = sagahost::config::Config::load(&config).unwrap().config;
+    let host = sagahost::service::Host::start(&loaded).await.unwrap();
+    let body = std::fs::read(support::workspace().join("guest-examples/messages/contact-create.json")).unwrap();
+    let store = host.transport.embedded().unwrap().clone();
+    let message = OutgoingMessage {
+        content_type: Some("application/json".into()),
+        body: body.clone(),
+        properties: vec![("x-source".into(), "dataverse".into())],
+        ..Default::default()
+    };
+    store
+        .send(vec![Output {
+            queue: "contacts".into(),
+            message,
+        }])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let letter = loop {
+        if let Some(letter) = store.peek_dead_letters("contacts", 0, 1).await.unwrap().pop() {
+            break letter;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the contact was never dead-lettered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    host.shutdown().await;
+
+    let fixtures = dir.path().join("fixtures");
+    let fixture = fixtures.join("mdm-down");
+    let sagahost = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sagahost"));
+        command.env("SAGAHOST_CACHE_DIR", dir.path().join("cache"));
+        command
+    };
+    let made = sagahost()
+        .args(["fixture", "from-dead-letter", "--config"])
+        .arg(&config)
+        .args(["--queue", "contacts", &letter.message.sequence_number.to_string()])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(std::fs::read(fixture.join("message.json")).unwrap(), body);
+    let text = std::fs::read_to_string(fixture.join("fixture.toml")).unwrap();
+    for needle in [
+        "TODO: the HTTP answers",
+        "RetriesExhausted",
+        "x-source = \"dataverse\"",
+        "attempt = 2",
+    ] {
+        assert!(text.contains(needle), "`{needle}` not in:\n{text}");
+    }
+    let partner = std::fs::read_to_string(fixtures.join("partner.toml")).unwrap();
+    assert!(
+        partner.contains("name = \"mdm\"") && partner.contains("/api"),
+        "{partner}"
+    );
+    assert!(
+        !partner.contains("k-123") && !text.contains("k-123"),
+        "a secret reached the fixture"
+    );
+
+    // Without the answer, `test --update` records the request the component made.
+    let component = support::component("mdm");
+    let update = sagahost()
+        .arg("test")
+        .arg("--update")
+        .arg(&component)
+        .arg(&fixtures)
+        .output()
+        .unwrap();
+    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stdout));
+    let expected = std::fs::read_to_string(fixture.join("expected.json")).unwrap();
+    assert!(
+        expected.contains("/api/contacts") && expected.contains("no recorded answer"),
+        "{expected}"
+    );
+
+    // The team fills in what the MDM answered: the fixture reproduces the retry.
+    let url = format!("{}/api/contacts", "https://mdm.example.com");
+    let partner = partner.replace(&format!("{}/api", mdm.origin()), "https://mdm.example.com/api");
+    std::fs::write(fixtures.join("partner.toml"), partner).unwrap();
+    std::fs::write(
+        fixture.join("fixture.toml"),
+        format!(
+            "{text}\n[[http]]\nmethod = \"POST\"\nurl = \"{url}\"\nstatus = 503\nbody = \"down for maintenance\"\n"
+        ),
+    )
+    .unwrap();
+    let update = sagahost()
+        .arg("test")
+        .arg("--update")
+        .arg(&component)
+        .arg(&fixtures)
+        .output()
+        .unwrap();
+    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stdout));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
+    assert_eq!(
+        expected["outcome"]["decision"]["retry"]["reason"], "MDM create: HTTP 503: down for maintenance",
+        "{expected:#}"
+    );
+    let check = sagahost().arg("test").arg(&component).arg(&fixtures).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}

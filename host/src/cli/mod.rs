@@ -39,6 +39,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `sagahost fixture` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FixtureCommand {
+    /// Turn a dead letter into a fixture: its body, properties and saga state, with the HTTP
+    /// answers left to fill in (the fixture says how).
+    FromDeadLetter {
+        /// The host's TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The queue whose dead-letter queue holds it.
+        #[arg(long)]
+        queue: String,
+        /// Its sequence number (`sagahost dead-letters list` shows them).
+        sequence: i64,
+        /// The new fixture's folder, inside the partner's fixtures folder.
+        dir: PathBuf,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -125,6 +144,11 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Run the three-partner contact saga locally, with demo partner systems, and summarise it.
     Quickstart(sagahost::quickstart::Options),
+    /// Make fixtures for `sagahost test`.
+    Fixture {
+        #[command(subcommand)]
+        command: FixtureCommand,
+    },
     /// Write a new partner project: a handler, the SDK, fixtures that pass, and a README.
     New {
         /// The language of the component.
@@ -162,6 +186,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { component } => validate(&component),
         Command::Test(args) => test::run(args),
+        Command::Fixture {
+            command:
+                FixtureCommand::FromDeadLetter {
+                    config,
+                    queue,
+                    sequence,
+                    dir,
+                },
+        } => tokio_runtime()?.block_on(queue::fixture_from_dead_letter(&config, &queue, sequence, &dir)),
         Command::Inspect {
             file,
             content_type,

@@ -14,6 +14,7 @@ use sagahost::config::Config;
 use sagahost::dead_letters::{
     DeadLetterQueue, Filter, RedriveOptions, Selection, format_instant, parse_instant, partner_of, version_of,
 };
+use sagahost::harness::from_dead_letter::{PartnerOfQueue, write_fixture};
 use sagahost::saga::ordering::SessionIds;
 use sagahost::saga::{MessageParts, build_inbound};
 use sagahost::service::{open_transport, saga_state_keys};
@@ -222,6 +223,41 @@ fn session_id_of(
     Ok(sessions
         .for_queue(queue, inbound.context.as_ref(), &fallback)
         .unwrap_or(fallback))
+}
+
+/// `sagahost fixture from-dead-letter`: writes dead letter `sequence` of `queue` as a fixture.
+pub async fn fixture_from_dead_letter(
+    config: &Path,
+    queue: &str,
+    sequence: i64,
+    dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let (loaded, transport) = open(config, Some(queue)).await?;
+    let partner = loaded.queue_partners().get(queue).and_then(|name| {
+        loaded.partners.get(name).map(|partner| PartnerOfQueue {
+            name: name.clone(),
+            config: partner.config.clone(),
+        })
+    });
+    let dlq = DeadLetterQueue {
+        transport: &transport,
+        queue,
+        partner: partner.as_ref().map(|p| p.name.as_str()),
+    };
+    let letter = dlq.show(sequence).await;
+    transport.close().await;
+    let Some(letter) = letter? else {
+        anyhow::bail!("no dead letter {sequence} on `{queue}`; `dead-letters list` shows them");
+    };
+    for file in write_fixture(&letter, queue, partner.as_ref(), dir)? {
+        println!("wrote {}", file.display());
+    }
+    println!(
+        "next: fill in the HTTP answers (see the TODO in {}), then `sagahost test --update COMPONENT {}`",
+        dir.join("fixture.toml").display(),
+        dir.parent().map_or_else(|| ".".into(), |p| p.display().to_string())
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a `dead-letters` subcommand.

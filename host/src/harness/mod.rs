@@ -15,6 +15,7 @@
 //! ```
 
 mod fixture;
+pub mod from_dead_letter;
 mod mock;
 mod record;
 
