@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use sagahost::component::{Limits, PartnerComponent, Runtime, RuntimeOptions, wit};
+use sagahost::component::{Limits, PartnerComponent, PoolNeeds, Runtime, RuntimeOptions, wit};
 use serde_json::{Value, json};
 
 use super::common::{call_runtime, component_in, contact_body, message_event};
@@ -35,9 +35,11 @@ fn load(runtime: &Runtime, partner: &str, wasm: &[u8]) -> PartnerComponent {
         .unwrap_or_else(|err| panic!("loading {partner}: {err:#}"))
 }
 
-fn runtime(cache: Option<&std::path::Path>) -> Runtime {
+/// A runtime whose pool is sized for `wasm`, as the host sizes it for its components.
+fn runtime(cache: Option<&std::path::Path>, wasm: &[u8]) -> Runtime {
     Runtime::new(RuntimeOptions {
         cache_dir: cache.map(std::path::Path::to_path_buf),
+        pool: PoolNeeds::of(wasm).unwrap().with_headroom(),
         ..RuntimeOptions::default()
     })
     .unwrap()
@@ -55,12 +57,12 @@ fn call(rt: &tokio::runtime::Runtime, component: &PartnerComponent, event: &wit:
 pub fn scenario_language(language: &str) -> Value {
     let wasm = std::fs::read(component_in(language, "mdm")).unwrap();
     let started = Instant::now();
-    drop(load(&runtime(None), "mdm", &wasm));
+    drop(load(&runtime(None, &wasm), "mdm", &wasm));
     let compile_cold_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let cache = tempfile::tempdir().unwrap();
-    drop(load(&runtime(Some(cache.path())), "mdm", &wasm));
-    let runtime = runtime(Some(cache.path()));
+    drop(load(&runtime(Some(cache.path()), &wasm), "mdm", &wasm));
+    let runtime = runtime(Some(cache.path()), &wasm);
     let started = Instant::now();
     let component = load(&runtime, "mdm", &wasm);
     let compile_cached_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -93,8 +95,8 @@ pub fn scenario_loaded(arg: &str) -> Value {
     let wasm = std::fs::read(component_in(language, "mdm")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     // The artifact is in the cache before the measured process state begins to matter.
-    drop(load(&runtime(Some(cache.path())), "warm", &wasm));
-    let runtime = runtime(Some(cache.path()));
+    drop(load(&runtime(Some(cache.path()), &wasm), "warm", &wasm));
+    let runtime = runtime(Some(cache.path()), &wasm);
     let rt = call_runtime();
     let event = message_event(contact_body(5));
     let loaded: Vec<PartnerComponent> = (0..partners)
