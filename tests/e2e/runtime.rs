@@ -386,3 +386,36 @@ async fn the_pool_is_sized_from_what_the_components_need() {
         assert_eq!(err.reason(), "ComponentDeadlineExceeded", "{err}");
     }
 }
+
+/// Partners running the same build share one compiled component (its code and memory image);
+/// it is freed when the last of them lets go, and another build is loaded on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_running_the_same_build_share_it() {
+    let runtime = runtime(false);
+    let first = hostile(&runtime, "none", Limits::default());
+    let second = hostile(&runtime, "trap", Limits::default());
+    assert_eq!(runtime.builds_loaded(), 1);
+    assert_eq!(first.info().version, second.info().version);
+    let other = runtime
+        .load(
+            "mdm",
+            &support::component_bytes("mdm"),
+            Limits::default(),
+            BTreeMap::new(),
+        )
+        .unwrap();
+    assert_eq!(runtime.builds_loaded(), 2);
+    // Each keeps its own config: the shared build runs each partner's attack.
+    assert!(matches!(
+        decision(first.handle("m-1", &contact_created()).await.unwrap()),
+        Decision::Complete
+    ));
+    assert_eq!(
+        second.handle("m-2", &contact_created()).await.unwrap_err().reason(),
+        "ComponentTrap"
+    );
+    drop((first, second));
+    assert_eq!(runtime.builds_loaded(), 1);
+    drop(other);
+    assert_eq!(runtime.builds_loaded(), 0);
+}

@@ -1,9 +1,10 @@
 //! The wasmtime engine, and one partner's component ready to instantiate.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,10 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     options: RuntimeOptions,
     ticker_stop: Arc<AtomicBool>,
+    /// Components loaded and still held by a partner, by content hash: partners running the
+    /// same build share its code and its memory image (for a Python component, about 16 MiB
+    /// each) instead of loading it once per partner.
+    loaded: Mutex<HashMap<String, Weak<Component>>>,
 }
 
 impl Runtime {
@@ -107,6 +112,7 @@ impl Runtime {
             linker,
             options,
             ticker_stop,
+            loaded: Mutex::default(),
         })
     }
 
@@ -147,7 +153,8 @@ impl Runtime {
             );
         }
         let version = cache::content_hash(wasm);
-        let component = cache::compile_cached(&self.engine, wasm, &version, self.options.cache_dir.as_deref())
+        let component = self
+            .compiled(wasm, &version)
             .map_err(|err| err.context(format!("partner `{partner}`: not a valid WebAssembly component")))?;
         let pre = self
             .linker
@@ -156,11 +163,12 @@ impl Runtime {
             .with_context(|| {
                 format!(
                     "partner `{partner}`: the component does not implement the `sagahost:partner/partner` world \
-                     (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI clocks, random and stdio)"
+                     (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI 0.2: files, sockets and the environment link but are empty or denied)"
                 )
             })?;
         let info = ComponentInfo::describe(&self.engine, &component, wasm.len(), version);
         Ok(PartnerComponent {
+            _compiled: component,
             partner: partner.into(),
             engine: self.engine.clone(),
             pre,
@@ -169,6 +177,34 @@ impl Runtime {
             info,
             consumes_fuel: self.options.fuel,
         })
+    }
+}
+
+impl Runtime {
+    /// How many distinct builds (content hashes) partners hold now.
+    pub fn builds_loaded(&self) -> usize {
+        let loaded = self.loaded.lock().expect("not poisoned");
+        loaded.values().filter(|component| component.strong_count() > 0).count()
+    }
+
+    /// The compiled component of `wasm` (content hash `version`): the one a partner already
+    /// holds, or compiled (or loaded from the artifact cache) now.
+    fn compiled(&self, wasm: &[u8], version: &str) -> anyhow::Result<Arc<Component>> {
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        if let Some(component) = loaded.get(version).and_then(Weak::upgrade) {
+            return Ok(component);
+        }
+        loaded.retain(|_, component| component.strong_count() > 0);
+        // Compiled under the lock: a second partner with the same build waits for this one
+        // rather than compiling it again.
+        let component = Arc::new(cache::compile_cached(
+            &self.engine,
+            wasm,
+            version,
+            self.options.cache_dir.as_deref(),
+        )?);
+        loaded.insert(version.to_string(), Arc::downgrade(&component));
+        Ok(component)
     }
 }
 
@@ -218,6 +254,8 @@ impl ComponentInfo {
 
 /// One partner's component, compiled and linked, ready to handle events.
 pub struct PartnerComponent {
+    /// Keeps the shared compiled component listed in [`Runtime`]'s `loaded` while in use.
+    _compiled: Arc<Component>,
     partner: Arc<str>,
     engine: Engine,
     pre: PartnerPre<GuestState>,
