@@ -435,6 +435,7 @@ fn run_scenario(name: &str, arg: &str) -> Value {
         "replicas" => replicas::scenario_replicas(arg.parse().unwrap()),
         "language" => languages::scenario_language(arg),
         "loaded" => languages::scenario_loaded(arg),
+        "compile" => languages::scenario_compile(arg),
         other => panic!("unknown scenario {other}"),
     }
 }
