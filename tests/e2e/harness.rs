@@ -366,14 +366,17 @@ async fn a_dead_letter_becomes_a_fixture_that_reproduces_the_failure() {
 
     // Without the answer, `test --update` records the request the component made.
     let component = support::component("mdm");
-    let update = sagahost()
-        .arg("test")
-        .arg("--update")
-        .arg(&component)
-        .arg(&fixtures)
-        .output()
-        .unwrap();
-    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stdout));
+    let update = || {
+        let update = sagahost()
+            .arg("test")
+            .arg("--update")
+            .arg(&component)
+            .arg(&fixtures)
+            .output()
+            .unwrap();
+        assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stdout));
+    };
+    update();
     let expected = std::fs::read_to_string(fixture.join("expected.json")).unwrap();
     assert!(
         expected.contains("/api/contacts") && expected.contains("no recorded answer"),
@@ -381,7 +384,7 @@ async fn a_dead_letter_becomes_a_fixture_that_reproduces_the_failure() {
     );
 
     // The team fills in what the MDM answered: the fixture reproduces the retry.
-    let url = format!("{}/api/contacts", "https://mdm.example.com");
+    let url = "https://mdm.example.com/api/contacts";
     let partner = partner.replace(&format!("{}/api", mdm.origin()), "https://mdm.example.com/api");
     std::fs::write(fixtures.join("partner.toml"), partner).unwrap();
     std::fs::write(
@@ -391,14 +394,7 @@ async fn a_dead_letter_becomes_a_fixture_that_reproduces_the_failure() {
         ),
     )
     .unwrap();
-    let update = sagahost()
-        .arg("test")
-        .arg("--update")
-        .arg(&component)
-        .arg(&fixtures)
-        .output()
-        .unwrap();
-    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stdout));
+    update();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
     assert_eq!(
