@@ -45,11 +45,7 @@ pub fn component(name: &str) -> PathBuf {
 pub fn component_in(language: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
     let guests = target.join("wasm32-wasip2/guest");
-    let path = match language {
-        // Cargo names the Rust builds after their crates.
-        "rust" => guests.join(format!("{}.wasm", name.replace('-', "_"))),
-        _ => guests.join(language).join(format!("{name}.wasm")),
-    };
+    let path = sagahost::quickstart::built_guest(&guests, language, name);
     assert!(
         path.is_file(),
         "{} is missing: run `scripts/build-guests` (or `scripts/test`) first",

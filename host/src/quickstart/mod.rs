@@ -69,17 +69,24 @@ impl Language {
     /// Where `scripts/build-guests` puts `step`'s component of this language under `dir`.
     fn component(self, dir: &Path, step: &str) -> PathBuf {
         let language = match (self, step) {
-            (Language::Mixed, "mdm") => Language::Typescript,
-            (Language::Mixed, "dataverse-writeback") => Language::Python,
-            (Language::Mixed, _) => Language::Rust,
-            (language, _) => language,
+            (Language::Mixed, "mdm") => "typescript",
+            (Language::Mixed, "dataverse-writeback") => "python",
+            (Language::Mixed | Language::Rust, _) => "rust",
+            (Language::Typescript, _) => "typescript",
+            (Language::Python, _) => "python",
         };
-        match language {
-            Language::Typescript => dir.join("typescript").join(format!("{step}.wasm")),
-            Language::Python => dir.join("python").join(format!("{step}.wasm")),
-            // Cargo names the Rust builds after their crates.
-            _ => dir.join(format!("{}.wasm", step.replace('-', "_"))),
-        }
+        built_guest(dir, language, step)
+    }
+}
+
+/// Where `scripts/build-guests` puts the guest `name` written in `language` (`rust`,
+/// `typescript` or `python`) under `dir` (`target/wasm32-wasip2/guest`). Tests and benchmarks
+/// find the built guests through here too.
+pub fn built_guest(dir: &Path, language: &str, name: &str) -> PathBuf {
+    match language {
+        // Cargo names the Rust builds after their crates.
+        "rust" => dir.join(format!("{}.wasm", name.replace('-', "_"))),
+        _ => dir.join(language).join(format!("{name}.wasm")),
     }
 }
 
