@@ -18,6 +18,7 @@
 //! autoscaling manifests a config implies. The `sagahost` binary's command
 //! line sits on top; `ARCHITECTURE.md` draws the whole house.
 
+pub mod activity;
 pub mod admin;
 pub mod component;
 pub mod config;

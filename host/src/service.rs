@@ -14,6 +14,7 @@ use sagahost_transport::servicebus::{ServiceBusOptions, ServiceBusTransport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::activity::{self, Keep, Rates, SagaIndex};
 use crate::admin::{self, Admin};
 use crate::component::{ComponentSpec, PoolNeeds, Registry, Runtime, RuntimeOptions, Sources};
 use crate::config::Config;
@@ -144,6 +145,18 @@ impl Host {
                 .with_context(|| format!("admin.listen: cannot listen on {}", admin.listen))?;
             admin_addr = Some(listener.local_addr()?);
             tracing::info!(addr = %admin_addr.expect("set above"), "admin endpoint listening");
+            let keep = Keep {
+                days: admin.saga_index_days,
+                steps: admin.saga_index_steps,
+            };
+            let sagas = Arc::new(SagaIndex::open(&config.data_dir.join("sagas.sqlite3"), keep)?);
+            let rates = Arc::new(Rates::default());
+            tasks.push(activity::feed(
+                executor.subscribe(),
+                rates.clone(),
+                sagas.clone(),
+                shutdown.clone(),
+            ));
             let endpoint = Admin {
                 registry: registry.clone(),
                 transport: transport.clone(),
@@ -153,6 +166,12 @@ impl Host {
                 state_keys: state_keys.clone(),
                 token,
                 fleet,
+                rates,
+                sagas,
+                trace_url: admin.trace_url.clone(),
+                shutdown: shutdown.clone(),
+                sessions: Default::default(),
+                depths: Default::default(),
             };
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {

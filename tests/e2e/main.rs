@@ -28,6 +28,7 @@ macro_rules! on_both_transports {
 }
 
 mod cli;
+mod console;
 mod crash;
 mod dead_letters;
 mod doors;

@@ -17,17 +17,18 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sagahost_transport::dead_letters::DeadLetter;
 use sagahost_transport::{HostTransport, TransportError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Admin, DENIED, Shared, admitted, error};
+use super::{Admin, Shared, error};
 use crate::dead_letters::{
     DeadLetterQueue, Filter, RedriveOptions, Selection, decoded, format_instant, parse_instant, partner_of, version_of,
 };
+use crate::saga::envelope::Envelope;
 
 /// Most dead letters one list answer holds.
 const MAX_LIST: usize = 1000;
@@ -136,15 +137,8 @@ impl BulkParams {
     }
 }
 
-/// `queue`'s dead-letter queue, for a request with the admin token, if it is one the host uses.
-fn open<'a>(
-    admin: &'a Admin,
-    headers: &HeaderMap,
-    queue: &'a str,
-) -> Result<DeadLetterQueue<'a, HostTransport>, Refused> {
-    if !admitted(admin, headers) {
-        return Err(Refused(StatusCode::UNAUTHORIZED, DENIED.into()));
-    }
+/// `queue`'s dead-letter queue, if it is one the host uses.
+fn open<'a>(admin: &'a Admin, queue: &'a str) -> Result<DeadLetterQueue<'a, HostTransport>, Refused> {
     if !admin.queues.iter().any(|known| known == queue) {
         return Err(Refused(
             StatusCode::NOT_FOUND,
@@ -189,13 +183,8 @@ fn summary(letter: &DeadLetter) -> Value {
     })
 }
 
-pub async fn list(
-    State(admin): Shared,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(mut params): Query<ListParams>,
-) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+pub async fn list(State(admin): Shared, Path(name): Path<String>, Query(mut params): Query<ListParams>) -> Answer {
+    let dlq = open(&admin, &name)?;
     let filter = params.filter()?;
     let limit = params.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
     let page = dlq.list(&filter, params.from.unwrap_or(0), limit).await?;
@@ -206,8 +195,8 @@ pub async fn list(
     .into_response())
 }
 
-pub async fn show(State(admin): Shared, headers: HeaderMap, Path((name, sequence)): Path<(String, i64)>) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+pub async fn show(State(admin): Shared, Path((name, sequence)): Path<(String, i64)>) -> Answer {
+    let dlq = open(&admin, &name)?;
     let letter = dlq.show(sequence).await?.ok_or_else(|| not_found(&name, sequence))?;
     let mut detail = summary(&letter);
     let (decoded, decode_error) = match decoded(&letter) {
@@ -221,16 +210,21 @@ pub async fn show(State(admin): Shared, headers: HeaderMap, Path((name, sequence
     detail["body"] = json!(String::from_utf8_lossy(&message.body));
     detail["decoded"] = json!(decoded);
     detail["decode-error"] = json!(decode_error);
+    // The saga state as the message carries it; shown whether or not its seal still verifies.
+    detail["saga"] = json!(
+        Envelope::read(&message.properties)
+            .ok()
+            .and_then(|envelope| envelope.saga)
+    );
     Ok(Json(detail).into_response())
 }
 
 pub async fn redrive_one(
     State(admin): Shared,
-    headers: HeaderMap,
     Path((name, sequence)): Path<(String, i64)>,
     Query(params): Query<RedriveOneParams>,
 ) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+    let dlq = open(&admin, &name)?;
     let options = RedriveOptions {
         limit: None,
         reset_attempts: params.reset_attempts.then_some(&admin.state_keys),
@@ -245,12 +239,8 @@ pub async fn redrive_one(
     Ok(Json(json!({ "redriven": sequence, "queue": name })).into_response())
 }
 
-pub async fn purge_one(
-    State(admin): Shared,
-    headers: HeaderMap,
-    Path((name, sequence)): Path<(String, i64)>,
-) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+pub async fn purge_one(State(admin): Shared, Path((name, sequence)): Path<(String, i64)>) -> Answer {
+    let dlq = open(&admin, &name)?;
     if dlq.purge(&Selection::One(sequence), None, |_| {}).await?.done == 0 {
         return Err(not_found(&name, sequence));
     }
@@ -259,11 +249,10 @@ pub async fn purge_one(
 
 pub async fn redrive_matching(
     State(admin): Shared,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Json(mut params): Json<BulkParams>,
 ) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+    let dlq = open(&admin, &name)?;
     let selection = params.selection()?;
     if params.dry_run {
         let matched = dlq.count(&selection, params.limit).await?;
@@ -287,11 +276,10 @@ pub async fn redrive_matching(
 
 pub async fn purge_matching(
     State(admin): Shared,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Json(mut params): Json<BulkParams>,
 ) -> Answer {
-    let dlq = open(&admin, &headers, &name)?;
+    let dlq = open(&admin, &name)?;
     if params.reset_attempts {
         return Err(Refused(
             StatusCode::BAD_REQUEST,

@@ -17,10 +17,16 @@
 //!   `DELETE …/{queue}/{sequence}`, and in bulk `POST …/{queue}/redrive` and
 //!   `POST …/{queue}/purge`.
 //!
+//! - `GET /admin/overview` (and `/admin/overview/stream`, server-sent events): partners with
+//!   their rates and version history, and queue depths (`overview.rs`).
+//! - `GET /admin/sagas?by=saga|record|correlation&q=…`: recent sagas (`sagas.rs`).
+//! - `/console/`: the operator console in the browser (`console.rs`).
+//!
 //! It binds to localhost by default. The `/admin` routes need
 //! `Authorization: Bearer <token>` (compared in constant time, a missing header
-//! never matching) whenever a token is configured, and the config refuses a
-//! non-loopback address without one, and a token shorter than 16 characters.
+//! never matching), or a console session, whenever a token is configured; the config
+//! refuses a non-loopback address without one, and a token shorter than 16 characters.
+//! `guard.rs` says who may do what from a browser.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +35,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sagahost_transport::HostTransport;
@@ -37,13 +44,18 @@ use sagahost_transport::servicebus::entities::EntityClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::activity::{Rates, SagaIndex};
 use crate::component::{CanaryPlan, Registry, Reloaded};
 use crate::config::AccessKey;
 use crate::fleet::SharedCanaries;
 use crate::saga::seal::StateKeys;
 use crate::telemetry::metrics::{QueueLabels, metrics};
 
+mod console;
 mod dead_letters;
+mod guard;
+mod overview;
+mod sagas;
 
 /// How long `/readyz` waits for the transport's answer.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,15 +77,28 @@ pub struct Admin {
     pub token: Option<AccessKey>,
     /// Canaries shared with the other replicas; `None` keeps them to this host.
     pub fleet: Option<Arc<SharedCanaries>>,
+    /// Each partner's recent rates, for the console's charts.
+    pub rates: Arc<Rates>,
+    /// The index of recent sagas the console searches.
+    pub sagas: Arc<SagaIndex>,
+    /// The link to a step's trace, with `{trace-id}` and `{saga-id}` (`[admin] trace-url`).
+    pub trace_url: Option<String>,
+    /// Ends the console's live streams when the host stops.
+    pub shutdown: CancellationToken,
+    /// The console's signed-in sessions.
+    pub sessions: guard::Sessions,
+    /// The last queue depths read.
+    pub depths: overview::DepthCache,
 }
 
 /// Serves the admin endpoint on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationToken) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(render_metrics))
+    let admin = Arc::new(admin);
+    let guarded = Router::new()
         .route("/admin/partners", get(partners))
+        .route("/admin/overview", get(overview::overview))
+        .route("/admin/overview/stream", get(overview::stream))
+        .route("/admin/sagas", get(sagas::find))
         .route("/admin/partners/{name}/reload", post(reload))
         .route("/admin/partners/{name}/canary", post(start_canary))
         .route("/admin/partners/{name}/canary/{action}", post(end_canary))
@@ -91,33 +116,21 @@ pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationTo
             "/admin/dead-letters/{queue}/{sequence}/redrive",
             post(dead_letters::redrive_one),
         )
-        .with_state(Arc::new(admin));
+        .route_layer(middleware::from_fn_with_state(admin.clone(), guard::guard));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
+        .merge(guarded)
+        .merge(console::routes())
+        .layer(middleware::map_response(console::security_headers))
+        .with_state(admin);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 
 type Shared = State<Arc<Admin>>;
-
-/// What a request without the configured token is told.
-const DENIED: &str = "missing or wrong admin token";
-
-/// Whether the request carries the configured token (always, when none is configured).
-fn admitted(admin: &Admin, headers: &HeaderMap) -> bool {
-    let Some(token) = admin.token.as_ref() else {
-        return true;
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    token.admits(presented)
-}
-
-/// The 401 to answer when the request lacks the configured token.
-fn denied(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
-    (!admitted(admin, headers)).then(|| (StatusCode::UNAUTHORIZED, format!("{DENIED}\n")).into_response())
-}
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
@@ -148,27 +161,16 @@ async fn ready(State(admin): Shared) -> Response {
 }
 
 async fn render_metrics(State(admin): Shared) -> Response {
-    for queue in &admin.queues {
-        let depth = match (admin.transport.embedded(), &admin.entities) {
-            (Some(store), _) => store.queue_depth(queue).await.map_err(anyhow::Error::from),
-            (None, Some(entities)) => entities.queue_depth(queue).await,
-            (None, None) => continue,
-        };
-        let depth = match depth {
-            Ok(depth) => depth,
-            Err(err) => {
-                tracing::debug!(%queue, "no depth for the gauges: {err:#}");
-                continue;
-            }
-        };
+    for row in overview::queue_depths(&admin).await {
         let states = [
-            ("active", depth.active),
-            ("scheduled", depth.scheduled),
-            ("dead_lettered", depth.dead_lettered),
+            ("active", row.active),
+            ("scheduled", row.scheduled),
+            ("dead_lettered", row.dead_lettered),
         ];
         for (state, value) in states {
+            let Some(value) = value else { continue };
             let labels = QueueLabels {
-                queue: queue.clone(),
+                queue: row.queue.clone(),
                 state: state.into(),
             };
             metrics().queue_depth.get_or_create(&labels).set(value as i64);
@@ -178,17 +180,11 @@ async fn render_metrics(State(admin): Shared) -> Response {
     ([(header::CONTENT_TYPE, content_type)], metrics().render()).into_response()
 }
 
-async fn partners(State(admin): Shared, headers: HeaderMap) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
+async fn partners(State(admin): Shared) -> Response {
     Json(admin.registry.status()).into_response()
 }
 
-async fn reload(State(admin): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
+async fn reload(State(admin): Shared, Path(name): Path<String>) -> Response {
     if !admin.registry.partners().any(|p| p == name) {
         return error(StatusCode::NOT_FOUND, format!("no partner named `{name}`"));
     }
@@ -206,15 +202,7 @@ async fn reload(State(admin): Shared, headers: HeaderMap, Path(name): Path<Strin
     }
 }
 
-async fn start_canary(
-    State(admin): Shared,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Json(plan): Json<CanaryPlan>,
-) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
+async fn start_canary(State(admin): Shared, Path(name): Path<String>, Json(plan): Json<CanaryPlan>) -> Response {
     let started = match &admin.fleet {
         Some(fleet) => fleet.start(&name, plan).await,
         None => admin.registry.start_canary(&name, plan).await,
@@ -225,14 +213,7 @@ async fn start_canary(
     }
 }
 
-async fn end_canary(
-    State(admin): Shared,
-    headers: HeaderMap,
-    Path((name, action)): Path<(String, String)>,
-) -> Response {
-    if let Some(denied) = denied(&admin, &headers) {
-        return denied;
-    }
+async fn end_canary(State(admin): Shared, Path((name, action)): Path<(String, String)>) -> Response {
     let result = match (action.as_str(), &admin.fleet) {
         ("promote", Some(fleet)) => fleet.promote(&name).await,
         ("abort", Some(fleet)) => fleet.abort(&name).await,

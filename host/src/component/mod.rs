@@ -37,6 +37,9 @@ pub mod wit;
 pub use error::ComponentError;
 pub use limits::Limits;
 pub use needs::PoolNeeds;
-pub use registry::{Arm, CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus};
+pub use registry::{
+    Arm, CanaryPlan, CanaryStatus, ComponentSpec, Picked, Registry, Reloaded, SlotStatus, VersionEvent,
+    VersionEventKind,
+};
 pub use runtime::{ComponentInfo, PartnerComponent, Runtime, RuntimeOptions};
 pub use source::{ComponentSource, RegistryConfig, Sources};

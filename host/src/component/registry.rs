@@ -82,6 +82,66 @@ pub struct SlotStatus {
     pub canary: Option<CanaryStatus>,
     /// How the last canary ended (promoted, aborted, rolled back and why).
     pub last_canary: Option<String>,
+    /// What happened to the partner's versions, newest first, at most [`HISTORY_LEN`].
+    pub history: VecDeque<VersionEvent>,
+}
+
+/// How many [`VersionEvent`]s a partner's status keeps.
+pub const HISTORY_LEN: usize = 20;
+
+/// One change, or failed change, of the version a partner runs.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VersionEvent {
+    pub at: SystemTime,
+    pub kind: VersionEventKind,
+    /// The version before the event, when one was serving.
+    pub from: Option<String>,
+    /// The version the event is about (the new one, or the candidate).
+    pub to: Option<String>,
+    /// The error, or why a canary ended.
+    pub detail: Option<String>,
+}
+
+/// What a [`VersionEvent`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionEventKind {
+    /// The first version, loaded at start.
+    Loaded,
+    Replaced,
+    /// A reload found the same content.
+    Unchanged,
+    /// A reload or a pull failed; the old version kept serving.
+    Failed,
+    CanaryStarted,
+    Promoted,
+    Aborted,
+    /// The candidate failed too often and was rolled back.
+    RolledBack,
+    /// Another replica ended the canary (shared canaries).
+    CanaryEnded,
+}
+
+impl SlotStatus {
+    /// Notes `kind` in the history, dropping the oldest beyond [`HISTORY_LEN`].
+    fn note(&mut self, kind: VersionEventKind, from: Option<&str>, to: Option<&str>, detail: Option<String>) {
+        self.history.push_front(VersionEvent {
+            at: SystemTime::now(),
+            kind,
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            detail,
+        });
+        self.history.truncate(HISTORY_LEN);
+    }
+
+    /// Notes how a canary ended, in `last_canary` and the history.
+    fn canary_ended(&mut self, kind: VersionEventKind, candidate: Option<&str>, reason: String) {
+        let from = self.version.clone();
+        self.note(kind, Some(&from), candidate, Some(reason.clone()));
+        self.last_canary = Some(reason);
+    }
 }
 
 /// How a canary should run.
@@ -188,6 +248,8 @@ impl Slot {
         let mut status = self.status.lock().expect("status lock");
         status.failed_reloads += 1;
         status.last_error = Some(format!("{err:#}"));
+        let detail = status.last_error.clone();
+        status.note(VersionEventKind::Failed, Some(from), None, detail);
         *refused = digest;
         tracing::error!(partner, version = %from, "reload failed, the old version keeps serving: {err:#}");
         count_reload(partner, "failed");
@@ -257,7 +319,13 @@ impl Registry {
             loaded_at: SystemTime::now(),
             canary: None,
             last_canary: None,
+            history: VecDeque::new(),
         });
+        let version = component.info().version.clone();
+        status
+            .lock()
+            .expect("status lock")
+            .note(VersionEventKind::Loaded, None, Some(&version), None);
         let slot = Slot {
             spec,
             current: ArcSwap::from_pointee(component),
@@ -376,7 +444,12 @@ impl Registry {
             let previous = slot.canary.compare_and_swap(&running, None::<Arc<Canary>>);
             if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &running)) {
                 tracing::warn!(partner, "canary {reason}");
-                slot.status.lock().expect("status lock").last_canary = Some(reason);
+                let candidate = running.component.info().version.as_str();
+                slot.status.lock().expect("status lock").canary_ended(
+                    VersionEventKind::RolledBack,
+                    Some(candidate),
+                    reason,
+                );
             }
         }
     }
@@ -399,7 +472,16 @@ impl Registry {
             plan,
             results: Default::default(),
         };
+        let share = format!("{}% of new messages", canary.plan.percent);
         slot.canary.store(Some(Arc::new(canary)));
+        let mut status = slot.status.lock().expect("status lock");
+        let from = status.version.clone();
+        status.note(
+            VersionEventKind::CanaryStarted,
+            Some(&from),
+            Some(&version),
+            Some(share),
+        );
         tracing::info!(partner, %version, "canary started");
         Ok(version)
     }
@@ -407,8 +489,11 @@ impl Registry {
     /// Makes the canary candidate the current version.
     pub fn promote_canary(&self, partner: &str) -> anyhow::Result<String> {
         let (slot, canary) = self.take_canary(partner)?;
+        let from = slot.current.load().info().version.clone();
         let version = slot.serve(canary.component.clone());
-        slot.status.lock().expect("status lock").last_canary = Some(format!("promoted {version}"));
+        let mut status = slot.status.lock().expect("status lock");
+        status.note(VersionEventKind::Promoted, Some(&from), Some(&version), None);
+        status.last_canary = Some(format!("promoted {version}"));
         tracing::info!(partner, %version, "canary promoted");
         Ok(version)
     }
@@ -417,7 +502,11 @@ impl Registry {
     pub fn abort_canary(&self, partner: &str) -> anyhow::Result<String> {
         let (slot, canary) = self.take_canary(partner)?;
         let version = canary.component.info().version.clone();
-        slot.status.lock().expect("status lock").last_canary = Some(format!("aborted {version}"));
+        slot.status.lock().expect("status lock").canary_ended(
+            VersionEventKind::Aborted,
+            Some(&version),
+            format!("aborted {version}"),
+        );
         tracing::info!(partner, %version, "canary aborted");
         Ok(version)
     }
@@ -425,8 +514,13 @@ impl Registry {
     /// Ends the canary, if one runs, for `reason` decided elsewhere (another replica's abort or
     /// rollback); the current version takes all messages again.
     pub fn end_canary(&self, partner: &str, reason: String) {
-        if let Ok((slot, _)) = self.take_canary(partner) {
-            slot.status.lock().expect("status lock").last_canary = Some(reason);
+        if let Ok((slot, canary)) = self.take_canary(partner) {
+            let candidate = canary.component.info().version.as_str();
+            slot.status.lock().expect("status lock").canary_ended(
+                VersionEventKind::CanaryEnded,
+                Some(candidate),
+                reason,
+            );
         }
     }
 
@@ -472,7 +566,11 @@ impl Registry {
         let fetched = match self.sources.latest(partner, &slot.spec.source, &known).await {
             Ok(fetched) => fetched,
             Err(err) if asks_registry => {
-                slot.status.lock().expect("status lock").last_pull_error = Some(format!("{err:#}"));
+                let mut status = slot.status.lock().expect("status lock");
+                status.last_pull_error = Some(format!("{err:#}"));
+                let detail = status.last_pull_error.clone();
+                status.note(VersionEventKind::Failed, Some(&from), None, detail);
+                drop(status);
                 count_source_failure(partner);
                 tracing::warn!(partner, version = %from, "the component's source failed, the running version keeps serving: {err:#}");
                 return Err(err);
@@ -493,6 +591,8 @@ impl Registry {
                 }
                 if !polled {
                     count_reload(partner, "unchanged");
+                    let mut status = slot.status.lock().expect("status lock");
+                    status.note(VersionEventKind::Unchanged, Some(&from), Some(&from), None);
                 }
                 return Ok(Reloaded::Unchanged { version: from });
             }
@@ -509,6 +609,7 @@ impl Registry {
         };
         let to = slot.serve(Arc::new(component));
         let mut status = slot.status.lock().expect("status lock");
+        status.note(VersionEventKind::Replaced, Some(&from), Some(&to), None);
         status.reloads += 1;
         status.last_error = None;
         status.digest = digest;

@@ -109,6 +109,23 @@ pub struct AdminConfig {
     pub listen: String,
     /// Bearer token the `/admin` routes require; mandatory off localhost.
     pub token: Option<SecretSource>,
+    /// The console's link to a step's trace, with `{trace-id}` (and `{saga-id}`) to fill in,
+    /// e.g. `http://localhost:16686/trace/{trace-id}` for Jaeger.
+    pub trace_url: Option<String>,
+    /// How long the index of recent sagas keeps steps, in days.
+    #[serde(default = "default_saga_index_days")]
+    pub saga_index_days: u32,
+    /// How many steps the index of recent sagas keeps at most (the newest).
+    #[serde(default = "default_saga_index_steps")]
+    pub saga_index_steps: u64,
+}
+
+fn default_saga_index_days() -> u32 {
+    crate::activity::Keep::default().days
+}
+
+fn default_saga_index_steps() -> u64 {
+    crate::activity::Keep::default().steps
 }
 
 impl AdminConfig {
@@ -477,6 +494,18 @@ impl Config {
                     "admin.listen `{}` is not localhost: set admin.token so the admin API is not open",
                     admin.listen
                 );
+            }
+            if let Some(template) = &admin.trace_url {
+                let web = template.starts_with("https://") || template.starts_with("http://");
+                if !web || !(template.contains("{trace-id}") || template.contains("{saga-id}")) {
+                    anyhow::bail!(
+                        "admin.trace-url `{template}`: give an http(s) URL with {{trace-id}} (or {{saga-id}}) \
+                         in it, e.g. http://localhost:16686/trace/{{trace-id}}"
+                    );
+                }
+            }
+            if admin.saga_index_days == 0 || admin.saga_index_steps == 0 {
+                anyhow::bail!("admin.saga-index-days and admin.saga-index-steps must be at least 1");
             }
         }
         if let Some(webhook) = &self.webhook

@@ -70,6 +70,38 @@ pub struct SagaEvent {
     /// Content hash of the component version that handled it (empty if none ran).
     pub version: String,
     pub verdict: Verdict,
+    /// When the message was settled.
+    pub at: SystemTime,
+    /// What an operator may search the saga by.
+    pub keys: SearchKeys,
+    /// The sandbox limit the component hit (deadline, memory, fuel, stack), if any.
+    pub limit: Option<&'static str>,
+}
+
+/// What identifies a message's saga to an operator looking for it; each is known only once
+/// the body decoded (the trace, once a component ran).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchKeys {
+    /// The Dataverse table of the primary row, e.g. `contact`.
+    pub entity: Option<String>,
+    /// The id of the primary row.
+    pub record_id: Option<String>,
+    /// The Dataverse `CorrelationId`.
+    pub correlation_id: Option<String>,
+    /// The W3C trace id of the step, in hex.
+    pub trace_id: Option<String>,
+}
+
+impl SearchKeys {
+    fn of(inbound: &wit::Inbound, trace: &TraceParent) -> Self {
+        let context = inbound.context.as_ref();
+        Self {
+            entity: context.map(|c| c.primary_entity_name.clone()).filter(|e| !e.is_empty()),
+            record_id: context.and_then(|c| c.primary_entity_id.clone()),
+            correlation_id: context.and_then(|c| c.correlation_id.clone()),
+            trace_id: Some(trace.trace_id_hex()),
+        }
+    }
 }
 
 /// Runs every partner's consumers on one transport.
@@ -234,15 +266,12 @@ impl<T: Sessions> Executor<T> {
                 Some(self.process(partner, &message, compensation).await)
             };
             in_flight.dec();
-            let Some(Processed {
-                routed, saga, version, ..
-            }) = processed
-            else {
+            let Some(processed) = processed else {
                 renewal.abort();
                 tracing::info!("shutting down during a retry; the message stays for its session's next holder");
                 return;
             };
-            let verdict = routed.verdict.clone();
+            let (routed, step) = processed.split(compensation, started);
             // The lock is renewed until the settle has finished: on Service Bus a settle with
             // outputs may take up to the operation timeout, longer than a lock.
             let settled = self.transport.settle(&message, routed.settlement, routed.outputs).await;
@@ -258,24 +287,23 @@ impl<T: Sessions> Executor<T> {
                     return;
                 }
             }
-            self.report(partner, &message, compensation, started, verdict, saga, version);
+            self.report(partner, &message, step);
         }
         .instrument(span)
         .await
     }
 
     /// Logs, counts and publishes how a step ended.
-    #[allow(clippy::too_many_arguments)]
-    fn report(
-        &self,
-        partner: &Partner,
-        message: &ReceivedMessage,
-        compensation: bool,
-        started: std::time::Instant,
-        verdict: Verdict,
-        saga: SagaState,
-        version: String,
-    ) {
+    fn report(&self, partner: &Partner, message: &ReceivedMessage, step: StepReport) {
+        let StepReport {
+            compensation,
+            started,
+            verdict,
+            saga,
+            version,
+            keys,
+            limit,
+        } = step;
         log_verdict(&verdict);
         tracing::Span::current().record("outcome", verdict.metric_name());
         let labels = OutcomeLabels {
@@ -301,6 +329,9 @@ impl<T: Sessions> Executor<T> {
             compensation,
             version,
             verdict,
+            at: SystemTime::now(),
+            keys,
+            limit,
         });
     }
 
@@ -380,6 +411,8 @@ impl<T: Sessions> Executor<T> {
             saga,
             version: String::new(),
             arm: None,
+            keys: SearchKeys::default(),
+            limit: None,
         };
         // The saga a message is reported under before its own state is trusted.
         let unverified = || {
@@ -512,6 +545,7 @@ impl<T: Sessions> Executor<T> {
             retry_after: retry_after(&run),
         };
         let _route = tracing::info_span!("route").entered();
+        let limit = run.outcome.as_ref().err().and_then(|err| err.limit());
         let routed = match &run.outcome {
             Ok(outcome) => routing::route(&routes, &input, outcome, SystemTime::now()),
             Err(err) if err.is_transient() => {
@@ -538,6 +572,8 @@ impl<T: Sessions> Executor<T> {
             saga,
             version,
             arm: Some(picked.arm),
+            keys: SearchKeys::of(&inbound, &trace),
+            limit,
         }
     }
 
@@ -578,6 +614,35 @@ struct Processed {
     version: String,
     /// The canary arm whose version ran (`None` when no component ran).
     arm: Option<Arm>,
+    keys: SearchKeys,
+    limit: Option<&'static str>,
+}
+
+impl Processed {
+    /// Splits into what settles the message and what reports how its step ended.
+    fn split(self, compensation: bool, started: std::time::Instant) -> (Routed, StepReport) {
+        let step = StepReport {
+            compensation,
+            started,
+            verdict: self.routed.verdict.clone(),
+            saga: self.saga,
+            version: self.version,
+            keys: self.keys,
+            limit: self.limit,
+        };
+        (self.routed, step)
+    }
+}
+
+/// How one step ended, for [`Executor::report`].
+struct StepReport {
+    compensation: bool,
+    started: std::time::Instant,
+    verdict: Verdict,
+    saga: SagaState,
+    version: String,
+    keys: SearchKeys,
+    limit: Option<&'static str>,
 }
 
 /// A message ready for its component: trusted saga state, the decoded body, the first event.

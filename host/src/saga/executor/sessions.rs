@@ -111,10 +111,7 @@ impl<T: Sessions> Executor<T> {
                 return Some(processed);
             };
             let properties = retry.message.properties.clone();
-            let Processed {
-                routed, saga, version, ..
-            } = processed;
-            self.report(partner, message, compensation, started, routed.verdict, saga, version);
+            self.report(partner, message, processed.split(compensation, started).1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return None,
