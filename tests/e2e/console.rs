@@ -71,15 +71,7 @@ fn record_id(index: usize) -> String {
 
 /// What the admin API (with the bearer token) says about `partner`.
 async fn partner_status(admin: &str, partner: &str) -> Value {
-    let all: Value = reqwest::Client::new()
-        .get(format!("{admin}/admin/partners"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = support::get_json(&format!("{admin}/admin/partners"), Some(ADMIN_TOKEN)).await;
     all.as_array()
         .unwrap()
         .iter()
@@ -362,4 +354,203 @@ document.getElementById("reload").submit();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/")
+}
+
+/// A host with one partner and an admin endpoint on loopback, with `admin` added to its
+/// `[admin]` section.
+async fn small_host(dir: &Path, admin: &str) -> (sagahost::service::Host, String) {
+    let text = format!(
+        "data-dir = {:?}\n[partners.mdm]\ncomponent = {:?}\nqueue = \"contacts\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n",
+        dir.join("data").display().to_string(),
+        support::component("mdm").display().to_string(),
+    );
+    let path = dir.join("sagahost.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = sagahost::config::Config::load(&path).unwrap().config;
+    let host = sagahost::service::Host::start(&config).await.unwrap();
+    let port = host.admin_addr.unwrap().port();
+    (host, format!("http://127.0.0.1:{port}"))
+}
+
+/// Without a token (loopback only), the admin endpoint answers only to loopback names, and no
+/// page of another origin can change anything; a console session must send its CSRF token.
+/// What a hostile page would send is sent here by hand, header by header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_refuses_what_a_hostile_page_could_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, admin) = small_host(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let reload = format!("{admin}/admin/partners/mdm/reload");
+
+    // DNS rebinding: the attacker's own name pointed at 127.0.0.1.
+    let overview_for = |host: &'static str| {
+        client
+            .get(format!("{admin}/admin/overview"))
+            .header("host", host)
+            .send()
+    };
+    let rebound = overview_for("attacker.example:9090").await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    assert!(rebound.text().await.unwrap().contains("localhost names"));
+    let local = overview_for("localhost").await.unwrap();
+    assert_eq!(local.status(), 200);
+    let overview: Value = local.json().await.unwrap();
+    assert_eq!(overview["partners"][0]["partner"], "mdm");
+    assert_eq!(overview["queues"][0]["queue"], "contacts");
+
+    // Changes from another origin, however the browser marks them.
+    for (name, value) in [
+        ("origin", "http://attacker.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let answer = client.post(&reload).header(name, value).send().await.unwrap();
+        assert_eq!(answer.status(), 403, "{name}: {value}");
+    }
+    // A script on this machine (no Origin, no cookie) may.
+    assert_eq!(client.post(&reload).send().await.unwrap().status(), 200);
+
+    // Signing in takes JSON only, so that no form of another site can.
+    let form = client
+        .post(format!("{admin}/console/api/session"))
+        .header("content-type", "text/plain")
+        .body(r#"{"token": ""}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+    let signed_in = client
+        .post(format!("{admin}/console/api/session"))
+        .json(&serde_json::json!({ "token": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+    let csrf = signed_in.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_cookie = client.post(&reload).header("cookie", &session).send().await.unwrap();
+    assert_eq!(with_cookie.status(), 403, "a session's change without its CSRF token");
+    let wrong = client
+        .post(&reload)
+        .header("cookie", &session)
+        .header("x-csrf-token", "0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let right = client
+        .post(&reload)
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+
+    // The page itself: a strict policy, no framing, and bad input answered plainly.
+    let page = client.get(format!("{admin}/console/")).send().await.unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"),
+        "{policy}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.text().await.unwrap().contains("/console/js/main.js"));
+    let missing = client
+        .get(format!("{admin}/console/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let bad = client
+        .get(format!("{admin}/admin/sagas?by=colour&q=red"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("saga, record or correlation"));
+
+    // A live stream sends the overview, and does not keep the host from stopping.
+    let mut stream = client
+        .get(format!("{admin}/admin/overview/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("event: overview") && first.contains("\"partner\":\"mdm\""),
+        "{first}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), host.shutdown())
+        .await
+        .expect("the host did not stop while a console stream was open");
+    drop(stream);
+}
+
+/// With a token, a wrong sign-in is refused and nothing is readable without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_the_console_and_the_api_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let section = format!("token = {{ file = {:?} }}", token_file.display().to_string());
+    let (host, admin) = small_host(dir.path(), &section).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/admin/overview",
+        "/admin/overview/stream",
+        "/admin/sagas",
+        "/admin/dead-letters/contacts",
+    ] {
+        let answer = client.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 401, "{path}");
+    }
+    let session: Value = client
+        .get(format!("{admin}/console/api/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["signed-in"], false);
+    assert_eq!(session["token-required"], true);
+    assert!(session["csrf"].is_null());
+    let wrong = client
+        .post(format!("{admin}/console/api/session"))
+        .json(&serde_json::json!({ "token": "not-the-token" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let forged = client
+        .get(format!("{admin}/admin/overview"))
+        .header("cookie", format!("sagahost-console={}", "a".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401, "a made-up session");
+    let scripted = client
+        .get(format!("{admin}/admin/overview"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scripted.status(), 200);
+    host.shutdown().await;
 }

@@ -58,3 +58,80 @@ fn the_quickstart_balances_its_books_with_components_in_three_languages() {
 fn the_quickstart_balances_its_books_on_service_bus() {
     quickstart("servicebus", "rust");
 }
+
+/// `--console` keeps the host running after the summary with the admin endpoint up: the
+/// console's overview names the three partners and its saga index holds the sagas just run,
+/// and Ctrl-C (SIGINT) stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_with_the_console_keeps_serving_until_interrupted() {
+    use std::io::{BufRead as _, BufReader};
+
+    let target = support::component("mdm").parent().unwrap().to_path_buf();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sagahost"))
+        .current_dir(support::workspace())
+        .args([
+            "quickstart",
+            "--contacts",
+            "4",
+            "--console",
+            "127.0.0.1:0",
+            "--components",
+        ])
+        .arg(&target)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running sagahost quickstart --console");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, console) = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(url) = line.strip_prefix("console: ") {
+                let url = url.split_whitespace().next().unwrap().to_string();
+                return (seen, Some(url));
+            }
+            seen.push(line);
+        }
+        (seen, None)
+    })
+    .await
+    .unwrap();
+    let console = console.unwrap_or_else(|| panic!("no console line:\n{}", lines.join("\n")));
+    assert!(
+        lines.iter().any(|l| l.contains("The books balance")),
+        "{}",
+        lines.join("\n")
+    );
+    let admin = console.trim_end_matches("/console/");
+    let overview = support::get_json(&format!("{admin}/admin/overview"), None).await;
+    let partners: Vec<_> = overview["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["partner"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(partners, ["dataverse-writeback", "erp", "mdm"]);
+    let page = reqwest::get(&console).await.unwrap();
+    assert_eq!(page.status(), 200);
+    // The index is written a moment after each step settles.
+    let started = std::time::Instant::now();
+    loop {
+        let sagas = support::get_json(&format!("{admin}/admin/sagas?limit=100"), None).await;
+        if sagas["sagas"].as_array().unwrap().len() >= 4 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{sagas:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

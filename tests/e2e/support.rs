@@ -138,3 +138,16 @@ impl Drop for BrokerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// GETs `url`, with `token` as the bearer when given, and parses the JSON answer.
+pub async fn get_json(url: &str, token: Option<&str>) -> serde_json::Value {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().await.unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    answer
+        .json()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: the answer is not JSON: {err}"))
+}

@@ -113,3 +113,29 @@ export function definitions(rows, props = {}) {
 export function field(label, input, hint) {
   return el('label', { class: 'field' }, el('span', { class: 'field-label' }, label), input, hint ? el('span', { class: 'field-hint' }, hint) : null);
 }
+
+/// Keeps `parent`'s children in step with `items`, one child per key, reusing the children
+/// made before so that what a user is typing in them survives an update. `make(key, item)`
+/// returns {node, update(item)}; `cache` (a Map) holds them between calls. Returns how many
+/// items there are.
+export function keyedChildren(parent, cache, items, keyOf, make) {
+  const seen = new Set();
+  items.forEach((item, i) => {
+    const key = keyOf(item);
+    seen.add(key);
+    let entry = cache.get(key);
+    if (!entry) {
+      entry = make(key, item);
+      cache.set(key, entry);
+    }
+    entry.update(item);
+    if (parent.children[i] !== entry.node) parent.insertBefore(entry.node, parent.children[i] || null);
+  });
+  for (const [key, entry] of cache) {
+    if (!seen.has(key)) {
+      entry.node.remove();
+      cache.delete(key);
+    }
+  }
+  return items.length;
+}

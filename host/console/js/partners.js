@@ -1,7 +1,7 @@
 // partners.js: the partners view (#/partners): a card per partner, kept up to date by the
 // overview stream, and the reload / canary actions.
 
-import { el, replace } from './dom.js';
+import { el, replace, keyedChildren } from './dom.js';
 import { post, seg } from './api.js';
 import { notice, busy } from './ui.js';
 import { shortHash, localClock } from './format.js';
@@ -67,34 +67,21 @@ export async function render(view) {
   const empty = el('p', { class: 'empty-state', id: 'partners-empty' }, 'No partners are configured on this host.');
   replace(view, el('div', { class: 'view-head' }, el('h1', null, 'Partners'), subtitle), grid);
   const cards = new Map();
+  let bucket = null;
 
   function update(d) {
     if (!d) return;
-    const bucket = d['bucket-seconds'];
+    bucket = d['bucket-seconds'];
     const at = d.at;
     asOf.textContent = at ? localClock(at) : '–';
     if (at) asOf.setAttribute('datetime', at);
     if (at) asOf.setAttribute('title', at);
     replace(subtitle, 'as of ', asOf, bucket ? ` · activity in ${bucket} s buckets` : '');
     const partners = Array.isArray(d.partners) ? d.partners : [];
-    const seen = new Set();
-    partners.forEach((p, i) => {
-      const name = String(p.partner);
-      seen.add(name);
-      let card = cards.get(name);
-      if (!card) {
-        card = partnerCard(name, actionsFor(name));
-        cards.set(name, card);
-      }
-      card.update(p, bucket);
-      if (grid.children[i] !== card.section) grid.insertBefore(card.section, grid.children[i] || null);
+    keyedChildren(grid, cards, partners, (p) => String(p.partner), (name) => {
+      const card = partnerCard(name, actionsFor(name));
+      return { node: card.section, update: (p) => card.update(p, bucket) };
     });
-    for (const [name, card] of cards) {
-      if (!seen.has(name)) {
-        card.section.remove();
-        cards.delete(name);
-      }
-    }
     if (!partners.length && !empty.isConnected) grid.append(empty);
     if (partners.length && empty.isConnected) empty.remove();
   }

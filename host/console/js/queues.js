@@ -1,7 +1,7 @@
 // queues.js: the queues view (#/queues): the depth of every queue from the overview
 // stream, with the dead-letter count linking to that queue's dead letters.
 
-import { el, replace, setText, routeLink } from './dom.js';
+import { el, replace, setText, routeLink, keyedChildren } from './dom.js';
 import { count, localClock } from './format.js';
 import * as overview from './overview.js';
 
@@ -54,24 +54,10 @@ export async function render(view) {
     setText(subtitle, d.at ? `as of ${localClock(d.at)}` : '');
     subtitle.setAttribute('title', d.at || '');
     const queues = Array.isArray(d.queues) ? d.queues : [];
-    const seen = new Set();
-    queues.forEach((q, i) => {
-      const name = String(q.queue);
-      seen.add(name);
-      let r = rows.get(name);
-      if (!r) {
-        r = row({ ...q, queue: name });
-        rows.set(name, r);
-      }
-      r.update({ ...q, queue: name });
-      if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
+    keyedChildren(tbody, rows, queues, (q) => String(q.queue), (name, q) => {
+      const r = row({ ...q, queue: name });
+      return { node: r.tr, update: (q) => r.update({ ...q, queue: name }) };
     });
-    for (const [name, r] of rows) {
-      if (!seen.has(name)) {
-        r.tr.remove();
-        rows.delete(name);
-      }
-    }
     if (!queues.length && !empty.isConnected) table.after(empty);
     if (queues.length && empty.isConnected) empty.remove();
   }

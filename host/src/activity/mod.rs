@@ -73,3 +73,6 @@ pub fn feed(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,6 +24,7 @@ use sagahost_transport::{HostTransport, TransportError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::redact::redact_urls;
 use super::{Admin, Shared, error};
 use crate::dead_letters::{
     DeadLetterQueue, Filter, RedriveOptions, Selection, decoded, format_instant, parse_instant, partner_of, version_of,
@@ -174,7 +175,7 @@ fn summary(letter: &DeadLetter) -> Value {
         "sequence": message.sequence_number,
         "message-id": message.message_id,
         "reason": letter.reason,
-        "description": letter.description,
+        "description": redact_urls(&letter.description),
         "partner": partner_of(letter),
         "version": version_of(letter),
         "enqueued-time": format_instant(message.enqueued_time),

@@ -55,6 +55,7 @@ mod console;
 mod dead_letters;
 mod guard;
 mod overview;
+mod redact;
 mod sagas;
 
 /// How long `/readyz` waits for the transport's answer.

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::redact::redact_urls;
 use super::{Shared, error};
 use crate::activity::{IndexedSaga, SagaQuery};
 use crate::dead_letters::format_instant;
@@ -65,7 +66,7 @@ fn saga_json(saga: IndexedSaga, trace_url: Option<&str>) -> serde_json::Value {
                 "attempt": step.attempt,
                 "compensation": step.compensation,
                 "outcome": step.outcome,
-                "reason": step.detail,
+                "reason": step.detail.as_deref().map(redact_urls),
                 "queue": step.queue,
                 "message-id": step.message_id,
                 "trace-id": step.trace_id,

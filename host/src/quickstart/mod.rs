@@ -54,6 +54,11 @@ pub struct Options {
     /// and the ERP step in Rust.
     #[arg(long, value_enum, default_value_t = Language::Rust)]
     pub language: Language,
+    /// Also serve the admin endpoint and its operator console (on 127.0.0.1:9090 unless an
+    /// address is given), and keep the host and the partner systems running after the
+    /// summary until Ctrl-C, to look around in `http://ADDRESS/console/`.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9090")]
+    pub console: Option<String>,
 }
 
 /// Which build of the example components the quickstart runs.
@@ -133,7 +138,7 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     );
 
     let stop_broker = CancellationToken::new();
-    let (transport, queues) = match options.transport {
+    let (mut tables, queues) = match options.transport {
         QueueKind::Embedded => (String::new(), "the embedded queue".to_string()),
         QueueKind::Servicebus => {
             let address = start_broker(dir, stop_broker.clone()).await?;
@@ -150,6 +155,9 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
             (table, format!("Service Bus (AMQP, sagahost broker on {address})"))
         }
     };
+    if let Some(address) = &options.console {
+        writeln!(tables, "[admin]\nlisten = {}\n", toml_string(address))?;
+    }
     let webhook_key = random_token();
     let config_path = write_config(
         dir,
@@ -158,7 +166,7 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
         &endpoints,
         &credentials,
         &webhook_key,
-        &transport,
+        &tables,
     )?;
     println!("config: {}", config_path.display());
     let host = Host::start(&Config::load(&config_path)?.config).await?;
@@ -227,30 +235,47 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
         saga.record(&event);
     }
     let elapsed = started.elapsed();
+    let verdict = report(&sagas, posted.len(), elapsed, &ledger, options.timeout_secs);
+    if let Some(admin) = host.admin_addr {
+        println!("\nconsole: http://{admin}/console/ (no token: it answers on this machine only)");
+        println!("the host and the partner systems keep running; press Ctrl-C to stop");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
     host.shutdown().await;
     stop_broker.cancel();
     stop_partners.cancel();
+    Ok(verdict)
+}
 
-    println!("\n{}", summary(&sagas, elapsed));
+/// Prints the summary and the partner systems' books; fails when a saga did not finish or
+/// the books do not balance.
+fn report(
+    sagas: &BTreeMap<String, Saga>,
+    unstarted: usize,
+    elapsed: Duration,
+    ledger: &Mutex<partners::Ledger>,
+    timeout_secs: u64,
+) -> ExitCode {
+    println!("\n{}", summary(sagas, elapsed));
     let ledger = ledger.lock().expect("ledger");
     println!("{}", ledger_summary(&ledger));
-    let unfinished = sagas.values().filter(|s| s.end.is_none()).count() + posted.len();
+    let unfinished = sagas.values().filter(|s| s.end.is_none()).count() + unstarted;
     if unfinished > 0 {
-        println!("{unfinished} sagas did not finish within {} s", options.timeout_secs);
-        return Ok(ExitCode::FAILURE);
+        println!("{unfinished} sagas did not finish within {timeout_secs} s");
+        return ExitCode::FAILURE;
     }
-    let mismatches = unbalanced_books(&sagas, &ledger);
+    let mismatches = unbalanced_books(sagas, &ledger);
     if !mismatches.is_empty() {
         println!("The books do NOT balance:");
         for mismatch in &mismatches {
             println!("  - {mismatch}");
         }
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
     println!(
         "The books balance: every completed saga has one live MDM record and one ERP customer, every compensated one a deleted MDM record."
     );
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Serves a Service Bus–compatible broker over a fresh queue in `dir` on a loopback port.
@@ -276,7 +301,7 @@ fn write_config(
     endpoints: &partners::Endpoints,
     credentials: &partners::Credentials,
     webhook_key: &str,
-    transport: &str,
+    tables: &str,
 ) -> anyhow::Result<PathBuf> {
     let secret = |name: &str, value: &str| -> anyhow::Result<String> {
         let path = dir.join(name);
@@ -296,7 +321,7 @@ fn write_config(
         "[saga-state]\nsigning-key = \"quickstart\"\nkeys = {{ quickstart = {{ file = {} }} }}\n",
         secret("saga-state-key", &state_key)?
     )?;
-    writeln!(text, "{transport}")?;
+    writeln!(text, "{tables}")?;
     writeln!(
         text,
         "[webhook]\nlisten = \"127.0.0.1:0\"\nqueue = \"contacts\"\nkey = {{ file = {} }}\n",
