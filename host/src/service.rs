@@ -173,9 +173,8 @@ impl Host {
                 sessions: Default::default(),
                 depths: Default::default(),
             };
-            let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(err) = admin::serve(listener, endpoint, stop).await {
+                if let Err(err) = admin::serve(listener, endpoint).await {
                     tracing::error!("admin endpoint stopped: {err}");
                 }
             }));

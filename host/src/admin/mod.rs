@@ -84,7 +84,7 @@ pub struct Admin {
     pub sagas: Arc<SagaIndex>,
     /// The link to a step's trace, with `{trace-id}` and `{saga-id}` (`[admin] trace-url`).
     pub trace_url: Option<String>,
-    /// Ends the console's live streams when the host stops.
+    /// Stops the endpoint, and the console's live streams with it.
     pub shutdown: CancellationToken,
     /// The console's signed-in sessions.
     pub sessions: guard::Sessions,
@@ -92,8 +92,9 @@ pub struct Admin {
     pub depths: overview::DepthCache,
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, admin: Admin, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Serves the admin endpoint on `listener` until `admin.shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
+    let shutdown = admin.shutdown.clone();
     let admin = Arc::new(admin);
     let guarded = Router::new()
         .route("/admin/partners", get(partners))
