@@ -29,6 +29,8 @@
 //!   (`replicas/mod.rs`); baseline: one replica in the same run.
 //! - `language LANG` and `loaded LANG N`: the mdm example in Rust, TypeScript and Python (call,
 //!   compile, resident set with N partners loaded; `languages/mod.rs`); baseline: Rust.
+//! - `webhook C`: durable posts accepted per second by the real host's webhook with C clients,
+//!   and their p99 latency (`webhook/mod.rs`); baseline: a no-op HTTP server in the same run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,6 +54,7 @@ mod common;
 mod languages;
 mod replicas;
 mod report;
+mod webhook;
 use common::{
     DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, samples, workspace,
 };
@@ -437,6 +440,7 @@ fn run_scenario(name: &str, arg: &str) -> Value {
         "language" => languages::scenario_language(arg),
         "loaded" => languages::scenario_loaded(arg),
         "compile" => languages::scenario_compile(arg),
+        "webhook" => webhook::scenario_webhook(arg),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -612,6 +616,13 @@ fn main() {
     if wanted("languages") {
         let (language_rows, runs) = languages::group();
         rows.extend(language_rows);
+        for (key, runs) in runs {
+            record(key, runs);
+        }
+    }
+    if wanted("webhook") {
+        let (webhook_rows, runs) = webhook::group();
+        rows.extend(webhook_rows);
         for (key, runs) in runs {
             record(key, runs);
         }

@@ -82,27 +82,29 @@ async fn the_quickstart_with_the_console_keeps_serving_until_interrupted() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("running sagahost quickstart --console");
+    // The whole output is read to its end, so the quickstart never writes to a closed pipe;
+    // the console's address is passed on as soon as it is printed.
     let stdout = child.stdout.take().unwrap();
-    let (lines, console) = tokio::task::spawn_blocking(move || {
+    let (found, console_line) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
         let mut seen = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
             if let Some(url) = line.strip_prefix("console: ") {
-                let url = url.split_whitespace().next().unwrap().to_string();
-                return (seen, Some(url));
+                let _ = found.send(url.split_whitespace().next().unwrap().to_string());
             }
             seen.push(line);
         }
-        (seen, None)
-    })
-    .await
-    .unwrap();
-    let console = console.unwrap_or_else(|| panic!("no console line:\n{}", lines.join("\n")));
-    assert!(
-        lines.iter().any(|l| l.contains("The books balance")),
-        "{}",
-        lines.join("\n")
-    );
+        seen
+    });
+    let console = tokio::task::spawn_blocking(move || console_line.recv_timeout(std::time::Duration::from_secs(300)))
+        .await
+        .unwrap()
+        .ok();
+    let Some(console) = console else {
+        let _ = child.kill();
+        panic!("no console line:\n{}", reader.join().unwrap().join("\n"));
+    };
     let admin = console.trim_end_matches("/console/");
     let overview = support::get_json(&format!("{admin}/admin/overview"), None).await;
     let partners: Vec<_> = overview["partners"]
@@ -133,5 +135,7 @@ async fn the_quickstart_with_the_console_keeps_serving_until_interrupted() {
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success(), "{status}");
+    let lines = reader.join().unwrap().join("\n");
+    assert!(status.success(), "{status}:\n{lines}");
+    assert!(lines.contains("The books balance"), "{lines}");
 }

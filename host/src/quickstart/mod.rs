@@ -237,9 +237,16 @@ async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     let verdict = report(&sagas, posted.len(), elapsed, &ledger, options.timeout_secs);
     if let Some(admin) = host.admin_addr {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listening before saying so: a Ctrl-C right after the line stops the host cleanly.
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         println!("\nconsole: http://{admin}/console/ (no token: it answers on this machine only)");
         println!("the host and the partner systems keep running; press Ctrl-C to stop");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
     host.shutdown().await;
     stop_broker.cancel();
