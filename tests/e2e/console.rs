@@ -519,14 +519,7 @@ async fn with_a_token_the_console_and_the_api_need_it() {
         let answer = client.get(format!("{admin}{path}")).send().await.unwrap();
         assert_eq!(answer.status(), 401, "{path}");
     }
-    let session: Value = client
-        .get(format!("{admin}/console/api/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = support::get_json(&format!("{admin}/console/api/session"), None).await;
     assert_eq!(session["signed-in"], false);
     assert_eq!(session["token-required"], true);
     assert!(session["csrf"].is_null());
