@@ -1,7 +1,7 @@
 // dead-letter.js: one dead letter (#/dead-letters/QUEUE/SEQ): its reason, properties, saga
 // state, decoded Dataverse context and raw body, with redrive and purge.
 
-import { el, replace, routeLink } from './dom.js';
+import { el, replace, routeLink, definitions } from './dom.js';
 import { get, post, del, seg } from './api.js';
 import { notice, busy, confirmDialog } from './ui.js';
 import { timeEl, hashEl } from './format.js';
@@ -29,15 +29,13 @@ function sagaBlock(saga) {
     return box;
   }
   box.append(
-    el(
-      'dl',
+    definitions(
+      [
+        ['Saga id', el('a', { class: 'saga-link', href: `#/sagas?${new URLSearchParams({ by: 'saga', q: String(saga.id ?? '') })}`, title: 'Find this saga' }, String(saga.id ?? '–')), { class: 'mono', data: { field: 'saga-id' } }],
+        ['Step', String(saga.step ?? '–'), { data: { field: 'saga-step' } }],
+        ['Attempt', String(saga.attempt ?? '–'), { data: { field: 'saga-attempt' } }],
+      ],
       { class: 'meta' },
-      el('dt', null, 'Saga id'),
-      el('dd', { class: 'mono', data: { field: 'saga-id' } }, el('a', { class: 'saga-link', href: `#/sagas?${new URLSearchParams({ by: 'saga', q: String(saga.id ?? '') })}`, title: 'Find this saga' }, String(saga.id ?? '–'))),
-      el('dt', null, 'Step'),
-      el('dd', { data: { field: 'saga-step' } }, String(saga.step ?? '–')),
-      el('dt', null, 'Attempt'),
-      el('dd', { data: { field: 'saga-attempt' } }, String(saga.attempt ?? '–')),
     ),
   );
   const history = Array.isArray(saga.history) ? saga.history : [];
@@ -105,29 +103,20 @@ export async function render(view, params) {
     el(
       'section',
       { class: 'card letter-summary' },
-      el(
-        'dl',
+      definitions(
+        [
+          ['Reason', l.reason ?? '–', { data: { field: 'reason' }, class: 'strong' }],
+          ['Description', l.description ?? '–', { data: { field: 'description' }, class: 'wrap' }],
+          ['Partner', l.partner ?? '–', { data: { field: 'partner' }, class: 'mono' }],
+          ['Version', hashEl(l.version), { data: { field: 'version' } }],
+          ['Message id', l['message-id'] ?? '–', { data: { field: 'message-id' }, class: 'mono' }],
+          ['Correlation id', l['correlation-id'] ?? '–', { data: { field: 'correlation-id' }, class: 'mono' }],
+          ['Content type', l['content-type'] ?? '–', { data: { field: 'content-type' }, class: 'mono' }],
+          ['Enqueued', timeEl(l['enqueued-time']), { data: { field: 'enqueued-time' } }],
+          ['Dead-lettered', timeEl(l['dead-lettered-at']), { data: { field: 'dead-lettered-at' } }],
+          ['Deliveries', String(l['delivery-count'] ?? '–'), { data: { field: 'delivery-count' } }],
+        ],
         { class: 'meta wide' },
-        el('dt', null, 'Reason'),
-        el('dd', { data: { field: 'reason' }, class: 'strong' }, l.reason ?? '–'),
-        el('dt', null, 'Description'),
-        el('dd', { data: { field: 'description' }, class: 'wrap' }, l.description ?? '–'),
-        el('dt', null, 'Partner'),
-        el('dd', { data: { field: 'partner' }, class: 'mono' }, l.partner ?? '–'),
-        el('dt', null, 'Version'),
-        el('dd', { data: { field: 'version' } }, hashEl(l.version)),
-        el('dt', null, 'Message id'),
-        el('dd', { data: { field: 'message-id' }, class: 'mono' }, l['message-id'] ?? '–'),
-        el('dt', null, 'Correlation id'),
-        el('dd', { data: { field: 'correlation-id' }, class: 'mono' }, l['correlation-id'] ?? '–'),
-        el('dt', null, 'Content type'),
-        el('dd', { data: { field: 'content-type' }, class: 'mono' }, l['content-type'] ?? '–'),
-        el('dt', null, 'Enqueued'),
-        el('dd', { data: { field: 'enqueued-time' } }, timeEl(l['enqueued-time'])),
-        el('dt', null, 'Dead-lettered'),
-        el('dd', { data: { field: 'dead-lettered-at' } }, timeEl(l['dead-lettered-at'])),
-        el('dt', null, 'Deliveries'),
-        el('dd', { data: { field: 'delivery-count' } }, String(l['delivery-count'] ?? '–')),
       ),
       el(
         'div',

@@ -1,7 +1,7 @@
 // partner-card.js: one partner's card (section.partner) and its in-place update from each
 // overview snapshot. Forms are created once and kept, so live updates never wipe typing.
 
-import { el, setText, setAttr, replace } from './dom.js';
+import { el, setText, setAttr, replace, definitions } from './dom.js';
 import { chart, drawBars } from './charts.js';
 import { timeEl, updateTime, shortHash, shortDigest, count, failureRate, fractionPercent, bytes } from './format.js';
 
@@ -150,23 +150,17 @@ export function partnerCard(name, actions) {
     'section',
     { class: 'partner card', data: { partner: name }, 'aria-label': `Partner ${name}` },
     el('header', { class: 'card-head' }, el('h2', null, name), state, el('div', { class: 'spacer' }), reload),
-    el(
-      'dl',
+    definitions(
+      [
+        ['Version', version],
+        ['Digest', digest],
+        ['Source', source],
+        ['Size', size],
+        ['Loaded', loaded],
+        ['Last pulled', pulled],
+        ['Reloads', reloads],
+      ],
       { class: 'meta' },
-      el('dt', null, 'Version'),
-      el('dd', null, version),
-      el('dt', null, 'Digest'),
-      el('dd', null, digest),
-      el('dt', null, 'Source'),
-      el('dd', null, source),
-      el('dt', null, 'Size'),
-      el('dd', null, size),
-      el('dt', null, 'Loaded'),
-      el('dd', null, loaded),
-      el('dt', null, 'Last pulled'),
-      el('dd', null, pulled),
-      el('dt', null, 'Reloads'),
-      el('dd', null, reloads),
     ),
     el('div', { class: 'stats' }, Object.values(stats).map((s) => s.node)),
     el(

@@ -4,7 +4,7 @@
 //! Data flows one way: the executor publishes a [`SagaEvent`] for every settled message,
 //! [`feed`] records each into both, and the admin API (the console) reads them. Nothing here
 //! is on the message path: a slow index only makes the feed fall behind, and the steps it
-//! misses are logged and counted, never waited for.
+//! misses are logged, never waited for.
 
 mod rates;
 mod sagas;
@@ -30,35 +30,34 @@ pub fn feed(
     index: Arc<SagaIndex>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    use broadcast::error::{RecvError, TryRecvError};
+    let missed = |count: u64| {
+        tracing::warn!(
+            missed = count,
+            "the saga index fell behind and missed steps; the console will not list them"
+        );
+    };
     tokio::spawn(async move {
         loop {
             let first = tokio::select! {
                 event = events.recv() => event,
                 () = shutdown.cancelled() => return,
             };
-            let mut batch = Vec::new();
-            let mut next = first;
-            loop {
-                match next {
+            let mut batch = match first {
+                Ok(event) => vec![event],
+                Err(RecvError::Lagged(count)) => {
+                    missed(count);
+                    continue;
+                }
+                // The executor is gone: nothing more will come.
+                Err(RecvError::Closed) => return,
+            };
+            while batch.len() < BATCH {
+                match events.try_recv() {
                     Ok(event) => batch.push(event),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            missed,
-                            "the saga index fell behind and missed steps; the console will not list them"
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-                if batch.len() >= BATCH {
-                    break;
-                }
-                next = match events.try_recv() {
-                    Ok(event) => Ok(event),
-                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                        Err(broadcast::error::RecvError::Lagged(missed))
-                    }
+                    Err(TryRecvError::Lagged(count)) => missed(count),
                     Err(_) => break,
-                };
+                }
             }
             for event in &batch {
                 rates.record(event);

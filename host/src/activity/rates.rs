@@ -60,7 +60,11 @@ impl Rates {
     pub fn record(&self, event: &SagaEvent) {
         let index = bucket_of(event.at);
         let mut partners = self.partners.lock().expect("rates lock");
-        let buckets = partners.entry(event.partner.clone()).or_default();
+        // The partner's name is copied once, not for every event.
+        if !partners.contains_key(&event.partner) {
+            partners.insert(event.partner.clone(), VecDeque::new());
+        }
+        let buckets = partners.get_mut(&event.partner).expect("inserted above");
         if buckets.back().is_none_or(|(last, _)| *last < index) {
             buckets.push_back((index, Bucket::default()));
             while buckets.len() > BUCKETS {

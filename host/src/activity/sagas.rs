@@ -191,7 +191,7 @@ impl SagaIndex {
                     detail(&event.verdict),
                     event.queue,
                     event.message_id,
-                    event.keys.trace_id,
+                    event.keys.trace.map(|trace| trace.trace_id_hex()),
                 ])?;
             }
         }

@@ -4,6 +4,7 @@ use super::{BUCKET, BUCKETS, Keep, Rates, SagaIndex, SagaQuery};
 use crate::saga::SagaEvent;
 use crate::saga::executor::SearchKeys;
 use crate::saga::routing::Verdict;
+use crate::telemetry::traceparent::TraceParent;
 
 fn event(saga: &str, partner: &str, verdict: Verdict, at: SystemTime) -> SagaEvent {
     SagaEvent {
@@ -21,7 +22,7 @@ fn event(saga: &str, partner: &str, verdict: Verdict, at: SystemTime) -> SagaEve
             entity: Some("contact".into()),
             record_id: Some(format!("{{{}}}", saga.to_uppercase())),
             correlation_id: Some("C0RRE1".into()),
-            trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+            trace: Some(TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap()),
         },
         limit: None,
     }
@@ -74,7 +75,7 @@ fn a_saga_is_found_by_its_id_its_record_in_any_case_and_its_correlation_id() {
         },
         now,
     );
-    forwarded.keys.trace_id = None;
+    forwarded.keys.trace = None;
     index
         .record(&[
             forwarded,
@@ -91,6 +92,11 @@ fn a_saga_is_found_by_its_id_its_record_in_any_case_and_its_correlation_id() {
         ["mdm", "erp"]
     );
     assert_eq!(saga.steps[0].detail.as_deref(), Some("to writeback"));
+    assert_eq!(saga.steps[0].trace_id, None);
+    assert_eq!(
+        saga.steps[1].trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
     assert_eq!(
         saga.record_id.as_deref(),
         Some("saga-1"),

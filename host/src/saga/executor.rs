@@ -88,8 +88,9 @@ pub struct SearchKeys {
     pub record_id: Option<String>,
     /// The Dataverse `CorrelationId`.
     pub correlation_id: Option<String>,
-    /// The W3C trace id of the step, in hex.
-    pub trace_id: Option<String>,
+    /// The step's trace context (its hex id is written by whoever stores it, off the
+    /// message path).
+    pub trace: Option<TraceParent>,
 }
 
 impl SearchKeys {
@@ -99,7 +100,7 @@ impl SearchKeys {
             entity: context.map(|c| c.primary_entity_name.clone()).filter(|e| !e.is_empty()),
             record_id: context.and_then(|c| c.primary_entity_id.clone()),
             correlation_id: context.and_then(|c| c.correlation_id.clone()),
-            trace_id: Some(trace.trace_id_hex()),
+            trace: Some(*trace),
         }
     }
 }
