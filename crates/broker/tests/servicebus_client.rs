@@ -361,6 +361,41 @@ async fn settles_with_outputs_in_one_transaction() {
     transport.close().await;
 }
 
+/// Many steps settle at once, each with its outputs in a transaction of its own: the transport
+/// lends each its own coordinator link (up to a bound), and every transaction still commits
+/// exactly its own input and outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_each_commit_their_own_work() {
+    const COUNT: usize = 60;
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let transport = Arc::new(broker.client().await);
+    let inputs: Vec<Output> = (0..COUNT).map(|i| output("step1", &format!("in{i}"))).collect();
+    transport.send(inputs).await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < COUNT {
+        let batch = transport.receive("step1", COUNT, Duration::from_secs(5)).await.unwrap();
+        assert!(!batch.is_empty(), "ran dry after {} messages", received.len());
+        received.extend(batch);
+    }
+    let settles = received.into_iter().map(|input| {
+        let transport = transport.clone();
+        async move {
+            let id = input.message_id.replace("in", "out");
+            transport
+                .settle(&input, Settlement::Complete, vec![output("step2", &id)])
+                .await
+        }
+    });
+    for result in futures::future::join_all(settles).await {
+        result.unwrap();
+    }
+    let mut expected: Vec<String> = (0..COUNT).map(|i| format!("out{i}")).collect();
+    expected.sort();
+    assert_eq!(drain_ids(&transport, "step2").await, expected);
+    assert_eq!(broker.queue.queue_depth("step1").await.unwrap().active, 0);
+    transport.close().await;
+}
+
 #[tokio::test]
 async fn a_transaction_whose_lock_is_gone_changes_nothing() {
     let broker = Broker::start(Duration::from_secs(30)).await;

@@ -25,6 +25,7 @@ use super::target::{Auth, Endpoint};
 use super::super::sessions::SessionLock;
 use super::super::{TransportError, sas};
 use super::ServiceBusOptions;
+use super::controllers::{ControllerPool, Lease};
 use super::links::{Link, ReceiverLink, RequestLink, SenderLink};
 
 /// How long attaching a link (its token included) may take before the connection is given up.
@@ -56,8 +57,8 @@ pub(super) struct Live {
     audiences: Arc<std::sync::Mutex<BTreeSet<String>>>,
     receivers: Mutex<HashMap<ReceiverKey, Arc<ReceiverLink>>>,
     senders: Mutex<HashMap<SenderKey, Arc<SenderLink>>>,
-    /// The `$coordinator` link, attached on the first transaction.
-    controller: Mutex<Option<Arc<Controller>>>,
+    /// The `$coordinator` links, attached as concurrent transactions need them.
+    controllers: ControllerPool,
     management: Mutex<HashMap<String, Arc<RequestLink>>>,
     refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held while a link is attached, one at a time, so that the link maps above are locked
@@ -68,11 +69,6 @@ pub(super) struct Live {
 }
 
 impl Live {
-    /// Drops the transaction controller, so that the next transaction attaches a fresh one.
-    pub(super) async fn forget_controller(&self) {
-        self.controller.lock().await.take();
-    }
-
     pub(super) async fn open(target: Arc<Endpoint>, options: &ServiceBusOptions) -> anyhow::Result<Self> {
         // A credential that cannot give a token fails the connect, not the first link attach.
         if let Auth::Entra(credential) = &target.auth {
@@ -106,7 +102,7 @@ impl Live {
             audiences: Arc::default(),
             receivers: Mutex::default(),
             senders: Mutex::default(),
-            controller: Mutex::default(),
+            controllers: ControllerPool::default(),
             management: Mutex::default(),
             refresher: std::sync::Mutex::default(),
             attaching: Mutex::new(()),
@@ -331,24 +327,21 @@ impl Live {
         .await
     }
 
-    /// The transaction controller, attaching it to `$coordinator` the first time.
-    pub(super) async fn controller(&self) -> Result<Arc<Controller>, TransportError> {
-        let mut controller = self.controller.lock().await;
-        if let Some(live) = controller.as_ref() {
-            return Ok(live.clone());
-        }
-        let _attaching = self.attaching.lock().await;
-        let attached = self
-            .bounded("$coordinator", async {
-                let mut session = self.session.lock().await;
-                Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
-                    .await
-                    .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}").into())
+    /// A transaction controller for one transaction, attaching a `$coordinator` link when no
+    /// idle one is left (see `controllers.rs`).
+    pub(super) async fn controller(&self) -> Result<Lease<'_>, TransportError> {
+        self.controllers
+            .lease(|| async {
+                let _attaching = self.attaching.lock().await;
+                self.bounded("$coordinator", async {
+                    let mut session = self.session.lock().await;
+                    Controller::attach(&mut session, format!("sagahost-coordinator-{}", uuid::Uuid::new_v4()))
+                        .await
+                        .map_err(|e| anyhow!("attaching to `$coordinator` (transactions): {e}").into())
+                })
+                .await
             })
-            .await?;
-        let attached = Arc::new(attached);
-        *controller = Some(attached.clone());
-        Ok(attached)
+            .await
     }
 
     pub(super) async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {
@@ -382,7 +375,7 @@ impl Live {
         )
         .await;
         self.senders.lock().await.clear();
-        self.controller.lock().await.take();
+        self.controllers.clear();
         self.management.lock().await.clear();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = self.session.lock().await.end().await;

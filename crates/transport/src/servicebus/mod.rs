@@ -82,6 +82,7 @@
 
 mod codec;
 mod connection_string;
+mod controllers;
 mod dead_letters;
 pub mod dialect;
 pub mod entities;
@@ -320,11 +321,11 @@ impl ServiceBusTransport {
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
         let controller = live.controller().await?;
-        let transaction = match Transaction::declare(&controller, None).await {
+        let transaction = match Transaction::declare(controller.controller(), None).await {
             Ok(transaction) => transaction,
             Err(e) => {
                 // The coordinator link may be gone: attach a fresh one next time.
-                live.forget_controller().await;
+                controller.discard();
                 return Err(anyhow!("declaring a transaction on `{}`: {e}", self.target.host).into());
             }
         };
