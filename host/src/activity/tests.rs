@@ -25,6 +25,7 @@ fn event(saga: &str, partner: &str, verdict: Verdict, at: SystemTime) -> SagaEve
             trace: Some(TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap()),
         },
         limit: None,
+        timing: Default::default(),
     }
 }
 

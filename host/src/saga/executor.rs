@@ -76,6 +76,21 @@ pub struct SagaEvent {
     pub keys: SearchKeys,
     /// The sandbox limit the component hit (deadline, memory, fuel, stack), if any.
     pub limit: Option<&'static str>,
+    /// Where the step's time went.
+    pub timing: StepTiming,
+}
+
+/// Where one step's time went, from the moment its consumer took the message to the moment
+/// the transport confirmed the settle. What is neither the partners' nor the settle's is the
+/// host's own work: decode, the component, routing, sealing state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTiming {
+    /// From taking the message to the settle's confirmation.
+    pub handled: Duration,
+    /// Waiting for the partners' HTTP answers, over every round.
+    pub partners: Duration,
+    /// The settle with its outputs (zero for a retry held in place on an ordered queue).
+    pub settling: Duration,
 }
 
 /// What identifies a message's saga to an operator looking for it; each is known only once
@@ -275,7 +290,9 @@ impl<T: Sessions> Executor<T> {
             let (routed, step) = processed.split(compensation, started);
             // The lock is renewed until the settle has finished: on Service Bus a settle with
             // outputs may take up to the operation timeout, longer than a lock.
+            let settling = std::time::Instant::now();
             let settled = self.transport.settle(&message, routed.settlement, routed.outputs).await;
+            let settling = settling.elapsed();
             renewal.abort();
             match settled {
                 Ok(()) => {}
@@ -288,14 +305,14 @@ impl<T: Sessions> Executor<T> {
                     return;
                 }
             }
-            self.report(partner, &message, step);
+            self.report(partner, &message, step, settling);
         }
         .instrument(span)
         .await
     }
 
-    /// Logs, counts and publishes how a step ended.
-    fn report(&self, partner: &Partner, message: &ReceivedMessage, step: StepReport) {
+    /// Logs, counts and publishes how a step ended; `settling` is how long its settle took.
+    fn report(&self, partner: &Partner, message: &ReceivedMessage, step: StepReport, settling: Duration) {
         let StepReport {
             compensation,
             started,
@@ -304,7 +321,9 @@ impl<T: Sessions> Executor<T> {
             version,
             keys,
             limit,
+            waited,
         } = step;
+        let handled = started.elapsed();
         log_verdict(&verdict);
         tracing::Span::current().record("outcome", verdict.metric_name());
         let labels = OutcomeLabels {
@@ -319,7 +338,7 @@ impl<T: Sessions> Executor<T> {
                 partner: partner.name.clone(),
                 version: version.clone(),
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(handled.as_secs_f64());
         let _ = self.events.send(SagaEvent {
             saga_id: saga.id,
             partner: partner.name.clone(),
@@ -333,6 +352,11 @@ impl<T: Sessions> Executor<T> {
             at: SystemTime::now(),
             keys,
             limit,
+            timing: StepTiming {
+                handled,
+                partners: waited,
+                settling,
+            },
         });
     }
 
@@ -414,6 +438,7 @@ impl<T: Sessions> Executor<T> {
             arm: None,
             keys: SearchKeys::default(),
             limit: None,
+            waited: Duration::ZERO,
         };
         // The saga a message is reported under before its own state is trusted.
         let unverified = || {
@@ -575,6 +600,7 @@ impl<T: Sessions> Executor<T> {
             arm: Some(picked.arm),
             keys: SearchKeys::of(&inbound, &trace),
             limit,
+            waited: run.waited(),
         }
     }
 
@@ -617,6 +643,8 @@ struct Processed {
     arm: Option<Arm>,
     keys: SearchKeys,
     limit: Option<&'static str>,
+    /// How long the step waited for partners' answers.
+    waited: Duration,
 }
 
 impl Processed {
@@ -630,6 +658,7 @@ impl Processed {
             version: self.version,
             keys: self.keys,
             limit: self.limit,
+            waited: self.waited,
         };
         (self.routed, step)
     }
@@ -644,6 +673,7 @@ struct StepReport {
     version: String,
     keys: SearchKeys,
     limit: Option<&'static str>,
+    waited: Duration,
 }
 
 /// A message ready for its component: trusted saga state, the decoded body, the first event.

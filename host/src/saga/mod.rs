@@ -24,7 +24,7 @@ pub mod routing;
 pub mod seal;
 pub mod state;
 
-pub use executor::{Executor, Partner, SagaEvent};
+pub use executor::{Executor, Partner, SagaEvent, StepTiming};
 pub use inbound::{MessageParts, build_inbound};
 pub use rounds::{Round, StepError, StepLimits, StepRun, run_step};
 pub use routing::Verdict;

@@ -8,6 +8,7 @@
 //! in requests per round so a component can never keep the host busy forever.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
@@ -50,6 +51,8 @@ impl Default for StepLimits {
 pub struct Round {
     pub requests: Vec<wit::HttpRequest>,
     pub results: Vec<wit::HttpResult>,
+    /// How long the host waited for the round's answers (the partners' time, as seen from here).
+    pub waited: Duration,
 }
 
 /// Why a step ended without an outcome.
@@ -111,6 +114,13 @@ pub struct StepRun {
     pub outcome: Result<wit::Outcome, StepError>,
 }
 
+impl StepRun {
+    /// How long the step waited for partners' answers, over all its rounds.
+    pub fn waited(&self) -> Duration {
+        self.rounds.iter().map(|round| round.waited).sum()
+    }
+}
+
 /// Drives `component` from `first` (a `message` or `compensate` event) to an outcome.
 ///
 /// The component runs on the calling task, yielding every epoch tick and ending
@@ -165,10 +175,12 @@ pub async fn run_step<O: Outbound>(
                 outcome: Err(err),
             };
         }
+        let asked = Instant::now();
         let results = outbound.execute(&partner, &calls.requests).await;
         rounds.push(Round {
             requests: calls.requests,
             results: results.clone(),
+            waited: asked.elapsed(),
         });
         if let Some(reason) = outbound.credential_unavailable() {
             return StepRun {

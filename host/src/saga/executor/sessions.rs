@@ -111,7 +111,12 @@ impl<T: Sessions> Executor<T> {
                 return Some(processed);
             };
             let properties = retry.message.properties.clone();
-            self.report(partner, message, processed.split(compensation, started).1);
+            self.report(
+                partner,
+                message,
+                processed.split(compensation, started).1,
+                Duration::ZERO,
+            );
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return None,
