@@ -31,6 +31,9 @@
 //!   compile, resident set with N partners loaded; `languages/mod.rs`); baseline: Rust.
 //! - `webhook C`: durable posts accepted per second by the real host's webhook with C clients,
 //!   and their p99 latency (`webhook/mod.rs`); baseline: a no-op HTTP server in the same run.
+//! - `amqp-saga C`: the three-step contact saga on the real host over AMQP with transactions
+//!   against `sagahost broker`, sagas/s and the host-added latency per step (`amqp_saga/mod.rs`);
+//!   baseline (`amqp-saga-python`): the same saga as an official Python SDK worker.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -50,8 +53,10 @@ use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
 use sagahost_transport::{OutgoingMessage, Output, Transport};
 use serde_json::{Value, json};
 
+mod amqp_saga;
 mod common;
 mod languages;
+mod processes;
 mod replicas;
 mod report;
 mod webhook;
@@ -350,9 +355,7 @@ fn scenario_servicebus() -> Value {
         ));
         port
     });
-    let connection = format!(
-        "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-    );
+    let connection = processes::connection_string(port);
     let body = vec![b'x'; 1024];
     // sagahost's transport: receive batches, complete each batch concurrently.
     rt.block_on(fill(&store, "bench", SHORT_MESSAGES, &body));
@@ -441,6 +444,8 @@ fn run_scenario(name: &str, arg: &str) -> Value {
         "loaded" => languages::scenario_loaded(arg),
         "compile" => languages::scenario_compile(arg),
         "webhook" => webhook::scenario_webhook(arg),
+        "amqp-saga" => amqp_saga::scenario(arg.parse().unwrap()),
+        "amqp-saga-python" => amqp_saga::scenario_python(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -627,6 +632,13 @@ fn main() {
             record(key, runs);
         }
     }
+    if wanted("amqp-saga") {
+        let (saga_rows, runs) = amqp_saga::group();
+        rows.extend(saga_rows);
+        for (key, runs) in runs {
+            record(key, runs);
+        }
+    }
     if wanted("decode") {
         for format in ["json", "xml", "binary"] {
             let runs = record(format!("decode-{format}"), repeat("decode", format));
@@ -705,7 +717,20 @@ fn main() {
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     std::fs::write(out.join("table.md"), &table).unwrap();
     eprintln!("wrote {0}/results.json and {0}/table.md", out.display());
-    if !size_curve.is_empty() && report::plot(&out.join("scaling.png"), &size_curve, &partner_curve) {
+    let scaling = |caption, x_label, curve: &[(f64, f64, f64)]| report::Curve {
+        caption,
+        x_label,
+        y_label: "messages/s",
+        points: curve
+            .iter()
+            .map(|(x, rate, rss)| (*x, *rate, format!("{rate:.0} msg/s, {rss:.0} MiB")))
+            .collect(),
+    };
+    let curves = [
+        scaling("throughput vs message size", "message size (KiB)", &size_curve),
+        scaling("throughput vs partners loaded", "partners", &partner_curve),
+    ];
+    if !size_curve.is_empty() && report::plot(&out.join("scaling.png"), &curves) {
         eprintln!("wrote {}/scaling.png", out.display());
     }
 }

@@ -12,46 +12,16 @@
 //! and none is lost or handled twice as replicas are added, not how a cluster scales.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sagahost_transport::embedded::{EmbeddedQueue, QueueSettings};
 use serde_json::{Value, json};
 
 use crate::common::{component_path, contact_body};
+use crate::processes::{Process, broker, connection_string, free_port, sagahost};
 
 /// Messages per run.
 const MESSAGES: usize = 5_000;
-
-/// A child process killed when dropped, so a failed run leaves nothing behind.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sagahost(args: &[&str]) -> Process {
-    Process(
-        Command::new(env!("CARGO_BIN_EXE_sagahost"))
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting sagahost"),
-    )
-}
 
 /// A replica's config: the Service Bus transport on the broker, the mdm partner reading `in`.
 fn replica_config(dir: &Path, broker_port: u16, admin_port: u16, partner: &str) -> std::path::PathBuf {
@@ -61,13 +31,7 @@ fn replica_config(dir: &Path, broker_port: u16, admin_port: u16, partner: &str) 
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let connection = write(
-        "connection-string",
-        &format!(
-            "Endpoint=sb://127.0.0.1:{broker_port};SharedAccessKeyName=RootManageSharedAccessKey;\
-             SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-        ),
-    );
+    let connection = write("connection-string", &connection_string(broker_port));
     let state_key = write("state-key", "bench-state-key-0123456789abcdef0123456789");
     let mdm_key = write("mdm-key", "bench-key");
     let text = format!(
@@ -119,20 +83,7 @@ pub fn scenario_replicas(replicas: usize) -> Value {
     let store = EmbeddedQueue::open(&database, &settings).unwrap();
     rt.block_on(crate::fill(&store, "in", MESSAGES, &contact_body(5)));
 
-    let broker_port = free_port();
-    let _broker = sagahost(&[
-        "broker",
-        "--listen",
-        &format!("127.0.0.1:{broker_port}"),
-        "--data",
-        broker_dir.to_str().unwrap(),
-    ]);
-    // `sagahost run` gives up when the broker does not answer at start: wait for it to listen.
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the broker never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_broker, broker_port) = broker(&broker_dir);
     let admin_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
     let _replicas: Vec<Process> = admin_ports
         .iter()
