@@ -88,8 +88,10 @@ impl Runtime {
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES / 8)
-            // Resets only the pages an instance dirtied, where the kernel can say which (Linux 6.7+).
-            .pagemap_scan(Enabled::Auto);
+            // Resets the kept pages with one memset rather than asking the kernel which ones the
+            // instance dirtied (`pagemap_scan`): for a partner's small memory the scan cost more
+            // than it saved (BENCHMARKS.md, "Component call after the async rework").
+            .pagemap_scan(Enabled::No);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
