@@ -27,9 +27,11 @@ use super::wit::{Event, HANDLER_INTERFACE, Partner, PartnerPre, Plan};
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Linear memory a freed pool slot keeps mapped and resets in place for the next instance.
 /// Without it every instance starts on zero pages and pays a page fault for each page it
-/// touches, which was most of a call's cost for small components. Bounded per slot, and
-/// the pool keeps at most `max_unused_warm_slots` (100) idle slots warm.
-const KEEP_RESIDENT_BYTES: usize = 512 << 10;
+/// touches, which was most of a call's cost for small components. 2 MiB covers what a Rust
+/// guest touches: its stack grows down from 1 MiB, and its data and heap sit above that (with
+/// 512 KiB, the kept part was the stack's unused bottom). Bounded per slot, and the pool keeps
+/// at most `max_unused_warm_slots` (100) idle slots warm.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Engine-wide settings, shared by every partner.
 #[derive(Debug, Clone)]
