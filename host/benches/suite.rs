@@ -314,11 +314,29 @@ fn scenario_host(partners: usize, kb: usize, messages: usize) -> Value {
     json!({"messages_per_s": rate, "peak_rss_mib": peak_rss_mib()})
 }
 
-/// A partner on loopback that answers every request at once, served on `rt`; its origin.
+/// One server on loopback standing in for every partner system the examples call (MDM, the
+/// Dataverse Web API with its token endpoint, the ERP), served on `rt`; its origin. Every
+/// request is answered at once, after its body is read as a partner would (an unread body
+/// closes a keep-alive connection).
 fn instant_partner(rt: &tokio::runtime::Runtime) -> String {
+    use axum::routing::post;
     rt.block_on(async {
-        let app =
-            axum::Router::new().fallback(|| async { ([("content-type", "application/json")], r#"{"id":"M-1"}"#) });
+        let token = |_body: axum::body::Bytes| async {
+            (
+                [("content-type", "application/json")],
+                r#"{"access_token":"bench-token","token_type":"Bearer","expires_in":3600}"#,
+            )
+        };
+        let created = |_body: axum::body::Bytes| async {
+            (
+                axum::http::StatusCode::CREATED,
+                [("content-type", "application/json")],
+                r#"{"id":"M-1"}"#,
+            )
+        };
+        let app = axum::Router::new()
+            .route("/oauth2/token", post(token))
+            .fallback(created);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -41,35 +41,6 @@ pub const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
 /// The step queues, in saga order.
 const QUEUES: [&str; 3] = ["contacts", "writeback", "erp"];
 
-/// One server on loopback standing in for the three partner systems: MDM, the Dataverse Web API
-/// with its token endpoint, and the ERP. Every request is answered at once; its origin.
-fn partner_systems(rt: &tokio::runtime::Runtime) -> String {
-    use axum::routing::post;
-    // Each handler reads the request body, as a partner would: an unread body closes the connection.
-    rt.block_on(async {
-        let token = |_body: axum::body::Bytes| async {
-            (
-                [("content-type", "application/json")],
-                r#"{"access_token":"bench-token","token_type":"Bearer","expires_in":3600}"#,
-            )
-        };
-        let created = |_body: axum::body::Bytes| async {
-            (
-                axum::http::StatusCode::CREATED,
-                [("content-type", "application/json")],
-                r#"{"id":"M-1"}"#,
-            )
-        };
-        let app = axum::Router::new()
-            .route("/oauth2/token", post(token))
-            .fallback(created);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        origin
-    })
-}
-
 /// A broker process over a fresh database in `dir` whose `contacts` queue holds `sagas`
 /// contacts; the process and its connection string.
 fn filled_broker(rt: &tokio::runtime::Runtime, dir: &Path, sagas: usize) -> (crate::processes::Process, String) {
@@ -149,7 +120,7 @@ fn ms(duration: Duration) -> f64 {
 /// Runs the saga on the host with every partner at `concurrency`.
 pub fn scenario(concurrency: usize) -> Value {
     let rt = crate::runtime();
-    let origin = partner_systems(&rt);
+    let origin = crate::instant_partner(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (_broker, connection) = filled_broker(&rt, dir.path(), SAGAS);
     let config = host_config(dir.path(), &connection, &origin, concurrency);
@@ -197,7 +168,7 @@ pub fn scenario(concurrency: usize) -> Value {
 /// Runs the same saga with the Python SDK worker.
 pub fn scenario_python() -> Value {
     let rt = crate::runtime();
-    let origin = partner_systems(&rt);
+    let origin = crate::instant_partner(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (_broker, connection) = filled_broker(&rt, dir.path(), PYTHON_SAGAS);
     let rate = crate::python_baseline(&[
