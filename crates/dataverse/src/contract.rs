@@ -103,6 +103,11 @@ pub(super) fn at(segment: &str) -> impl FnOnce(DecodeError) -> DecodeError + '_ 
     }
 }
 
+/// [`at`] for the `i`th item of a list, its `[i]` written only if decoding fails.
+pub(super) fn at_index(i: usize) -> impl FnOnce(DecodeError) -> DecodeError {
+    move |err| at(&format!("[{i}]"))(err)
+}
+
 fn join(segment: &str, rest: &str) -> String {
     if rest.is_empty() || rest.starts_with('[') {
         format!("{segment}{rest}")

@@ -18,7 +18,9 @@
 
 use base64::Engine;
 
-use super::contract::{self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at};
+use super::contract::{
+    self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at, at_index,
+};
 use super::infoset::{Element, QName};
 use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
 use super::{DecodeError, Format, Limits};
@@ -72,10 +74,10 @@ impl Mapper<'_> {
             Member::EntityReference => Ok(Value::EntityReference(self.entity_reference(element)?)),
             Member::Context => Ok(Value::Context(Box::new(self.context(element)?))),
             // JSON has no GUID type: a GUID member stays text in every format.
-            Member::Guid | Member::String => Ok(Value::String(self.leaf(element)?)),
-            Member::Int => Ok(Value::Int(parse_int(&self.leaf(element)?)?)),
-            Member::Bool => Ok(Value::Bool(parse_bool(&self.leaf(element)?)?)),
-            Member::DateTime => Ok(Value::DateTime(parse_date_time(&self.leaf(element)?)?)),
+            Member::Guid | Member::String => Ok(Value::String(self.leaf(element)?.to_owned())),
+            Member::Int => Ok(Value::Int(parse_int(self.leaf(element)?)?)),
+            Member::Bool => Ok(Value::Bool(parse_bool(self.leaf(element)?)?)),
+            Member::DateTime => Ok(Value::DateTime(parse_date_time(self.leaf(element)?)?)),
             Member::Unknown => self.value(element),
         }
     }
@@ -94,7 +96,7 @@ impl Mapper<'_> {
     /// A value with no `i:type`: text, or a record of its children.
     fn untyped(&self, element: &Element) -> Result<Value> {
         if element.children.is_empty() {
-            return Ok(Value::String(self.leaf(element)?));
+            return Ok(Value::String(self.leaf(element)?.to_owned()));
         }
         Ok(Value::Record(Record {
             type_name: None,
@@ -123,7 +125,7 @@ impl Mapper<'_> {
                         .children
                         .iter()
                         .enumerate()
-                        .map(|(i, child)| self.option_set(child).map_err(at(&format!("[{i}]"))))
+                        .map(|(i, child)| self.option_set(child).map_err(at_index(i)))
                         .collect::<Result<_>>()?;
                     return Ok(Value::OptionSetCollection(options));
                 }
@@ -134,7 +136,7 @@ impl Mapper<'_> {
                         .enumerate()
                         .map(|(i, child)| {
                             self.nullable(child, |m, e| Ok(Value::EntityReference(m.entity_reference(e)?)))
-                                .map_err(at(&format!("[{i}]")))
+                                .map_err(at_index(i))
                         })
                         .collect::<Result<_>>()?;
                     return Ok(Value::List(references));
@@ -147,7 +149,7 @@ impl Mapper<'_> {
         }
         // A type this decoder does not know: keep it member by member, or its text.
         let members = if element.children.is_empty() {
-            vec![("Value".to_owned(), Value::String(self.leaf(element)?))]
+            vec![("Value".to_owned(), Value::String(self.leaf(element)?.to_owned()))]
         } else {
             self.members(element)?
         };
@@ -165,30 +167,30 @@ impl Mapper<'_> {
         }
         let text = || self.leaf(element);
         Ok(Some(match name {
-            "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text()?),
+            "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text()?.to_owned()),
             "int" | "long" | "short" | "byte" | "unsignedByte" | "unsignedShort" | "unsignedInt" | "integer" => {
-                Value::Int(parse_int(&text()?)?)
+                Value::Int(parse_int(text()?)?)
             }
             // Beyond `i64` it keeps its exact text, like a JSON number would.
             "unsignedLong" => {
                 let text = text()?;
                 match text.trim().parse::<i64>() {
                     Ok(n) => Value::Int(n),
-                    Err(_) => Value::Decimal(parse_decimal(&text)?),
+                    Err(_) => Value::Decimal(parse_decimal(text)?),
                 }
             }
-            "boolean" => Value::Bool(parse_bool(&text()?)?),
-            "decimal" => Value::Decimal(parse_decimal(&text()?)?),
-            "double" | "float" => Value::Double(parse_double(&text()?)?),
-            "dateTime" => Value::DateTime(parse_date_time(&text()?)?),
-            "guid" => Value::Guid(parse_guid(&text()?)?),
+            "boolean" => Value::Bool(parse_bool(text()?)?),
+            "decimal" => Value::Decimal(parse_decimal(text()?)?),
+            "double" | "float" => Value::Double(parse_double(text()?)?),
+            "dateTime" => Value::DateTime(parse_date_time(text()?)?),
+            "guid" => Value::Guid(parse_guid(text()?)?),
             // A `char` is its UTF-16 code unit as a number; JSON writes it as a string.
             "char" => {
-                let code = u32::try_from(parse_int(&text()?)?).ok().and_then(char::from_u32);
+                let code = u32::try_from(parse_int(text()?)?).ok().and_then(char::from_u32);
                 Value::String(code.ok_or_else(|| shape("a character code", "other text"))?.to_string())
             }
             // A `TimeSpan`, e.g. `PT1H`; the model has no duration, and JSON writes the same text.
-            "duration" => Value::String(text()?),
+            "duration" => Value::String(text()?.to_owned()),
             // JSON writes a `byte[]` as an array of numbers; so does the model.
             "base64Binary" => {
                 let text = text()?;
@@ -220,7 +222,7 @@ impl Mapper<'_> {
                         None => self.untyped(child),
                     }
                 };
-                value.map_err(at(&format!("[{i}]")))
+                value.map_err(at_index(i))
             })
             .collect::<Result<_>>()?;
         Ok(Value::List(items))
@@ -255,7 +257,7 @@ impl Mapper<'_> {
                         if e.nil {
                             return Err(shape("a string", "nil"));
                         }
-                        m.leaf(e)
+                        m.leaf(e).map(str::to_owned)
                     });
                     formatted.map(|bag| entity.formatted_values = bag)
                 }
@@ -298,7 +300,7 @@ impl Mapper<'_> {
         match element.local.as_str() {
             "KeyAttributes" => Ok(Value::Bag(self.bag(element, Self::value)?)),
             "RelatedEntities" => self.related_entities(element),
-            "RowVersion" => Ok(Value::String(self.leaf(element)?)),
+            "RowVersion" => Ok(Value::String(self.leaf(element)?.to_owned())),
             "EntityState" => {
                 let state = self.leaf(element)?;
                 let number = match state.trim() {
@@ -322,11 +324,8 @@ impl Mapper<'_> {
             .iter()
             .enumerate()
             .map(|(i, pair)| {
-                let (key, value) = self.pair(pair).map_err(at(&format!("[{i}]")))?;
-                let key = self
-                    .relationship(key)
-                    .map_err(at("key"))
-                    .map_err(at(&format!("[{i}]")))?;
+                let (key, value) = self.pair(pair).map_err(at_index(i))?;
+                let key = self.relationship(key).map_err(at("key")).map_err(at_index(i))?;
                 let value = match value {
                     None => Value::Null,
                     Some(value) => self
@@ -380,9 +379,9 @@ impl Mapper<'_> {
             return Ok(Value::Null);
         }
         match element.local.as_str() {
-            "MoreRecords" | "TotalRecordCountLimitExceeded" => Ok(Value::Bool(parse_bool(&self.leaf(element)?)?)),
-            "TotalRecordCount" => Ok(Value::Int(parse_int(&self.leaf(element)?)?)),
-            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf(element)?)),
+            "MoreRecords" | "TotalRecordCountLimitExceeded" => Ok(Value::Bool(parse_bool(self.leaf(element)?)?)),
+            "TotalRecordCount" => Ok(Value::Int(parse_int(self.leaf(element)?)?)),
+            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf(element)?.to_owned())),
             _ => self.value(element),
         }
     }
@@ -394,9 +393,9 @@ impl Mapper<'_> {
             .enumerate()
             .map(|(i, child)| {
                 if child.nil {
-                    return Err(shape("an entity", "nil")).map_err(at(&format!("[{i}]")));
+                    return Err(shape("an entity", "nil")).map_err(at_index(i));
                 }
-                self.entity(child).map_err(at(&format!("[{i}]")))
+                self.entity(child).map_err(at_index(i))
             })
             .collect()
     }
@@ -423,7 +422,7 @@ impl Mapper<'_> {
     /// `OptionSetValue.Value`.
     fn option_set(&self, element: &Element) -> Result<i32> {
         let value = self.value_member(element)?;
-        let number = parse_int(&self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))?;
+        let number = parse_int(self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))?;
         i32::try_from(number)
             .map_err(|_| shape("a 32-bit whole number", "a larger number"))
             .map_err(at("Value"))
@@ -432,7 +431,7 @@ impl Mapper<'_> {
     /// `Money.Value`, as its exact decimal text.
     fn money(&self, element: &Element) -> Result<String> {
         let value = self.value_member(element)?;
-        parse_decimal(&self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))
+        parse_decimal(self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))
     }
 
     fn value_member<'e>(&self, element: &'e Element) -> Result<&'e Element> {
@@ -456,13 +455,13 @@ impl Mapper<'_> {
             .iter()
             .enumerate()
             .map(|(i, pair)| {
-                let (key, value) = self.pair(pair).map_err(at(&format!("[{i}]")))?;
+                let (key, value) = self.pair(pair).map_err(at_index(i))?;
                 let key = if key.nil {
                     Err(shape("a string", "nil"))
                 } else {
-                    self.leaf(key)
+                    self.leaf(key).map(str::to_owned)
                 };
-                let key = key.map_err(at("key")).map_err(at(&format!("[{i}]")))?;
+                let key = key.map_err(at("key")).map_err(at_index(i))?;
                 let value = match value {
                     Some(value) => item(self, value),
                     None => item(
@@ -508,7 +507,7 @@ impl Mapper<'_> {
         if element.nil {
             return Ok(None);
         }
-        self.leaf(element).map(Some)
+        self.leaf(element).map(|text| Some(text.to_owned()))
     }
 
     /// `Entity.Id`: lowercase, and `None` for the empty GUID a new entity carries.
@@ -518,7 +517,8 @@ impl Mapper<'_> {
     }
 
     /// The text of an element that must have no child elements, within the limit.
-    fn leaf(&self, element: &Element) -> Result<String> {
+    /// The text of an element without children, within the string limit.
+    fn leaf<'e>(&self, element: &'e Element) -> Result<&'e str> {
         if !element.children.is_empty() {
             return Err(shape("text", "an element with children"));
         }
@@ -531,7 +531,7 @@ impl Mapper<'_> {
                 limit,
             });
         }
-        Ok(element.text.clone())
+        Ok(&element.text)
     }
 }
 
