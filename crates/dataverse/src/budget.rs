@@ -2,32 +2,34 @@
 //!
 //! A body is small, but what it decodes to need not be: one `Array` record repeats an
 //! element (name, attributes and all) as often as it has items, one byte of `TrueText`
-//! becomes four of text, and every element or JSON value costs a node in the parse tree and
-//! another in the model, each far larger than the few bytes that wrote it. So every decoder
+//! becomes four of text, and every element or JSON value costs an event on the tape (or
+//! a node in serde_json's tree) and another in the model, each far larger than the few
+//! bytes that wrote it. So every decoder
 //! charges what it is about to build against a [`Budget`] of
 //! [`Limits::max_expansion`] bytes per body byte plus [`Limits::expansion_allowance`], and
 //! stops with [`DecodeError::Expansion`](super::DecodeError::Expansion) *before* building
 //! anything the budget cannot pay for. That bounds the decoder's memory, and its time, by
 //! the body's size.
 //!
-//! The costs below are what a node takes in the parse tree and in the model together, its
-//! growth slack included; strings are charged twice, once per copy (tree and model). They
+//! The costs below are what a node takes in the reader's events and in the model together,
+//! growth slack included; strings are charged twice, once per copy (events and model). They
 //! were measured with the counting allocator of `crates/dataverse/tests/decode_memory.rs`.
 
 use super::Limits;
 
-/// An element of the XML or binary tree (`infoset::Element`, its slot in its parent's list)
-/// and the model value the mapper makes of it.
+/// An element of the XML or binary tape (its start, text and end events, in a list that
+/// may have grown to twice what it holds) and the model value the mapper makes of it.
 pub(super) const ELEMENT_COST: usize = 320;
 /// A namespace declaration, as its reader lists it and then in scope.
 pub(super) const DECLARATION_COST: usize = 256;
 /// An attribute a reader passes on, while its element is being read.
 pub(super) const ATTRIBUTE_COST: usize = 256;
-/// A JSON value of any kind: its slot in serde_json's tree and in the model, both lists
-/// that may have grown to twice what they hold.
+/// A JSON value of any kind: its slot in the model, and in serde_json's tree when the
+/// body's members must be put in order first, both lists that may have grown to twice
+/// what they hold.
 pub(super) const JSON_VALUE_COST: usize = 272;
-/// The extra cost of a JSON object: serde_json's map allocates a node of eleven entries
-/// however few it holds.
+/// The extra cost of a JSON object: serde_json's map (when members are put in order)
+/// allocates a node of eleven entries however few it holds.
 pub(super) const JSON_OBJECT_COST: usize = 640;
 
 /// What is left of the decoded-size allowance of one body.

@@ -103,6 +103,15 @@ pub(super) fn at(segment: &str) -> impl FnOnce(DecodeError) -> DecodeError + '_ 
     }
 }
 
+/// A member that does not have the shape its contract gives it; [`at`] adds the path.
+pub(super) fn shape(expected: &'static str, found: &'static str) -> DecodeError {
+    DecodeError::Shape {
+        path: String::new(),
+        expected,
+        found,
+    }
+}
+
 /// [`at`] for the `i`th item of a list, its `[i]` written only if decoding fails.
 pub(super) fn at_index(i: usize) -> impl FnOnce(DecodeError) -> DecodeError {
     move |err| at(&format!("[{i}]"))(err)

@@ -1,25 +1,29 @@
-//! The small element tree the XML and .NET binary XML readers both produce, and
+//! The flat tape of events the XML and .NET binary XML readers both produce, and
 //! the namespace resolution they share.
 //!
 //! A reader reports raw events (an element's prefix and local name, its `xmlns`
 //! declarations, its other attributes, text, the end of an element) to a
 //! [`Builder`], which resolves every prefix against the declarations in scope and
-//! keeps only what the data-contract mapper needs: each element's namespace and
-//! local name, its `i:type` resolved to a [`QName`] (namespace, local name), its
-//! `i:nil`, its children and its text. Because both readers go through the same
-//! builder, the two formats yield the same tree for the same document, and the
-//! [`Limits`] on depth, text length and decoded size are enforced in one place.
+//! keeps only what the data-contract mapper needs, as a [`Tape`] of [`Event`]s: each
+//! element's namespace and local name, its `i:type` resolved to a [`QName`]
+//! (namespace, local name), its `i:nil`, its text and its end. Names and text borrow
+//! from the body wherever it spells them out, so recording an element allocates
+//! nothing; there is no tree, and the mapper builds the model in one pass over the
+//! tape. Because both readers go through the same builder, the two formats yield the
+//! same tape for the same document, and the [`Limits`] on depth, text length and
+//! decoded size are enforced in one place.
 //!
 //! The builder charges every element, declaration and byte of text against the body's
 //! [`Budget`] before it keeps it, and resolves a prefix in constant time however many
 //! declarations are in scope.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::Limits;
 use super::budget::{ATTRIBUTE_COST, Budget, DECLARATION_COST, ELEMENT_COST, Exhausted};
+use super::contract::XSI_NS;
+use super::namespaces::Scope;
 
 /// What a namespace declaration costs, in the reader and then in scope.
 pub(super) fn declaration_cost(prefix: &str, ns: &str) -> usize {
@@ -30,11 +34,10 @@ pub(super) fn declaration_cost(prefix: &str, ns: &str) -> usize {
 pub(super) fn attribute_cost(value: &str) -> usize {
     ATTRIBUTE_COST + 2 * value.len()
 }
-use super::contract::XSI_NS;
 
-/// The deepest tree built whatever [`Limits::max_depth`] says: the mapper recurses
-/// once or twice per level, and dropping the tree recurses once per level, so an
-/// unbounded setting could overflow the stack. JSON has serde_json's 127 instead.
+/// The deepest document recorded whatever [`Limits::max_depth`] says: the mapper
+/// recurses once or twice per level, so an unbounded setting could overflow the stack.
+/// JSON has serde_json's 127 instead.
 pub(super) const MAX_DEPTH: usize = 256;
 
 /// The namespace the `xml` prefix is bound to without a declaration.
@@ -43,48 +46,53 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// A namespace-resolved name: an `i:type` value such as `b:string` becomes
 /// `("http://www.w3.org/2001/XMLSchema", "string")`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct QName {
+pub(super) struct QName<'a> {
     pub ns: Rc<str>,
-    pub local: String,
+    pub local: Cow<'a, str>,
 }
 
-/// One element of the document.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(super) struct Element {
-    /// The element's namespace (empty when it has none) and local name. Shared with the
-    /// declaration it resolved to: a document names a handful of namespaces thousands of times.
+/// The start of an element.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Start<'a> {
+    /// The element's namespace (empty when it has none), shared with the declaration it
+    /// resolved to: a document names a handful of namespaces thousands of times.
     pub ns: Rc<str>,
-    pub local: String,
-    /// `i:type`, resolved against the namespaces in scope on this element.
-    pub xsi_type: Option<QName>,
+    pub local: Cow<'a, str>,
+    /// `i:type`, resolved against the namespaces in scope on this element. Boxed, as
+    /// most elements have none: every event is the size of the largest.
+    pub xsi_type: Option<Box<QName<'a>>>,
     /// `i:nil="true"`.
     pub nil: bool,
-    pub children: Vec<Element>,
-    /// The element's character data, concatenated. Only meaningful for elements
-    /// without children (whitespace between child elements lands here too).
-    pub text: String,
 }
 
-impl Element {
+impl Start<'_> {
     pub fn is(&self, ns: &str, local: &str) -> bool {
         *self.ns == *ns && self.local == local
     }
-
-    /// The first child with this namespace and local name.
-    pub fn child(&self, ns: &str, local: &str) -> Option<&Element> {
-        self.children.iter().find(|child| child.is(ns, local))
-    }
 }
+
+/// What the mapper reads, in document order. Each element is its [`Event::Start`], any
+/// text and child elements, and its [`Event::End`]; an element's character data is one
+/// [`Event::Text`] between two element events (whitespace between child elements too).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Event<'a> {
+    Start(Start<'a>),
+    Text(Cow<'a, str>),
+    End,
+}
+
+/// A well-formed document's events, the root element's first.
+pub(super) type Tape<'a> = Vec<Event<'a>>;
 
 /// A namespace declaration, `(prefix, namespace)`, the prefix being `""` for a
 /// default-namespace declaration.
 pub(super) type Declaration<'a> = (&'a str, Cow<'a, str>);
 
 /// An attribute as a reader sees it, before namespace resolution. `xmlns`
-/// declarations are passed separately.
-pub(super) struct RawAttribute<'a> {
-    pub prefix: &'a str,
-    pub local: &'a str,
+/// declarations are passed separately. Only the value (an `i:type`'s name) may be kept.
+pub(super) struct RawAttribute<'r, 'a> {
+    pub prefix: &'r str,
+    pub local: &'r str,
     pub value: Cow<'a, str>,
 }
 
@@ -108,37 +116,39 @@ impl From<Exhausted> for BuildError {
     }
 }
 
-/// An element being built, with the namespace declarations it made.
+/// An element being recorded.
 struct Open {
-    element: Element,
+    /// Where its [`Event::Start`] is on the tape.
+    start: usize,
+    /// How many namespace declarations it made.
     declared: usize,
+    /// The bytes of character data it has had so far.
+    text: usize,
 }
 
-/// Assembles the tree from reader events.
-pub(super) struct Builder<'l> {
+/// Records the tape from reader events.
+pub(super) struct Builder<'a, 'l> {
     limits: &'l Limits,
     budget: Budget,
+    tape: Tape<'a>,
     /// Open elements, outermost first.
     open: Vec<Open>,
-    /// The namespace each prefix is bound to; `""` is the default namespace. A map, so
-    /// resolving does not scan every declaration in scope.
-    scope: HashMap<Rc<str>, Rc<str>>,
-    /// The prefixes declared by the open elements, in order, each with the binding it
-    /// hides, to restore at the element's end.
-    declared: Vec<(Rc<str>, Option<Rc<str>>)>,
-    root: Option<Element>,
+    /// The namespace each prefix is bound to; `""` is the default namespace.
+    scope: Scope,
+    /// Whether the root element has ended.
+    ended: bool,
 }
 
-impl<'l> Builder<'l> {
+impl<'a, 'l> Builder<'a, 'l> {
     /// A builder for a body of `body_len` bytes.
     pub fn new(limits: &'l Limits, body_len: usize) -> Self {
         Self {
             limits,
             budget: Budget::new(body_len, limits),
+            tape: Vec::new(),
             open: Vec::new(),
-            scope: HashMap::new(),
-            declared: Vec::new(),
-            root: None,
+            scope: Scope::default(),
+            ended: false,
         }
     }
 
@@ -164,11 +174,11 @@ impl<'l> Builder<'l> {
     pub fn start(
         &mut self,
         prefix: &str,
-        local: &str,
+        local: Cow<'a, str>,
         xmlns: &[Declaration<'_>],
-        attributes: &[RawAttribute<'_>],
+        attributes: &[RawAttribute<'_, 'a>],
     ) -> Result<(), BuildError> {
-        if self.root.is_some() {
+        if self.ended {
             return Err(BuildError::Invalid("content after the root element".into()));
         }
         let limit = self.limits.max_depth.min(MAX_DEPTH);
@@ -178,85 +188,87 @@ impl<'l> Builder<'l> {
         if local.is_empty() {
             return Err(BuildError::Invalid("an element has an empty name".into()));
         }
-        self.budget.charge(Self::element_cost(local))?;
-        let declared = xmlns.len();
+        self.budget.charge(Self::element_cost(&local))?;
         for (prefix, ns) in xmlns {
-            let prefix = Rc::<str>::from(*prefix);
-            let hidden = self.scope.insert(prefix.clone(), Rc::from(ns.as_ref()));
-            self.declared.push((prefix, hidden));
+            self.scope.declare(prefix, ns);
         }
-        let mut element = Element {
+        let mut start = Start {
             ns: self.resolve(prefix)?,
-            local: local.to_owned(),
-            ..Element::default()
+            local,
+            xsi_type: None,
+            nil: false,
         };
         for attribute in attributes {
             if attribute.prefix.is_empty() || *self.resolve(attribute.prefix)? != *XSI_NS {
                 continue;
             }
-            self.check_length(&attribute.value, local)?;
+            self.check_length(&attribute.value, &start.local)?;
             match attribute.local {
-                "type" => element.xsi_type = Some(self.resolve_qname(&attribute.value)?),
-                "nil" => element.nil = matches!(attribute.value.trim(), "true" | "1"),
+                "type" => start.xsi_type = Some(Box::new(self.resolve_qname(&attribute.value)?)),
+                "nil" => start.nil = matches!(attribute.value.trim(), "true" | "1"),
                 _ => {}
             }
         }
-        self.open.push(Open { element, declared });
+        self.open.push(Open {
+            start: self.tape.len(),
+            declared: xmlns.len(),
+            text: 0,
+        });
+        self.tape.push(Event::Start(start));
         Ok(())
     }
 
     /// Adds character data to the innermost open element.
-    pub fn text(&mut self, text: &str) -> Result<(), BuildError> {
+    pub fn text(&mut self, text: Cow<'a, str>) -> Result<(), BuildError> {
         let Some(open) = self.open.last() else {
             if text.trim().is_empty() {
                 return Ok(());
             }
             return Err(BuildError::Invalid("text outside the root element".into()));
         };
-        let size = open.element.text.len() + text.len();
+        let size = open.text + text.len();
         if size > self.limits.max_string_bytes {
             return Err(BuildError::TooLong {
                 path: self.path(),
                 size,
             });
         }
-        // Once in the tree, once in the model.
-        self.budget.charge(2 * text.len())?;
         if let Some(open) = self.open.last_mut() {
-            open.element.text.push_str(text);
+            open.text = size;
+        }
+        // Once on the tape, once in the model.
+        self.budget.charge(2 * text.len())?;
+        // Text split by references or records is one text, as the mapper reads it.
+        match self.tape.last_mut() {
+            Some(Event::Text(before)) => before.to_mut().push_str(&text),
+            _ => self.tape.push(Event::Text(text)),
         }
         Ok(())
     }
 
     /// Closes the innermost open element.
     pub fn end(&mut self) -> Result<(), BuildError> {
-        let Some(Open { element, declared }) = self.open.pop() else {
+        let Some(Open { declared, .. }) = self.open.pop() else {
             return Err(BuildError::Invalid("an end element with no open element".into()));
         };
-        // Latest first, in case an element declared a prefix twice.
-        for (prefix, hidden) in self.declared.drain(self.declared.len() - declared..).rev() {
-            match hidden {
-                Some(ns) => self.scope.insert(prefix, ns),
-                None => self.scope.remove(&prefix),
-            };
-        }
-        match self.open.last_mut() {
-            Some(parent) => parent.element.children.push(element),
-            None => self.root = Some(element),
-        }
+        self.scope.undeclare(declared);
+        self.tape.push(Event::End);
+        self.ended = self.open.is_empty();
         Ok(())
     }
 
-    /// The root element, once the document is complete.
-    pub fn finish(self) -> Result<Element, BuildError> {
+    /// The tape, once the document is complete.
+    pub fn finish(self) -> Result<Tape<'a>, BuildError> {
         if !self.open.is_empty() {
             return Err(BuildError::Invalid(format!(
                 "the body ends inside element {}",
                 self.path()
             )));
         }
-        self.root
-            .ok_or_else(|| BuildError::Invalid("the body has no root element".into()))
+        if !self.ended {
+            return Err(BuildError::Invalid("the body has no root element".into()));
+        }
+        Ok(self.tape)
     }
 
     /// The namespace a prefix is bound to; `""` is the default namespace, which is
@@ -274,15 +286,22 @@ impl<'l> Builder<'l> {
 
     /// An `xs:QName` value (`b:string`, `Entity`): an unprefixed name is in the
     /// default namespace, as XML Schema resolves QName values.
-    fn resolve_qname(&self, value: &str) -> Result<QName, BuildError> {
-        let value = value.trim();
-        let (prefix, local) = value.split_once(':').unwrap_or(("", value));
+    fn resolve_qname(&self, value: &Cow<'a, str>) -> Result<QName<'a>, BuildError> {
+        let text = value.trim();
+        let (prefix, local) = text.split_once(':').unwrap_or(("", text));
         if local.is_empty() || local.contains(':') {
-            return Err(BuildError::Invalid(format!("`{value}` is not a qualified name")));
+            return Err(BuildError::Invalid(format!("`{text}` is not a qualified name")));
         }
+        let local = match value {
+            Cow::Borrowed(value) => {
+                let start = value.len() - value.trim_start().len() + (text.len() - local.len());
+                Cow::Borrowed(&value[start..start + local.len()])
+            }
+            Cow::Owned(_) => Cow::Owned(local.to_owned()),
+        };
         Ok(QName {
             ns: self.resolve(prefix)?,
-            local: local.to_owned(),
+            local,
         })
     }
 
@@ -299,7 +318,14 @@ impl<'l> Builder<'l> {
 
     /// The local names of the open elements, `/`-separated.
     fn path(&self) -> String {
-        let names: Vec<&str> = self.open.iter().map(|open| open.element.local.as_str()).collect();
+        let names: Vec<&str> = self
+            .open
+            .iter()
+            .map(|open| match &self.tape[open.start] {
+                Event::Start(start) => &*start.local,
+                _ => unreachable!("an open element points at its start"),
+            })
+            .collect();
         format!("/{}", names.join("/"))
     }
 }
@@ -316,38 +342,61 @@ mod tests {
             pairs.iter().map(|&(p, n)| (p, n.into())).collect()
         };
         builder
-            .start("", "Root", &xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
+            .start("", "Root".into(), &xmlns(&[("", "urn:d"), ("i", XSI_NS)]), &[])
             .unwrap();
-        let attribute = |prefix, local, value: &str| RawAttribute {
+        let attribute = |prefix, local, value: &'static str| RawAttribute {
             prefix,
             local,
-            value: value.to_owned().into(),
+            value: value.into(),
         };
         // `x` here is bound to the instance namespace, so `x:type` is `i:type`.
         builder
             .start(
                 "",
-                "A",
+                "A".into(),
                 &xmlns(&[("x", XSI_NS), ("b", "urn:b")]),
-                &[attribute("x", "type", "b:T")],
+                &[attribute("x", "type", " b:T ")],
             )
             .unwrap();
         builder.end().unwrap();
         // `b` is out of scope again.
-        let err = builder.start("", "B", &[], &[attribute("i", "type", "b:T")]);
+        let err = builder.start("", "B".into(), &[], &[attribute("i", "type", "b:T")]);
         assert_eq!(err, Err(BuildError::Invalid("prefix `b` is not declared".into())));
-        builder.start("", "C", &[], &[attribute("i", "type", "T")]).unwrap();
+        builder
+            .start("", "C".into(), &[], &[attribute("i", "type", "T")])
+            .unwrap();
         builder.end().unwrap();
         builder.end().unwrap();
-        let root = builder.finish().unwrap();
-        assert_eq!(&*root.ns, "urn:d");
-        let qname = |ns: &str, local: &str| {
-            Some(QName {
+        let tape = builder.finish().unwrap();
+        let starts: Vec<&Start> = tape
+            .iter()
+            .filter_map(|event| match event {
+                Event::Start(start) => Some(start),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(&*starts[0].ns, "urn:d");
+        let qname = |ns: &str, local: &'static str| {
+            Some(Box::new(QName {
                 ns: ns.into(),
                 local: local.into(),
-            })
+            }))
         };
-        assert_eq!(root.children[0].xsi_type, qname("urn:b", "T"));
-        assert_eq!(root.children[1].xsi_type, qname("urn:d", "T"));
+        assert_eq!(starts[1].xsi_type, qname("urn:b", "T"));
+        assert_eq!(starts[2].xsi_type, qname("urn:d", "T"));
+    }
+
+    #[test]
+    fn text_split_by_references_is_one_event() {
+        let limits = Limits::default();
+        let mut builder = Builder::new(&limits, 1000);
+        builder.start("", "Root".into(), &[], &[]).unwrap();
+        for part in ["a ", "&", " b"] {
+            builder.text(part.into()).unwrap();
+        }
+        builder.end().unwrap();
+        let tape = builder.finish().unwrap();
+        assert_eq!(tape[1], Event::Text("a & b".into()));
+        assert_eq!(tape.len(), 3);
     }
 }

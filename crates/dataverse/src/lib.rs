@@ -4,15 +4,18 @@
 //!
 //! All three formats Dataverse posts decode into the same model, so nothing
 //! downstream of [`decode`] depends on the body format:
-//! - JSON (DataContractJsonSerializer output), read by `json.rs`;
-//! - XML (DataContractSerializer text XML), read by `xml.rs` into the shared
-//!   infoset tree of `infoset.rs`;
-//! - .NET binary XML ([MC-NBFX], `application/msbin1`), read by `nbfx.rs` into the
-//!   same tree.
+//! - JSON (DataContractJsonSerializer output), read by `json/`;
+//! - XML (DataContractSerializer text XML), read by `xml.rs` onto the shared
+//!   event tape of `infoset.rs` (namespaces resolved by `namespaces.rs`);
+//! - .NET binary XML ([MC-NBFX], `application/msbin1`), read by `nbfx.rs` onto the
+//!   same tape.
 //!
-//! `mapper.rs` turns that tree into the model; `contract.rs` holds what the JSON
-//! decoder and the mapper both know about the data contracts. Every decoder
-//! charges what it builds against a budget (`budget.rs`, see [`Limits`]).
+//! None of them builds a tree: JSON goes from serde_json's reader straight into the
+//! model, and `mapper.rs` turns the flat tape, whose names and text borrow from the
+//! body, into the model in one pass (`xsd.rs` parses the XML Schema text forms).
+//! `contract.rs` holds what the JSON decoder and the mapper both know about the data
+//! contracts. Every decoder charges what it builds against a budget (`budget.rs`, see
+//! [`Limits`]).
 //!
 //! What Dataverse says outside the body (Service Bus properties, webhook
 //! headers) is read by [`message_size_exceeded`] and [`claims`].
@@ -32,9 +35,11 @@ mod infoset;
 mod json;
 mod mapper;
 pub mod model;
+mod namespaces;
 mod nbfx;
 mod properties;
 mod xml;
+mod xsd;
 
 use std::fmt;
 
@@ -58,7 +63,7 @@ pub struct Limits {
     /// Longest string value or bag key, in bytes once unescaped (for XML and binary:
     /// the text of any element or attribute, base64 text included).
     pub max_string_bytes: usize,
-    /// Bytes the decoded form of a body (parse tree and model) may take per body byte,
+    /// Bytes the decoded form of a body (the reader's events and the model) may take per body byte,
     /// on top of [`expansion_allowance`](Self::expansion_allowance). What a body would
     /// decode to is charged before it is built (see [`DecodeError::Expansion`]), so this
     /// bounds the decoder's memory, and its time, by the body's size.
@@ -74,7 +79,7 @@ impl Default for Limits {
     /// and a decoded form of at most 12 bytes per body byte plus 8 MiB: decoding then
     /// never holds more than 16 bytes per body byte plus 9 MiB (`crates/dataverse/tests/decode_memory.rs`
     /// checks it). Bodies made of bags of short pairs, the densest real shape, decode up
-    /// to about 300 KB as JSON (whose parse tree is the largest; Service Bus standard
+    /// to about 300 KB as JSON (whose charges are the largest; Service Bus standard
     /// takes 256 KiB) and to the whole 4 MiB as XML.
     fn default() -> Self {
         Self {

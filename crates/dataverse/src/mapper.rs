@@ -1,5 +1,5 @@
-//! Maps the [`infoset`](super::infoset) tree of a DataContractSerializer document
-//! (text XML or .NET binary XML) to the model.
+//! Maps the [`infoset`](super::infoset) tape of a DataContractSerializer document
+//! (text XML or .NET binary XML) to the model, in one pass.
 //!
 //! The data-contract conventions this follows:
 //! - members are child elements named after the data member, in the contract's
@@ -15,20 +15,44 @@
 //!   `System.Collections.Generic` namespace.
 //!
 //! Unknown `i:type`s never fail: they become [`Value::Record`]s.
+//!
+//! Each function below is called with an element's [`Start`] just read and reads the
+//! element's content up to and including its end, so the tape is read once, front to
+//! back; children a contract does not use are read past. Text moves into the model
+//! when the tape owns it and is copied once when it borrows from the body.
+
+use std::borrow::Cow;
+use std::iter::Peekable;
+use std::vec::IntoIter;
 
 use base64::Engine;
 
 use super::contract::{
-    self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at, at_index,
+    self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at, at_index, shape,
 };
-use super::infoset::{Element, QName};
-use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
+use super::infoset::{Event, QName, Start, Tape};
+use super::model::{AliasedValue, Context, Entity, EntityCollection, EntityReference, Record, Value};
+use super::xsd::{parse_bool, parse_date_time, parse_decimal, parse_double, parse_guid, parse_int};
 use super::{DecodeError, Format, Limits};
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
-/// Maps the root element, which must be a `RemoteExecutionContext`.
-pub(super) fn context(root: &Element, format: Format, limits: &Limits) -> Result<Context> {
+/// Maps the document, whose root must be a `RemoteExecutionContext`.
+pub(super) fn context(tape: Tape<'_>, format: Format, limits: &Limits) -> Result<Context> {
+    let mut mapper = Mapper {
+        limits,
+        format,
+        events: tape.into_iter().peekable(),
+    };
+    let root = match mapper.events.next() {
+        Some(Event::Start(root)) => root,
+        _ => {
+            return Err(DecodeError::NotAContext {
+                format,
+                found: "no root element",
+            });
+        }
+    };
     if !root.is(CONTRACTS_NS, "RemoteExecutionContext") {
         return Err(DecodeError::NotAContext {
             format,
@@ -38,30 +62,95 @@ pub(super) fn context(root: &Element, format: Format, limits: &Limits) -> Result
     if root.nil {
         return Err(DecodeError::NotAContext { format, found: "nil" });
     }
-    Mapper { limits, format }.context(root)
+    mapper.context()
 }
 
-struct Mapper<'a> {
-    limits: &'a Limits,
+/// What an element holds, as far as its first child.
+enum Content<'a> {
+    /// Only text (perhaps none), read up to the element's end.
+    Text(Cow<'a, str>),
+    /// Child elements, the first not yet read.
+    Children,
+}
+
+struct Mapper<'a, 'l> {
+    limits: &'l Limits,
     format: Format,
+    events: Peekable<IntoIter<Event<'a>>>,
 }
 
-impl Mapper<'_> {
-    fn context(&self, element: &Element) -> Result<Context> {
-        let members = element
-            .children
-            .iter()
-            .map(|child| {
-                let value = self.context_member(child).map_err(at(&child.local))?;
-                Ok((child.local.clone(), value))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Context { members })
+impl<'a> Mapper<'a, '_> {
+    /// The next child of the current element, or `None` at its end (which is read).
+    /// Text between children is whitespace or mixed content, which no contract has.
+    fn next_child(&mut self) -> Option<Start<'a>> {
+        loop {
+            match self.events.next()? {
+                Event::Start(start) => return Some(start),
+                Event::End => return None,
+                Event::Text(_) => {}
+            }
+        }
     }
 
-    fn context_member(&self, element: &Element) -> Result<Value> {
+    /// Reads the rest of the current element, children and all.
+    fn skip_rest(&mut self) {
+        let mut depth = 0_usize;
+        for event in self.events.by_ref() {
+            match event {
+                Event::Start(_) => depth += 1,
+                Event::End if depth == 0 => return,
+                Event::End => depth -= 1,
+                Event::Text(_) => {}
+            }
+        }
+    }
+
+    fn content(&mut self) -> Content<'a> {
+        let text = match self.events.next_if(|event| matches!(event, Event::Text(_))) {
+            Some(Event::Text(text)) => text,
+            _ => Cow::Borrowed(""),
+        };
+        match self.events.next_if_eq(&Event::End) {
+            Some(_) => Content::Text(text),
+            None => Content::Children,
+        }
+    }
+
+    /// The text of an element that must have no children, within the string limit;
+    /// `expected` says what the text is, for the error when there are children.
+    fn text_content(&mut self, expected: &'static str) -> Result<Cow<'a, str>> {
+        let Content::Text(text) = self.content() else {
+            return Err(shape(expected, "an element with children"));
+        };
+        let limit = self.limits.max_string_bytes;
+        if text.len() > limit {
+            return Err(DecodeError::StringTooLong {
+                format: self.format,
+                path: String::new(),
+                size: text.len(),
+                limit,
+            });
+        }
+        Ok(text)
+    }
+
+    fn leaf(&mut self) -> Result<Cow<'a, str>> {
+        self.text_content("text")
+    }
+
+    fn context(&mut self) -> Result<Context> {
+        let mut context = Context::default();
+        while let Some(child) = self.next_child() {
+            let value = self.context_member(&child).map_err(at(&child.local))?;
+            context.members.push((child.local.into_owned(), value));
+        }
+        Ok(context)
+    }
+
+    fn context_member(&mut self, element: &Start<'a>) -> Result<Value> {
         let member = contract::context_member(&element.local);
         if element.nil {
+            self.skip_rest();
             // A dropped bag is `null` in JSON, `i:nil` here: both are empty.
             return Ok(match member {
                 Member::Bag | Member::Images => Value::Bag(Vec::new()),
@@ -69,220 +158,179 @@ impl Mapper<'_> {
             });
         }
         match member {
-            Member::Bag => Ok(Value::Bag(self.bag(element, Self::value)?)),
+            Member::Bag => Ok(Value::Bag(self.bag(element, Self::bag_value)?)),
             Member::Images => Ok(Value::Bag(self.bag(element, |m, e| m.nullable(e, Self::entity_value))?)),
-            Member::EntityReference => Ok(Value::EntityReference(self.entity_reference(element)?)),
-            Member::Context => Ok(Value::Context(Box::new(self.context(element)?))),
+            Member::EntityReference => Ok(Value::EntityReference(self.entity_reference()?)),
+            Member::Context => Ok(Value::Context(Box::new(self.context()?))),
             // JSON has no GUID type: a GUID member stays text in every format.
-            Member::Guid | Member::String => Ok(Value::String(self.leaf(element)?.to_owned())),
-            Member::Int => Ok(Value::Int(parse_int(self.leaf(element)?)?)),
-            Member::Bool => Ok(Value::Bool(parse_bool(self.leaf(element)?)?)),
-            Member::DateTime => Ok(Value::DateTime(parse_date_time(self.leaf(element)?)?)),
+            Member::Guid | Member::String => Ok(Value::String(self.leaf()?.into_owned())),
+            Member::Int => Ok(Value::Int(parse_int(&self.leaf()?)?)),
+            Member::Bool => Ok(Value::Bool(parse_bool(&self.leaf()?)?)),
+            Member::DateTime => Ok(Value::DateTime(parse_date_time(&self.leaf()?)?)),
             Member::Unknown => self.value(element),
         }
     }
 
     /// A value whose declared type is `object` (or unknown): `i:type` says what it is.
-    fn value(&self, element: &Element) -> Result<Value> {
+    fn value(&mut self, element: &Start<'a>) -> Result<Value> {
         if element.nil {
+            self.skip_rest();
             return Ok(Value::Null);
         }
         match &element.xsi_type {
-            Some(qname) => self.typed(element, qname),
-            None => self.untyped(element),
+            Some(qname) => self.typed(qname),
+            None => self.untyped(),
         }
+    }
+
+    /// A bag entry's value; a pair without one holds nil.
+    fn bag_value(&mut self, element: Option<&Start<'a>>) -> Result<Value> {
+        element.map_or(Ok(Value::Null), |element| self.value(element))
     }
 
     /// A value with no `i:type`: text, or a record of its children.
-    fn untyped(&self, element: &Element) -> Result<Value> {
-        if element.children.is_empty() {
-            return Ok(Value::String(self.leaf(element)?.to_owned()));
+    fn untyped(&mut self) -> Result<Value> {
+        match self.content() {
+            Content::Text(text) => Ok(Value::String(self.checked(text)?.into_owned())),
+            Content::Children => Ok(Value::Record(Record {
+                type_name: None,
+                members: self.members()?,
+            })),
         }
-        Ok(Value::Record(Record {
-            type_name: None,
-            members: self.members(element)?,
-        }))
     }
 
-    fn typed(&self, element: &Element, qname: &QName) -> Result<Value> {
+    fn typed(&mut self, qname: &QName<'a>) -> Result<Value> {
         let ns = &*qname.ns;
-        if ns == XSD_NS || ns == SERIALIZATION_NS {
-            if let Some(value) = self.primitive(element, &qname.local)? {
+        let local = &*qname.local;
+        if (ns == XSD_NS || ns == SERIALIZATION_NS) && local != "anyType" {
+            let text = self.text_content(primitive_description(local))?;
+            if let Some(value) = primitive(local, &text)? {
                 return Ok(value);
             }
-        } else if ns == ARRAYS_NS && qname.local.starts_with("ArrayOf") {
-            return self.array(element, &qname.local["ArrayOf".len()..]);
-        } else if ns == CONTRACTS_NS {
-            match qname.local.as_str() {
-                "Entity" => return self.entity_value(element),
-                "EntityReference" => return Ok(Value::EntityReference(self.entity_reference(element)?)),
-                "EntityCollection" => return Ok(Value::EntityCollection(self.entity_collection(element)?)),
-                "AliasedValue" => return Ok(Value::Aliased(Box::new(self.aliased(element)?))),
-                "OptionSetValue" => return Ok(Value::OptionSet(self.option_set(element)?)),
-                "Money" => return Ok(Value::Money(self.money(element)?)),
+            return Ok(unknown_type(
+                qname,
+                vec![("Value".to_owned(), Value::String(text.into_owned()))],
+            ));
+        }
+        if ns == ARRAYS_NS
+            && let Some(item) = local.strip_prefix("ArrayOf")
+        {
+            return self.array(item);
+        }
+        if ns == CONTRACTS_NS {
+            match local {
+                "Entity" => return Ok(Value::Entity(Box::new(self.entity()?))),
+                "EntityReference" => return Ok(Value::EntityReference(self.entity_reference()?)),
+                "EntityCollection" => return Ok(Value::EntityCollection(self.entity_collection()?)),
+                "AliasedValue" => return Ok(Value::Aliased(Box::new(self.aliased()?))),
+                "OptionSetValue" => return Ok(Value::OptionSet(self.option_set_members()?)),
+                "Money" => return Ok(Value::Money(self.money_members()?)),
                 "OptionSetValueCollection" => {
-                    let options = element
-                        .children
-                        .iter()
-                        .enumerate()
-                        .map(|(i, child)| self.option_set(child).map_err(at_index(i)))
-                        .collect::<Result<_>>()?;
+                    let mut options = Vec::new();
+                    while let Some(child) = self.next_child() {
+                        options.push(self.option_set(&child).map_err(at_index(options.len()))?);
+                    }
                     return Ok(Value::OptionSetCollection(options));
                 }
                 "EntityReferenceCollection" => {
-                    let references = element
-                        .children
-                        .iter()
-                        .enumerate()
-                        .map(|(i, child)| {
-                            self.nullable(child, |m, e| Ok(Value::EntityReference(m.entity_reference(e)?)))
-                                .map_err(at_index(i))
-                        })
-                        .collect::<Result<_>>()?;
+                    let mut references = Vec::new();
+                    while let Some(child) = self.next_child() {
+                        let reference =
+                            self.nullable(Some(&child), |m, _| Ok(Value::EntityReference(m.entity_reference()?)));
+                        references.push(reference.map_err(at_index(references.len()))?);
+                    }
                     return Ok(Value::List(references));
                 }
                 _ => {}
             }
         }
-        if ns == XSD_NS && qname.local == "anyType" {
-            return self.untyped(element);
+        if ns == XSD_NS {
+            // `anyType`: the element says nothing more than an untyped one.
+            return self.untyped();
         }
         // A type this decoder does not know: keep it member by member, or its text.
-        let members = if element.children.is_empty() {
-            vec![("Value".to_owned(), Value::String(self.leaf(element)?.to_owned()))]
-        } else {
-            self.members(element)?
+        let members = match self.content() {
+            Content::Text(text) => vec![("Value".to_owned(), Value::String(self.checked(text)?.into_owned()))],
+            Content::Children => self.members()?,
         };
-        Ok(Value::Record(Record {
-            type_name: Some(qname.local.clone()),
-            members,
-        }))
-    }
-
-    /// A primitive by its XML Schema (or serialization namespace) name; `None` for
-    /// names that are not primitives.
-    fn primitive(&self, element: &Element, name: &str) -> Result<Option<Value>> {
-        if !element.children.is_empty() && name != "anyType" {
-            return Err(shape(primitive_description(name), "an element with children"));
-        }
-        let text = || self.leaf(element);
-        Ok(Some(match name {
-            "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text()?.to_owned()),
-            "int" | "long" | "short" | "byte" | "unsignedByte" | "unsignedShort" | "unsignedInt" | "integer" => {
-                Value::Int(parse_int(text()?)?)
-            }
-            // Beyond `i64` it keeps its exact text, like a JSON number would.
-            "unsignedLong" => {
-                let text = text()?;
-                match text.trim().parse::<i64>() {
-                    Ok(n) => Value::Int(n),
-                    Err(_) => Value::Decimal(parse_decimal(text)?),
-                }
-            }
-            "boolean" => Value::Bool(parse_bool(text()?)?),
-            "decimal" => Value::Decimal(parse_decimal(text()?)?),
-            "double" | "float" => Value::Double(parse_double(text()?)?),
-            "dateTime" => Value::DateTime(parse_date_time(text()?)?),
-            "guid" => Value::Guid(parse_guid(text()?)?),
-            // A `char` is its UTF-16 code unit as a number; JSON writes it as a string.
-            "char" => {
-                let code = u32::try_from(parse_int(text()?)?).ok().and_then(char::from_u32);
-                Value::String(code.ok_or_else(|| shape("a character code", "other text"))?.to_string())
-            }
-            // A `TimeSpan`, e.g. `PT1H`; the model has no duration, and JSON writes the same text.
-            "duration" => Value::String(text()?.to_owned()),
-            // JSON writes a `byte[]` as an array of numbers; so does the model.
-            "base64Binary" => {
-                let text = text()?;
-                let compact: String = text.split_ascii_whitespace().collect();
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(compact)
-                    .map_err(|_| shape("base64 text", "other text"))?;
-                Value::List(bytes.into_iter().map(|b| Value::Int(b.into())).collect())
-            }
-            _ => return Ok(None),
-        }))
+        Ok(unknown_type(qname, members))
     }
 
     /// `ArrayOf<item>`: each child is an item, typed by its own `i:type` or else by
     /// the array's item type.
-    fn array(&self, element: &Element, item: &str) -> Result<Value> {
-        let items = element
-            .children
-            .iter()
-            .enumerate()
-            .map(|(i, child)| {
-                let value = if child.nil {
-                    Ok(Value::Null)
-                } else if child.xsi_type.is_some() {
-                    self.value(child)
-                } else {
-                    match self.primitive(child, item)? {
-                        Some(value) => Ok(value),
-                        None => self.untyped(child),
-                    }
-                };
-                value.map_err(at_index(i))
-            })
-            .collect::<Result<_>>()?;
+    fn array(&mut self, item: &str) -> Result<Value> {
+        let mut items = Vec::new();
+        while let Some(child) = self.next_child() {
+            let value = if child.nil || child.xsi_type.is_some() {
+                self.value(&child)
+            } else if item == "anyType" {
+                self.untyped()
+            } else {
+                self.text_content(primitive_description(item)).and_then(|text| {
+                    Ok(match primitive(item, &text)? {
+                        Some(value) => value,
+                        None => Value::String(text.into_owned()),
+                    })
+                })
+            };
+            items.push(value.map_err(at_index(items.len()))?);
+        }
         Ok(Value::List(items))
     }
 
     /// The children of a contract the model does not type, each decoded as `object`.
-    fn members(&self, element: &Element) -> Result<Vec<(String, Value)>> {
-        element
-            .children
-            .iter()
-            .map(|child| {
-                let value = self.value(child).map_err(at(&child.local))?;
-                Ok((child.local.clone(), value))
-            })
-            .collect()
+    fn members(&mut self) -> Result<Vec<(String, Value)>> {
+        let mut members = Vec::new();
+        while let Some(child) = self.next_child() {
+            let value = self.value(&child).map_err(at(&child.local))?;
+            members.push((child.local.into_owned(), value));
+        }
+        Ok(members)
     }
 
-    fn entity_value(&self, element: &Element) -> Result<Value> {
-        Ok(Value::Entity(Box::new(self.entity(element)?)))
+    fn entity_value(&mut self, _: &Start<'a>) -> Result<Value> {
+        Ok(Value::Entity(Box::new(self.entity()?)))
     }
 
-    fn entity(&self, element: &Element) -> Result<Entity> {
+    fn entity(&mut self) -> Result<Entity> {
         let mut entity = Entity::default();
-        for child in &element.children {
-            let name = child.local.as_str();
-            let result = match name {
-                "LogicalName" => self.text(child).map(|text| entity.logical_name = text),
-                "Id" => self.entity_id(child).map(|id| entity.id = id),
-                "Attributes" => self.bag(child, Self::value).map(|bag| entity.attributes = bag),
+        while let Some(child) = self.next_child() {
+            let result = match &*child.local {
+                "LogicalName" => self.text(&child).map(|text| entity.logical_name = text),
+                "Id" => self.entity_id(&child).map(|id| entity.id = id),
+                "Attributes" => self.bag(&child, Self::bag_value).map(|bag| entity.attributes = bag),
                 "FormattedValues" => {
-                    let formatted = self.bag(child, |m, e| {
-                        if e.nil {
-                            return Err(shape("a string", "nil"));
+                    let formatted = self.bag(&child, |m, e| match e {
+                        Some(e) if !e.nil => m.leaf().map(Cow::into_owned),
+                        Some(_) => {
+                            m.skip_rest();
+                            Err(shape("a string", "nil"))
                         }
-                        m.leaf(e).map(str::to_owned)
+                        None => Err(shape("a string", "nil")),
                     });
                     formatted.map(|bag| entity.formatted_values = bag)
                 }
-                _ => self
-                    .other_member(child)
+                name => self
+                    .other_member(&child)
                     .map(|value| entity.other.push((name.to_owned(), value))),
             };
-            result.map_err(at(name))?;
+            result.map_err(at(&child.local))?;
         }
         Ok(entity)
     }
 
-    fn entity_reference(&self, element: &Element) -> Result<EntityReference> {
+    fn entity_reference(&mut self) -> Result<EntityReference> {
         let mut reference = EntityReference::default();
-        for child in &element.children {
-            let name = child.local.as_str();
-            let result = match name {
-                "LogicalName" => self.text(child).map(|text| reference.logical_name = text),
-                "Id" => self.text(child).map(|id| reference.id = id.to_ascii_lowercase()),
-                "Name" => self.optional_text(child).map(|text| reference.name = text),
-                _ => self
-                    .other_member(child)
+        while let Some(child) = self.next_child() {
+            let result = match &*child.local {
+                "LogicalName" => self.text(&child).map(|text| reference.logical_name = text),
+                "Id" => self.text(&child).map(|id| reference.id = id.to_ascii_lowercase()),
+                "Name" => self.optional_text(&child).map(|text| reference.name = text),
+                name => self
+                    .other_member(&child)
                     .map(|value| reference.other.push((name.to_owned(), value))),
             };
-            result.map_err(at(name))?;
+            result.map_err(at(&child.local))?;
         }
         Ok(reference)
     }
@@ -290,19 +338,20 @@ impl Mapper<'_> {
     /// Members of `Entity` and `EntityReference` the model keeps untyped but whose
     /// contract type is known. Enums are written by name in XML and by number in
     /// JSON; the model takes the number.
-    fn other_member(&self, element: &Element) -> Result<Value> {
+    fn other_member(&mut self, element: &Start<'a>) -> Result<Value> {
         if element.nil {
-            return Ok(match element.local.as_str() {
+            self.skip_rest();
+            return Ok(match &*element.local {
                 "KeyAttributes" | "RelatedEntities" => Value::Bag(Vec::new()),
                 _ => Value::Null,
             });
         }
-        match element.local.as_str() {
-            "KeyAttributes" => Ok(Value::Bag(self.bag(element, Self::value)?)),
+        match &*element.local {
+            "KeyAttributes" => Ok(Value::Bag(self.bag(element, Self::bag_value)?)),
             "RelatedEntities" => self.related_entities(element),
-            "RowVersion" => Ok(Value::String(self.leaf(element)?.to_owned())),
+            "RowVersion" => Ok(Value::String(self.leaf()?.into_owned())),
             "EntityState" => {
-                let state = self.leaf(element)?;
+                let state = self.leaf()?;
                 let number = match state.trim() {
                     "Unchanged" => 0,
                     "Created" => 1,
@@ -318,221 +367,308 @@ impl Mapper<'_> {
     /// `RelatedEntityCollection`: pairs keyed by a `Relationship` rather than a
     /// string. The key becomes the relationship's schema name, with the entity role
     /// appended when set (only self-referencing relationships set it).
-    fn related_entities(&self, element: &Element) -> Result<Value> {
-        let related = element
-            .children
-            .iter()
-            .enumerate()
-            .map(|(i, pair)| {
-                let (key, value) = self.pair(pair).map_err(at_index(i))?;
-                let key = self.relationship(key).map_err(at("key")).map_err(at_index(i))?;
-                let value = match value {
-                    None => Value::Null,
-                    Some(value) => self
-                        .nullable(value, |m, e| Ok(Value::EntityCollection(m.entity_collection(e)?)))
-                        .map_err(at(&key))?,
-                };
-                Ok((key, value))
-            })
-            .collect::<Result<_>>()?;
+    fn related_entities(&mut self, element: &Start<'a>) -> Result<Value> {
+        let related = self.pairs(element, Self::relationship, |m, value| match value {
+            None => Ok(Value::Null),
+            Some(value) => m.nullable(Some(value), |m, _| Ok(Value::EntityCollection(m.entity_collection()?))),
+        })?;
         Ok(Value::Bag(related))
     }
 
-    fn relationship(&self, key: &Element) -> Result<String> {
-        if key.nil || key.children.is_empty() {
-            return Err(shape("a Relationship", if key.nil { "nil" } else { "text" }));
+    fn relationship(&mut self, key: &Start<'a>) -> Result<String> {
+        if key.nil {
+            self.skip_rest();
+            return Err(shape("a Relationship", "nil"));
         }
-        let schema_name = match key.children.iter().find(|c| c.local == "SchemaName") {
-            Some(name) => self.text(name).map_err(at("SchemaName"))?,
-            None => String::new(),
-        };
-        let role = key
-            .children
-            .iter()
-            .find(|c| c.local == "PrimaryEntityRole" && !c.nil)
-            .map(|role| role.text.trim());
-        Ok(match role {
+        if let Content::Text(_) = self.content() {
+            return Err(shape("a Relationship", "text"));
+        }
+        let (mut schema_name, mut role) = (None, None);
+        while let Some(child) = self.next_child() {
+            match &*child.local {
+                "SchemaName" if schema_name.is_none() => {
+                    schema_name = Some(self.text(&child).map_err(at("SchemaName"))?);
+                }
+                "PrimaryEntityRole" if role.is_none() && !child.nil => {
+                    role = Some(match self.content() {
+                        Content::Text(text) => text,
+                        Content::Children => {
+                            self.skip_rest();
+                            Cow::Borrowed("")
+                        }
+                    });
+                }
+                _ => self.skip_rest(),
+            }
+        }
+        let schema_name = schema_name.unwrap_or_default();
+        Ok(match role.as_deref().map(str::trim) {
             Some("Referencing" | "0") => format!("{schema_name}.Referencing"),
             Some("Referenced" | "1") => format!("{schema_name}.Referenced"),
             _ => schema_name,
         })
     }
 
-    fn entity_collection(&self, element: &Element) -> Result<EntityCollection> {
+    fn entity_collection(&mut self) -> Result<EntityCollection> {
         let mut collection = EntityCollection::default();
-        for child in &element.children {
-            let name = child.local.as_str();
-            let result = match name {
-                "Entities" => self.entities(child).map(|entities| collection.entities = entities),
-                _ => self
-                    .collection_member(child)
+        while let Some(child) = self.next_child() {
+            let result = match &*child.local {
+                "Entities" => self.entities().map(|entities| collection.entities = entities),
+                name => self
+                    .collection_member(&child)
                     .map(|value| collection.other.push((name.to_owned(), value))),
             };
-            result.map_err(at(name))?;
+            result.map_err(at(&child.local))?;
         }
         Ok(collection)
     }
 
     /// `EntityCollection` members other than `Entities`, by their contract types.
-    fn collection_member(&self, element: &Element) -> Result<Value> {
+    fn collection_member(&mut self, element: &Start<'a>) -> Result<Value> {
         if element.nil {
+            self.skip_rest();
             return Ok(Value::Null);
         }
-        match element.local.as_str() {
-            "MoreRecords" | "TotalRecordCountLimitExceeded" => Ok(Value::Bool(parse_bool(self.leaf(element)?)?)),
-            "TotalRecordCount" => Ok(Value::Int(parse_int(self.leaf(element)?)?)),
-            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf(element)?.to_owned())),
+        match &*element.local {
+            "MoreRecords" | "TotalRecordCountLimitExceeded" => Ok(Value::Bool(parse_bool(&self.leaf()?)?)),
+            "TotalRecordCount" => Ok(Value::Int(parse_int(&self.leaf()?)?)),
+            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf()?.into_owned())),
             _ => self.value(element),
         }
     }
 
-    fn entities(&self, element: &Element) -> Result<Vec<Entity>> {
-        element
-            .children
-            .iter()
-            .enumerate()
-            .map(|(i, child)| {
-                if child.nil {
-                    return Err(shape("an entity", "nil")).map_err(at_index(i));
-                }
-                self.entity(child).map_err(at_index(i))
-            })
-            .collect()
+    fn entities(&mut self) -> Result<Vec<Entity>> {
+        let mut entities = Vec::new();
+        while let Some(child) = self.next_child() {
+            let entity = if child.nil {
+                self.skip_rest();
+                Err(shape("an entity", "nil"))
+            } else {
+                self.entity()
+            };
+            entities.push(entity.map_err(at_index(entities.len()))?);
+        }
+        Ok(entities)
     }
 
-    fn aliased(&self, element: &Element) -> Result<AliasedValue> {
+    fn aliased(&mut self) -> Result<AliasedValue> {
         let mut aliased = AliasedValue {
             entity_logical_name: String::new(),
             attribute_logical_name: String::new(),
             value: Value::Null,
         };
-        for child in &element.children {
-            let name = child.local.as_str();
-            let result = match name {
-                "EntityLogicalName" => self.text(child).map(|text| aliased.entity_logical_name = text),
-                "AttributeLogicalName" => self.text(child).map(|text| aliased.attribute_logical_name = text),
-                "Value" => self.value(child).map(|value| aliased.value = value),
-                _ => Ok(()),
+        while let Some(child) = self.next_child() {
+            let result = match &*child.local {
+                "EntityLogicalName" => self.text(&child).map(|text| aliased.entity_logical_name = text),
+                "AttributeLogicalName" => self.text(&child).map(|text| aliased.attribute_logical_name = text),
+                "Value" => self.value(&child).map(|value| aliased.value = value),
+                _ => {
+                    self.skip_rest();
+                    Ok(())
+                }
             };
-            result.map_err(at(name))?;
+            result.map_err(at(&child.local))?;
         }
         Ok(aliased)
     }
 
+    /// An `OptionSetValue` element.
+    fn option_set(&mut self, element: &Start<'a>) -> Result<i32> {
+        if element.nil {
+            self.skip_rest();
+            return Err(shape("an object", "nil"));
+        }
+        self.option_set_members()
+    }
+
     /// `OptionSetValue.Value`.
-    fn option_set(&self, element: &Element) -> Result<i32> {
-        let value = self.value_member(element)?;
-        let number = parse_int(self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))?;
+    fn option_set_members(&mut self) -> Result<i32> {
+        let number = parse_int(&self.value_member()?).map_err(at("Value"))?;
         i32::try_from(number)
             .map_err(|_| shape("a 32-bit whole number", "a larger number"))
             .map_err(at("Value"))
     }
 
     /// `Money.Value`, as its exact decimal text.
-    fn money(&self, element: &Element) -> Result<String> {
-        let value = self.value_member(element)?;
-        parse_decimal(self.leaf(value).map_err(at("Value"))?).map_err(at("Value"))
+    fn money_members(&mut self) -> Result<String> {
+        parse_decimal(&self.value_member()?).map_err(at("Value"))
     }
 
-    fn value_member<'e>(&self, element: &'e Element) -> Result<&'e Element> {
-        if element.nil {
-            return Err(shape("an object", "nil"));
+    /// The text of the first `Value` child, reading past the others.
+    fn value_member(&mut self) -> Result<Cow<'a, str>> {
+        let mut value = None;
+        while let Some(child) = self.next_child() {
+            if child.local != "Value" || value.is_some() {
+                self.skip_rest();
+                continue;
+            }
+            if child.nil {
+                return Err(shape("a number", "nil")).map_err(at("Value"));
+            }
+            value = Some(self.leaf().map_err(at("Value"))?);
         }
-        match element.children.iter().find(|c| c.local == "Value") {
-            Some(value) if !value.nil => Ok(value),
-            Some(_) => Err(shape("a number", "nil")).map_err(at("Value")),
-            None => Err(shape("a number", "nothing")).map_err(at("Value")),
-        }
+        value.ok_or_else(|| at("Value")(shape("a number", "nothing")))
     }
 
-    /// A key/value collection; `i:nil` and an empty element both mean empty.
-    fn bag<T>(&self, element: &Element, item: impl Fn(&Self, &Element) -> Result<T>) -> Result<Vec<(String, T)>> {
+    /// A key/value collection; `i:nil` and an empty element both mean empty. `item`
+    /// reads each value, `None` standing for a pair without one.
+    fn bag<T>(
+        &mut self,
+        element: &Start<'a>,
+        item: impl Fn(&mut Self, Option<&Start<'a>>) -> Result<T>,
+    ) -> Result<Vec<(String, T)>> {
+        let key = |m: &mut Self, key: &Start<'a>| {
+            if key.nil {
+                m.skip_rest();
+                return Err(shape("a string", "nil"));
+            }
+            m.leaf().map(Cow::into_owned)
+        };
+        self.pairs(element, key, item)
+    }
+
+    /// The `KeyValuePairOf…` children of a dictionary, each with its `key` read by `key`
+    /// and its `value` by `value` (with `None` when there is no value, which is nil).
+    /// A pair's first `key` and `value` count; its other children are read past.
+    fn pairs<T>(
+        &mut self,
+        element: &Start<'a>,
+        key: impl Fn(&mut Self, &Start<'a>) -> Result<String>,
+        value: impl Fn(&mut Self, Option<&Start<'a>>) -> Result<T>,
+    ) -> Result<Vec<(String, T)>> {
+        let mut pairs = Vec::new();
         if element.nil {
-            return Ok(Vec::new());
+            self.skip_rest();
+            return Ok(pairs);
         }
-        element
-            .children
-            .iter()
-            .enumerate()
-            .map(|(i, pair)| {
-                let (key, value) = self.pair(pair).map_err(at_index(i))?;
-                let key = if key.nil {
-                    Err(shape("a string", "nil"))
+        while let Some(pair) = self.next_child() {
+            let i = pairs.len();
+            if pair.nil {
+                self.skip_rest();
+                return Err(shape("a {key, value} pair", "nil")).map_err(at_index(i));
+            }
+            let (mut read_key, mut read_value) = (None, None);
+            while let Some(child) = self.next_child() {
+                if *child.ns != *GENERIC_NS {
+                    self.skip_rest();
+                } else if child.local == "key" && read_key.is_none() {
+                    read_key = Some(key(self, &child).map_err(at("key")).map_err(at_index(i))?);
+                } else if child.local == "value" && read_value.is_none() {
+                    // DataContractSerializer writes the key first, so errors can name it.
+                    let read = value(self, Some(&child));
+                    read_value = Some(match &read_key {
+                        Some(key) => read.map_err(at(key))?,
+                        None => read.map_err(at("value")).map_err(at_index(i))?,
+                    });
                 } else {
-                    self.leaf(key).map(str::to_owned)
-                };
-                let key = key.map_err(at("key")).map_err(at_index(i))?;
-                let value = match value {
-                    Some(value) => item(self, value),
-                    None => item(
-                        self,
-                        &Element {
-                            nil: true,
-                            ..Element::default()
-                        },
-                    ),
-                };
-                Ok((key.clone(), value.map_err(at(&key))?))
-            })
-            .collect()
-    }
-
-    /// The `key` and `value` of a `KeyValuePairOf…` element; a missing value is nil.
-    fn pair<'e>(&self, pair: &'e Element) -> Result<(&'e Element, Option<&'e Element>)> {
-        let key = pair.child(GENERIC_NS, "key");
-        match key {
-            Some(key) if !pair.nil => Ok((key, pair.child(GENERIC_NS, "value"))),
-            _ => Err(shape(
-                "a {key, value} pair",
-                if pair.nil { "nil" } else { "another element" },
-            )),
+                    self.skip_rest();
+                }
+            }
+            let Some(read_key) = read_key else {
+                return Err(shape("a {key, value} pair", "another element")).map_err(at_index(i));
+            };
+            let read_value = match read_value {
+                Some(read_value) => read_value,
+                None => value(self, None).map_err(at(&read_key))?,
+            };
+            pairs.push((read_key, read_value));
         }
+        Ok(pairs)
     }
 
-    /// A member of an object contract: nil, or decoded by `decode`.
-    fn nullable(&self, element: &Element, decode: impl FnOnce(&Self, &Element) -> Result<Value>) -> Result<Value> {
-        if element.nil {
-            Ok(Value::Null)
-        } else {
-            decode(self, element)
+    /// A member of an object contract: nil (or missing), or read by `read`.
+    fn nullable(
+        &mut self,
+        element: Option<&Start<'a>>,
+        read: impl FnOnce(&mut Self, &Start<'a>) -> Result<Value>,
+    ) -> Result<Value> {
+        match element {
+            Some(element) if !element.nil => read(self, element),
+            Some(_) => {
+                self.skip_rest();
+                Ok(Value::Null)
+            }
+            None => Ok(Value::Null),
         }
     }
 
     /// A string member where nil means empty (`LogicalName`, `Id`…).
-    fn text(&self, element: &Element) -> Result<String> {
+    fn text(&mut self, element: &Start<'a>) -> Result<String> {
         self.optional_text(element).map(Option::unwrap_or_default)
     }
 
-    fn optional_text(&self, element: &Element) -> Result<Option<String>> {
+    fn optional_text(&mut self, element: &Start<'a>) -> Result<Option<String>> {
         if element.nil {
+            self.skip_rest();
             return Ok(None);
         }
-        self.leaf(element).map(|text| Some(text.to_owned()))
+        self.leaf().map(|text| Some(text.into_owned()))
     }
 
     /// `Entity.Id`: lowercase, and `None` for the empty GUID a new entity carries.
-    fn entity_id(&self, element: &Element) -> Result<Option<String>> {
+    fn entity_id(&mut self, element: &Start<'a>) -> Result<Option<String>> {
         let id = self.optional_text(element)?.map(|id| id.trim().to_ascii_lowercase());
         Ok(id.filter(|id| id != EMPTY_GUID))
     }
 
-    /// The text of an element that must have no child elements, within the limit.
-    /// The text of an element without children, within the string limit.
-    fn leaf<'e>(&self, element: &'e Element) -> Result<&'e str> {
-        if !element.children.is_empty() {
-            return Err(shape("text", "an element with children"));
-        }
+    /// Text read by [`content`](Self::content), within the string limit.
+    fn checked(&self, text: Cow<'a, str>) -> Result<Cow<'a, str>> {
         let limit = self.limits.max_string_bytes;
-        if element.text.len() > limit {
+        if text.len() > limit {
             return Err(DecodeError::StringTooLong {
                 format: self.format,
                 path: String::new(),
-                size: element.text.len(),
+                size: text.len(),
                 limit,
             });
         }
-        Ok(&element.text)
+        Ok(text)
     }
+}
+
+/// A value of a type this decoder does not know, kept as a record.
+fn unknown_type(qname: &QName<'_>, members: Vec<(String, Value)>) -> Value {
+    Value::Record(Record {
+        type_name: Some(qname.local.clone().into_owned()),
+        members,
+    })
+}
+
+/// A primitive by its XML Schema (or serialization namespace) name, from its text;
+/// `None` for names that are not primitives.
+fn primitive(name: &str, text: &str) -> Result<Option<Value>> {
+    Ok(Some(match name {
+        "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text.to_owned()),
+        "int" | "long" | "short" | "byte" | "unsignedByte" | "unsignedShort" | "unsignedInt" | "integer" => {
+            Value::Int(parse_int(text)?)
+        }
+        // Beyond `i64` it keeps its exact text, like a JSON number would.
+        "unsignedLong" => match text.trim().parse::<i64>() {
+            Ok(n) => Value::Int(n),
+            Err(_) => Value::Decimal(parse_decimal(text)?),
+        },
+        "boolean" => Value::Bool(parse_bool(text)?),
+        "decimal" => Value::Decimal(parse_decimal(text)?),
+        "double" | "float" => Value::Double(parse_double(text)?),
+        "dateTime" => Value::DateTime(parse_date_time(text)?),
+        "guid" => Value::Guid(parse_guid(text)?),
+        // A `char` is its UTF-16 code unit as a number; JSON writes it as a string.
+        "char" => {
+            let code = u32::try_from(parse_int(text)?).ok().and_then(char::from_u32);
+            Value::String(code.ok_or_else(|| shape("a character code", "other text"))?.to_string())
+        }
+        // A `TimeSpan`, e.g. `PT1H`; the model has no duration, and JSON writes the same text.
+        "duration" => Value::String(text.to_owned()),
+        // JSON writes a `byte[]` as an array of numbers; so does the model.
+        "base64Binary" => {
+            let compact: String = text.split_ascii_whitespace().collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|_| shape("base64 text", "other text"))?;
+            Value::List(bytes.into_iter().map(|b| Value::Int(b.into())).collect())
+        }
+        _ => return Ok(None),
+    }))
 }
 
 fn primitive_description(name: &str) -> &'static str {
@@ -542,218 +678,5 @@ fn primitive_description(name: &str) -> &'static str {
         "dateTime" => "a date and time",
         "guid" => "a GUID",
         _ => "a primitive value",
-    }
-}
-
-/// XML Schema whitespace rules collapse the edges of every non-string value.
-fn parse_int(text: &str) -> Result<i64> {
-    let text = text.trim();
-    text.strip_prefix('+')
-        .unwrap_or(text)
-        .parse()
-        .map_err(|_| shape("a whole number", "other text"))
-}
-
-fn parse_bool(text: &str) -> Result<bool> {
-    match text.trim() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(shape("a boolean", "other text")),
-    }
-}
-
-/// `xs:decimal`: kept as its exact text once checked (`1.0000000000` stays so).
-fn parse_decimal(text: &str) -> Result<String> {
-    let text = text.trim();
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
-        return Err(shape("a decimal number", "other text"));
-    }
-    // A JSON number has no leading `+` and needs a digit before the point.
-    let sign = if text.starts_with('-') { "-" } else { "" };
-    let whole = if whole.is_empty() { "0" } else { whole };
-    Ok(match fraction {
-        "" => format!("{sign}{whole}"),
-        _ => format!("{sign}{whole}.{fraction}"),
-    })
-}
-
-/// `xs:double` / `xs:float`, with XML Schema's spelling of the special values.
-fn parse_double(text: &str) -> Result<f64> {
-    match text.trim() {
-        "INF" => Ok(f64::INFINITY),
-        "-INF" => Ok(f64::NEG_INFINITY),
-        "NaN" => Ok(f64::NAN),
-        other if other.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => other
-            .parse()
-            .map_err(|_| shape("a floating-point number", "other text")),
-        _ => Err(shape("a floating-point number", "other text")),
-    }
-}
-
-/// A GUID in its 36-character form, lowercase.
-fn parse_guid(text: &str) -> Result<String> {
-    let text = text.trim();
-    let valid = text.len() == 36
-        && text.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-    if !valid {
-        return Err(shape("a GUID", "other text"));
-    }
-    Ok(text.to_ascii_lowercase())
-}
-
-/// `xs:dateTime` as DataContractSerializer writes it: `2017-09-26T00:04:07Z`, with
-/// an optional fraction of up to 7 digits and a `Z`, an offset or no zone. An
-/// offset is subtracted to give UTC; no zone (`DateTimeKind.Unspecified`) is taken
-/// as UTC, since the instant cannot be known otherwise.
-pub(super) fn parse_date_time(text: &str) -> Result<DateTime> {
-    parse_date_time_text(text.trim()).ok_or_else(|| shape("a date and time", "other text"))
-}
-
-fn parse_date_time_text(text: &str) -> Option<DateTime> {
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') || bytes.get(10) != Some(&b'T') {
-        return None;
-    }
-    if bytes.get(13) != Some(&b':') || bytes.get(16) != Some(&b':') {
-        return None;
-    }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 59 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut fraction_ticks = 0;
-    if let Some(after_point) = rest.strip_prefix('.') {
-        let digits = after_point.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        // Ticks are 100 ns: seven digits; further digits cannot be represented.
-        let kept = &after_point[..digits.min(7)];
-        fraction_ticks = kept.parse::<i64>().ok()? * 10_i64.pow(7 - kept.len() as u32);
-        rest = &after_point[digits..];
-    }
-    let offset_minutes = match rest {
-        "" | "Z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let zone = &rest[1..];
-            if zone.len() != 5 || zone.as_bytes()[2] != b':' {
-                return None;
-            }
-            let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<i64>().ok())?;
-            let (h, m) = (digits(&zone[..2])?, digits(&zone[3..])?);
-            if h > 14 || m > 59 {
-                return None;
-            }
-            sign * (h * 60 + m)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(DateTime {
-        unix_ticks: seconds * 10_000_000 + fraction_ticks,
-    })
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic
-/// Gregorian date (the inverse of `model::civil_from_days`).
-pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn shape(expected: &'static str, found: &'static str) -> DecodeError {
-    DecodeError::Shape {
-        path: String::new(),
-        expected,
-        found,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn instant(text: &str) -> Option<String> {
-        parse_date_time_text(text).map(|dt| dt.to_string())
-    }
-
-    #[test]
-    fn date_times_become_utc_instants() {
-        assert_eq!(instant("2017-09-26T00:04:07Z").as_deref(), Some("2017-09-26T00:04:07Z"));
-        assert_eq!(instant("2017-09-26T00:04:07").as_deref(), Some("2017-09-26T00:04:07Z"));
-        assert_eq!(
-            instant("2017-09-26T00:04:07.1234567-07:00").as_deref(),
-            Some("2017-09-26T07:04:07.1234567Z")
-        );
-        assert_eq!(
-            instant("2000-02-29T23:59:59.5+01:00").as_deref(),
-            Some("2000-02-29T22:59:59.5Z")
-        );
-        assert_eq!(instant("0001-01-01T00:00:00").as_deref(), Some("0001-01-01T00:00:00Z"));
-        for bad in [
-            "2017-09-26",
-            "2017-09-26T00:04",
-            "2017-13-01T00:00:00Z",
-            "2001-02-29T00:00:00Z",
-            "2017-09-26T24:00:00Z",
-            "2017-09-26T00:04:07.Z",
-            "2017-09-26T00:04:07+7:00",
-            "2017-09-26T00:04:07Zjunk",
-            "+017-09-26T00:04:07Z",
-            "２017-09-26T00:04:07Z",
-        ] {
-            assert_eq!(instant(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn decimals_keep_their_digits() {
-        assert_eq!(parse_decimal("1.0000000000").unwrap(), "1.0000000000");
-        assert_eq!(parse_decimal(" -.5 ").unwrap(), "-0.5");
-        assert_eq!(parse_decimal("+10").unwrap(), "10");
-        for bad in ["", ".", "1e5", "1.2.3", "--1", "NaN"] {
-            assert!(parse_decimal(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn civil_days_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1, 1, 1), -719_162);
     }
 }

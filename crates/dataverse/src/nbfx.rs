@@ -4,7 +4,7 @@
 //!
 //! No Rust crate reads MC-NBFX, so this is a small hand-written reader. It turns
 //! the records into the same events the text XML reader produces and feeds them
-//! to the shared [`Builder`], so both formats end in the same element tree and go
+//! to the shared [`Builder`], so both formats end in the same tape and go
 //! through the same [`mapper`](super::mapper). Typed text records become the text
 //! DataContractSerializer would have written for the same value in text XML
 //! (`true`, `1.0000000000`, `2017-09-26T00:04:07Z`, base64 for bytes…), which is
@@ -30,10 +30,12 @@
 //! Lengths are MultiByteInt31 (7 bits a byte, least significant first, at most 5
 //! bytes). Numbers are little-endian.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use uuid::Uuid;
 
-use super::infoset::{BuildError, Builder, Declaration, Element, RawAttribute, attribute_cost, declaration_cost};
+use super::infoset::{BuildError, Builder, Declaration, RawAttribute, Tape, attribute_cost, declaration_cost};
 use super::model::{Context, DateTime};
 use super::{DecodeError, Format, Limits, mapper};
 
@@ -47,18 +49,19 @@ const MAX_ARRAY_ITEM_TEXT: usize = 40;
 
 /// Decodes a binary `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> std::result::Result<Context, DecodeError> {
-    let root = read(body, limits)?;
-    mapper::context(&root, Format::Binary, limits)
+    let tape = read(body, limits)?;
+    mapper::context(tape, Format::Binary, limits)
 }
 
-/// Parses the records into the element tree.
-fn read(body: &[u8], limits: &Limits) -> std::result::Result<Element, DecodeError> {
+/// Parses the records onto the tape.
+fn read<'a>(body: &'a [u8], limits: &Limits) -> std::result::Result<Tape<'a>, DecodeError> {
     let mut reader = Reader {
         body,
         pos: 0,
         limits,
         builder: Builder::new(limits, body.len()),
         elements: 0,
+        spare: Default::default(),
     };
     reader.document().map_err(|(offset, err)| match err {
         BuildError::Invalid(reason) => DecodeError::Binary { offset, reason },
@@ -92,26 +95,27 @@ type Result<T> = std::result::Result<T, Failure>;
 /// An element record with its attributes, kept whole so an `Array` record can
 /// repeat it.
 struct StartRecord<'a> {
-    prefix: String,
-    local: String,
+    prefix: &'a str,
+    local: &'a str,
     /// Declarations, borrowed from the body.
     xmlns: Vec<Declaration<'a>>,
-    /// `(prefix, local, value)`.
-    attributes: Vec<(String, String, String)>,
+    attributes: Vec<RawAttribute<'a, 'a>>,
 }
 
-struct Reader<'a> {
+struct Reader<'a, 'l> {
     body: &'a [u8],
     pos: usize,
-    limits: &'a Limits,
-    builder: Builder<'a>,
+    limits: &'l Limits,
+    builder: Builder<'a, 'l>,
     /// Elements built so far, `Array` items included: bounded so a short array
     /// record cannot expand into more elements than a body of this size could
     /// hold written out.
     elements: usize,
+    /// The lists of the last element record read, emptied, for the next one to fill.
+    spare: (Vec<Declaration<'a>>, Vec<RawAttribute<'a, 'a>>),
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn document(&mut self) -> Result<()> {
         while self.pos < self.body.len() {
             let offset = self.pos;
@@ -119,16 +123,17 @@ impl<'a> Reader<'a> {
             match record {
                 0x01 => self.build(offset, |b| b.end())?,
                 0x02 => {
-                    self.string()?;
+                    self.body_str()?;
                 }
                 0x03 => self.array(offset)?,
                 0x40..=0x77 => {
                     let start = self.start_record(offset, record)?;
                     self.start(offset, &start)?;
+                    self.recycle(start);
                 }
                 0x80..=0xBF => {
                     let text = self.text(offset, record)?;
-                    self.build(offset, |b| b.text(&text))?;
+                    self.build(offset, |b| b.text(text))?;
                     if record & 1 == 1 {
                         self.build(offset, |b| b.end())?;
                     }
@@ -148,17 +153,17 @@ impl<'a> Reader<'a> {
     /// Reads an element record (type byte already read) and its attributes.
     fn start_record(&mut self, offset: usize, record: u8) -> Result<StartRecord<'a>> {
         let (prefix, local) = match record {
-            0x40 => (String::new(), self.string()?),
-            0x41 => (self.string()?, self.string()?),
-            0x5E..=0x77 => (letter(record - 0x5E), self.string()?),
+            0x40 => ("", self.body_str()?),
+            0x41 => (self.body_str()?, self.body_str()?),
+            0x5E..=0x77 => (letter(record - 0x5E), self.body_str()?),
             0x42..=0x5D => return Err(dictionary(offset, record)),
             _ => return Err(invalid(offset, format!("record 0x{record:02X} is not an element"))),
         };
         let mut start = StartRecord {
             prefix,
             local,
-            xmlns: Vec::new(),
-            attributes: Vec::new(),
+            xmlns: std::mem::take(&mut self.spare.0),
+            attributes: std::mem::take(&mut self.spare.1),
         };
         while let Some(&record @ 0x04..=0x3F) = self.body.get(self.pos) {
             let offset = self.pos;
@@ -167,12 +172,12 @@ impl<'a> Reader<'a> {
                 // An attribute without a prefix is in no namespace, so never `i:type`
                 // or `i:nil`: nothing keeps it.
                 0x04 => {
-                    self.string()?;
+                    self.body_str()?;
                     self.attribute_value()?;
                     continue;
                 }
-                0x05 => (self.string()?, self.string()?),
-                0x26..=0x3F => (letter(record - 0x26), self.string()?),
+                0x05 => (self.body_str()?, self.body_str()?),
+                0x26..=0x3F => (letter(record - 0x26), self.body_str()?),
                 0x08 | 0x09 => {
                     let prefix = if record == 0x09 { self.body_str()? } else { "" };
                     let ns = self.body_str()?;
@@ -186,34 +191,28 @@ impl<'a> Reader<'a> {
             // Only `type` and `nil` values are kept (as `i:type` and `i:nil`); the
             // prefix of every other attribute is still checked.
             let value = self.attribute_value()?;
-            let value = if matches!(local.as_str(), "type" | "nil") {
+            let value = if matches!(local, "type" | "nil") {
                 value
             } else {
-                String::new()
+                Cow::Borrowed("")
             };
             self.build(offset, |b| b.charge(attribute_cost(&value)))?;
-            start.attributes.push((prefix, local, value));
+            start.attributes.push(RawAttribute { prefix, local, value });
         }
         Ok(start)
     }
 
-    fn start(&mut self, offset: usize, start: &StartRecord) -> Result<()> {
+    fn start(&mut self, offset: usize, start: &StartRecord<'a>) -> Result<()> {
         self.elements += 1;
         if self.elements > self.body.len() / 3 + 1 {
             return Err(invalid(offset, "more elements than the body can hold".into()));
         }
-        let attributes: Vec<RawAttribute<'_>> = start
-            .attributes
-            .iter()
-            .map(|(prefix, local, value)| RawAttribute {
-                prefix,
-                local,
-                value: value.into(),
-            })
-            .collect();
-        let result = self
-            .builder
-            .start(&start.prefix, &start.local, &start.xmlns, &attributes);
+        let result = self.builder.start(
+            start.prefix,
+            Cow::Borrowed(start.local),
+            &start.xmlns,
+            &start.attributes,
+        );
         result.map_err(|err| (offset, err))
     }
 
@@ -262,8 +261,8 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|(prefix, ns)| declaration_cost(prefix, ns))
             .sum();
-        let attributes: usize = start.attributes.iter().map(|(_, _, value)| attribute_cost(value)).sum();
-        let item_cost = Builder::element_cost(&start.local) + declarations + attributes + 2 * MAX_ARRAY_ITEM_TEXT;
+        let attributes: usize = start.attributes.iter().map(|a| attribute_cost(&a.value)).sum();
+        let item_cost = Builder::element_cost(start.local) + declarations + attributes + 2 * MAX_ARRAY_ITEM_TEXT;
         self.builder
             .budget()
             .check_each(count, item_cost)
@@ -272,14 +271,23 @@ impl<'a> Reader<'a> {
             let value_offset = self.pos;
             self.start(value_offset, &start)?;
             let text = self.text(value_offset, item)?;
-            self.build(value_offset, |b| b.text(&text))?;
+            self.build(value_offset, |b| b.text(text))?;
             self.build(value_offset, |b| b.end())?;
         }
+        self.recycle(start);
         Ok(())
     }
 
+    /// Keeps an element record's lists, emptied, for the next record.
+    fn recycle(&mut self, start: StartRecord<'a>) {
+        let (mut xmlns, mut attributes) = (start.xmlns, start.attributes);
+        xmlns.clear();
+        attributes.clear();
+        self.spare = (xmlns, attributes);
+    }
+
     /// An attribute's value: one text record, without the `…WithEndElement` forms.
-    fn attribute_value(&mut self) -> Result<String> {
+    fn attribute_value(&mut self) -> Result<Cow<'a, str>> {
         let offset = self.pos;
         match self.byte()? {
             record @ 0x80..=0xBF if record & 1 == 0 => self.text(offset, record),
@@ -291,12 +299,19 @@ impl<'a> Reader<'a> {
     }
 
     /// The text of a text record whose type byte (at `offset`) is `record`.
-    fn text(&mut self, offset: usize, record: u8) -> Result<String> {
-        Ok(match record & !1 {
-            0x80 => "0".into(),
-            0x82 => "1".into(),
-            0x84 => "false".into(),
-            0x86 => "true".into(),
+    fn text(&mut self, offset: usize, record: u8) -> Result<Cow<'a, str>> {
+        // Fixed values are written without allocating: a body of them is cheap to send.
+        let fixed = match record & !1 {
+            0x80 => Some("0"),
+            0x82 => Some("1"),
+            0x84 => Some("false"),
+            0x86 => Some("true"),
+            _ => None,
+        };
+        if let Some(text) = fixed {
+            return Ok(Cow::Borrowed(text));
+        }
+        Ok(Cow::Owned(match record & !1 {
             0x88 => i8::from_le_bytes(self.array_of()?).to_string(),
             0x8A => i16::from_le_bytes(self.array_of()?).to_string(),
             0x8C => i32::from_le_bytes(self.array_of()?).to_string(),
@@ -315,15 +330,15 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| invalid(offset, "invalid DateTime".into()))?,
             0x98 => {
                 let length = usize::from(self.byte()?);
-                self.utf8(offset, length)?
+                return self.utf8(offset, length);
             }
             0x9A => {
                 let length = usize::from(u16::from_le_bytes(self.array_of()?));
-                self.utf8(offset, length)?
+                return self.utf8(offset, length);
             }
             0x9C => {
                 let length = self.length32(offset)?;
-                self.utf8(offset, length)?
+                return self.utf8(offset, length);
             }
             0x9E => {
                 let length = usize::from(self.byte()?);
@@ -362,7 +377,7 @@ impl<'a> Reader<'a> {
             }
             0xAA | 0xBC => return Err(dictionary(offset, record)),
             _ => return Err(invalid(offset, format!("record 0x{record:02X} is not valid here"))),
-        })
+        }))
     }
 
     /// `StartListText`: text records up to `EndListText`, separated by spaces.
@@ -405,7 +420,7 @@ impl<'a> Reader<'a> {
     fn build(
         &mut self,
         offset: usize,
-        event: impl FnOnce(&mut Builder<'_>) -> std::result::Result<(), BuildError>,
+        event: impl FnOnce(&mut Builder<'a, '_>) -> std::result::Result<(), BuildError>,
     ) -> Result<()> {
         event(&mut self.builder).map_err(|err| (offset, err))
     }
@@ -448,13 +463,8 @@ impl<'a> Reader<'a> {
         unreachable!("the fifth byte has no continuation bit")
     }
 
-    /// A name, namespace or comment: a MultiByteInt31 length and UTF-8 bytes. Like
-    /// member names in JSON, these are bounded by the body size only.
-    fn string(&mut self) -> Result<String> {
-        self.body_str().map(str::to_owned)
-    }
-
-    /// As [`string`](Self::string), borrowed from the body.
+    /// A name, namespace or comment: a MultiByteInt31 length and UTF-8 bytes, borrowed
+    /// from the body. Like member names in JSON, these are bounded by the body size only.
     fn body_str(&mut self) -> Result<&'a str> {
         let offset = self.pos;
         let length = self.int31()?;
@@ -486,11 +496,13 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn utf8(&mut self, offset: usize, length: usize) -> Result<String> {
+    fn utf8(&mut self, offset: usize, length: usize) -> Result<Cow<'a, str>> {
         self.check_length(offset, length)?;
-        let bytes = self.bytes(length)?;
+        let body: &'a [u8] = self.body;
+        self.bytes(length)?;
+        let bytes = &body[self.pos - length..self.pos];
         match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
+            Ok(text) => Ok(Cow::Borrowed(text)),
             Err(_) => Err(invalid(offset, "text is not UTF-8".into())),
         }
     }
@@ -532,8 +544,9 @@ fn dictionary(offset: usize, record: u8) -> Failure {
 }
 
 /// The prefix of the `Prefix…_a..z` records.
-fn letter(index: u8) -> String {
-    char::from(b'a' + index).to_string()
+fn letter(index: u8) -> &'static str {
+    const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz";
+    &LETTERS[usize::from(index)..=usize::from(index)]
 }
 
 /// A float or double as XML Schema text; `finite` is Rust's shortest round-trip

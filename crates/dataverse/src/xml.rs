@@ -1,20 +1,22 @@
 //! The XML message format: DataContractSerializer text XML, read with quick-xml
-//! into the shared [`infoset`](super::infoset) tree.
+//! onto the shared [`infoset`](super::infoset) tape.
 //!
 //! This file owns the text syntax only: well-formedness, entity and character
 //! references, CDATA, the XML declaration and a leading byte order mark, and
 //! turning byte offsets into the line and column of an error. Namespaces are
-//! resolved by the shared builder, and the tree is mapped to the model by
+//! resolved by the shared builder, and the tape is mapped to the model by
 //! [`mapper`](super::mapper), exactly as for the binary format.
 //!
 //! The body must be UTF-8 (what Dataverse and Service Bus send). A DTD is refused:
 //! data-contract XML never has one, and refusing it rules out entity expansion.
 
+use std::borrow::Cow;
+
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 
-use super::infoset::{BuildError, Builder, Element, RawAttribute, attribute_cost, declaration_cost};
+use super::infoset::{BuildError, Builder, RawAttribute, Tape, attribute_cost, declaration_cost};
 use super::model::Context;
 use super::{DecodeError, Format, Limits, UTF8_BOM, mapper};
 
@@ -24,15 +26,18 @@ const KEY_COST: usize = 32;
 /// Decodes an XML `RemoteExecutionContext`; the body is already within the size limit.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context, DecodeError> {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    let root = read(body, limits)?;
-    mapper::context(&root, Format::Xml, limits)
+    let tape = read(body, limits)?;
+    mapper::context(tape, Format::Xml, limits)
 }
 
-/// Parses the body into the element tree.
-fn read(body: &[u8], limits: &Limits) -> Result<Element, DecodeError> {
+/// Parses the body onto the tape.
+fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Tape<'a>, DecodeError> {
     let mut reader = Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
     let mut builder = Builder::new(limits, body.len());
+    // Checked once here, so names can borrow from it; quick-xml reports where a body
+    // that is not UTF-8 goes wrong.
+    let source = std::str::from_utf8(body).ok();
     let error = |offset: u64, err: BuildError| located(body, offset as usize, err, limits);
     loop {
         let before = reader.buffer_position();
@@ -40,25 +45,25 @@ fn read(body: &[u8], limits: &Limits) -> Result<Element, DecodeError> {
             .read_event()
             .map_err(|err| syntax(body, reader.error_position() as usize, err.to_string()))?;
         let result = match event {
-            Event::Start(start) => start_element(&mut builder, &start),
-            Event::Empty(start) => start_element(&mut builder, &start).and_then(|()| builder.end()),
+            Event::Start(start) => start_element(&mut builder, source, &start),
+            Event::Empty(start) => start_element(&mut builder, source, &start).and_then(|()| builder.end()),
             Event::End(_) => builder.end(),
             Event::Text(text) => match text.xml_content() {
-                Ok(text) => builder.text(&text),
+                Ok(text) => builder.text(text),
                 Err(err) => Err(BuildError::Invalid(err.to_string())),
             },
             Event::CData(data) => match data.xml_content() {
-                Ok(text) => builder.text(&text),
+                Ok(text) => builder.text(text),
                 Err(err) => Err(BuildError::Invalid(err.to_string())),
             },
             Event::GeneralRef(reference) => match reference.resolve_char_ref() {
-                Ok(Some(c)) => builder.text(c.encode_utf8(&mut [0; 4])),
+                Ok(Some(c)) => builder.text(Cow::Owned(c.to_string())),
                 Ok(None) => {
                     let name = reference
                         .decode()
                         .map_err(|err| syntax(body, before as usize, err.to_string()))?;
                     match resolve_predefined_entity(&name) {
-                        Some(text) => builder.text(text),
+                        Some(text) => builder.text(Cow::Borrowed(text)),
                         None => Err(BuildError::Invalid(format!("unknown entity `&{name};`"))),
                     }
                 }
@@ -76,12 +81,17 @@ fn read(body: &[u8], limits: &Limits) -> Result<Element, DecodeError> {
 /// opens it.
 ///
 /// Only prefixed `type` and `nil` attributes can be `i:type` and `i:nil`, the only
-/// attributes the tree keeps, so no other value is unescaped. quick-xml's own
+/// attributes the tape keeps, so no other value is unescaped. quick-xml's own
 /// duplicate check compares every attribute with every earlier one; this one sorts the
 /// names instead, so an element with many attributes costs `n log n`, not `n²`.
-fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<(), BuildError> {
+fn start_element<'a>(
+    builder: &mut Builder<'a, '_>,
+    source: Option<&'a str>,
+    start: &BytesStart<'_>,
+) -> Result<(), BuildError> {
     let name = utf8(start.name().into_inner())?;
     let (prefix, local) = name.split_once(':').unwrap_or(("", name));
+    let local = lasting(source, local);
     let mut xmlns = Vec::new();
     let mut raw = Vec::new();
     let mut keys = Vec::new();
@@ -109,15 +119,14 @@ fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<()
             // Other prefixed attributes are passed on for their prefix to be checked.
             Some((prefix, local)) => {
                 let value = match local {
-                    "type" | "nil" => value()?.into_owned(),
-                    _ => String::new(),
+                    "type" | "nil" => match value()? {
+                        Cow::Borrowed(value) => lasting(source, value),
+                        Cow::Owned(value) => Cow::Owned(value),
+                    },
+                    _ => Cow::Borrowed(""),
                 };
                 builder.charge(attribute_cost(&value))?;
-                raw.push(RawAttribute {
-                    prefix,
-                    local,
-                    value: value.into(),
-                });
+                raw.push(RawAttribute { prefix, local, value });
             }
             None => {}
         }
@@ -130,6 +139,19 @@ fn start_element(builder: &mut Builder<'_>, start: &BytesStart<'_>) -> Result<()
         )));
     }
     builder.start(prefix, local, &xmlns, &raw)
+}
+
+/// `text` borrowed for as long as the body when it is the body's own bytes (quick-xml
+/// lends names and attribute values only for as long as their event), else a copy.
+/// `source` is the body as text, when it is all UTF-8.
+fn lasting<'a>(source: Option<&'a str>, text: &str) -> Cow<'a, str> {
+    let within = source.and_then(|source| {
+        let offset = (text.as_ptr() as usize).checked_sub(source.as_ptr() as usize)?;
+        source
+            .get(offset..offset.checked_add(text.len())?)
+            .filter(|slice| slice.as_ptr() == text.as_ptr())
+    });
+    within.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, BuildError> {
@@ -461,7 +483,7 @@ mod tests {
             "{message}"
         );
 
-        // However high the limit is set, trees stop at 256 levels.
+        // However high the limit is set, documents stop at 256 levels.
         let lax = Limits {
             max_depth: 100_000,
             ..Limits::default()

@@ -11,10 +11,12 @@
 //!   arrays, since an array cannot carry `__type`;
 //! - `DateTime` is the string `\/Date(ms)\/` or `\/Date(ms±hhmm)\/`.
 //!
-//! `stream.rs` builds the model from the text in one pass. An object's members land in
-//! the model sorted by name, the last of duplicates winning, whatever order the body
-//! has them in; DataContractJsonSerializer writes them in that order already.
+//! `positions.rs` builds the model from the text in one pass, driven by serde_json
+//! through `stream.rs`. An object's members land in the model sorted by name, the last
+//! of duplicates winning, whatever order the body has them in; DataContractJsonSerializer
+//! writes them in that order already.
 
+mod positions;
 mod stream;
 
 use serde_json::{Number, Value as Json};
@@ -30,10 +32,10 @@ type Result<T> = std::result::Result<T, DecodeError>;
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     check_structure(body, limits)?;
-    match stream::context(body, limits, Order::Checked) {
+    match positions::context(body, limits, Order::Checked) {
         Ok(context) => Ok(context),
         Err(Failure::Decode(error)) => Err(error),
-        Err(Failure::Unordered) => match stream::context(&reordered(body)?, limits, Order::Trusted) {
+        Err(Failure::Unordered) => match positions::context(&reordered(body)?, limits, Order::Trusted) {
             Ok(context) => Ok(context),
             Err(Failure::Decode(error)) => Err(error),
             Err(Failure::Unordered) => unreachable!("a trusted pass does not check the order"),
@@ -96,7 +98,8 @@ fn write_json<T: serde::Serialize + ?Sized>(text: &mut Vec<u8>, value: &T) {
 /// The budget is charged for every value (each follows a `[`, `,` or `:`, or is the
 /// root), for every object (serde_json's map allocates room for eleven members at
 /// once) and for every byte of the body twice (strings, names and number text are
-/// copied into serde_json's tree, then into the model). Counting is a single pass that
+/// copied into the model, and into serde_json's tree for a body whose members must be
+/// put in order first). Counting is a single pass that
 /// allocates nothing, so a body over budget costs no more than reading it.
 fn check_structure(body: &[u8], limits: &Limits) -> Result<()> {
     let (mut depth, mut values, mut objects) = (0_usize, 1_usize, 0_usize);
@@ -378,7 +381,7 @@ mod tests {
             }
             let body = std::fs::read(&path).unwrap();
             let body = body.strip_prefix(UTF8_BOM).unwrap_or(&body);
-            let pass = stream::context(body, &Limits::default(), Order::Checked);
+            let pass = positions::context(body, &Limits::default(), Order::Checked);
             assert!(pass.is_ok(), "{}: {:?}", path.display(), pass.err());
             decoded += 1;
         }
@@ -396,7 +399,7 @@ mod tests {
             "Attributes":[{"value":{"Value":1,"__type":"OptionSetValue:x"},"key":"a"},{"key":"b","value":{"y":2,"x":1}}],
             "__type":"Entity:x"},"key":"Target"}]}"#;
         assert!(matches!(
-            stream::context(shuffled, &Limits::default(), Order::Checked),
+            positions::context(shuffled, &Limits::default(), Order::Checked),
             Err(Failure::Unordered)
         ));
         let expected = decode(in_order, &Limits::default()).unwrap();
