@@ -300,7 +300,7 @@ impl<'a> Reader<'a, '_> {
 
     /// The text of a text record whose type byte (at `offset`) is `record`.
     fn text(&mut self, offset: usize, record: u8) -> Result<Cow<'a, str>> {
-        // Fixed values are written without allocating: a body of them is cheap to send.
+        // Fixed values borrow a constant: a body can hold a million of these one-byte records.
         let fixed = match record & !1 {
             0x80 => Some("0"),
             0x82 => Some("1"),

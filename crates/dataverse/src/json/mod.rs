@@ -34,7 +34,11 @@ pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
     check_structure(body, limits)?;
     match positions::context(body, limits, Order::Checked) {
         Ok(context) => Ok(context),
-        Err(Failure::Decode(error)) => Err(error),
+        // A body that is broken further on says so first, as when it was parsed whole.
+        Err(Failure::Decode(error)) => match serde_json::from_slice::<Json>(body) {
+            Ok(_) => Err(error),
+            Err(syntax) => Err(syntax_error(syntax)),
+        },
         Err(Failure::Unordered) => match positions::context(&reordered(body)?, limits, Order::Trusted) {
             Ok(context) => Ok(context),
             Err(Failure::Decode(error)) => Err(error),
@@ -419,6 +423,18 @@ mod tests {
         let names: Vec<&str> = context.members.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["A", "B"]);
         assert_eq!(context.member("A"), Some(&Value::Int(3)));
+    }
+
+    /// The single pass meets a misshapen member before a syntax error further on; the
+    /// syntax error is what the sender has to fix first, so it is the one reported.
+    #[test]
+    fn a_broken_body_reports_its_syntax_before_its_shapes() {
+        let err = decode(
+            br#"{"InputParameters":[1],"MessageName":"Create",}"#,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DecodeError::Syntax { column: 47, .. }), "{err}");
     }
 
     /// serde_json hands a number with `arbitrary_precision` over as an object with one
