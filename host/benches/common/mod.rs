@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use sagahost::component::{Limits, PartnerComponent, Runtime, RuntimeOptions, wit};
 use sagahost::saga::{MessageParts, build_inbound};
-use serde_json::{Value, json};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -47,22 +46,25 @@ pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(samples().join(name)).expect("the Dataverse samples")
 }
 
-/// The example contact-create context, padded with shared variables to about `kb` KiB.
+/// The example contact-create context, padded to about `kb` KiB with shared variables of
+/// up to 1,000 bytes of text each. The padding is spliced into the text, so the body keeps
+/// the member order Dataverse writes (`__type` first): going through a `serde_json::Value`
+/// would sort `__type` among the other members, which sends the decoder down the path for
+/// bodies not written by Dataverse.
 pub fn contact_body(kb: usize) -> Vec<u8> {
     let text = std::fs::read_to_string(workspace().join("guest-examples/messages/contact-create.json")).unwrap();
-    let mut context: Value = serde_json::from_str(&text).unwrap();
-    let mut body = serde_json::to_vec(&context).unwrap();
-    let mut n = 0;
-    while body.len() < kb * 1024 {
-        let pad = "x".repeat(1000.min(kb * 1024 - body.len()));
-        context["SharedVariables"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"key": format!("pad{n}"), "value": pad}));
-        body = serde_json::to_vec(&context).unwrap();
-        n += 1;
+    let marker = "\"SharedVariables\":[";
+    let (head, tail) = text.split_once(marker).expect("the template has shared variables");
+    let mut pads = String::new();
+    for n in 0.. {
+        let size = head.len() + marker.len() + pads.len() + tail.len();
+        if size >= kb * 1024 {
+            break;
+        }
+        let text = "x".repeat((kb * 1024 - size).min(1000));
+        pads.push_str(&format!("{{\"key\":\"pad{n}\",\"value\":\"{text}\"}},"));
     }
-    body
+    format!("{head}{marker}{pads}{tail}").into_bytes()
 }
 
 /// The forwarder component, loaded in a runtime of its own (which must outlive it).

@@ -20,6 +20,12 @@ Usage (from the repository root):
   target/samples-venv/bin/pip install wcf==0.5.5
   target/samples-venv/bin/python tests/samples/dataverse/make-samples.py          # rewrite
   target/samples-venv/bin/python tests/samples/dataverse/make-samples.py --check  # compare
+  target/samples-venv/bin/python tests/samples/dataverse/make-samples.py --dense KB DIR
+
+--dense writes contact-dense.{dcjs.json,dcs.xml,dcs-binary.msbin1} to DIR: the
+contact-create context with small shared variables of every kind (text, whole numbers,
+dates, choices, money, references) added until its JSON form is KB KiB. The benchmarks
+(scripts/bench decode) time decoding large messages on them; they are not committed.
 """
 
 import datetime
@@ -34,6 +40,7 @@ from xml.sax.saxutils import escape
 
 sys.dont_write_bytecode = True  # no __pycache__ among the samples
 from contexts import (  # noqa: E402
+    CONTACT_CREATE,
     SAMPLES,
     Aliased,
     ChangedEntityTypes,
@@ -515,9 +522,30 @@ def read_back(body, wcf_modules):
 # ---------------------------------------------------------------------------------------
 
 
-def outputs():
+def dense_contact(kb):
+    """CONTACT_CREATE with shared variables of every kind until its JSON is `kb` KiB."""
+    ctx = dict(CONTACT_CREATE)
+    variables = list(ctx["SharedVariables"])
+    kinds = (
+        lambda n: f"text value {n}",
+        lambda n: n,
+        lambda n: Date(f"2026-01-01T00:00:{n % 60:02d}Z"),
+        lambda n: Option(100_000_000 + n),
+        lambda n: Money(f"{n}.25"),
+        lambda n: Ref("account", f"6d81597f-0f9f-e711-8122-{n:012x}", f"Account {n}"),
+    )
+    while len(json_context(ctx).encode("utf-8")) < kb * 1024:
+        # A batch at a time: rendering the whole context per variable is quadratic.
+        for _ in range(60):
+            n = len(variables)
+            variables.append((f"var{n}", kinds[n % len(kinds)](n)))
+        ctx["SharedVariables"] = variables
+    return {"contact-dense": ctx}
+
+
+def outputs(samples=SAMPLES):
     wcf_modules = load_wcf()
-    for name, ctx in SAMPLES.items():
+    for name, ctx in samples.items():
         body = json_context(ctx)
         json.loads(body)  # well-formed
         xml = xml_context(ctx)
@@ -532,6 +560,12 @@ def outputs():
 
 
 def main():
+    if sys.argv[1:2] == ["--dense"]:
+        kb, folder = int(sys.argv[2]), Path(sys.argv[3])
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, content in outputs(dense_contact(kb)):
+            (folder / file).write_bytes(content)
+        return
     check = "--check" in sys.argv[1:]
     stale = []
     for file, content in outputs():
