@@ -119,19 +119,10 @@ impl<'a> Mapper<'a, '_> {
     /// The text of an element that must have no children, within the string limit;
     /// `expected` says what the text is, for the error when there are children.
     fn text_content(&mut self, expected: &'static str) -> Result<Cow<'a, str>> {
-        let Content::Text(text) = self.content() else {
-            return Err(shape(expected, "an element with children"));
-        };
-        let limit = self.limits.max_string_bytes;
-        if text.len() > limit {
-            return Err(DecodeError::StringTooLong {
-                format: self.format,
-                path: String::new(),
-                size: text.len(),
-                limit,
-            });
+        match self.content() {
+            Content::Text(text) => self.checked(text),
+            Content::Children => Err(shape(expected, "an element with children")),
         }
-        Ok(text)
     }
 
     fn leaf(&mut self) -> Result<Cow<'a, str>> {
