@@ -408,10 +408,14 @@ fn scenario_servicebus() -> Value {
     json!({"messages_per_s": ours, "python_sdk_messages_per_s": python})
 }
 
+/// The bench virtualenv's Python (`scripts/bench` sets it up, with the baselines' packages).
+fn bench_python() -> Command {
+    Command::new(std::env::var("SAGAHOST_BENCH_PYTHON").unwrap_or_else(|_| "python3".into()))
+}
+
 /// Runs `benches/baselines.py` in the bench virtualenv; returns the figure it prints.
 fn python_baseline(args: &[&str]) -> f64 {
-    let python = std::env::var("SAGAHOST_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = Command::new(python)
+    let output = bench_python()
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baselines.py"))
         .args(args)
         .output()
@@ -464,8 +468,7 @@ fn dense_samples() -> PathBuf {
 /// small shared variables of every kind added, encoded by the same script (and the same
 /// independent binary encoder, PyPI `wcf`) as the repository's samples.
 fn make_dense_samples() {
-    let python = std::env::var("SAGAHOST_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let status = Command::new(python)
+    let status = bench_python()
         .arg(samples().join("make-samples.py"))
         .args(["--dense", "200"])
         .arg(dense_samples())

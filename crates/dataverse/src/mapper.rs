@@ -150,7 +150,9 @@ impl<'a> Mapper<'a, '_> {
         }
         match member {
             Member::Bag => Ok(Value::Bag(self.bag(element, Self::bag_value)?)),
-            Member::Images => Ok(Value::Bag(self.bag(element, |m, e| m.nullable(e, Self::entity_value))?)),
+            Member::Images => Ok(Value::Bag(self.bag(element, |m, e| {
+                m.nullable(e, |m, _| Ok(Value::Entity(Box::new(m.entity()?))))
+            })?)),
             Member::EntityReference => Ok(Value::EntityReference(self.entity_reference()?)),
             Member::Context => Ok(Value::Context(Box::new(self.context()?))),
             // JSON has no GUID type: a GUID member stays text in every format.
@@ -277,10 +279,6 @@ impl<'a> Mapper<'a, '_> {
             members.push((child.local.into_owned(), value));
         }
         Ok(members)
-    }
-
-    fn entity_value(&mut self, _: &Start<'a>) -> Result<Value> {
-        Ok(Value::Entity(Box::new(self.entity()?)))
     }
 
     fn entity(&mut self) -> Result<Entity> {

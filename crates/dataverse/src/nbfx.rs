@@ -300,64 +300,62 @@ impl<'a> Reader<'a, '_> {
 
     /// The text of a text record whose type byte (at `offset`) is `record`.
     fn text(&mut self, offset: usize, record: u8) -> Result<Cow<'a, str>> {
-        // Fixed values borrow a constant: a body can hold a million of these one-byte records.
-        let fixed = match record & !1 {
-            0x80 => Some("0"),
-            0x82 => Some("1"),
-            0x84 => Some("false"),
-            0x86 => Some("true"),
-            _ => None,
-        };
-        if let Some(text) = fixed {
-            return Ok(Cow::Borrowed(text));
-        }
-        Ok(Cow::Owned(match record & !1 {
-            0x88 => i8::from_le_bytes(self.array_of()?).to_string(),
-            0x8A => i16::from_le_bytes(self.array_of()?).to_string(),
-            0x8C => i32::from_le_bytes(self.array_of()?).to_string(),
-            0x8E => i64::from_le_bytes(self.array_of()?).to_string(),
-            0xB2 => u64::from_le_bytes(self.array_of()?).to_string(),
+        // Fixed values borrow a constant and UTF-8 text borrows the body: a body can hold a
+        // million one-byte records.
+        Ok(match record & !1 {
+            0x80 => "0".into(),
+            0x82 => "1".into(),
+            0x84 => "false".into(),
+            0x86 => "true".into(),
+            0x88 => i8::from_le_bytes(self.array_of()?).to_string().into(),
+            0x8A => i16::from_le_bytes(self.array_of()?).to_string().into(),
+            0x8C => i32::from_le_bytes(self.array_of()?).to_string().into(),
+            0x8E => i64::from_le_bytes(self.array_of()?).to_string().into(),
+            0xB2 => u64::from_le_bytes(self.array_of()?).to_string().into(),
             0x90 => {
                 let value = f32::from_le_bytes(self.array_of()?);
-                float_text(value.into(), format!("{value:?}"))
+                float_text(value.into(), format!("{value:?}")).into()
             }
             0x92 => {
                 let value = f64::from_le_bytes(self.array_of()?);
-                float_text(value, format!("{value:?}"))
+                float_text(value, format!("{value:?}")).into()
             }
-            0x94 => decimal_text(&self.array_of()?).ok_or_else(|| invalid(offset, "invalid decimal".into()))?,
+            0x94 => decimal_text(&self.array_of()?)
+                .ok_or_else(|| invalid(offset, "invalid decimal".into()))?
+                .into(),
             0x96 => date_time_text(u64::from_le_bytes(self.array_of()?))
-                .ok_or_else(|| invalid(offset, "invalid DateTime".into()))?,
+                .ok_or_else(|| invalid(offset, "invalid DateTime".into()))?
+                .into(),
             0x98 => {
                 let length = usize::from(self.byte()?);
-                return self.utf8(offset, length);
+                self.utf8(offset, length)?
             }
             0x9A => {
                 let length = usize::from(u16::from_le_bytes(self.array_of()?));
-                return self.utf8(offset, length);
+                self.utf8(offset, length)?
             }
             0x9C => {
                 let length = self.length32(offset)?;
-                return self.utf8(offset, length);
+                self.utf8(offset, length)?
             }
             0x9E => {
                 let length = usize::from(self.byte()?);
-                self.base64(offset, length)?
+                self.base64(offset, length)?.into()
             }
             0xA0 => {
                 let length = usize::from(u16::from_le_bytes(self.array_of()?));
-                self.base64(offset, length)?
+                self.base64(offset, length)?.into()
             }
             0xA2 => {
                 let length = self.length32(offset)?;
-                self.base64(offset, length)?
+                self.base64(offset, length)?.into()
             }
-            0xA4 if record & 1 == 0 => self.list(offset)?,
-            0xA8 => String::new(),
+            0xA4 if record & 1 == 0 => self.list(offset)?.into(),
+            0xA8 => "".into(),
             // GUIDs are stored in .NET's order: the first three groups little-endian.
-            0xAC => Uuid::from_bytes_le(self.array_of()?).urn().to_string(),
-            0xAE => duration_text(i64::from_le_bytes(self.array_of()?)),
-            0xB0 => Uuid::from_bytes_le(self.array_of()?).to_string(),
+            0xAC => Uuid::from_bytes_le(self.array_of()?).urn().to_string().into(),
+            0xAE => duration_text(i64::from_le_bytes(self.array_of()?)).into(),
+            0xB0 => Uuid::from_bytes_le(self.array_of()?).to_string().into(),
             0xB4 => match self.byte()? {
                 0 => "false".into(),
                 1 => "true".into(),
@@ -365,19 +363,19 @@ impl<'a> Reader<'a, '_> {
             },
             0xB6 => {
                 let length = usize::from(self.byte()?);
-                self.utf16(offset, length)?
+                self.utf16(offset, length)?.into()
             }
             0xB8 => {
                 let length = usize::from(u16::from_le_bytes(self.array_of()?));
-                self.utf16(offset, length)?
+                self.utf16(offset, length)?.into()
             }
             0xBA => {
                 let length = self.length32(offset)?;
-                self.utf16(offset, length)?
+                self.utf16(offset, length)?.into()
             }
             0xAA | 0xBC => return Err(dictionary(offset, record)),
             _ => return Err(invalid(offset, format!("record 0x{record:02X} is not valid here"))),
-        }))
+        })
     }
 
     /// `StartListText`: text records up to `EndListText`, separated by spaces.

@@ -149,7 +149,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 
 /// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic
 /// Gregorian date (the inverse of `model::civil_from_days`).
-pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

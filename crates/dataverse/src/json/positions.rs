@@ -57,8 +57,8 @@ fn context_members<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de
     let mut context = Context::default();
     while let Some(name) = members.next_name(d)? {
         let value = match contract::context_member(&name) {
-            Member::Bag => members.value(d, Bag(AnyValue)).map(Value::Bag),
-            Member::Images => members.value(d, Bag(Nullable(Contract::Entity))).map(Value::Bag),
+            Member::Bag => members.value(d, bag(AnyValue)).map(Value::Bag),
+            Member::Images => members.value(d, bag(Nullable(Contract::Entity))).map(Value::Bag),
             Member::EntityReference => members.value(d, Nullable(Contract::EntityReference)),
             Member::Context => members.value(d, Nullable(Contract::Context)),
             // JSON types these members itself.
@@ -188,8 +188,8 @@ fn entity<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> 
                 // A new entity carries the empty GUID: no id yet.
                 entity.id = id.map(|id| id.to_ascii_lowercase()).filter(|id| id != EMPTY_GUID);
             }
-            "Attributes" => entity.attributes = members.value(d, Bag(AnyValue)).map_err(d.at(&name))?,
-            "FormattedValues" => entity.formatted_values = members.value(d, Bag(StringValue)).map_err(d.at(&name))?,
+            "Attributes" => entity.attributes = members.value(d, bag(AnyValue)).map_err(d.at(&name))?,
+            "FormattedValues" => entity.formatted_values = members.value(d, bag(StringValue)).map_err(d.at(&name))?,
             // The hint, when a schema-typed position repeats it, says nothing new.
             "__type" => members.skip()?,
             _ => {
@@ -232,8 +232,11 @@ fn other_member<'de, A: MapAccess<'de>>(
     name: &str,
 ) -> Result<Value, A::Error> {
     match name {
-        "KeyAttributes" => members.value(d, Bag(AnyValue)).map(Value::Bag),
-        "RelatedEntities" => members.value(d, RelatedEntities).map(Value::Bag),
+        "KeyAttributes" => members.value(d, bag(AnyValue)).map(Value::Bag),
+        // `RelatedEntityCollection`: pairs keyed by a `Relationship` object.
+        "RelatedEntities" => members
+            .value(d, Bag(Relationship, Nullable(Contract::EntityCollection)))
+            .map(Value::Bag),
         _ => members.value(d, AnyValue),
     }
 }
@@ -297,58 +300,42 @@ fn money<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> R
     amount.ok_or_else(|| d.fail(at("Value")(ExactNumber.mismatch("null"))))
 }
 
-/// A key/value collection: `{"key": …, "value": …}` pairs, the value read at `V`.
-/// `null` and `[]` both mean empty: Dataverse uses each when it drops a member.
+/// A key/value collection: `{"key": …, "value": …}` pairs, keys read at `K` (text, or
+/// a `Relationship` object in `RelatedEntityCollection`) and values at `V`. `null` and
+/// `[]` both mean empty: Dataverse uses each when it drops a member.
 #[derive(Clone, Copy)]
-struct Bag<V>(V);
+struct Bag<K, V>(K, V);
 
-impl<'de, V: Position<'de> + Copy> Position<'de> for Bag<V> {
+/// The bag of most contracts, keyed by text.
+fn bag<V>(value: V) -> Bag<StringValue, V> {
+    Bag(StringValue, value)
+}
+
+impl<'de, K, V> Position<'de> for Bag<K, V>
+where
+    K: Position<'de, Out = String> + Copy,
+    V: Position<'de> + Copy,
+{
     type Out = Vec<(String, V::Out)>;
     const EXPECTED: &'static str = "a list of {key, value} pairs";
 
     fn null(self, _: &Decoder) -> Result<Self::Out> {
         Ok(Vec::new())
     }
-    fn list<A: SeqAccess<'de>>(self, d: &Decoder, items: A) -> Result<Self::Out, A::Error> {
-        pairs(d, items, StringValue, self.0)
+    fn list<A: SeqAccess<'de>>(self, d: &Decoder, mut items: A) -> Result<Self::Out, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(pair) = items.next_element_seed(Seed(
+            d,
+            Pair {
+                index: pairs.len(),
+                key: self.0,
+                value: self.1,
+            },
+        ))? {
+            pairs.push(pair);
+        }
+        Ok(pairs)
     }
-}
-
-/// `RelatedEntityCollection`: pairs keyed by a `Relationship` object rather than a string.
-#[derive(Clone, Copy)]
-struct RelatedEntities;
-
-impl<'de> Position<'de> for RelatedEntities {
-    type Out = Vec<(String, Value)>;
-    const EXPECTED: &'static str = "a list of {key, value} pairs";
-
-    fn null(self, _: &Decoder) -> Result<Self::Out> {
-        Ok(Vec::new())
-    }
-    fn list<A: SeqAccess<'de>>(self, d: &Decoder, items: A) -> Result<Self::Out, A::Error> {
-        pairs(d, items, Relationship, Nullable(Contract::EntityCollection))
-    }
-}
-
-/// The pairs of a dictionary, keys read at `K` and values at `V`.
-fn pairs<'de, A, K, V>(d: &Decoder, mut items: A, key: K, value: V) -> Result<Vec<(String, V::Out)>, A::Error>
-where
-    A: SeqAccess<'de>,
-    K: Position<'de, Out = String> + Copy,
-    V: Position<'de> + Copy,
-{
-    let mut pairs = Vec::new();
-    while let Some(pair) = items.next_element_seed(Seed(
-        d,
-        Pair {
-            index: pairs.len(),
-            key,
-            value,
-        },
-    ))? {
-        pairs.push(pair);
-    }
-    Ok(pairs)
 }
 
 /// One `{"key": …, "value": …}` pair; members other than those two are ignored, and a
