@@ -127,13 +127,32 @@ async fn runaway_recursion_is_a_typed_failure() {
     let runtime = runtime(false);
     let component = hostile(&runtime, "recursion", Limits::default());
     let err = component.handle("m-1", &contact_created()).await.unwrap_err();
+    // The guest's stack pointer wraps below zero: an out-of-bounds trap at the top of the
+    // address space, told apart from other out-of-bounds accesses.
     assert!(
-        matches!(err, ComponentError::StackOverflow { .. } | ComponentError::Trap { .. }),
-        "expected a stack overflow or trap, got: {err}"
+        matches!(err, ComponentError::StackOverflow { .. }),
+        "expected a stack overflow, got: {err}"
     );
+    assert!(err.to_string().contains("-zstack-size"), "{err}");
     assert_eq!(err.partner(), "hostile-recursion");
     let reason = err.reason();
     assert_host_still_serves(&runtime, &component, reason).await;
+}
+
+/// The guest stack `.cargo/config.toml` sets (128 KiB, against Rust's 1 MiB) still holds the
+/// deepest JSON serde_json parses.
+#[tokio::test]
+async fn the_guest_stack_holds_json_at_serde_jsons_nesting_limit() {
+    let runtime = runtime(false);
+    let component = hostile(&runtime, "deep-json", Limits::default());
+    let plan = component
+        .handle("m-1", &contact_created())
+        .await
+        .expect("deep JSON fits the stack");
+    let Plan::Done(outcome) = plan else {
+        panic!("expected a decision, got {plan:?}")
+    };
+    assert_eq!(outcome.compensation_data.as_deref(), Some("127"));
 }
 
 #[tokio::test]

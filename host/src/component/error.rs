@@ -30,7 +30,11 @@ pub enum ComponentError {
     FuelExhausted { partner: String, fuel: u64 },
 
     /// The guest overflowed its stack (usually runaway recursion).
-    #[error("partner `{partner}`: component overflowed its stack (runaway recursion?)")]
+    #[error(
+        "partner `{partner}`: component overflowed its stack (runaway recursion?); a Rust component \
+         that needs a deeper stack sets it when built, e.g. `-C link-arg=-zstack-size=262144` in \
+         `.cargo/config.toml`"
+    )]
     StackOverflow { partner: String },
 
     /// The guest trapped: a panic, `unreachable`, an out-of-bounds access…

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, Linker, TypedFunc};
 use wasmtime::error::Context as _;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
@@ -32,6 +32,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// 512 KiB, the kept part was the stack's unused bottom). Bounded per slot, and the pool keeps
 /// at most `max_unused_warm_slots` (100) idle slots warm.
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// A fault at or above this wasm address is a stack pointer that wrapped below zero: no guest
+/// memory reaches within 1 MiB of 4 GiB, while a stack frame is far smaller than 1 MiB.
+const WRAPPED_STACK_FLOOR: u64 = (4 << 30) - (1 << 20);
 
 /// Engine-wide settings, shared by every partner.
 #[derive(Debug, Clone)]
@@ -170,6 +173,12 @@ impl Runtime {
                      (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI 0.2: files, sockets and the environment link but are empty or denied)"
                 )
             })?;
+        let handle_export = component
+            .get_export_index(None, HANDLER_INTERFACE)
+            .and_then(|interface| component.get_export_index(Some(&interface), "handle"))
+            .with_context(|| {
+                format!("partner `{partner}`: the component does not export `{HANDLER_INTERFACE}.handle`")
+            })?;
         let info = ComponentInfo::describe(&self.engine, &component, wasm.len(), version);
         Ok(PartnerComponent {
             _compiled: component,
@@ -180,6 +189,8 @@ impl Runtime {
             config: Arc::new(config),
             info,
             consumes_fuel: self.options.fuel,
+            handle_export,
+            handle_typechecked: AtomicBool::new(false),
         })
     }
 }
@@ -267,7 +278,14 @@ pub struct PartnerComponent {
     config: Arc<BTreeMap<String, String>>,
     info: ComponentInfo,
     consumes_fuel: bool,
+    /// Where `handle` is among the component's exports.
+    handle_export: ComponentExportIndex,
+    /// Whether `handle`'s signature was checked, on this component's first call.
+    handle_typechecked: AtomicBool,
 }
+
+/// The signature of the `handle` export.
+type HandleFunc<'a> = TypedFunc<(&'a Event,), (Result<Plan, String>,)>;
 
 impl PartnerComponent {
     /// The partner this component belongs to.
@@ -318,14 +336,16 @@ impl PartnerComponent {
         let run = async {
             let instance = self
                 .pre
+                .instance_pre()
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|err| (err, true))?;
-            instance
-                .sagahost_partner_handler()
-                .call_handle(&mut store, event)
+            let handle = self.handle_func(&mut store, instance).map_err(|err| (err, true))?;
+            let (returned,) = handle
+                .call_async(&mut store, (event,))
                 .await
-                .map_err(|err| (err, false))
+                .map_err(|err| (err, false))?;
+            Ok(returned)
         };
         // The timer is one tick late on purpose: a guest in wasm traps on the tick
         // past its deadline, and the trap says more than a dropped future.
@@ -340,6 +360,23 @@ impl PartnerComponent {
             partner: self.partner.to_string(),
             message,
         })
+    }
+
+    /// The instance's `handle` export, type-checked on this component's first call only: the
+    /// check walks the whole WIT type of `event` (a tenth of a call), and an instance of the
+    /// same component, linked by the same linker, always has the same type.
+    fn handle_func<'a>(&self, store: &mut Store<GuestState>, instance: Instance) -> wasmtime::Result<HandleFunc<'a>> {
+        let func = instance
+            .get_func(&mut *store, self.handle_export)
+            .context("the component has no `handle` export")?;
+        if self.handle_typechecked.load(Ordering::Acquire) {
+            // SAFETY: `func.typed` accepted this signature for an instance of the same component,
+            // and the type of a component's export does not change between its instances.
+            return Ok(unsafe { HandleFunc::new_unchecked(func) });
+        }
+        let typed = func.typed(&*store)?;
+        self.handle_typechecked.store(true, Ordering::Release);
+        Ok(typed)
     }
 
     fn deadline_exceeded(&self) -> ComponentError {
@@ -359,6 +396,7 @@ impl PartnerComponent {
                 fuel: self.limits.fuel.unwrap_or(u64::MAX),
             },
             Some(Trap::StackOverflow) => ComponentError::StackOverflow { partner },
+            Some(Trap::MemoryOutOfBounds) if faulted_below_zero(&err) => ComponentError::StackOverflow { partner },
             _ if store.data().limiter.denied => ComponentError::MemoryLimit {
                 partner,
                 limit_bytes: self.limits.memory_bytes,
@@ -373,6 +411,19 @@ impl PartnerComponent {
             },
         }
     }
+}
+
+/// Whether an out-of-bounds access hit the top of the 32-bit address space, where a guest's
+/// stack pointer lands when the stack (at the bottom of linear memory, as Rust and C lay it
+/// out) overflows and wraps below zero. wasmtime names the address only in the error's text.
+fn faulted_below_zero(err: &wasmtime::Error) -> bool {
+    const MARKER: &str = "memory fault at wasm address 0x";
+    let text = format!("{err:#}");
+    let Some((_, rest)) = text.split_once(MARKER) else {
+        return false;
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    u64::from_str_radix(&digits, 16).is_ok_and(|address| address >= WRAPPED_STACK_FLOOR)
 }
 
 /// The trap message plus the tail of the guest's stderr (where a Rust panic

@@ -13,6 +13,7 @@
 //! | `memory` | allocates and touches 1 MiB blocks forever |
 //! | `trap` | panics |
 //! | `recursion` | recurses without bound (stack overflow) |
+//! | `deep-json` | parses and drops JSON nested to serde_json's limit (127 arrays), then completes |
 //! | `huge-return` | dead-letters with a 64 MiB description |
 //! | `many-requests` | asks for 10 000 GET requests |
 //! | `forbidden-host` | GETs config `forbidden-url` (default `https://forbidden.example.net/`), then dead-letters `ForbiddenHost` with what the host answered |
@@ -82,6 +83,19 @@ fn attack_with(attack: &str) -> Result<Plan, String> {
         "recursion" => {
             let depth = recurse(black_box(1));
             complete().recording(depth.to_string())
+        }
+        "deep-json" => {
+            // The deepest JSON serde_json accepts: it must fit the guest's stack
+            // (`.cargo/config.toml` sets its size).
+            let depth = 127;
+            let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+            let response = HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body,
+            };
+            let parsed = response.json().ok_or("serde_json refused 127 nested arrays")?;
+            complete().recording(nesting(&parsed).to_string())
         }
         "huge-return" => dead_letter("HugeReturn", "x".repeat(64 << 20)),
         "many-requests" => {
@@ -192,6 +206,13 @@ fn hoard() -> ! {
 
 /// Recurses without bound; the work after the call keeps it from becoming a loop.
 #[inline(never)]
+fn nesting(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.first().map_or(0, nesting),
+        _ => 0,
+    }
+}
+
 fn recurse(depth: u64) -> u64 {
     if black_box(depth) == u64::MAX {
         return 0;
