@@ -72,7 +72,30 @@ fn validate_accepts_every_example_and_lists_its_interfaces() {
         assert!(stdout.contains("sagahost:partner/log@0.1.0"), "{stdout}");
         let size = std::fs::metadata(&path).unwrap().len();
         assert!(stdout.contains(&format!("size:    {size} bytes")), "{stdout}");
+        // Built with the 128 KiB stack of `.cargo/config.toml`: 3 pages, and no note about it.
+        assert!(stdout.contains("memory at start: 192 KiB"), "{stdout}");
+        assert!(!stdout.contains("note:"), "{stdout}");
     }
+}
+
+/// A component whose memory starts large (a TypeScript one: SpiderMonkey's image) is told
+/// that every call resets it.
+#[test]
+fn validate_says_what_a_large_starting_memory_costs() {
+    let path = support::component_in("typescript", "mdm");
+    let output = sagahost(&["validate".as_ref(), path.as_os_str()]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let kib: u64 = stdout
+        .split_once("memory at start: ")
+        .and_then(|(_, rest)| rest.split_once(" KiB"))
+        .and_then(|(kib, _)| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no starting memory in {stdout}"));
+    assert!(kib > 512, "{stdout}");
+    assert!(
+        stdout.contains("note: the host resets this memory after every call"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -389,11 +389,24 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Linear memory at start past which `validate` says what it costs: a Rust component with
+/// Rust's default 1 MiB stack starts above it, one with the 128 KiB stack below.
+const LARGE_INITIAL_MEMORY: u64 = 512 << 10;
+
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let (_, info) = check_component(path)?;
+    let (wasm, info) = check_component(path)?;
     println!("{}: implements sagahost:partner/partner@0.1.0", path.display());
     println!("  size:    {} bytes", info.size);
     println!("  version: {}", info.version);
+    let memory = PoolNeeds::initial_memory_bytes(&wasm)?;
+    println!("  memory at start: {} KiB", memory >> 10);
+    if memory > LARGE_INITIAL_MEMORY {
+        println!(
+            "  note: the host resets this memory after every call, so each call costs more with more of it; \
+             a Rust component built with Rust's default 1 MiB stack can link a smaller one \
+             (`-C link-arg=-zstack-size=131072` in `.cargo/config.toml`, as `sagahost new` does)"
+        );
+    }
     println!("  exports:");
     info.exports.iter().for_each(|e| println!("    {e}"));
     println!("  imports:");

@@ -69,6 +69,22 @@ impl PoolNeeds {
         Ok(needs)
     }
 
+    /// The linear memory one instance of `wasm` starts with, in bytes: the initial size of every
+    /// memory its modules define. The pool resets it after every call, so it prices each call.
+    pub fn initial_memory_bytes(wasm: &[u8]) -> anyhow::Result<u64> {
+        let mut bytes = 0u64;
+        for payload in Parser::new(0).parse_all(wasm) {
+            if let Payload::MemorySection(memories) = payload.context("reading the component's sections")? {
+                for memory in memories {
+                    let memory = memory?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    bytes = bytes.saturating_add(memory.initial.saturating_mul(page));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
     /// The larger of each need.
     pub fn max(self, other: PoolNeeds) -> PoolNeeds {
         PoolNeeds {
