@@ -204,8 +204,7 @@ fn hoard() -> ! {
     }
 }
 
-/// Recurses without bound; the work after the call keeps it from becoming a loop.
-#[inline(never)]
+/// How deep `value` nests arrays, following the first item of each.
 fn nesting(value: &serde_json::Value) -> usize {
     match value {
         serde_json::Value::Array(items) => 1 + items.first().map_or(0, nesting),
@@ -213,6 +212,8 @@ fn nesting(value: &serde_json::Value) -> usize {
     }
 }
 
+/// Recurses without bound; the work after the call keeps it from becoming a loop.
+#[inline(never)]
 fn recurse(depth: u64) -> u64 {
     if black_box(depth) == u64::MAX {
         return 0;
