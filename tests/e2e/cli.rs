@@ -113,6 +113,22 @@ fn validate_refuses_a_file_that_is_not_a_component() {
 }
 
 #[test]
+fn validate_refuses_a_component_of_another_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.wasm");
+    std::fs::write(&path, b"\0asm\x0d\0\x01\0").unwrap(); // a component that exports nothing
+    let output = sagahost(&["validate".as_ref(), path.as_os_str()]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("partner `billing`")
+            && stderr.contains("does not implement the `sagahost:partner/partner` world")
+            && stderr.contains("sagahost:partner/handler@0.1.0"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn inspect_decodes_every_json_sample() {
     let json_files = |folder: &std::path::Path| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(folder)

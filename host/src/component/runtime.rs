@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, Linker, TypedFunc};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Instance, InstancePre, Linker, TypedFunc};
 use wasmtime::error::Context as _;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
@@ -19,7 +19,7 @@ use super::error::ComponentError;
 use super::host::GuestState;
 use super::limits::Limits;
 use super::needs::PoolNeeds;
-use super::wit::{Event, HANDLER_INTERFACE, Partner, PartnerPre, Plan};
+use super::wit::{Event, HANDLER_INTERFACE, Partner, Plan};
 
 /// How often the epoch ticks. A guest running wasm yields to the executor once per
 /// tick, so this is both the longest stretch a call holds a worker thread and the
@@ -32,8 +32,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// 512 KiB, the kept part was the stack's unused bottom). Bounded per slot, and the pool keeps
 /// at most `max_unused_warm_slots` (100) idle slots warm.
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
-/// A fault at or above this wasm address is a stack pointer that wrapped below zero: no guest
-/// memory reaches within 1 MiB of 4 GiB, while a stack frame is far smaller than 1 MiB.
+/// A fault at or above this wasm address is a stack pointer that wrapped below zero: partners'
+/// memory caps sit far below 4 GiB (256 MiB by default), and a stack frame is far smaller
+/// than 1 MiB.
 const WRAPPED_STACK_FLOOR: u64 = (4 << 30) - (1 << 20);
 
 /// Engine-wide settings, shared by every partner.
@@ -163,22 +164,17 @@ impl Runtime {
         let component = self
             .compiled(wasm, &version)
             .map_err(|err| err.context(format!("partner `{partner}`: not a valid WebAssembly component")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PartnerPre::new)
-            .with_context(|| {
-                format!(
-                    "partner `{partner}`: the component does not implement the `sagahost:partner/partner` world \
-                     (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI 0.2: files, sockets and the environment link but are empty or denied)"
-                )
-            })?;
+        let not_the_world = || {
+            format!(
+                "partner `{partner}`: the component does not implement the `sagahost:partner/partner` world \
+                 (it must export `{HANDLER_INTERFACE}` and import only `log`, `config` and WASI 0.2: files, sockets and the environment link but are empty or denied)"
+            )
+        };
+        let pre = self.linker.instantiate_pre(&component).with_context(not_the_world)?;
         let handle_export = component
             .get_export_index(None, HANDLER_INTERFACE)
             .and_then(|interface| component.get_export_index(Some(&interface), "handle"))
-            .with_context(|| {
-                format!("partner `{partner}`: the component does not export `{HANDLER_INTERFACE}.handle`")
-            })?;
+            .with_context(not_the_world)?;
         let info = ComponentInfo::describe(&self.engine, &component, wasm.len(), version);
         Ok(PartnerComponent {
             _compiled: component,
@@ -273,7 +269,7 @@ pub struct PartnerComponent {
     _compiled: Arc<Component>,
     partner: Arc<str>,
     engine: Engine,
-    pre: PartnerPre<GuestState>,
+    pre: InstancePre<GuestState>,
     limits: Limits,
     config: Arc<BTreeMap<String, String>>,
     info: ComponentInfo,
@@ -336,7 +332,6 @@ impl PartnerComponent {
         let run = async {
             let instance = self
                 .pre
-                .instance_pre()
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|err| (err, true))?;
