@@ -5,106 +5,177 @@
 //! members keep their Dataverse names; key/value bags become objects; values JSON
 //! cannot type become objects with a `$type` member, e.g.
 //! `{"$type":"Money","Value":1500.50}`. Numbers keep their exact digits.
+//!
+//! One `serde::Serialize` walk over the model ([`Node`]) writes the form. The
+//! host writes it straight to text for every message it hands to a component,
+//! with no `serde_json::Value` in between: building a tree of sorted maps and
+//! then printing it cost the host more per message than decoding the body. The
+//! same walk builds a `Value` for the CLI.
 
-use std::collections::BTreeMap;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Number, Value as Json};
 
-use serde_json::{Map, Number, Value as Json};
-
-use super::model::{AliasedValue, Context, Entity, EntityCollection, EntityReference, Record, Value};
+use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
 
 impl Context {
     /// The whole context as canonical JSON: an object of its members.
     pub fn to_canonical_json(&self) -> Json {
-        object(members(&self.members))
+        to_json(&Node::Members(&self.members))
+    }
+
+    /// The whole context as canonical JSON text, written without an intermediate `Value`.
+    pub fn to_canonical_string(&self) -> String {
+        to_text(&Node::Members(&self.members))
     }
 }
 
 impl Value {
     /// This value as canonical JSON.
     pub fn to_canonical_json(&self) -> Json {
+        to_json(&Node::Value(self))
+    }
+
+    /// This value as canonical JSON text, written without an intermediate `Value`.
+    pub fn to_canonical_string(&self) -> String {
+        to_text(&Node::Value(self))
+    }
+}
+
+fn to_json(node: &Node) -> Json {
+    serde_json::to_value(node).expect("the canonical form has only string keys, so it always serializes")
+}
+
+fn to_text(node: &Node) -> String {
+    serde_json::to_string(node).expect("the canonical form has only string keys, so it always serializes")
+}
+
+/// One position of the canonical form, borrowing from the model.
+enum Node<'a> {
+    Value(&'a Value),
+    Null,
+    Bool(bool),
+    Int(i64),
+    Ints(&'a [i32]),
+    Number(Number),
+    Str(&'a str),
+    OptionalStr(Option<&'a str>),
+    DateTime(&'a DateTime),
+    /// The members of a context, bag, entity or record, as an object.
+    Members(&'a [(String, Value)]),
+    FormattedValues(&'a [(String, String)]),
+    List(&'a [Value]),
+    Entities(&'a [Entity]),
+    /// An object whose entries [`sorted`] has put in order.
+    Object(Vec<(&'a str, Node<'a>)>),
+}
+
+impl Serialize for Node<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Self::Null => Json::Null,
-            Self::String(s) => Json::from(s.as_str()),
-            Self::Bool(b) => Json::Bool(*b),
-            Self::Int(i) => Json::from(*i),
-            Self::Decimal(text) => decimal(text),
-            Self::Double(d) => double(*d),
-            Self::DateTime(instant) => typed("DateTime", [("Value", Json::from(instant.to_string()))], &[]),
-            Self::Guid(guid) => typed("Guid", [("Value", Json::from(guid.as_str()))], &[]),
-            Self::Money(text) => typed("Money", [("Value", decimal(text))], &[]),
-            Self::OptionSet(n) => typed("OptionSetValue", [("Value", Json::from(*n))], &[]),
-            Self::OptionSetCollection(ns) => {
-                typed("OptionSetValueCollection", [("Value", Json::from(ns.clone()))], &[])
+            Self::Value(value) => value_node(value).serialize(serializer),
+            Self::Null => serializer.serialize_unit(),
+            Self::Bool(b) => serializer.serialize_bool(*b),
+            Self::Int(n) => serializer.serialize_i64(*n),
+            Self::Ints(ns) => ns.serialize(serializer),
+            Self::Number(number) => number.serialize(serializer),
+            Self::Str(text) => serializer.serialize_str(text),
+            Self::OptionalStr(text) => text.serialize(serializer),
+            Self::DateTime(instant) => serializer.collect_str(instant),
+            Self::Members(members) => Node::Object(sorted(members_of(members).collect())).serialize(serializer),
+            Self::FormattedValues(values) => {
+                let entries = values.iter().map(|(name, text)| (name.as_str(), Node::Str(text)));
+                Node::Object(sorted(entries.collect())).serialize(serializer)
             }
-            Self::EntityReference(reference) => entity_reference(reference),
-            Self::Entity(e) => entity(e),
-            Self::EntityCollection(collection) => entity_collection(collection),
-            Self::Aliased(aliased) => aliased_value(aliased),
-            Self::Context(context) => context.to_canonical_json(),
-            Self::Bag(items) => object(members(items)),
-            Self::List(items) => items.iter().map(Self::to_canonical_json).collect(),
-            Self::Record(record) => self::record(record),
+            Self::List(items) => serializer.collect_seq(items.iter().map(Node::Value)),
+            Self::Entities(entities) => serializer.collect_seq(entities.iter().map(entity)),
+            Self::Object(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
         }
     }
 }
 
-fn entity_reference(reference: &EntityReference) -> Json {
+fn value_node(value: &Value) -> Node<'_> {
+    match value {
+        Value::Null => Node::Null,
+        Value::String(s) => Node::Str(s),
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Int(i) => Node::Int(*i),
+        Value::Decimal(text) => decimal(text),
+        Value::Double(d) => double(*d),
+        Value::DateTime(instant) => typed("DateTime", [("Value", Node::DateTime(instant))], &[]),
+        Value::Guid(guid) => typed("Guid", [("Value", Node::Str(guid))], &[]),
+        Value::Money(text) => typed("Money", [("Value", decimal(text))], &[]),
+        Value::OptionSet(n) => typed("OptionSetValue", [("Value", Node::Int((*n).into()))], &[]),
+        Value::OptionSetCollection(ns) => typed("OptionSetValueCollection", [("Value", Node::Ints(ns))], &[]),
+        Value::EntityReference(reference) => entity_reference(reference),
+        Value::Entity(e) => entity(e),
+        Value::EntityCollection(collection) => entity_collection(collection),
+        Value::Aliased(aliased) => aliased_value(aliased),
+        Value::Context(context) => Node::Members(&context.members),
+        Value::Bag(items) => Node::Members(items),
+        Value::List(items) => Node::List(items),
+        Value::Record(record) => self::record(record),
+    }
+}
+
+fn entity_reference(reference: &EntityReference) -> Node<'_> {
     let fields = [
-        ("LogicalName", Json::from(reference.logical_name.as_str())),
-        ("Id", Json::from(reference.id.as_str())),
-        ("Name", reference.name.as_deref().map_or(Json::Null, Json::from)),
+        ("LogicalName", Node::Str(&reference.logical_name)),
+        ("Id", Node::Str(&reference.id)),
+        ("Name", Node::OptionalStr(reference.name.as_deref())),
     ];
     typed("EntityReference", fields, &reference.other)
 }
 
-fn entity(entity: &Entity) -> Json {
-    let formatted = entity
-        .formatted_values
-        .iter()
-        .map(|(name, text)| (name.clone(), Json::from(text.as_str())));
+fn entity(entity: &Entity) -> Node<'_> {
     let fields = [
-        ("LogicalName", Json::from(entity.logical_name.as_str())),
-        ("Id", entity.id.as_deref().map_or(Json::Null, Json::from)),
-        ("Attributes", object(members(&entity.attributes))),
-        ("FormattedValues", object(formatted)),
+        ("LogicalName", Node::Str(&entity.logical_name)),
+        ("Id", Node::OptionalStr(entity.id.as_deref())),
+        ("Attributes", Node::Members(&entity.attributes)),
+        ("FormattedValues", Node::FormattedValues(&entity.formatted_values)),
     ];
     typed("Entity", fields, &entity.other)
 }
 
-fn entity_collection(collection: &EntityCollection) -> Json {
-    let entities = collection.entities.iter().map(entity).collect();
-    typed("EntityCollection", [("Entities", entities)], &collection.other)
+fn entity_collection(collection: &EntityCollection) -> Node<'_> {
+    typed(
+        "EntityCollection",
+        [("Entities", Node::Entities(&collection.entities))],
+        &collection.other,
+    )
 }
 
-fn aliased_value(aliased: &AliasedValue) -> Json {
+fn aliased_value(aliased: &AliasedValue) -> Node<'_> {
     let fields = [
-        ("EntityLogicalName", Json::from(aliased.entity_logical_name.as_str())),
-        (
-            "AttributeLogicalName",
-            Json::from(aliased.attribute_logical_name.as_str()),
-        ),
-        ("Value", aliased.value.to_canonical_json()),
+        ("EntityLogicalName", Node::Str(&aliased.entity_logical_name)),
+        ("AttributeLogicalName", Node::Str(&aliased.attribute_logical_name)),
+        ("Value", Node::Value(&aliased.value)),
     ];
     typed("AliasedValue", fields, &[])
 }
 
-fn record(record: &Record) -> Json {
+fn record(record: &Record) -> Node<'_> {
     match &record.type_name {
         Some(type_name) => typed(type_name, [], &record.members),
-        None => object(members(&record.members)),
+        None => Node::Members(&record.members),
     }
 }
 
 /// Exact decimal text as a JSON number: with serde_json's `arbitrary_precision`
 /// the digits stay as written (`1.0000000000`). Text that is not a JSON number
 /// stays a string rather than be lost.
-fn decimal(text: &str) -> Json {
-    serde_json::from_str::<Number>(text).map_or_else(|_| Json::from(text), Json::Number)
+fn decimal(text: &str) -> Node<'_> {
+    serde_json::from_str::<Number>(text).map_or(Node::Str(text), Node::Number)
 }
 
 /// A double as the shortest number text that round-trips (`47.6062`). JSON has no
 /// NaN or infinity, so those become `$type` objects with .NET's spelling.
-fn double(d: f64) -> Json {
+fn double(d: f64) -> Node<'static> {
     Number::from_f64(d).map_or_else(
         || {
             let text = if d.is_nan() {
@@ -114,33 +185,41 @@ fn double(d: f64) -> Json {
             } else {
                 "-Infinity"
             };
-            typed("Double", [("Value", Json::from(text))], &[])
+            typed("Double", [("Value", Node::Str(text))], &[])
         },
-        Json::Number,
+        Node::Number,
     )
 }
 
-fn members(members: &[(String, Value)]) -> impl Iterator<Item = (String, Json)> + '_ {
-    members
-        .iter()
-        .map(|(name, value)| (name.clone(), value.to_canonical_json()))
+fn members_of(members: &[(String, Value)]) -> impl Iterator<Item = (&str, Node<'_>)> {
+    members.iter().map(|(name, value)| (name.as_str(), Node::Value(value)))
 }
 
 /// A `$type` object: `other` (the members the model keeps untyped) plus the typed
 /// `fields`, which win if a name repeats.
-fn typed<'a>(type_name: &str, fields: impl IntoIterator<Item = (&'a str, Json)>, other: &[(String, Value)]) -> Json {
-    let fields = fields.into_iter().map(|(name, value)| (name.to_owned(), value));
-    let tag = ("$type".to_owned(), Json::from(type_name));
-    object(members(other).chain(fields).chain([tag]))
+fn typed<'a, const N: usize>(
+    type_name: &'a str,
+    fields: [(&'a str, Node<'a>); N],
+    other: &'a [(String, Value)],
+) -> Node<'a> {
+    let entries = members_of(other).chain(fields).chain([("$type", Node::Str(type_name))]);
+    Node::Object(sorted(entries.collect()))
 }
 
-/// An object with sorted keys; a repeated key keeps its last value.
-///
-/// Sorting here rather than relying on `serde_json::Map` being a `BTreeMap` keeps
-/// the order even if some crate turns on serde_json's `preserve_order`.
-fn object(entries: impl IntoIterator<Item = (String, Json)>) -> Json {
-    let sorted: BTreeMap<String, Json> = entries.into_iter().collect();
-    Json::Object(sorted.into_iter().collect::<Map<_, _>>())
+/// `entries` sorted by key in byte order (as a `BTreeMap` sorts), keeping the last entry given
+/// of a repeated key. Sorting here rather than relying on `serde_json::Map` being a `BTreeMap`
+/// keeps the order even if some crate turns on serde_json's `preserve_order`.
+fn sorted<'a>(mut entries: Vec<(&'a str, Node<'a>)>) -> Vec<(&'a str, Node<'a>)> {
+    // Stable, so that of entries with one key the last given comes last.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<(&str, Node)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if kept.last().is_some_and(|(key, _)| *key == entry.0) {
+            kept.pop();
+        }
+        kept.push(entry);
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -148,8 +227,11 @@ mod tests {
     use super::super::model::DateTime;
     use super::*;
 
+    /// The canonical text, checked to be what the `Value` form prints too.
     fn text(value: &Value) -> String {
-        value.to_canonical_json().to_string()
+        let text = value.to_canonical_string();
+        assert_eq!(value.to_canonical_json().to_string(), text);
+        text
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn to_wit(ctx: &model::Context, message_size_exceeded: bool) -> wit::Context
         post_images,
         entities: table.entities,
         message_size_exceeded,
-        json: ctx.to_canonical_json().to_string(),
+        json: ctx.to_canonical_string(),
     }
 }
 
@@ -117,10 +117,10 @@ impl EntityTable {
             Value::Aliased(a) => wit::Value::Aliased(wit::AliasedValue {
                 entity_logical_name: a.entity_logical_name.clone(),
                 attribute_logical_name: a.attribute_logical_name.clone(),
-                value_json: a.value.to_canonical_json().to_string(),
+                value_json: a.value.to_canonical_string(),
             }),
             Value::Context(_) | Value::Bag(_) | Value::List(_) | Value::Record(_) => {
-                wit::Value::Other(value.to_canonical_json().to_string())
+                wit::Value::Other(value.to_canonical_string())
             }
         }
     }
