@@ -40,8 +40,8 @@
 //! a completed message never comes back and a sent one is never lost. That costs one fsync per
 //! commit, so one commit per operation would cap throughput at the disk's fsync rate. Instead one
 //! writer thread owns the connection; callers hand it closures over a channel and await a oneshot
-//! reply. The writer takes every request waiting, runs them in one transaction (each under its own
-//! savepoint, so a failing request rolls back only itself), commits once, and only then replies:
+//! reply. The writer takes every request waiting, runs them in one transaction (a failing request
+//! rolls back only itself: see `writer::run_batch`), commits once, and only then replies:
 //! no caller hears "done" before its change is durable, and a busy queue shares each fsync among
 //! many operations. Receives go through the writer too, since they write the lock columns; so do
 //! the operator reads, which keeps one connection and one code path. The single writer also means

@@ -217,7 +217,7 @@ fn into_dead_letter(queue: &str, now: i64, parts: (MessageRow, String, String, i
 }
 
 /// Enqueues each output (copied to the matching subscriptions when it names a topic); fails, for
-/// the caller's savepoint to undo, on the first unknown queue.
+/// the writer to undo, on the first unknown queue.
 pub(super) fn send(conn: &Connection, entities: &Entities, outputs: &[Output]) -> anyhow::Result<()> {
     send_numbered(conn, entities, outputs).map(drop)
 }
@@ -503,7 +503,7 @@ fn dead_letter(
 }
 
 /// Settles the message if its lock is still held, then sends `outputs`. Any failure leaves it to the
-/// caller's savepoint to undo the whole step.
+/// writer to undo the whole step.
 pub(super) fn settle(
     conn: &Connection,
     entities: &Entities,

@@ -316,10 +316,10 @@ impl EmbeddedQueue {
     /// Runs one management change in the database, then reloads the catalog and swaps it in,
     /// creating the arrival notifiers of new subscriptions first (a receive that finds a
     /// subscription also finds its notifier). The caller holds the management lock.
-    async fn change<T, F>(&self, change: F) -> Result<T, TopicError>
+    async fn change<T, F>(&self, mut change: F) -> Result<T, TopicError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+        F: FnMut(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
     {
         let (result, catalog) = self
             .shared
