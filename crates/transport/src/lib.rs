@@ -70,6 +70,27 @@ pub struct ReceivedMessage {
     pub locked_until: SystemTime,
 }
 
+impl ReceivedMessage {
+    /// A copy without the body, for work on the delivery's lock alone (renewing it), which never
+    /// reads the body: holding a copy for as long as the lock lasts then costs no copy of the body.
+    pub fn without_body(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            message_id: self.message_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            content_type: self.content_type.clone(),
+            properties: self.properties.clone(),
+            body: Vec::new(),
+            session_id: self.session_id.clone(),
+            sequence_number: self.sequence_number,
+            delivery_count: self.delivery_count,
+            enqueued_time: self.enqueued_time,
+            lock_token: self.lock_token.clone(),
+            locked_until: self.locked_until,
+        }
+    }
+}
+
 /// A message as stored, seen without taking a lock (peek, dead-letter inspection).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
@@ -174,7 +195,8 @@ pub trait Transport: Send + Sync + 'static {
         outputs: Vec<Output>,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
-    /// Extends the lock on `message`; returns the new expiry.
+    /// Extends the lock on `message`; returns the new expiry. The host passes the message
+    /// [`ReceivedMessage::without_body`]: renewing reads its queue, session and lock token only.
     fn renew_lock(&self, message: &ReceivedMessage) -> impl Future<Output = Result<SystemTime, TransportError>> + Send;
 
     /// Sends messages (scheduled ones included) outside any settlement.

@@ -368,7 +368,7 @@ impl<T: Sessions> Executor<T> {
     /// is tried again with backoff while the lock lasts; only a lost lock ends it early.
     fn keep_locked(&self, message: &ReceivedMessage) -> tokio::task::JoinHandle<()> {
         let transport = self.transport.clone();
-        let mut message = message.clone();
+        let mut message = message.without_body();
         tokio::spawn(async move {
             loop {
                 let remaining = message
