@@ -212,14 +212,16 @@ fn typed<'a, const N: usize>(
 fn sorted<'a>(mut entries: Vec<(&'a str, Node<'a>)>) -> Vec<(&'a str, Node<'a>)> {
     // Stable, so that of entries with one key the last given comes last.
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    let mut kept: Vec<(&str, Node)> = Vec::with_capacity(entries.len());
-    for entry in entries {
-        if kept.last().is_some_and(|(key, _)| *key == entry.0) {
-            kept.pop();
+    // `dedup_by` keeps the first entry of a run; swapping each later one into its place keeps the
+    // last, in place, with no second vector.
+    entries.dedup_by(|later, kept| {
+        let repeated = later.0 == kept.0;
+        if repeated {
+            std::mem::swap(later, kept);
         }
-        kept.push(entry);
-    }
-    kept
+        repeated
+    });
+    entries
 }
 
 #[cfg(test)]
