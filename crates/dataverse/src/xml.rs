@@ -13,10 +13,10 @@
 use std::borrow::Cow;
 
 use quick_xml::Reader;
-use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::escape::{resolve_predefined_entity, unescape};
+use quick_xml::events::{BytesStart, BytesText, Event};
 
-use super::infoset::{BuildError, Builder, RawAttribute, Tape, attribute_cost, declaration_cost};
+use super::infoset::{BuildError, Builder, Declaration, RawAttribute, Tape, attribute_cost, declaration_cost};
 use super::model::Context;
 use super::{DecodeError, Format, Limits, UTF8_BOM, mapper};
 
@@ -35,9 +35,11 @@ fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Tape<'a>, DecodeError> {
     let mut reader = Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
     let mut builder = Builder::new(limits, body.len());
-    // Checked once here, so names can borrow from it; quick-xml reports where a body
-    // that is not UTF-8 goes wrong.
-    let source = std::str::from_utf8(body).ok();
+    // Bytes that are not in the document's encoding make it not well-formed (XML 1.0,
+    // 4.3.3). Checked once here, so names and text borrow from it with no second check.
+    let source =
+        std::str::from_utf8(body).map_err(|err| syntax(body, err.valid_up_to(), "the body is not UTF-8".into()))?;
+    let mut scratch = Scratch::default();
     let error = |offset: u64, err: BuildError| located(body, offset as usize, err, limits);
     loop {
         let before = reader.buffer_position();
@@ -45,13 +47,12 @@ fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Tape<'a>, DecodeError> {
             .read_event()
             .map_err(|err| syntax(body, reader.error_position() as usize, err.to_string()))?;
         let result = match event {
-            Event::Start(start) => start_element(&mut builder, source, &start),
-            Event::Empty(start) => start_element(&mut builder, source, &start).and_then(|()| builder.end()),
+            Event::Start(start) => start_element(&mut builder, source, &start, &mut scratch),
+            Event::Empty(start) => {
+                start_element(&mut builder, source, &start, &mut scratch).and_then(|()| builder.end())
+            }
             Event::End(_) => builder.end(),
-            Event::Text(text) => match text.xml_content() {
-                Ok(text) => builder.text(text),
-                Err(err) => Err(BuildError::Invalid(err.to_string())),
-            },
+            Event::Text(text) => content(source, &text).and_then(|text| builder.text(text)),
             Event::CData(data) => match data.xml_content() {
                 Ok(text) => builder.text(text),
                 Err(err) => Err(BuildError::Invalid(err.to_string())),
@@ -77,6 +78,15 @@ fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Tape<'a>, DecodeError> {
     }
 }
 
+/// The lists [`start_element`] fills for each element, kept from one element to the
+/// next so that an element's attributes cost no allocation.
+#[derive(Default)]
+struct Scratch<'a> {
+    keys: Vec<&'a str>,
+    xmlns: Vec<Declaration<'a>>,
+    raw: Vec<RawAttribute<'a, 'a>>,
+}
+
 /// Splits an element's attributes into `xmlns` declarations and the rest, and
 /// opens it.
 ///
@@ -86,25 +96,22 @@ fn read<'a>(body: &'a [u8], limits: &Limits) -> Result<Tape<'a>, DecodeError> {
 /// names instead, so an element with many attributes costs `n log n`, not `n²`.
 fn start_element<'a>(
     builder: &mut Builder<'a, '_>,
-    source: Option<&'a str>,
-    start: &BytesStart<'_>,
+    source: &'a str,
+    start: &BytesStart<'a>,
+    scratch: &mut Scratch<'a>,
 ) -> Result<(), BuildError> {
-    let name = utf8(start.name().into_inner())?;
+    let Scratch { keys, xmlns, raw } = scratch;
+    keys.clear();
+    xmlns.clear();
+    raw.clear();
+    let name = within(source, start.name().into_inner())?;
     let (prefix, local) = name.split_once(':').unwrap_or(("", name));
-    let local = lasting(source, local);
-    let mut xmlns = Vec::new();
-    let mut raw = Vec::new();
-    let mut keys = Vec::new();
     for attribute in start.attributes().with_checks(false) {
         let attribute = attribute.map_err(|err| BuildError::Invalid(err.to_string()))?;
-        let key = utf8(attribute.key.into_inner())?;
+        let key = within(source, attribute.key.into_inner())?;
         keys.push(key);
         builder.charge(KEY_COST)?;
-        let value = || {
-            attribute
-                .unescape_value()
-                .map_err(|err| BuildError::Invalid(err.to_string()))
-        };
+        let value = || unescape(within(source, &attribute.value)?).map_err(|err| BuildError::Invalid(err.to_string()));
         match key.split_once(':') {
             None if key == "xmlns" => {
                 let ns = value()?;
@@ -119,10 +126,7 @@ fn start_element<'a>(
             // Other prefixed attributes are passed on for their prefix to be checked.
             Some((prefix, local)) => {
                 let value = match local {
-                    "type" | "nil" => match value()? {
-                        Cow::Borrowed(value) => lasting(source, value),
-                        Cow::Owned(value) => Cow::Owned(value),
-                    },
+                    "type" | "nil" => value()?,
                     _ => Cow::Borrowed(""),
                 };
                 builder.charge(attribute_cost(&value))?;
@@ -138,24 +142,27 @@ fn start_element<'a>(
             pair[0]
         )));
     }
-    builder.start(prefix, local, &xmlns, &raw)
+    builder.start(prefix, Cow::Borrowed(local), xmlns, raw)
 }
 
-/// `text` borrowed for as long as the body when it is the body's own bytes (quick-xml
-/// lends names and attribute values only for as long as their event), else a copy.
-/// `source` is the body as text, when it is all UTF-8.
-fn lasting<'a>(source: Option<&'a str>, text: &str) -> Cow<'a, str> {
-    let within = source.and_then(|source| {
-        let offset = (text.as_ptr() as usize).checked_sub(source.as_ptr() as usize)?;
-        source
-            .get(offset..offset.checked_add(text.len())?)
-            .filter(|slice| slice.as_ptr() == text.as_ptr())
-    });
-    within.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
+/// A text node's content, with line ends normalised as quick-xml does. Text with no
+/// line end to rewrite (no `\r`, U+0085 or U+2028) is the body's own, borrowed.
+fn content<'a>(source: &'a str, text: &BytesText<'a>) -> Result<Cow<'a, str>, BuildError> {
+    let own = within(source, text)?;
+    match memchr::memchr3(b'\r', 0xC2, 0xE2, own.as_bytes()) {
+        None => Ok(Cow::Borrowed(own)),
+        Some(_) => text.xml_content().map_err(|err| BuildError::Invalid(err.to_string())),
+    }
 }
 
-fn utf8(bytes: &[u8]) -> Result<&str, BuildError> {
-    std::str::from_utf8(bytes).map_err(|_| BuildError::Invalid("a name is not UTF-8".into()))
+/// `bytes`, which quick-xml lends only for as long as their event, as the body's own
+/// text, which lasts as long as the body.
+fn within<'a>(source: &'a str, bytes: &[u8]) -> Result<&'a str, BuildError> {
+    (bytes.as_ptr() as usize)
+        .checked_sub(source.as_ptr() as usize)
+        .and_then(|offset| source.get(offset..offset.checked_add(bytes.len())?))
+        .filter(|slice| slice.as_ptr() == bytes.as_ptr())
+        .ok_or_else(|| BuildError::Invalid("a name or text does not lie within the body".into()))
 }
 
 /// A builder error at a byte offset, as a [`DecodeError`] with line and column.
@@ -515,5 +522,33 @@ mod tests {
         };
         let err = decode(context("").as_bytes(), None, &limits).unwrap_err();
         assert!(matches!(err, DecodeError::BodyTooLarge { limit: 100, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+        // Even where nothing reads it (a comment): the document is not well-formed.
+        let text = context("<!-- caf\u{e9} --><MessageName>Create</MessageName>");
+        let bad = text.find('\u{e9}').unwrap();
+        let mut body = text.into_bytes();
+        body[bad] = 0xFF;
+        let err = decode(&body, Some("application/xml"), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "XML body is not valid at line 1, column {}: the body is not UTF-8",
+                bad + 1
+            )
+        );
+    }
+
+    #[test]
+    fn line_ends_in_text_are_normalised() {
+        // One kind to a text, so that each must be found on its own.
+        for text in ["a\r\nb", "a\rb", "a\u{85}b", "a\u{2028}b", "a\nb"] {
+            assert_eq!(typed("b:string", XSD, text), Value::String("a\nb".into()), "{text:?}");
+        }
+        assert_eq!(typed("b:string", XSD, "caf\u{e9}"), Value::String("caf\u{e9}".into()));
     }
 }

@@ -14,13 +14,26 @@ use crate::model::{AliasedValue, Context, Entity, EntityCollection, EntityRefere
 use crate::{DecodeError, Format, Limits};
 
 /// Decodes a whole JSON body (without its byte order mark) into a context.
+///
+/// A body that is all UTF-8 is checked once here rather than string by string; one that
+/// is not is parsed from its bytes, so that serde_json says where it goes wrong.
 pub(super) fn context(body: &[u8], limits: &Limits, order: Order) -> Result<Context, Failure> {
+    match std::str::from_utf8(body) {
+        Ok(text) => context_from(serde_json::Deserializer::from_str(text), limits, order),
+        Err(_) => context_from(serde_json::Deserializer::from_slice(body), limits, order),
+    }
+}
+
+fn context_from<'de, R: serde_json::de::Read<'de>>(
+    mut json: serde_json::Deserializer<R>,
+    limits: &Limits,
+    order: Order,
+) -> Result<Context, Failure> {
     let decoder = Decoder {
         limits,
         order,
         failure: RefCell::new(None),
     };
-    let mut json = serde_json::Deserializer::from_slice(body);
     let decoded = Seed(&decoder, Root).deserialize(&mut json).and_then(|context| {
         json.end()?;
         Ok(context)
@@ -128,7 +141,7 @@ impl<'de> Position<'de> for AnyValue {
             Some("OptionSetValue") => Value::OptionSet(option_set(d, members)?),
             Some("Money") => Value::Money(money(d, members)?),
             _ => Value::Record(Record {
-                type_name,
+                type_name: type_name.map(Cow::into_owned),
                 members: record_members(d, members)?,
             }),
         })
@@ -186,7 +199,7 @@ fn entity<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> 
             "Id" => {
                 let id = members.value(d, Text).map_err(d.at(&name))?;
                 // A new entity carries the empty GUID: no id yet.
-                entity.id = id.map(|id| id.to_ascii_lowercase()).filter(|id| id != EMPTY_GUID);
+                entity.id = id.map(lowercase).filter(|id| id != EMPTY_GUID);
             }
             "Attributes" => entity.attributes = members.value(d, bag(AnyValue)).map_err(d.at(&name))?,
             "FormattedValues" => entity.formatted_values = members.value(d, bag(StringValue)).map_err(d.at(&name))?,
@@ -211,7 +224,7 @@ fn entity_reference<'de, A: MapAccess<'de>>(
             "LogicalName" => reference.logical_name = members.value(d, Text).map_err(d.at(&name))?.unwrap_or_default(),
             "Id" => {
                 let id = members.value(d, Text).map_err(d.at(&name))?;
-                reference.id = id.unwrap_or_default().to_ascii_lowercase();
+                reference.id = lowercase(id.unwrap_or_default());
             }
             "Name" => reference.name = members.value(d, Text).map_err(d.at(&name))?,
             "__type" => members.skip()?,
@@ -507,6 +520,12 @@ impl<'de> Position<'de> for ExactNumber {
             Numeral::Text(text) => exact_number(text),
         }
     }
+}
+
+/// A GUID's text in lowercase, in place.
+fn lowercase(mut id: String) -> String {
+    id.make_ascii_lowercase();
+    id
 }
 
 fn index(i: usize) -> String {

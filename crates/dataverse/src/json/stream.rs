@@ -154,6 +154,12 @@ pub(super) trait Position<'de>: Sized {
     fn string(self, _: &Decoder, _: Cow<'de, str>) -> Result<Self::Out> {
         Err(self.mismatch("a string"))
     }
+    /// A string serde_json cannot lend from the body (it had escapes) and lends only
+    /// for this call: copied and passed to [`string`](Self::string), unless the position
+    /// needs no copy.
+    fn transient_string(self, d: &Decoder, text: &str) -> Result<Self::Out> {
+        self.string(d, Cow::Owned(text.to_owned()))
+    }
     fn list<A: SeqAccess<'de>>(self, d: &Decoder, _: A) -> Result<Self::Out, A::Error> {
         Err(d.fail(self.mismatch("a list")))
     }
@@ -202,9 +208,7 @@ impl<'de, P: Position<'de>> Visitor<'de> for Seed<'_, '_, P> {
         self.1.string(self.0, Cow::Borrowed(text)).map_err(|e| self.0.fail(e))
     }
     fn visit_str<E: de::Error>(self, text: &str) -> Result<P::Out, E> {
-        self.1
-            .string(self.0, Cow::Owned(text.to_owned()))
-            .map_err(|e| self.0.fail(e))
+        self.1.transient_string(self.0, text).map_err(|e| self.0.fail(e))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<P::Out, A::Error> {
         self.1.list(self.0, seq)
@@ -224,7 +228,7 @@ impl<'de, P: Position<'de>> Visitor<'de> for Seed<'_, '_, P> {
             map,
             ahead: Some(first.map(|Name(key)| key)),
             seen: 0,
-            previous: String::new(),
+            previous: Cow::Borrowed(""),
             order: self.0.order,
         };
         self.1.object(self.0, members)
@@ -238,7 +242,7 @@ pub(super) struct Members<'de, A> {
     ahead: Option<Option<Cow<'de, str>>>,
     seen: usize,
     /// The previous member's name, a leading `__type` aside; empty before the first.
-    previous: String,
+    previous: Cow<'de, str>,
     order: Order,
 }
 
@@ -257,15 +261,15 @@ impl<'de, A: MapAccess<'de>> Members<'de, A> {
                 if name == "__type" || (!self.previous.is_empty() && *name <= *self.previous) {
                     return Err(d.stop(Failure::Unordered));
                 }
-                self.previous.clear();
-                self.previous.push_str(&name);
+                // Borrowed from the body, so a copy only for a name with escapes.
+                self.previous = name.clone();
             }
         }
         Ok(Some(name))
     }
 
     /// The type a leading `__type` names, consuming it; `None` when the object has none.
-    pub(super) fn type_hint(&mut self, d: &Decoder) -> Result<Option<String>, A::Error> {
+    pub(super) fn type_hint(&mut self, d: &Decoder) -> Result<Option<Cow<'de, str>>, A::Error> {
         if !matches!(&self.ahead, Some(Some(name)) if name == "__type") {
             return Ok(None);
         }
@@ -288,11 +292,37 @@ impl<'de, A: MapAccess<'de>> Members<'de, A> {
 /// name is known.
 struct TypeName;
 
+/// The contracts a `__type` hint names that the model types: their names cost no copy
+/// even though hints always have escapes (the namespace's `\/`).
+const TYPED_CONTRACTS: [&str; 6] = [
+    "Entity",
+    "EntityReference",
+    "EntityCollection",
+    "AliasedValue",
+    "OptionSetValue",
+    "Money",
+];
+
 impl<'de> Position<'de> for TypeName {
-    type Out = String;
+    type Out = Cow<'de, str>;
     const EXPECTED: &'static str = "a string";
 
-    fn string(self, _: &Decoder, hint: Cow<'de, str>) -> Result<String> {
-        Ok(hint.split(':').next().unwrap_or_default().to_owned())
+    fn string(self, _: &Decoder, hint: Cow<'de, str>) -> Result<Cow<'de, str>> {
+        Ok(match hint {
+            Cow::Borrowed(hint) => Cow::Borrowed(name_of(hint)),
+            Cow::Owned(hint) => Cow::Owned(name_of(&hint).to_owned()),
+        })
     }
+    fn transient_string(self, _: &Decoder, hint: &str) -> Result<Cow<'de, str>> {
+        let name = name_of(hint);
+        Ok(match TYPED_CONTRACTS.iter().find(|known| **known == name) {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(name.to_owned()),
+        })
+    }
+}
+
+/// `Name` of `Name:Namespace`.
+fn name_of(hint: &str) -> &str {
+    hint.split(':').next().unwrap_or_default()
 }
