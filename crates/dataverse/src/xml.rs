@@ -7,7 +7,8 @@
 //! resolved by the shared builder, and the tape is mapped to the model by
 //! [`mapper`](super::mapper), exactly as for the binary format.
 //!
-//! The body must be UTF-8 (what Dataverse and Service Bus send). A DTD is refused:
+//! The body must be UTF-8 (what Dataverse and Service Bus send); it is checked once,
+//! up front, and refused at its first bad byte if it is not. A DTD is refused:
 //! data-contract XML never has one, and refusing it rules out entity expansion.
 
 use std::borrow::Cow;
