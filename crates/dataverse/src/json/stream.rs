@@ -310,7 +310,10 @@ impl<'de> Position<'de> for TypeName {
     fn string(self, _: &Decoder, hint: Cow<'de, str>) -> Result<Cow<'de, str>> {
         Ok(match hint {
             Cow::Borrowed(hint) => Cow::Borrowed(name_of(hint)),
-            Cow::Owned(hint) => Cow::Owned(name_of(&hint).to_owned()),
+            Cow::Owned(mut hint) => {
+                hint.truncate(name_of(&hint).len());
+                Cow::Owned(hint)
+            }
         })
     }
     fn transient_string(self, _: &Decoder, hint: &str) -> Result<Cow<'de, str>> {
