@@ -21,10 +21,8 @@
 //!   loopback partner that answers at once) with partner concurrency C.
 //! - `servicebus`: receive → complete through the Service Bus transport against `sagahost broker`;
 //!   baseline: the official Python SDK draining the same broker in the same run.
-//! - `decode FORMAT`: decode throughput on the 5 KB sample bodies, and with `FORMAT-200k` on a
-//!   200 KB message of many small values (written by `make-samples.py --dense`), the median of
-//!   five passes of about 10 MB after one to warm up; baseline for `binary`: the PyPI `wcf`
-//!   decoder on the same file.
+//! - `decode FORMAT`: decode throughput on the 5 KB sample bodies and on a 200 KB message
+//!   (`decode/mod.rs`); baseline for `binary`: the PyPI `wcf` decoder on the same file.
 //! - `size KB` and `partners N`: the real host's throughput and peak RSS against message size
 //!   and against the number of partner components loaded.
 //! - `replicas N`: N `sagahost run` processes competing for one queue on `sagahost broker`
@@ -39,7 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -57,22 +55,19 @@ use serde_json::{Value, json};
 
 mod amqp_saga;
 mod common;
+mod decode;
 mod languages;
 mod processes;
 mod replicas;
 mod report;
 mod webhook;
-use common::{
-    DECODE_SAMPLES, component_path, contact_body, forwarder, message_event, native_forward, sample, samples, workspace,
-};
+use common::{component_path, contact_body, forwarder, message_event, native_forward, workspace};
 
 /// Repetitions of each scenario; the median is reported. Three keeps the whole suite, build
 /// included, within 15 minutes on two cores.
 const RUNS: usize = 3;
 /// Messages through the durable pipeline per run (the 50,000).
 const PIPELINE_MESSAGES: usize = 50_000;
-/// Timed passes of about 10 MB each per `decode` run, after one to warm up.
-const DECODE_PASSES: usize = 5;
 /// Messages per run for the scenarios that only need a steady state.
 const SHORT_MESSAGES: usize = 5_000;
 
@@ -430,64 +425,6 @@ fn python_baseline(args: &[&str]) -> f64 {
         .expect("a number")
 }
 
-fn scenario_decode(format: &str) -> Value {
-    let (format, large) = match format.strip_suffix("-200k") {
-        Some(format) => (format, true),
-        None => (format, false),
-    };
-    let (_, file, content_type) = *DECODE_SAMPLES
-        .iter()
-        .find(|(name, ..)| *name == format)
-        .expect("a decode format: json, xml or binary, with -200k for the large message");
-    let (path, body) = if large {
-        let path = dense_samples().join(file.replace("contact-create", "contact-dense"));
-        let body = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        (path, body)
-    } else {
-        (samples().join(file), sample(file))
-    };
-    let limits = Default::default();
-    // About 10 MB decoded per pass, whatever the body's size. The first pass warms up (a
-    // fresh process's heap grows page by page, which a running host has long done); the
-    // figure is the median of the passes after it.
-    let rounds = (10_000_000 / body.len()).clamp(20, 2_000);
-    let mut passes: Vec<f64> = (0..=DECODE_PASSES)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(sagahost_dataverse::decode(&body, Some(content_type), &limits).unwrap());
-            }
-            (body.len() * rounds) as f64 / started.elapsed().as_secs_f64() / 1e6
-        })
-        .skip(1)
-        .collect();
-    let mb_per_s = median(&mut passes);
-    let mut result = json!({"mb_per_s": mb_per_s, "bytes": body.len()});
-    if format == "binary" {
-        let wcf_rounds = if large { "10" } else { "200" };
-        result["wcf_mb_per_s"] = json!(python_baseline(&["wcf", path.to_str().unwrap(), wcf_rounds]));
-    }
-    result
-}
-
-/// Where the decode group's 200 KB messages are written (by `make-samples.py --dense`).
-fn dense_samples() -> PathBuf {
-    workspace().join("target/bench/dense")
-}
-
-/// Writes the 200 KB messages in the three formats: the contact-create context with
-/// small shared variables of every kind added, encoded by the same script (and the same
-/// independent binary encoder, PyPI `wcf`) as the repository's samples.
-fn make_dense_samples() {
-    let status = bench_python()
-        .arg(samples().join("make-samples.py"))
-        .args(["--dense", "200"])
-        .arg(dense_samples())
-        .status()
-        .expect("running make-samples.py (scripts/bench sets SAGAHOST_BENCH_PYTHON)");
-    assert!(status.success(), "make-samples.py --dense failed");
-}
-
 fn run_scenario(name: &str, arg: &str) -> Value {
     match name {
         "component" => scenario_component(),
@@ -495,7 +432,7 @@ fn run_scenario(name: &str, arg: &str) -> Value {
         "host" => scenario_host(1, 5, PIPELINE_MESSAGES),
         "outbound" => scenario_outbound(arg.parse().unwrap()),
         "servicebus" => scenario_servicebus(),
-        "decode" => scenario_decode(arg),
+        "decode" => decode::scenario(arg),
         "size" => {
             let kb: usize = arg.parse().unwrap();
             // The same bytes through each size: fewer messages when they are larger.
@@ -714,23 +651,10 @@ fn main() {
         }
     }
     if wanted("decode") {
-        make_dense_samples();
-        for format in ["json", "xml", "binary", "json-200k", "xml-200k", "binary-200k"] {
-            let runs = record(format!("decode-{format}"), repeat("decode", format));
-            let what = if format.ends_with("-200k") { "message" } else { "sample" };
-            rows.push(Row {
-                figure: format!("decode {format} ({} B {what})", runs[0]["bytes"]),
-                value: med(&runs, "mb_per_s"),
-                unit: "MB/s",
-                baseline: format
-                    .starts_with("binary")
-                    .then(|| ("PyPI wcf".into(), med(&runs, "wcf_mb_per_s"))),
-                target: match format.split('-').next() {
-                    Some("binary") => "≥ 20 × wcf".into(),
-                    Some("json") => "≥ 250 MB/s".into(),
-                    _ => "≥ 150 MB/s".into(),
-                },
-            });
+        let (decode_rows, runs) = decode::group();
+        rows.extend(decode_rows);
+        for (key, runs) in runs {
+            record(key, runs);
         }
     }
     let mut size_curve = Vec::new();

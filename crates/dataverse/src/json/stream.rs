@@ -292,8 +292,9 @@ impl<'de, A: MapAccess<'de>> Members<'de, A> {
 /// name is known.
 struct TypeName;
 
-/// The contracts a `__type` hint names that the model types: their names cost no copy
-/// even though hints always have escapes (the namespace's `\/`).
+/// The contracts a `__type` hint names that the model types (those `AnyValue::object` in
+/// `positions.rs` matches): their names cost no copy even though hints always have escapes
+/// (the namespace's `\/`). A name missing here is still decoded, at the cost of a copy.
 const TYPED_CONTRACTS: [&str; 6] = [
     "Entity",
     "EntityReference",
