@@ -29,21 +29,31 @@ use stream::{Failure, Order};
 type Result<T> = std::result::Result<T, DecodeError>;
 
 /// Decodes a JSON `RemoteExecutionContext`; the body is already within the size limit.
+///
+/// The pass checks the depth and charges the budget as it goes, counting what
+/// [`check_structure`] counts, so a body it decodes is one that check accepts. Only a pass
+/// that stops runs the check, before anything else: errors come in the order they did
+/// when it ran first, and the tree [`reordered`] builds is paid for before it is built.
 pub(super) fn decode(body: &[u8], limits: &Limits) -> Result<Context> {
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    check_structure(body, limits)?;
-    match positions::context(body, limits, Order::Checked) {
+    match positions::context(body, body.len(), limits, Order::Checked) {
         Ok(context) => Ok(context),
-        // A body that is broken further on says so first, as when it was parsed whole.
-        Err(Failure::Decode(error)) => match serde_json::from_slice::<Json>(body) {
-            Ok(_) => Err(error),
-            Err(syntax) => Err(syntax_error(syntax)),
-        },
-        Err(Failure::Unordered) => match positions::context(&reordered(body)?, limits, Order::Trusted) {
-            Ok(context) => Ok(context),
-            Err(Failure::Decode(error)) => Err(error),
-            Err(Failure::Unordered) => unreachable!("a trusted pass does not check the order"),
-        },
+        Err(Failure::Decode(error)) => {
+            check_structure(body, limits)?;
+            // A body that is broken further on says so first, as when it was parsed whole.
+            match serde_json::from_slice::<Json>(body) {
+                Ok(_) => Err(error),
+                Err(syntax) => Err(syntax_error(syntax)),
+            }
+        }
+        Err(Failure::Unordered) => {
+            check_structure(body, limits)?;
+            match positions::context(&reordered(body)?, body.len(), limits, Order::Trusted) {
+                Ok(context) => Ok(context),
+                Err(Failure::Decode(error)) => Err(error),
+                Err(Failure::Unordered) => unreachable!("a trusted pass does not check the order"),
+            }
+        }
     }
 }
 
@@ -93,7 +103,9 @@ fn write_json<T: serde::Serialize + ?Sized>(text: &mut Vec<u8>, value: &T) {
 }
 
 /// Refuses bodies nested deeper than `max_depth`, or whose values would take more than
-/// the decoded-size budget, before serde_json parses them.
+/// the decoded-size budget, by a scan of the whole body: before a tree is built for
+/// [`reordered`], and before the error of a pass that stopped is reported (the pass
+/// counts the same as it goes, see `stream::Decoder`).
 ///
 /// The depth check bounds every recursion that follows, `ParentContext` chains
 /// included, and fires before serde_json's own limit (127 levels), whose message is
@@ -372,6 +384,48 @@ mod tests {
         assert_eq!(related[1], ("account_parent_account.Referenced".into(), Value::Null));
     }
 
+    /// The pass counts depth and budget as `check_structure` does, so it refuses a body
+    /// at exactly the limits the scan does: the scan runs only when the pass stops.
+    #[test]
+    fn the_pass_refuses_a_body_at_the_limits_the_scan_does() {
+        let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/samples/dataverse");
+        // Members in order and out (the second goes through the rewrite), skipped members
+        // nested deep, empty and one-item lists and objects, and numbers of every kind.
+        let mut bodies = vec![
+            br#"{"A":[],"B":[1],"C":{},"D":[[[],[{}]]],"E":{"__type":"Entity:x","Zz":{"q":[[1,{"r":[2]}]]}},"F":1.5e3}"#.to_vec(),
+            br#"{"B":[{"y":1,"x":[2,3]}],"A":{"LogicalName":"c","__type":"Entity:x","Q":[[[]]]},"C":-1}"#.to_vec(),
+        ];
+        for entry in std::fs::read_dir(samples).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".dcjs.json") {
+                bodies.push(std::fs::read(&path).unwrap());
+            }
+        }
+        for body in &bodies {
+            let (mut accepted, mut refused) = (0, 0);
+            let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+            let depths = (1..24).map(|depth| (depth, 400));
+            let budgets = (2..40).chain([100]).map(|expansion| (64, expansion));
+            for (max_depth, max_expansion) in depths.chain(budgets) {
+                let limits = Limits {
+                    max_depth,
+                    max_expansion,
+                    expansion_allowance: 0,
+                    ..Limits::default()
+                };
+                let scanned = check_structure(body, &limits);
+                let decoded = decode(body, &limits);
+                match (&scanned, &decoded) {
+                    (Ok(()), Ok(_)) => accepted += 1,
+                    (Err(scan), Err(pass)) if scan.to_string() == pass.to_string() => refused += 1,
+                    _ => panic!("depth {max_depth}, expansion {max_expansion}: scan {scanned:?}, pass {decoded:?}"),
+                }
+            }
+            // Both sides of both limits were tried.
+            assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
+        }
+    }
+
     /// Dataverse writes members in the order the single pass takes, so its bodies never go
     /// through the rewrite.
     #[test]
@@ -385,7 +439,7 @@ mod tests {
             }
             let body = std::fs::read(&path).unwrap();
             let body = body.strip_prefix(UTF8_BOM).unwrap_or(&body);
-            let pass = positions::context(body, &Limits::default(), Order::Checked);
+            let pass = positions::context(body, body.len(), &Limits::default(), Order::Checked);
             assert!(pass.is_ok(), "{}: {:?}", path.display(), pass.err());
             decoded += 1;
         }
@@ -403,7 +457,7 @@ mod tests {
             "Attributes":[{"value":{"Value":1,"__type":"OptionSetValue:x"},"key":"a"},{"key":"b","value":{"y":2,"x":1}}],
             "__type":"Entity:x"},"key":"Target"}]}"#;
         assert!(matches!(
-            positions::context(shuffled, &Limits::default(), Order::Checked),
+            positions::context(shuffled, shuffled.len(), &Limits::default(), Order::Checked),
             Err(Failure::Unordered)
         ));
         let expected = decode(in_order, &Limits::default()).unwrap();

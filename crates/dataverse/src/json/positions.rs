@@ -3,7 +3,6 @@
 //! type is `object` (see [`stream`](super::stream) for how serde_json drives them).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess};
 
@@ -13,36 +12,37 @@ use crate::contract::{self, EMPTY_GUID, Member, at, shape};
 use crate::model::{AliasedValue, Context, Entity, EntityCollection, EntityReference, Record, Value};
 use crate::{DecodeError, Format, Limits};
 
-/// Decodes a whole JSON body (without its byte order mark) into a context.
+/// Decodes a whole JSON text (a body without its byte order mark, or its rewrite in
+/// order) into a context, within the limits of a body of `body_len` bytes.
 ///
-/// A body that is all UTF-8 is checked once here rather than string by string; one that
+/// A text that is all UTF-8 is checked once here rather than string by string; one that
 /// is not is parsed from its bytes, so that serde_json says where it goes wrong.
-pub(super) fn context(body: &[u8], limits: &Limits, order: Order) -> Result<Context, Failure> {
-    match std::str::from_utf8(body) {
-        Ok(text) => context_from(serde_json::Deserializer::from_str(text), limits, order),
-        Err(_) => context_from(serde_json::Deserializer::from_slice(body), limits, order),
+pub(super) fn context(text: &[u8], body_len: usize, limits: &Limits, order: Order) -> Result<Context, Failure> {
+    let decoder = Decoder::new(limits, order, body_len, text.len()).map_err(Failure::Decode)?;
+    match std::str::from_utf8(text) {
+        Ok(text) => context_from(serde_json::Deserializer::from_str(text), decoder),
+        Err(_) => context_from(serde_json::Deserializer::from_slice(text), decoder),
     }
 }
 
 fn context_from<'de, R: serde_json::de::Read<'de>>(
     mut json: serde_json::Deserializer<R>,
-    limits: &Limits,
-    order: Order,
+    decoder: Decoder,
 ) -> Result<Context, Failure> {
-    let decoder = Decoder {
-        limits,
-        order,
-        failure: RefCell::new(None),
-    };
     let decoded = Seed(&decoder, Root).deserialize(&mut json).and_then(|context| {
         json.end()?;
         Ok(context)
     });
-    decoded.map_err(|err| {
-        decoder
-            .failure
-            .into_inner()
-            .unwrap_or_else(|| Failure::Decode(super::syntax_error(err)))
+    decoded.map_err(|err| match decoder.failure.into_inner() {
+        // The pass knows how deep it is, serde_json where.
+        Some(Failure::Decode(DecodeError::TooDeep { format, limit, .. })) => Failure::Decode(DecodeError::TooDeep {
+            format,
+            limit,
+            line: err.line(),
+            column: err.column(),
+        }),
+        Some(failure) => failure,
+        None => Failure::Decode(super::syntax_error(err)),
     })
 }
 
@@ -204,7 +204,7 @@ fn entity<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> 
             "Attributes" => entity.attributes = members.value(d, bag(AnyValue)).map_err(d.at(&name))?,
             "FormattedValues" => entity.formatted_values = members.value(d, bag(StringValue)).map_err(d.at(&name))?,
             // The hint, when a schema-typed position repeats it, says nothing new.
-            "__type" => members.skip()?,
+            "__type" => members.skip(d)?,
             _ => {
                 let value = other_member(d, &mut members, &name).map_err(d.at(&name))?;
                 entity.other.push((name.into_owned(), value));
@@ -227,7 +227,7 @@ fn entity_reference<'de, A: MapAccess<'de>>(
                 reference.id = lowercase(id.unwrap_or_default());
             }
             "Name" => reference.name = members.value(d, Text).map_err(d.at(&name))?,
-            "__type" => members.skip()?,
+            "__type" => members.skip(d)?,
             _ => {
                 let value = other_member(d, &mut members, &name).map_err(d.at(&name))?;
                 reference.other.push((name.into_owned(), value));
@@ -262,7 +262,7 @@ fn entity_collection<'de, A: MapAccess<'de>>(
     while let Some(name) = members.next_name(d)? {
         match &*name {
             "Entities" => collection.entities = members.value(d, Entities).map_err(d.at(&name))?,
-            "__type" => members.skip()?,
+            "__type" => members.skip(d)?,
             _ => {
                 let value = members.value(d, AnyValue).map_err(d.at(&name))?;
                 collection.other.push((name.into_owned(), value));
@@ -279,7 +279,7 @@ fn aliased<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) ->
             "EntityLogicalName" => entity_logical_name = members.value(d, Text).map_err(d.at(&name))?,
             "AttributeLogicalName" => attribute_logical_name = members.value(d, Text).map_err(d.at(&name))?,
             "Value" => value = members.value(d, AnyValue).map_err(d.at(&name))?,
-            _ => members.skip()?,
+            _ => members.skip(d)?,
         }
     }
     Ok(AliasedValue {
@@ -295,7 +295,7 @@ fn option_set<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>)
     while let Some(name) = members.next_name(d)? {
         match &*name {
             "Value" => option = Some(members.value(d, WholeNumber).map_err(d.at("Value"))?),
-            _ => members.skip()?,
+            _ => members.skip(d)?,
         }
     }
     option.ok_or_else(|| d.fail(at("Value")(WholeNumber.mismatch("null"))))
@@ -307,7 +307,7 @@ fn money<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> R
     while let Some(name) = members.next_name(d)? {
         match &*name {
             "Value" => amount = Some(members.value(d, ExactNumber).map_err(d.at("Value"))?),
-            _ => members.skip()?,
+            _ => members.skip(d)?,
         }
     }
     amount.ok_or_else(|| d.fail(at("Value")(ExactNumber.mismatch("null"))))
@@ -382,7 +382,7 @@ where
                     let path = key.as_deref().unwrap_or("value");
                     value = Some(members.value(d, self.value).map_err(d.at(path))?);
                 }
-                _ => members.skip()?,
+                _ => members.skip(d)?,
             }
         }
         let key = match key {
@@ -415,7 +415,7 @@ impl<'de> Position<'de> for Relationship {
             match &*name {
                 "SchemaName" => schema_name = members.value(d, Text).map_err(d.at("SchemaName"))?,
                 "PrimaryEntityRole" => role = members.value(d, AnyValue)?,
-                _ => members.skip()?,
+                _ => members.skip(d)?,
             }
         }
         let schema_name = schema_name.unwrap_or_default();

@@ -23,11 +23,12 @@
 //! behind one waits in [`Decoder::failure`] and gathers its member path on the way up.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
+use crate::budget::{Budget, Exhausted, JSON_OBJECT_COST, JSON_VALUE_COST};
 use crate::contract::{at, shape};
 use crate::{DecodeError, Format, Limits};
 
@@ -55,15 +56,75 @@ pub(super) enum Order {
     Trusted,
 }
 
-/// What every position shares: the limits, and the failure on its way up.
+/// What every position shares: the limits and what is left of them, and the failure on
+/// its way up.
+///
+/// The nesting depth and the decoded-size budget are checked as the text goes by, and
+/// counted the way `super::check_structure` counts them before a tree is built: a value
+/// for the root, every `[`, `,` and `:`, and an object's extra cost for every `{`. So the
+/// pass refuses exactly the bodies that check refuses, without a scan of its own.
 pub(super) struct Decoder<'l> {
     pub(super) limits: &'l Limits,
     pub(super) order: Order,
     /// The failure behind the serde_json error travelling up, if the failure is ours.
     pub(super) failure: RefCell<Option<Failure>>,
+    budget: RefCell<Budget>,
+    /// The length of the body the budget was made for, for its error.
+    body_len: usize,
+    depth: Cell<usize>,
 }
 
-impl Decoder<'_> {
+impl<'l> Decoder<'l> {
+    /// A decoder for `text_len` bytes of text, with the budget of a body of `body_len`
+    /// (the text is the body, or its rewrite in order, which is never longer). The text
+    /// itself is charged twice (each string is copied into the model, and into
+    /// serde_json's tree when members are put in order), and the root value once.
+    pub(super) fn new(limits: &'l Limits, order: Order, body_len: usize, text_len: usize) -> Result<Self> {
+        let mut budget = Budget::new(body_len, limits);
+        budget
+            .charge_each(text_len, 2)
+            .and_then(|()| budget.charge(JSON_VALUE_COST))
+            .map_err(|exhausted| expansion(body_len, exhausted))?;
+        Ok(Self {
+            limits,
+            order,
+            failure: RefCell::new(None),
+            budget: RefCell::new(budget),
+            body_len,
+            depth: Cell::new(0),
+        })
+    }
+
+    /// Charges for `values` more values (each `,` or `:` of the text, or a `[`).
+    fn charge_values<E: de::Error>(&self, values: usize) -> Result<(), E> {
+        self.charge(values * JSON_VALUE_COST)
+    }
+
+    fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        let charged = self.budget.borrow_mut().charge(bytes);
+        charged.map_err(|exhausted| self.fail(expansion(self.body_len, exhausted)))
+    }
+
+    /// Goes one level deeper (a `[` or `{`), or refuses to past `max_depth`.
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        let depth = self.depth.get() + 1;
+        if depth > self.limits.max_depth {
+            // The line and column are serde_json's, filled in on the way out.
+            return Err(self.fail(DecodeError::TooDeep {
+                format: Format::Json,
+                limit: self.limits.max_depth,
+                line: 0,
+                column: 0,
+            }));
+        }
+        self.depth.set(depth);
+        Ok(())
+    }
+
+    fn leave(&self) {
+        self.depth.set(self.depth.get() - 1);
+    }
+
     /// Records `error` and returns the serde_json error that carries it up.
     pub(super) fn fail<E: de::Error>(&self, error: DecodeError) -> E {
         self.stop(Failure::Decode(error))
@@ -96,6 +157,14 @@ impl Decoder<'_> {
             });
         }
         Ok(text.into_owned())
+    }
+}
+
+fn expansion(size: usize, Exhausted { limit }: Exhausted) -> DecodeError {
+    DecodeError::Expansion {
+        format: Format::Json,
+        size,
+        limit,
     }
 }
 
@@ -211,7 +280,15 @@ impl<'de, P: Position<'de>> Visitor<'de> for Seed<'_, '_, P> {
         self.1.transient_string(self.0, text).map_err(|e| self.0.fail(e))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<P::Out, A::Error> {
-        self.1.list(self.0, seq)
+        self.0.enter()?;
+        let items = Items {
+            decoder: self.0,
+            seq,
+            asked: 0,
+        };
+        let list = self.1.list(self.0, items)?;
+        self.0.leave();
+        Ok(list)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<P::Out, A::Error> {
         let first: Option<Name> = map.next_key()?;
@@ -224,6 +301,8 @@ impl<'de, P: Position<'de>> Visitor<'de> for Seed<'_, '_, P> {
                 .number(self.0, Numeral::Text(&number))
                 .map_err(|e| self.0.fail(e));
         }
+        self.0.enter()?;
+        self.0.charge(JSON_OBJECT_COST)?;
         let members = Members {
             map,
             ahead: Some(first.map(|Name(key)| key)),
@@ -231,7 +310,32 @@ impl<'de, P: Position<'de>> Visitor<'de> for Seed<'_, '_, P> {
             previous: Cow::Borrowed(""),
             order: self.0.order,
         };
-        self.1.object(self.0, members)
+        let object = self.1.object(self.0, members)?;
+        self.0.leave();
+        Ok(object)
+    }
+}
+
+/// The items of a list, charged for as the text counts them: the `[` and each `,`.
+struct Items<'d, 'l, A> {
+    decoder: &'d Decoder<'l>,
+    seq: A,
+    /// How many times the next item was asked for.
+    asked: usize,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Items<'_, '_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
+        // Paid before the item is built. The text counts the `[` and each `,`: a list of n
+        // items has n - 1 commas and is asked n + 1 times (the last finds the `]`), so
+        // every ask but the second pays.
+        if self.asked != 1 {
+            self.decoder.charge_values(1)?;
+        }
+        self.asked += 1;
+        self.seq.next_element_seed(seed)
     }
 }
 
@@ -254,6 +358,8 @@ impl<'de, A: MapAccess<'de>> Members<'de, A> {
             None => self.map.next_key::<Name>()?.map(|Name(name)| name),
         };
         let Some(name) = name else { return Ok(None) };
+        // The `:` after the name, and the `,` before it unless it is the first.
+        d.charge_values(if self.seen == 0 { 1 } else { 2 })?;
         self.seen += 1;
         if self.order == Order::Checked {
             let leading_hint = self.seen == 1 && name == "__type";
@@ -282,9 +388,44 @@ impl<'de, A: MapAccess<'de>> Members<'de, A> {
         self.map.next_value_seed(Seed(d, position))
     }
 
-    /// Reads past the current member's value.
-    pub(super) fn skip(&mut self) -> Result<(), A::Error> {
-        self.map.next_value::<IgnoredAny>().map(drop)
+    /// Reads past the current member's value, checking and charging it all the same.
+    pub(super) fn skip(&mut self, d: &Decoder) -> Result<(), A::Error> {
+        self.value(d, Skip)
+    }
+}
+
+/// A value nothing is made of, whatever its kind: its members need no order.
+struct Skip;
+
+impl<'de> Position<'de> for Skip {
+    type Out = ();
+    const EXPECTED: &'static str = "any value";
+
+    fn null(self, _: &Decoder) -> Result<()> {
+        Ok(())
+    }
+    fn bool(self, _: &Decoder, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn number(self, _: &Decoder, _: Numeral) -> Result<()> {
+        Ok(())
+    }
+    fn string(self, _: &Decoder, _: Cow<'de, str>) -> Result<()> {
+        Ok(())
+    }
+    fn transient_string(self, _: &Decoder, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn list<A: SeqAccess<'de>>(self, d: &Decoder, mut items: A) -> Result<(), A::Error> {
+        while items.next_element_seed(Seed(d, Skip))?.is_some() {}
+        Ok(())
+    }
+    fn object<A: MapAccess<'de>>(self, d: &Decoder, mut members: Members<'de, A>) -> Result<(), A::Error> {
+        members.order = Order::Trusted;
+        while members.next_name(d)?.is_some() {
+            members.skip(d)?;
+        }
+        Ok(())
     }
 }
 
