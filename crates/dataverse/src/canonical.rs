@@ -15,7 +15,9 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Number, Value as Json};
 
-use super::model::{AliasedValue, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value};
+use super::model::{
+    AliasedValue, CompactString, Context, DateTime, Entity, EntityCollection, EntityReference, Record, Value,
+};
 
 impl Context {
     /// The whole context as canonical JSON: an object of its members.
@@ -61,8 +63,8 @@ enum Node<'a> {
     OptionalStr(Option<&'a str>),
     DateTime(&'a DateTime),
     /// The members of a context, bag, entity or record, as an object.
-    Members(&'a [(String, Value)]),
-    FormattedValues(&'a [(String, String)]),
+    Members(&'a [(CompactString, Value)]),
+    FormattedValues(&'a [(CompactString, CompactString)]),
     List(&'a [Value]),
     Entities(&'a [Entity]),
     /// An object whose entries [`sorted`] has put in order.
@@ -191,7 +193,7 @@ fn double(d: f64) -> Node<'static> {
     )
 }
 
-fn members_of(members: &[(String, Value)]) -> impl Iterator<Item = (&str, Node<'_>)> {
+fn members_of(members: &[(CompactString, Value)]) -> impl Iterator<Item = (&str, Node<'_>)> {
     members.iter().map(|(name, value)| (name.as_str(), Node::Value(value)))
 }
 
@@ -200,7 +202,7 @@ fn members_of(members: &[(String, Value)]) -> impl Iterator<Item = (&str, Node<'
 fn typed<'a, const N: usize>(
     type_name: &'a str,
     fields: [(&'a str, Node<'a>); N],
-    other: &'a [(String, Value)],
+    other: &'a [(CompactString, Value)],
 ) -> Node<'a> {
     let entries = members_of(other).chain(fields).chain([("$type", Node::Str(type_name))]);
     Node::Object(sorted(entries.collect()))

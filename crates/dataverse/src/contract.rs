@@ -8,6 +8,7 @@
 //! of which members are bags, images or nested contexts lives in one place.
 
 use super::DecodeError;
+use super::model::CompactString;
 
 /// The Xrm data-contract namespace (`Entity`, `EntityReference`, the context itself).
 pub(super) const CONTRACTS_NS: &str = "http://schemas.microsoft.com/xrm/2011/Contracts";
@@ -43,6 +44,12 @@ pub(super) enum Member {
     String,
     /// A member this list does not know: its value says what it is.
     Unknown,
+}
+
+/// A GUID's text in lowercase, in place.
+pub(super) fn lowercase(mut id: CompactString) -> CompactString {
+    id.make_ascii_lowercase();
+    id
 }
 
 /// The declared type of a context member, by data-contract member name.

@@ -26,12 +26,14 @@ use std::iter::Peekable;
 use std::vec::IntoIter;
 
 use base64::Engine;
+use compact_str::{ToCompactString, format_compact};
 
 use super::contract::{
-    self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at, at_index, shape,
+    self, ARRAYS_NS, CONTRACTS_NS, EMPTY_GUID, GENERIC_NS, Member, SERIALIZATION_NS, XSD_NS, at, at_index, lowercase,
+    shape,
 };
 use super::infoset::{Event, QName, Start, Tape};
-use super::model::{AliasedValue, Context, Entity, EntityCollection, EntityReference, Record, Value};
+use super::model::{AliasedValue, CompactString, Context, Entity, EntityCollection, EntityReference, Record, Value};
 use super::xsd::{parse_bool, parse_date_time, parse_decimal, parse_double, parse_guid, parse_int};
 use super::{DecodeError, Format, Limits};
 
@@ -133,7 +135,7 @@ impl<'a> Mapper<'a, '_> {
         let mut context = Context::default();
         while let Some(child) = self.next_child() {
             let value = self.context_member(&child).map_err(at(&child.local))?;
-            context.members.push((child.local.into_owned(), value));
+            context.members.push((child.local.into(), value));
         }
         Ok(context)
     }
@@ -156,7 +158,7 @@ impl<'a> Mapper<'a, '_> {
             Member::EntityReference => Ok(Value::EntityReference(self.entity_reference()?)),
             Member::Context => Ok(Value::Context(Box::new(self.context()?))),
             // JSON has no GUID type: a GUID member stays text in every format.
-            Member::Guid | Member::String => Ok(Value::String(self.leaf()?.into_owned())),
+            Member::Guid | Member::String => Ok(Value::String(self.leaf()?.into())),
             Member::Int => Ok(Value::Int(parse_int(&self.leaf()?)?)),
             Member::Bool => Ok(Value::Bool(parse_bool(&self.leaf()?)?)),
             Member::DateTime => Ok(Value::DateTime(parse_date_time(&self.leaf()?)?)),
@@ -184,7 +186,7 @@ impl<'a> Mapper<'a, '_> {
     /// A value with no `i:type`: text, or a record of its children.
     fn untyped(&mut self) -> Result<Value> {
         match self.content() {
-            Content::Text(text) => Ok(Value::String(self.checked(text)?.into_owned())),
+            Content::Text(text) => Ok(Value::String(self.checked(text)?.into())),
             Content::Children => Ok(Value::Record(Record {
                 type_name: None,
                 members: self.members()?,
@@ -200,10 +202,7 @@ impl<'a> Mapper<'a, '_> {
             if let Some(value) = primitive(local, &text)? {
                 return Ok(value);
             }
-            return Ok(unknown_type(
-                qname,
-                vec![("Value".to_owned(), Value::String(text.into_owned()))],
-            ));
+            return Ok(unknown_type(qname, vec![("Value".into(), Value::String(text.into()))]));
         }
         if ns == ARRAYS_NS
             && let Some(item) = local.strip_prefix("ArrayOf")
@@ -243,7 +242,7 @@ impl<'a> Mapper<'a, '_> {
         }
         // A type this decoder does not know: keep it member by member, or its text.
         let members = match self.content() {
-            Content::Text(text) => vec![("Value".to_owned(), Value::String(self.checked(text)?.into_owned()))],
+            Content::Text(text) => vec![("Value".into(), Value::String(self.checked(text)?.into()))],
             Content::Children => self.members()?,
         };
         Ok(unknown_type(qname, members))
@@ -262,7 +261,7 @@ impl<'a> Mapper<'a, '_> {
                 self.text_content(primitive_description(item)).and_then(|text| {
                     Ok(match primitive(item, &text)? {
                         Some(value) => value,
-                        None => Value::String(text.into_owned()),
+                        None => Value::String(text.into()),
                     })
                 })
             };
@@ -272,11 +271,11 @@ impl<'a> Mapper<'a, '_> {
     }
 
     /// The children of a contract the model does not type, each decoded as `object`.
-    fn members(&mut self) -> Result<Vec<(String, Value)>> {
+    fn members(&mut self) -> Result<Vec<(CompactString, Value)>> {
         let mut members = Vec::new();
         while let Some(child) = self.next_child() {
             let value = self.value(&child).map_err(at(&child.local))?;
-            members.push((child.local.into_owned(), value));
+            members.push((child.local.into(), value));
         }
         Ok(members)
     }
@@ -290,7 +289,7 @@ impl<'a> Mapper<'a, '_> {
                 "Attributes" => self.bag(&child, Self::bag_value).map(|bag| entity.attributes = bag),
                 "FormattedValues" => {
                     let formatted = self.bag(&child, |m, e| match e {
-                        Some(e) if !e.nil => m.leaf().map(Cow::into_owned),
+                        Some(e) if !e.nil => m.leaf().map(CompactString::from),
                         Some(_) => {
                             m.skip_rest();
                             Err(shape("a string", "nil"))
@@ -301,7 +300,7 @@ impl<'a> Mapper<'a, '_> {
                 }
                 name => self
                     .other_member(&child)
-                    .map(|value| entity.other.push((name.to_owned(), value))),
+                    .map(|value| entity.other.push((name.into(), value))),
             };
             result.map_err(at(&child.local))?;
         }
@@ -313,11 +312,11 @@ impl<'a> Mapper<'a, '_> {
         while let Some(child) = self.next_child() {
             let result = match &*child.local {
                 "LogicalName" => self.text(&child).map(|text| reference.logical_name = text),
-                "Id" => self.text(&child).map(|id| reference.id = id.to_ascii_lowercase()),
+                "Id" => self.text(&child).map(|id| reference.id = lowercase(id)),
                 "Name" => self.optional_text(&child).map(|text| reference.name = text),
                 name => self
                     .other_member(&child)
-                    .map(|value| reference.other.push((name.to_owned(), value))),
+                    .map(|value| reference.other.push((name.into(), value))),
             };
             result.map_err(at(&child.local))?;
         }
@@ -338,7 +337,7 @@ impl<'a> Mapper<'a, '_> {
         match &*element.local {
             "KeyAttributes" => Ok(Value::Bag(self.bag(element, Self::bag_value)?)),
             "RelatedEntities" => self.related_entities(element),
-            "RowVersion" => Ok(Value::String(self.leaf()?.into_owned())),
+            "RowVersion" => Ok(Value::String(self.leaf()?.into())),
             "EntityState" => {
                 let state = self.leaf()?;
                 let number = match state.trim() {
@@ -364,7 +363,7 @@ impl<'a> Mapper<'a, '_> {
         Ok(Value::Bag(related))
     }
 
-    fn relationship(&mut self, key: &Start<'a>) -> Result<String> {
+    fn relationship(&mut self, key: &Start<'a>) -> Result<CompactString> {
         if key.nil {
             self.skip_rest();
             return Err(shape("a Relationship", "nil"));
@@ -392,8 +391,8 @@ impl<'a> Mapper<'a, '_> {
         }
         let schema_name = schema_name.unwrap_or_default();
         Ok(match role.as_deref().map(str::trim) {
-            Some("Referencing" | "0") => format!("{schema_name}.Referencing"),
-            Some("Referenced" | "1") => format!("{schema_name}.Referenced"),
+            Some("Referencing" | "0") => format_compact!("{schema_name}.Referencing"),
+            Some("Referenced" | "1") => format_compact!("{schema_name}.Referenced"),
             _ => schema_name,
         })
     }
@@ -405,7 +404,7 @@ impl<'a> Mapper<'a, '_> {
                 "Entities" => self.entities().map(|entities| collection.entities = entities),
                 name => self
                     .collection_member(&child)
-                    .map(|value| collection.other.push((name.to_owned(), value))),
+                    .map(|value| collection.other.push((name.into(), value))),
             };
             result.map_err(at(&child.local))?;
         }
@@ -421,7 +420,7 @@ impl<'a> Mapper<'a, '_> {
         match &*element.local {
             "MoreRecords" | "TotalRecordCountLimitExceeded" => Ok(Value::Bool(parse_bool(&self.leaf()?)?)),
             "TotalRecordCount" => Ok(Value::Int(parse_int(&self.leaf()?)?)),
-            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf()?.into_owned())),
+            "EntityName" | "MinActiveRowVersion" | "PagingCookie" => Ok(Value::String(self.leaf()?.into())),
             _ => self.value(element),
         }
     }
@@ -442,8 +441,8 @@ impl<'a> Mapper<'a, '_> {
 
     fn aliased(&mut self) -> Result<AliasedValue> {
         let mut aliased = AliasedValue {
-            entity_logical_name: String::new(),
-            attribute_logical_name: String::new(),
+            entity_logical_name: CompactString::default(),
+            attribute_logical_name: CompactString::default(),
             value: Value::Null,
         };
         while let Some(child) = self.next_child() {
@@ -479,7 +478,7 @@ impl<'a> Mapper<'a, '_> {
     }
 
     /// `Money.Value`, as its exact decimal text.
-    fn money_members(&mut self) -> Result<String> {
+    fn money_members(&mut self) -> Result<CompactString> {
         parse_decimal(&self.value_member()?).map_err(at("Value"))
     }
 
@@ -505,13 +504,13 @@ impl<'a> Mapper<'a, '_> {
         &mut self,
         element: &Start<'a>,
         item: impl Fn(&mut Self, Option<&Start<'a>>) -> Result<T>,
-    ) -> Result<Vec<(String, T)>> {
+    ) -> Result<Vec<(CompactString, T)>> {
         let key = |m: &mut Self, key: &Start<'a>| {
             if key.nil {
                 m.skip_rest();
                 return Err(shape("a string", "nil"));
             }
-            m.leaf().map(Cow::into_owned)
+            m.leaf().map(CompactString::from)
         };
         self.pairs(element, key, item)
     }
@@ -522,9 +521,9 @@ impl<'a> Mapper<'a, '_> {
     fn pairs<T>(
         &mut self,
         element: &Start<'a>,
-        key: impl Fn(&mut Self, &Start<'a>) -> Result<String>,
+        key: impl Fn(&mut Self, &Start<'a>) -> Result<CompactString>,
         value: impl Fn(&mut Self, Option<&Start<'a>>) -> Result<T>,
-    ) -> Result<Vec<(String, T)>> {
+    ) -> Result<Vec<(CompactString, T)>> {
         let mut pairs = Vec::new();
         if element.nil {
             self.skip_rest();
@@ -582,21 +581,21 @@ impl<'a> Mapper<'a, '_> {
     }
 
     /// A string member where nil means empty (`LogicalName`, `Id`…).
-    fn text(&mut self, element: &Start<'a>) -> Result<String> {
+    fn text(&mut self, element: &Start<'a>) -> Result<CompactString> {
         self.optional_text(element).map(Option::unwrap_or_default)
     }
 
-    fn optional_text(&mut self, element: &Start<'a>) -> Result<Option<String>> {
+    fn optional_text(&mut self, element: &Start<'a>) -> Result<Option<CompactString>> {
         if element.nil {
             self.skip_rest();
             return Ok(None);
         }
-        self.leaf().map(|text| Some(text.into_owned()))
+        self.leaf().map(|text| Some(text.into()))
     }
 
     /// `Entity.Id`: lowercase, and `None` for the empty GUID a new entity carries.
-    fn entity_id(&mut self, element: &Start<'a>) -> Result<Option<String>> {
-        let id = self.optional_text(element)?.map(|id| id.trim().to_ascii_lowercase());
+    fn entity_id(&mut self, element: &Start<'a>) -> Result<Option<CompactString>> {
+        let id = self.optional_text(element)?.map(|id| lowercase(id.trim().into()));
         Ok(id.filter(|id| id != EMPTY_GUID))
     }
 
@@ -616,9 +615,9 @@ impl<'a> Mapper<'a, '_> {
 }
 
 /// A value of a type this decoder does not know, kept as a record.
-fn unknown_type(qname: &QName<'_>, members: Vec<(String, Value)>) -> Value {
+fn unknown_type(qname: &QName<'_>, members: Vec<(CompactString, Value)>) -> Value {
     Value::Record(Record {
-        type_name: Some(qname.local.clone().into_owned()),
+        type_name: Some(qname.local.clone().into()),
         members,
     })
 }
@@ -627,7 +626,7 @@ fn unknown_type(qname: &QName<'_>, members: Vec<(String, Value)>) -> Value {
 /// `None` for names that are not primitives.
 fn primitive(name: &str, text: &str) -> Result<Option<Value>> {
     Ok(Some(match name {
-        "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text.to_owned()),
+        "string" | "anyURI" | "QName" | "normalizedString" | "token" => Value::String(text.into()),
         "int" | "long" | "short" | "byte" | "unsignedByte" | "unsignedShort" | "unsignedInt" | "integer" => {
             Value::Int(parse_int(text)?)
         }
@@ -644,10 +643,13 @@ fn primitive(name: &str, text: &str) -> Result<Option<Value>> {
         // A `char` is its UTF-16 code unit as a number; JSON writes it as a string.
         "char" => {
             let code = u32::try_from(parse_int(text)?).ok().and_then(char::from_u32);
-            Value::String(code.ok_or_else(|| shape("a character code", "other text"))?.to_string())
+            Value::String(
+                code.ok_or_else(|| shape("a character code", "other text"))?
+                    .to_compact_string(),
+            )
         }
         // A `TimeSpan`, e.g. `PT1H`; the model has no duration, and JSON writes the same text.
-        "duration" => Value::String(text.to_owned()),
+        "duration" => Value::String(text.into()),
         // JSON writes a `byte[]` as an array of numbers; so does the model.
         "base64Binary" => {
             let compact: String = text.split_ascii_whitespace().collect();

@@ -4,8 +4,14 @@
 //! everything downstream (the canonical JSON, the typed WIT fields) is derived
 //! from them. The model keeps every member it is given, known or not, so that
 //! the canonical JSON is lossless.
+//!
+//! Names and text are [`CompactString`]s: most of a context's (member and column names,
+//! option labels, short values) are 24 bytes or less and live inline, which spares the
+//! decoders more than half their allocations (a 5 KB JSON context: 179 down to 74).
 
 use std::fmt;
+
+pub use compact_str::CompactString;
 
 /// A decoded `RemoteExecutionContext` (or a nested `ParentContext`).
 ///
@@ -13,7 +19,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Context {
     /// Every member of the context, e.g. `("MessageName", Value::String("Update"))`.
-    pub members: Vec<(String, Value)>,
+    pub members: Vec<(CompactString, Value)>,
 }
 
 /// A typed Dataverse value.
@@ -22,22 +28,22 @@ pub enum Value {
     /// An explicit null (`null` in JSON, `i:nil="true"` in XML).
     Null,
     /// Text.
-    String(String),
+    String(CompactString),
     /// `true` or `false`.
     Bool(bool),
     /// Any whole number that fits in 64 bits.
     Int(i64),
     /// A decimal number, as its exact text (`"1.0000000000"`). JSON numbers with a
     /// fraction or exponent land here too, since JSON cannot tell decimal from double.
-    Decimal(String),
+    Decimal(CompactString),
     /// A floating-point number that only typed formats (XML, binary) tell apart from a decimal.
     Double(f64),
     /// An instant in UTC.
     DateTime(DateTime),
     /// A GUID, lowercase. Only formats that type their values produce it.
-    Guid(String),
+    Guid(CompactString),
     /// `Money`, as exact decimal text.
-    Money(String),
+    Money(CompactString),
     /// `OptionSetValue`.
     OptionSet(i32),
     /// `OptionSetValueCollection` (multi-select choices).
@@ -53,7 +59,7 @@ pub enum Value {
     /// A nested context (`ParentContext`).
     Context(Box<Context>),
     /// A key/value collection (`ParameterCollection`, `AttributeCollection`…).
-    Bag(Vec<(String, Value)>),
+    Bag(Vec<(CompactString, Value)>),
     /// An array (`string[]`, `object[]`…).
     List(Vec<Value>),
     /// Any other data-contract object, kept member by member.
@@ -64,38 +70,38 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The contract type name without namespace, e.g. `KeyValuePairOfstringstring`.
-    pub type_name: Option<String>,
+    pub type_name: Option<CompactString>,
     /// Its members, in the order the body gave them.
-    pub members: Vec<(String, Value)>,
+    pub members: Vec<(CompactString, Value)>,
 }
 
 /// `Microsoft.Xrm.Sdk.EntityReference`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntityReference {
     /// The table's logical name, e.g. `contact`.
-    pub logical_name: String,
+    pub logical_name: CompactString,
     /// Lowercase GUID text.
-    pub id: String,
+    pub id: CompactString,
     /// The primary name of the record, when Dataverse sent it.
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     /// Members the model does not type (`KeyAttributes`, `RowVersion`…).
-    pub other: Vec<(String, Value)>,
+    pub other: Vec<(CompactString, Value)>,
 }
 
 /// `Microsoft.Xrm.Sdk.Entity`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entity {
     /// The table's logical name, e.g. `contact`.
-    pub logical_name: String,
+    pub logical_name: CompactString,
     /// Lowercase GUID text; `None` when absent or the empty GUID.
-    pub id: Option<String>,
+    pub id: Option<CompactString>,
     /// Column values by logical name, in body order.
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<(CompactString, Value)>,
     /// Display text of columns (option-set labels, formatted money…) by logical name.
-    pub formatted_values: Vec<(String, String)>,
+    pub formatted_values: Vec<(CompactString, CompactString)>,
     /// Members the model does not type (`KeyAttributes`, `EntityState`, `RowVersion`,
     /// `RelatedEntities`…).
-    pub other: Vec<(String, Value)>,
+    pub other: Vec<(CompactString, Value)>,
 }
 
 /// `Microsoft.Xrm.Sdk.EntityCollection`.
@@ -104,16 +110,16 @@ pub struct EntityCollection {
     /// The records, in body order.
     pub entities: Vec<Entity>,
     /// Members the model does not type (`EntityName`, `MoreRecords`, `PagingCookie`…).
-    pub other: Vec<(String, Value)>,
+    pub other: Vec<(CompactString, Value)>,
 }
 
 /// `Microsoft.Xrm.Sdk.AliasedValue`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasedValue {
     /// The linked table's logical name.
-    pub entity_logical_name: String,
+    pub entity_logical_name: CompactString,
     /// The column's logical name in the linked table.
-    pub attribute_logical_name: String,
+    pub attribute_logical_name: CompactString,
     /// The column's value.
     pub value: Value,
 }
@@ -203,7 +209,7 @@ impl Context {
 
     /// A key/value member (`InputParameters`, `PreEntityImages`…); empty when the
     /// member is missing, null or empty, which Dataverse uses interchangeably.
-    pub fn bag(&self, name: &str) -> &[(String, Value)] {
+    pub fn bag(&self, name: &str) -> &[(CompactString, Value)] {
         match self.member(name) {
             Some(Value::Bag(items)) => items,
             _ => &[],

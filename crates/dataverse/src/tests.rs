@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{DateTime, Entity, Value};
+use super::model::{CompactString, DateTime, Entity, Value};
 use super::*;
 
 /// The repository's own samples: tests/samples/dataverse/INDEX.md says what each is.
@@ -46,7 +46,7 @@ fn error(body: &str) -> String {
     decode_str(body).unwrap_err().to_string()
 }
 
-fn get<'a>(bag: &'a [(String, Value)], key: &str) -> &'a Value {
+fn get<'a>(bag: &'a [(CompactString, Value)], key: &str) -> &'a Value {
     bag.iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)

@@ -4,8 +4,9 @@
 //! non-string value, so each parser trims first.
 
 use super::DecodeError;
-use super::contract::shape;
-use super::model::DateTime;
+use super::contract::{lowercase, shape};
+use super::model::{CompactString, DateTime};
+use compact_str::format_compact;
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
@@ -27,7 +28,7 @@ pub(super) fn parse_bool(text: &str) -> Result<bool> {
 }
 
 /// `xs:decimal`: kept as its exact text once checked (`1.0000000000` stays so).
-pub(super) fn parse_decimal(text: &str) -> Result<String> {
+pub(super) fn parse_decimal(text: &str) -> Result<CompactString> {
     let text = text.trim();
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
@@ -39,8 +40,8 @@ pub(super) fn parse_decimal(text: &str) -> Result<String> {
     let sign = if text.starts_with('-') { "-" } else { "" };
     let whole = if whole.is_empty() { "0" } else { whole };
     Ok(match fraction {
-        "" => format!("{sign}{whole}"),
-        _ => format!("{sign}{whole}.{fraction}"),
+        "" => format_compact!("{sign}{whole}"),
+        _ => format_compact!("{sign}{whole}.{fraction}"),
     })
 }
 
@@ -58,7 +59,7 @@ pub(super) fn parse_double(text: &str) -> Result<f64> {
 }
 
 /// A GUID in its 36-character form, lowercase.
-pub(super) fn parse_guid(text: &str) -> Result<String> {
+pub(super) fn parse_guid(text: &str) -> Result<CompactString> {
     let text = text.trim();
     let valid = text.len() == 36
         && text.bytes().enumerate().all(|(i, b)| match i {
@@ -68,7 +69,7 @@ pub(super) fn parse_guid(text: &str) -> Result<String> {
     if !valid {
         return Err(shape("a GUID", "other text"));
     }
-    Ok(text.to_ascii_lowercase())
+    Ok(lowercase(text.into()))
 }
 
 /// `xs:dateTime` as DataContractSerializer writes it: `2017-09-26T00:04:07Z`, with

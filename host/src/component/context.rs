@@ -4,7 +4,7 @@
 //! (`context.entities`) and referenced by index; everything the typed fields do
 //! not cover stays reachable through the canonical JSON.
 
-use sagahost_dataverse::model::{self, Value};
+use sagahost_dataverse::model::{self, CompactString, Value};
 
 use super::wit;
 
@@ -71,24 +71,28 @@ impl EntityTable {
             .attributes
             .iter()
             .map(|(name, value)| wit::Attribute {
-                name: name.clone(),
+                name: owned(name),
                 value: self.value(value),
             })
             .collect();
         self.entities[index] = wit::Entity {
-            logical_name: entity.logical_name.clone(),
-            id: entity.id.clone(),
+            logical_name: owned(&entity.logical_name),
+            id: entity.id.as_deref().map(str::to_owned),
             attributes,
-            formatted_values: entity.formatted_values.clone(),
+            formatted_values: entity
+                .formatted_values
+                .iter()
+                .map(|(name, text)| (owned(name), owned(text)))
+                .collect(),
         };
         index as u32
     }
 
-    fn images(&mut self, bag: &[(String, Value)]) -> Vec<wit::Image> {
+    fn images(&mut self, bag: &[(CompactString, Value)]) -> Vec<wit::Image> {
         bag.iter()
             .filter_map(|(name, value)| match value {
                 Value::Entity(entity) => Some(wit::Image {
-                    name: name.clone(),
+                    name: owned(name),
                     entity: self.push(entity),
                 }),
                 _ => None,
@@ -99,14 +103,14 @@ impl EntityTable {
     fn value(&mut self, value: &Value) -> wit::Value {
         match value {
             Value::Null => wit::Value::Null,
-            Value::String(s) => wit::Value::Text(s.clone()),
+            Value::String(s) => wit::Value::Text(owned(s)),
             Value::Bool(b) => wit::Value::Boolean(*b),
             Value::Int(i) => wit::Value::Integer(*i),
-            Value::Decimal(d) => wit::Value::Decimal(d.clone()),
+            Value::Decimal(d) => wit::Value::Decimal(owned(d)),
             Value::Double(d) => wit::Value::Double(*d),
             Value::DateTime(at) => wit::Value::Datetime(at.to_string()),
-            Value::Guid(g) => wit::Value::Guid(g.clone()),
-            Value::Money(m) => wit::Value::Money(m.clone()),
+            Value::Guid(g) => wit::Value::Guid(owned(g)),
+            Value::Money(m) => wit::Value::Money(owned(m)),
             Value::OptionSet(o) => wit::Value::OptionSet(*o),
             Value::OptionSetCollection(os) => wit::Value::OptionSetCollection(os.clone()),
             Value::EntityReference(r) => wit::Value::Reference(reference_to_wit(r)),
@@ -115,8 +119,8 @@ impl EntityTable {
                 wit::Value::EntityCollection(c.entities.iter().map(|e| self.push(e)).collect())
             }
             Value::Aliased(a) => wit::Value::Aliased(wit::AliasedValue {
-                entity_logical_name: a.entity_logical_name.clone(),
-                attribute_logical_name: a.attribute_logical_name.clone(),
+                entity_logical_name: owned(&a.entity_logical_name),
+                attribute_logical_name: owned(&a.attribute_logical_name),
                 value_json: a.value.to_canonical_string(),
             }),
             Value::Context(_) | Value::Bag(_) | Value::List(_) | Value::Record(_) => {
@@ -128,8 +132,13 @@ impl EntityTable {
 
 fn reference_to_wit(reference: &model::EntityReference) -> wit::EntityReference {
     wit::EntityReference {
-        logical_name: reference.logical_name.clone(),
-        id: reference.id.clone(),
-        name: reference.name.clone(),
+        logical_name: owned(&reference.logical_name),
+        id: owned(&reference.id),
+        name: reference.name.as_deref().map(str::to_owned),
     }
+}
+
+/// The model's compact text as the `String` WIT bindings take.
+fn owned(text: &CompactString) -> String {
+    text.as_str().to_owned()
 }

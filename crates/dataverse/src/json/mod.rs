@@ -22,7 +22,7 @@ mod stream;
 use serde_json::{Number, Value as Json};
 
 use super::budget::{Budget, Exhausted, JSON_OBJECT_COST, JSON_VALUE_COST};
-use super::model::{Context, DateTime, Value};
+use super::model::{CompactString, Context, DateTime, Value};
 use super::{DecodeError, Format, Limits, UTF8_BOM};
 use stream::{Failure, Order};
 
@@ -214,9 +214,9 @@ fn number(text: &str) -> Result<Value> {
 
 /// A number's exact text, checked to be a JSON number: serde_json hands numbers over as
 /// text, and a hostile object can pose as one (see `stream::NUMBER_TOKEN`).
-fn exact_number(text: &str) -> Result<String> {
+fn exact_number(text: &str) -> Result<CompactString> {
     match text.parse::<Number>() {
-        Ok(_) => Ok(text.to_owned()),
+        Ok(_) => Ok(text.into()),
         Err(_) => Err(DecodeError::Shape {
             path: String::new(),
             expected: "a number",

@@ -4,12 +4,13 @@
 
 use std::borrow::Cow;
 
+use compact_str::{ToCompactString, format_compact};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess};
 
 use super::stream::{Decoder, Failure, Members, Numeral, Order, Position, Result, Seed};
 use super::{exact_number, number, parse_date};
-use crate::contract::{self, EMPTY_GUID, Member, at, shape};
-use crate::model::{AliasedValue, Context, Entity, EntityCollection, EntityReference, Record, Value};
+use crate::contract::{self, EMPTY_GUID, Member, at, lowercase, shape};
+use crate::model::{AliasedValue, CompactString, Context, Entity, EntityCollection, EntityReference, Record, Value};
 use crate::{DecodeError, Format, Limits};
 
 /// Decodes a whole JSON text (a body without its byte order mark, or its rewrite in
@@ -78,7 +79,7 @@ fn context_members<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de
             _ => members.value(d, AnyValue),
         };
         let value = value.map_err(d.at(&name))?;
-        context.members.push((name.into_owned(), value));
+        context.members.push((name.into(), value));
     }
     Ok(context)
 }
@@ -141,7 +142,7 @@ impl<'de> Position<'de> for AnyValue {
             Some("OptionSetValue") => Value::OptionSet(option_set(d, members)?),
             Some("Money") => Value::Money(money(d, members)?),
             _ => Value::Record(Record {
-                type_name: type_name.map(Cow::into_owned),
+                type_name: type_name.map(CompactString::from),
                 members: record_members(d, members)?,
             }),
         })
@@ -152,11 +153,11 @@ impl<'de> Position<'de> for AnyValue {
 fn record_members<'de, A: MapAccess<'de>>(
     d: &Decoder,
     mut members: Members<'de, A>,
-) -> Result<Vec<(String, Value)>, A::Error> {
+) -> Result<Vec<(CompactString, Value)>, A::Error> {
     let mut record = Vec::new();
     while let Some(name) = members.next_name(d)? {
         let value = members.value(d, AnyValue).map_err(d.at(&name))?;
-        record.push((name.into_owned(), value));
+        record.push((name.into(), value));
     }
     Ok(record)
 }
@@ -207,7 +208,7 @@ fn entity<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> 
             "__type" => members.skip(d)?,
             _ => {
                 let value = other_member(d, &mut members, &name).map_err(d.at(&name))?;
-                entity.other.push((name.into_owned(), value));
+                entity.other.push((name.into(), value));
             }
         }
     }
@@ -230,7 +231,7 @@ fn entity_reference<'de, A: MapAccess<'de>>(
             "__type" => members.skip(d)?,
             _ => {
                 let value = other_member(d, &mut members, &name).map_err(d.at(&name))?;
-                reference.other.push((name.into_owned(), value));
+                reference.other.push((name.into(), value));
             }
         }
     }
@@ -265,7 +266,7 @@ fn entity_collection<'de, A: MapAccess<'de>>(
             "__type" => members.skip(d)?,
             _ => {
                 let value = members.value(d, AnyValue).map_err(d.at(&name))?;
-                collection.other.push((name.into_owned(), value));
+                collection.other.push((name.into(), value));
             }
         }
     }
@@ -302,7 +303,7 @@ fn option_set<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>)
 }
 
 /// `Money.Value`, as its exact decimal text.
-fn money<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> Result<String, A::Error> {
+fn money<'de, A: MapAccess<'de>>(d: &Decoder, mut members: Members<'de, A>) -> Result<CompactString, A::Error> {
     let mut amount = None;
     while let Some(name) = members.next_name(d)? {
         match &*name {
@@ -326,10 +327,10 @@ fn bag<V>(value: V) -> Bag<StringValue, V> {
 
 impl<'de, K, V> Position<'de> for Bag<K, V>
 where
-    K: Position<'de, Out = String> + Copy,
+    K: Position<'de, Out = CompactString> + Copy,
     V: Position<'de> + Copy,
 {
-    type Out = Vec<(String, V::Out)>;
+    type Out = Vec<(CompactString, V::Out)>;
     const EXPECTED: &'static str = "a list of {key, value} pairs";
 
     fn null(self, _: &Decoder) -> Result<Self::Out> {
@@ -362,10 +363,10 @@ struct Pair<K, V> {
 
 impl<'de, K, V> Position<'de> for Pair<K, V>
 where
-    K: Position<'de, Out = String> + Copy,
+    K: Position<'de, Out = CompactString> + Copy,
     V: Position<'de> + Copy,
 {
-    type Out = (String, V::Out);
+    type Out = (CompactString, V::Out);
     const EXPECTED: &'static str = "a {key, value} pair";
 
     fn object<A: MapAccess<'de>>(self, d: &Decoder, mut members: Members<'de, A>) -> Result<Self::Out, A::Error> {
@@ -406,10 +407,10 @@ where
 struct Relationship;
 
 impl<'de> Position<'de> for Relationship {
-    type Out = String;
+    type Out = CompactString;
     const EXPECTED: &'static str = "a Relationship object";
 
-    fn object<A: MapAccess<'de>>(self, d: &Decoder, mut members: Members<'de, A>) -> Result<String, A::Error> {
+    fn object<A: MapAccess<'de>>(self, d: &Decoder, mut members: Members<'de, A>) -> Result<CompactString, A::Error> {
         let (mut schema_name, mut role) = (None, Value::Null);
         while let Some(name) = members.next_name(d)? {
             match &*name {
@@ -421,8 +422,8 @@ impl<'de> Position<'de> for Relationship {
         let schema_name = schema_name.unwrap_or_default();
         // `EntityRole`: 0 Referencing, 1 Referenced.
         Ok(match role {
-            Value::Int(0) => format!("{schema_name}.Referencing"),
-            Value::Int(1) => format!("{schema_name}.Referenced"),
+            Value::Int(0) => format_compact!("{schema_name}.Referencing"),
+            Value::Int(1) => format_compact!("{schema_name}.Referenced"),
             _ => schema_name,
         })
     }
@@ -466,10 +467,10 @@ impl<'de> Position<'de> for EntityObject {
 struct StringValue;
 
 impl<'de> Position<'de> for StringValue {
-    type Out = String;
+    type Out = CompactString;
     const EXPECTED: &'static str = "a string";
 
-    fn string(self, d: &Decoder, text: Cow<'de, str>) -> Result<String> {
+    fn string(self, d: &Decoder, text: Cow<'de, str>) -> Result<CompactString> {
         d.string(text)
     }
 }
@@ -479,13 +480,13 @@ impl<'de> Position<'de> for StringValue {
 struct Text;
 
 impl<'de> Position<'de> for Text {
-    type Out = Option<String>;
+    type Out = Option<CompactString>;
     const EXPECTED: &'static str = "a string";
 
-    fn null(self, _: &Decoder) -> Result<Option<String>> {
+    fn null(self, _: &Decoder) -> Result<Option<CompactString>> {
         Ok(None)
     }
-    fn string(self, d: &Decoder, text: Cow<'de, str>) -> Result<Option<String>> {
+    fn string(self, d: &Decoder, text: Cow<'de, str>) -> Result<Option<CompactString>> {
         d.string(text).map(Some)
     }
 }
@@ -511,21 +512,15 @@ impl<'de> Position<'de> for WholeNumber {
 struct ExactNumber;
 
 impl<'de> Position<'de> for ExactNumber {
-    type Out = String;
+    type Out = CompactString;
     const EXPECTED: &'static str = "a number";
 
-    fn number(self, _: &Decoder, n: Numeral) -> Result<String> {
+    fn number(self, _: &Decoder, n: Numeral) -> Result<CompactString> {
         match n {
-            Numeral::Int(n) => Ok(n.to_string()),
+            Numeral::Int(n) => Ok(n.to_compact_string()),
             Numeral::Text(text) => exact_number(text),
         }
     }
-}
-
-/// A GUID's text in lowercase, in place.
-fn lowercase(mut id: String) -> String {
-    id.make_ascii_lowercase();
-    id
 }
 
 fn index(i: usize) -> String {

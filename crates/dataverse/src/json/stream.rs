@@ -30,6 +30,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::budget::{Budget, Exhausted, JSON_OBJECT_COST, JSON_VALUE_COST};
 use crate::contract::{at, shape};
+use crate::model::CompactString;
 use crate::{DecodeError, Format, Limits};
 
 /// With serde_json's `arbitrary_precision` (which keeps a number's exact text), a number
@@ -146,7 +147,7 @@ impl<'l> Decoder<'l> {
         }
     }
 
-    pub(super) fn string(&self, text: Cow<'_, str>) -> Result<String, DecodeError> {
+    pub(super) fn string(&self, text: Cow<'_, str>) -> Result<CompactString, DecodeError> {
         let limit = self.limits.max_string_bytes;
         if text.len() > limit {
             return Err(DecodeError::StringTooLong {
@@ -156,7 +157,7 @@ impl<'l> Decoder<'l> {
                 limit,
             });
         }
-        Ok(text.into_owned())
+        Ok(text.into())
     }
 }
 
