@@ -33,7 +33,7 @@ pub(super) const JSON_VALUE_COST: usize = 272;
 pub(super) const JSON_OBJECT_COST: usize = 640;
 
 /// What is left of the decoded-size allowance of one body.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Budget {
     limit: usize,
     spent: usize,

@@ -105,8 +105,10 @@ impl<'de> Position<'de> for AnyValue {
         }
     }
     fn string(self, d: &Decoder, text: Cow<'de, str>) -> Result<Value> {
-        let text = d.string(text)?;
-        Ok(parse_date(&text).map_or(Value::String(text), Value::DateTime))
+        match parse_date(&text) {
+            Some(date) => Ok(Value::DateTime(date)),
+            None => d.string(text).map(Value::String),
+        }
     }
 
     /// A non-empty array made only of `OptionSetValue`s is a multi-select choice

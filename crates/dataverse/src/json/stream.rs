@@ -69,7 +69,7 @@ pub(super) struct Decoder<'l> {
     pub(super) order: Order,
     /// The failure behind the serde_json error travelling up, if the failure is ours.
     pub(super) failure: RefCell<Option<Failure>>,
-    budget: RefCell<Budget>,
+    budget: Cell<Budget>,
     /// The length of the body the budget was made for, for its error.
     body_len: usize,
     depth: Cell<usize>,
@@ -90,7 +90,7 @@ impl<'l> Decoder<'l> {
             limits,
             order,
             failure: RefCell::new(None),
-            budget: RefCell::new(budget),
+            budget: Cell::new(budget),
             body_len,
             depth: Cell::new(0),
         })
@@ -102,8 +102,12 @@ impl<'l> Decoder<'l> {
     }
 
     fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
-        let charged = self.budget.borrow_mut().charge(bytes);
-        charged.map_err(|exhausted| self.fail(expansion(self.body_len, exhausted)))
+        let mut budget = self.budget.get();
+        budget
+            .charge(bytes)
+            .map_err(|exhausted| self.fail(expansion(self.body_len, exhausted)))?;
+        self.budget.set(budget);
+        Ok(())
     }
 
     /// Goes one level deeper (a `[` or `{`), or refuses to past `max_depth`.
