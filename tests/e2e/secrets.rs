@@ -386,8 +386,7 @@ async fn a_component_sees_a_secret_it_uses_only_if_the_partner_api_answers_with_
             partner: partner.to_string(),
             ..RequestContext::default()
         });
-        let first = Event::Message(inbound.clone());
-        let run = run_step(&component, &inbound, first, &outbound, StepLimits::default()).await;
+        let run = run_step(&component, Event::Message(inbound), &outbound, StepLimits::default()).await;
         runs.insert(*partner, run);
     }
     let received = api.received();

@@ -1,6 +1,10 @@
 //! The transport a host runs on, chosen by config: the embedded queue or
 //! Azure Service Bus. Dispatches the [`Transport`], [`DeadLetterQueues`] and [`Sessions`] calls
 //! to the one in use.
+//!
+//! Every Service Bus call is boxed. Its futures are large (a settle, with its AMQP transaction,
+//! is about 45 KB), and a future of this enum is as large as its largest arm: unboxed, every
+//! message's task on either transport carried that much and copied it when it was spawned.
 
 use std::time::{Duration, SystemTime};
 
@@ -39,7 +43,7 @@ impl HostTransport {
     pub async fn round_trip(&self, queue: &str) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.queue_depth(queue).await.map(drop),
-            Self::ServiceBus(t) => t.peek(queue, 0, 1).await.map(drop),
+            Self::ServiceBus(t) => Box::pin(t.peek(queue, 0, 1)).await.map(drop),
         }
     }
 }
@@ -48,7 +52,7 @@ impl Transport for HostTransport {
     async fn receive(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
         match self {
             Self::Embedded(t) => t.receive(queue, max, wait).await,
-            Self::ServiceBus(t) => t.receive(queue, max, wait).await,
+            Self::ServiceBus(t) => Box::pin(t.receive(queue, max, wait)).await,
         }
     }
 
@@ -60,21 +64,21 @@ impl Transport for HostTransport {
     ) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.settle(message, settlement, outputs).await,
-            Self::ServiceBus(t) => t.settle(message, settlement, outputs).await,
+            Self::ServiceBus(t) => Box::pin(t.settle(message, settlement, outputs)).await,
         }
     }
 
     async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime, TransportError> {
         match self {
             Self::Embedded(t) => t.renew_lock(message).await,
-            Self::ServiceBus(t) => t.renew_lock(message).await,
+            Self::ServiceBus(t) => Box::pin(t.renew_lock(message)).await,
         }
     }
 
     async fn send(&self, outputs: Vec<Output>) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.send(outputs).await,
-            Self::ServiceBus(t) => t.send(outputs).await,
+            Self::ServiceBus(t) => Box::pin(t.send(outputs)).await,
         }
     }
 
@@ -102,7 +106,7 @@ impl DeadLetterQueues for HostTransport {
     ) -> Result<Vec<DeadLetter>, TransportError> {
         match self {
             Self::Embedded(t) => t.peek_dead_letters(queue, from_sequence, limit).await,
-            Self::ServiceBus(t) => t.peek_dead_letters(queue, from_sequence, limit).await,
+            Self::ServiceBus(t) => Box::pin(t.peek_dead_letters(queue, from_sequence, limit)).await,
         }
     }
 
@@ -115,7 +119,7 @@ impl DeadLetterQueues for HostTransport {
     ) -> Result<Vec<LockedDeadLetter>, TransportError> {
         match self {
             Self::Embedded(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
-            Self::ServiceBus(t) => t.receive_dead_letters(queue, from_sequence, max, wait).await,
+            Self::ServiceBus(t) => Box::pin(t.receive_dead_letters(queue, from_sequence, max, wait)).await,
         }
     }
 }
@@ -129,7 +133,7 @@ impl Sessions for HostTransport {
     ) -> Result<Option<SessionLock>, TransportError> {
         match self {
             Self::Embedded(t) => t.accept_session(queue, session_id, wait).await,
-            Self::ServiceBus(t) => t.accept_session(queue, session_id, wait).await,
+            Self::ServiceBus(t) => Box::pin(t.accept_session(queue, session_id, wait)).await,
         }
     }
 
@@ -141,35 +145,35 @@ impl Sessions for HostTransport {
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         match self {
             Self::Embedded(t) => t.receive_in_session(session, max, wait).await,
-            Self::ServiceBus(t) => t.receive_in_session(session, max, wait).await,
+            Self::ServiceBus(t) => Box::pin(t.receive_in_session(session, max, wait)).await,
         }
     }
 
     async fn renew_session_lock(&self, session: &SessionLock) -> Result<SystemTime, TransportError> {
         match self {
             Self::Embedded(t) => t.renew_session_lock(session).await,
-            Self::ServiceBus(t) => t.renew_session_lock(session).await,
+            Self::ServiceBus(t) => Box::pin(t.renew_session_lock(session)).await,
         }
     }
 
     async fn release_session(&self, session: &SessionLock) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.release_session(session).await,
-            Self::ServiceBus(t) => t.release_session(session).await,
+            Self::ServiceBus(t) => Box::pin(t.release_session(session)).await,
         }
     }
 
     async fn session_state(&self, session: &SessionLock) -> Result<Option<Vec<u8>>, TransportError> {
         match self {
             Self::Embedded(t) => t.session_state(session).await,
-            Self::ServiceBus(t) => t.session_state(session).await,
+            Self::ServiceBus(t) => Box::pin(t.session_state(session)).await,
         }
     }
 
     async fn set_session_state(&self, session: &SessionLock, state: Option<Vec<u8>>) -> Result<(), TransportError> {
         match self {
             Self::Embedded(t) => t.set_session_state(session, state).await,
-            Self::ServiceBus(t) => t.set_session_state(session, state).await,
+            Self::ServiceBus(t) => Box::pin(t.set_session_state(session, state)).await,
         }
     }
 }

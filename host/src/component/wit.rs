@@ -17,3 +17,23 @@ pub use self::sagahost::partner::types::*;
 
 /// The fully qualified name of the exported handler interface.
 pub const HANDLER_INTERFACE: &str = "sagahost:partner/handler@0.1.0";
+
+impl Event {
+    /// The message this event is about.
+    pub fn inbound(&self) -> &Inbound {
+        match self {
+            Event::Message(inbound) => inbound,
+            Event::Responses(responses) => &responses.inbound,
+            Event::Compensate(compensation) => &compensation.inbound,
+        }
+    }
+
+    /// The message this event is about, moved out of the event.
+    pub fn into_inbound(self) -> Inbound {
+        match self {
+            Event::Message(inbound) => inbound,
+            Event::Responses(responses) => responses.inbound,
+            Event::Compensate(compensation) => compensation.inbound,
+        }
+    }
+}

@@ -128,14 +128,14 @@ impl Harness {
         let inbound = build_inbound(parts, saga, &Default::default())
             .with_context(|| format!("fixture `{}`: decoding the input body", fixture.name))?;
         let first = match &fixture.file.event {
-            fixture::EventSpec::Message => wit::Event::Message(inbound.clone()),
+            fixture::EventSpec::Message => wit::Event::Message(inbound),
             fixture::EventSpec::Compensate {
                 failed_partner,
                 reason,
                 details,
                 compensation_data,
             } => wit::Event::Compensate(wit::Compensation {
-                inbound: inbound.clone(),
+                inbound,
                 compensation_data: compensation_data.clone(),
                 failed_partner: failed_partner.clone(),
                 reason: reason.clone(),
@@ -143,7 +143,7 @@ impl Harness {
             }),
         };
         let outbound = MockOutbound::new(fixture.file.http.clone());
-        let run = run_step(&self.component, &inbound, first, &outbound, self.limits).await;
+        let run = run_step(&self.component, first, &outbound, self.limits).await;
         let actual = record(&run);
         let expected_path = fixture.expected_path();
         if mode == Mode::Update {

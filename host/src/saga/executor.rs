@@ -278,26 +278,32 @@ impl<T: Sessions> Executor<T> {
                 })
                 .clone();
             in_flight.inc();
-            let renewal = self.keep_locked(&message);
-            let processed = if self.session_ids.is_ordered(&message.queue) {
-                self.process_in_order(partner, &message, compensation, started, shutdown)
-                    .await
-            } else {
-                Some(self.process(partner, &message, compensation).await)
+            let work = async {
+                let processed = if self.session_ids.is_ordered(&message.queue) {
+                    self.process_in_order(partner, &message, compensation, started, shutdown)
+                        .await
+                } else {
+                    Some(self.process(partner, &message, compensation).await)
+                };
+                in_flight.dec();
+                let Some(processed) = processed else {
+                    tracing::info!("shutting down during a retry; the message stays for its session's next holder");
+                    return None;
+                };
+                let (routed, step) = processed.split(compensation, started);
+                let settling = std::time::Instant::now();
+                let settled = self.transport.settle(&message, routed.settlement, routed.outputs).await;
+                Some((settled, step, settling.elapsed()))
             };
-            in_flight.dec();
-            let Some(processed) = processed else {
-                renewal.abort();
-                tracing::info!("shutting down during a retry; the message stays for its session's next holder");
-                return;
-            };
-            let (routed, step) = processed.split(compensation, started);
             // The lock is renewed until the settle has finished: on Service Bus a settle with
-            // outputs may take up to the operation timeout, longer than a lock.
-            let settling = std::time::Instant::now();
-            let settled = self.transport.settle(&message, routed.settlement, routed.outputs).await;
-            let settling = settling.elapsed();
-            renewal.abort();
+            // outputs may take up to the operation timeout, longer than a lock. The renewal runs
+            // in this task, not a task of its own: one spawn per message fewer.
+            let done = tokio::select! {
+                biased;
+                done = work => done,
+                never = self.keep_locked(&message) => match never {},
+            };
+            let Some((settled, step, settling)) = done else { return };
             match settled {
                 Ok(()) => {}
                 Err(TransportError::LockLost { .. }) => {
@@ -364,13 +370,17 @@ impl<T: Sessions> Executor<T> {
         });
     }
 
-    /// Renews the message's lock at half its remaining time until aborted. A failed renewal
-    /// is tried again with backoff while the lock lasts; only a lost lock ends it early.
-    fn keep_locked(&self, message: &ReceivedMessage) -> tokio::task::JoinHandle<()> {
+    /// Renews the message's lock at half its remaining time, for as long as it is polled. A
+    /// failed renewal is tried again with backoff while the lock lasts; after a lost lock it
+    /// only waits, and the settle reports the loss.
+    fn keep_locked(
+        &self,
+        message: &ReceivedMessage,
+    ) -> impl Future<Output = std::convert::Infallible> + Send + 'static {
         let transport = self.transport.clone();
         let mut message = message.without_body();
-        tokio::spawn(async move {
-            loop {
+        async move {
+            'renewing: loop {
                 let remaining = message
                     .locked_until
                     .duration_since(SystemTime::now())
@@ -385,11 +395,11 @@ impl<T: Sessions> Executor<T> {
                         }
                         Err(err @ TransportError::LockLost { .. }) => {
                             tracing::warn!("the lock is gone; the message will be redelivered: {err}");
-                            return;
+                            break 'renewing;
                         }
                         Err(err) if SystemTime::now() + backoff >= message.locked_until => {
                             tracing::warn!("could not renew the lock before it expires: {err}");
-                            return;
+                            break 'renewing;
                         }
                         Err(err) => {
                             tracing::warn!("could not renew the lock, trying again in {backoff:?}: {err}");
@@ -399,7 +409,8 @@ impl<T: Sessions> Executor<T> {
                     }
                 }
             }
-        })
+            std::future::pending().await
+        }
     }
 
     /// Prepares the message, runs its step and routes the outcome; outputs carry sealed
@@ -476,14 +487,9 @@ impl<T: Sessions> Executor<T> {
             .await
             .map_err(|err| reject("DecodeFailed", &err, saga.clone()))?;
         let first = self
-            .first_event(partner, &envelope, &saga, inbound.clone())
+            .first_event(partner, &envelope, &saga, inbound)
             .map_err(|reason| reject("CompensationMismatch", &reason, saga.clone()))?;
-        Ok(Prepared {
-            envelope,
-            saga,
-            inbound,
-            first,
-        })
+        Ok(Prepared { envelope, saga, first })
     }
 
     /// Decodes the body: a small one right here, a large one on tokio's blocking pool, since
@@ -525,12 +531,7 @@ impl<T: Sessions> Executor<T> {
         compensation: bool,
         prepared: Prepared,
     ) -> Processed {
-        let Prepared {
-            envelope,
-            saga,
-            inbound,
-            first,
-        } = prepared;
+        let Prepared { envelope, saga, first } = prepared;
         let current = tracing::Span::current();
         current.record("saga_id", saga.id.as_str());
         current.record("step", saga.step);
@@ -562,7 +563,7 @@ impl<T: Sessions> Executor<T> {
         let component = picked.component.clone();
         let version = component.info().version.clone();
         current.record("version", version.as_str());
-        let run = run_step(&component, &inbound, first, &outbound, limits).await;
+        let run = run_step(&component, first, &outbound, limits).await;
 
         let routes = PartnerRoutes {
             partner: &partner.name,
@@ -602,13 +603,13 @@ impl<T: Sessions> Executor<T> {
         };
         let mut routed = routing::continue_past_failed_undo(&routes, &input, routed);
         self.session_ids
-            .assign(&mut routed.outputs, inbound.context.as_ref(), &saga.id);
+            .assign(&mut routed.outputs, run.inbound.context.as_ref(), &saga.id);
         Processed {
             routed,
             saga,
             version,
             arm: Some(picked.arm),
-            keys: SearchKeys::of(&inbound, &trace),
+            keys: SearchKeys::of(&run.inbound, &trace),
             limit,
             waited: run.waited(),
         }
@@ -686,11 +687,11 @@ struct StepReport {
     waited: Duration,
 }
 
-/// A message ready for its component: trusted saga state, the decoded body, the first event.
+/// A message ready for its component: trusted saga state and the first event, which holds
+/// the decoded body.
 struct Prepared {
     envelope: Envelope,
     saga: SagaState,
-    inbound: wit::Inbound,
     first: wit::Event,
 }
 

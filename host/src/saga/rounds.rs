@@ -108,6 +108,8 @@ impl StepError {
 /// Everything that happened in one step.
 #[derive(Debug)]
 pub struct StepRun {
+    /// The message as the component saw it, handed back from the step's last event.
+    pub inbound: wit::Inbound,
     /// The rounds of requests, in order.
     pub rounds: Vec<Round>,
     /// How the step ended.
@@ -125,9 +127,11 @@ impl StepRun {
 ///
 /// The component runs on the calling task, yielding every epoch tick and ending
 /// by its deadline (see [`PartnerComponent::handle`]); requests run on `outbound`.
+///
+/// The message's `inbound` record moves from each event into the next one, never copied,
+/// and comes back in [`StepRun::inbound`].
 pub async fn run_step<O: Outbound>(
     component: &Arc<PartnerComponent>,
-    inbound: &wit::Inbound,
     first: Event,
     outbound: &O,
     limits: StepLimits,
@@ -137,10 +141,13 @@ pub async fn run_step<O: Outbound>(
     let mut event = first;
     loop {
         let round = tracing::info_span!("component_round", round = rounds.len() + 1);
-        let plan = match call(component, &inbound.message_id, event).instrument(round).await {
+        let planned = call(component, &event).instrument(round).await;
+        let inbound = event.into_inbound();
+        let plan = match planned {
             Ok(plan) => plan,
             Err(err) => {
                 return StepRun {
+                    inbound,
                     rounds,
                     outcome: Err(err),
                 };
@@ -149,6 +156,7 @@ pub async fn run_step<O: Outbound>(
         let calls = match plan {
             Plan::Done(outcome) => {
                 return StepRun {
+                    inbound,
                     rounds,
                     outcome: Ok(outcome),
                 };
@@ -171,6 +179,7 @@ pub async fn run_step<O: Outbound>(
         };
         if let Some(err) = error {
             return StepRun {
+                inbound,
                 rounds,
                 outcome: Err(err),
             };
@@ -184,12 +193,13 @@ pub async fn run_step<O: Outbound>(
         });
         if let Some(reason) = outbound.credential_unavailable() {
             return StepRun {
+                inbound,
                 rounds,
                 outcome: Err(StepError::CredentialUnavailable { partner, reason }),
             };
         }
         event = Event::Responses(wit::Responses {
-            inbound: inbound.clone(),
+            inbound,
             state: calls.state,
             results,
             round: rounds.len() as u32,
@@ -197,6 +207,9 @@ pub async fn run_step<O: Outbound>(
     }
 }
 
-async fn call(component: &PartnerComponent, message_id: &str, event: Event) -> Result<Plan, StepError> {
-    component.handle(message_id, &event).await.map_err(StepError::from)
+async fn call(component: &PartnerComponent, event: &Event) -> Result<Plan, StepError> {
+    component
+        .handle(&event.inbound().message_id, event)
+        .await
+        .map_err(StepError::from)
 }
