@@ -180,33 +180,25 @@ impl Sessions for HostTransport {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::HostTransport;
     use crate::embedded::{EmbeddedQueue, QueueSettings};
-    use crate::{ReceivedMessage, Settlement, Transport};
+    use crate::{OutgoingMessage, Output, Settlement, Transport};
 
     /// Every message's task holds a settle and a lock renewal across awaits, so their futures'
     /// size is paid per message in flight. An unboxed Service Bus arm made them 45 KB.
-    #[test]
-    fn the_futures_a_message_task_holds_are_small() {
+    #[tokio::test]
+    async fn the_futures_a_message_task_holds_are_small() {
         let dir = tempfile::tempdir().unwrap();
         let queue = EmbeddedQueue::open(&dir.path().join("q.sqlite3"), &[QueueSettings::new("q")]).unwrap();
         let transport = HostTransport::Embedded(queue);
-        let message = ReceivedMessage {
+        let output = Output {
             queue: "q".into(),
-            message_id: "m".into(),
-            correlation_id: None,
-            content_type: None,
-            properties: Vec::new(),
-            body: Vec::new(),
-            session_id: None,
-            sequence_number: 1,
-            delivery_count: 1,
-            enqueued_time: SystemTime::now(),
-            lock_token: "t".into(),
-            locked_until: SystemTime::now(),
+            message: OutgoingMessage::default(),
         };
+        transport.send(vec![output]).await.unwrap();
+        let message = transport.receive("q", 1, Duration::ZERO).await.unwrap().remove(0);
         let sizes = [
             (
                 "settle",
