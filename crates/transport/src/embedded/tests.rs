@@ -713,3 +713,21 @@ async fn broker_additions_queues_on_first_use_release_dead_letter_receive_schedu
     assert_eq!(q.queue_depth("new").await.unwrap(), QueueDepth::default());
     assert!(q.peek_dead_letters("new", 0, 10).await.unwrap().is_empty());
 }
+
+/// A receive binds its free slots to `LIMIT ?`, a new value almost every time. Without the query
+/// planner stability guarantee SQLite would prepare the statement again on each new value.
+#[test]
+fn binding_a_new_limit_does_not_prepare_a_statement_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = super::schema::open(&dir.path().join("q.sqlite3"), &[QueueSettings::new("q")]).unwrap();
+    let mut select = conn
+        .prepare("SELECT sequence_number FROM messages WHERE queue = ?1 ORDER BY sequence_number LIMIT ?2")
+        .unwrap();
+    for limit in 1..=3 {
+        let rows = select
+            .query_map(rusqlite::params!["q", limit], |row| row.get::<_, i64>(0))
+            .unwrap();
+        assert_eq!(rows.count(), 0);
+    }
+    assert_eq!(select.get_status(rusqlite::StatementStatus::RePrepare), 0);
+}
