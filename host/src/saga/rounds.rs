@@ -140,9 +140,9 @@ pub async fn run_step<O: Outbound>(
     let mut rounds = Vec::new();
     let mut event = first;
     loop {
-        let round = tracing::info_span!("component_round", round = rounds.len() + 1);
-        let planned = call(component, &event).instrument(round).await;
-        let inbound = event.into_inbound();
+        let span = tracing::info_span!("component_round", round = rounds.len() + 1);
+        let planned = call(component, &event).instrument(span).await;
+        let inbound = take_back(event, &mut rounds);
         let plan = match planned {
             Ok(plan) => plan,
             Err(err) => {
@@ -186,24 +186,43 @@ pub async fn run_step<O: Outbound>(
         }
         let asked = Instant::now();
         let results = outbound.execute(&partner, &calls.requests).await;
-        rounds.push(Round {
+        let mut round = Round {
             requests: calls.requests,
-            results: results.clone(),
+            results: Vec::new(),
             waited: asked.elapsed(),
-        });
+        };
         if let Some(reason) = outbound.credential_unavailable() {
+            round.results = results;
+            rounds.push(round);
             return StepRun {
                 inbound,
                 rounds,
                 outcome: Err(StepError::CredentialUnavailable { partner, reason }),
             };
         }
+        // The answers go to the component in the event and come back to the round after the call.
+        rounds.push(round);
         event = Event::Responses(wit::Responses {
             inbound,
             state: calls.state,
             results,
             round: rounds.len() as u32,
         });
+    }
+}
+
+/// Takes an event apart once the component has read it: its answers go back to the round
+/// they answer (not copied, since a response body may be large), its inbound record on to
+/// the next event.
+fn take_back(event: Event, rounds: &mut [Round]) -> wit::Inbound {
+    match event {
+        Event::Responses(responses) => {
+            if let Some(round) = rounds.last_mut() {
+                round.results = responses.results;
+            }
+            responses.inbound
+        }
+        other => other.into_inbound(),
     }
 }
 
