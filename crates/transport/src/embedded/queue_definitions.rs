@@ -126,7 +126,10 @@ fn times(conn: &Connection, queue: &str) -> anyhow::Result<Option<(SystemTime, S
 /// this does not load the bodies.
 fn size_in_bytes(conn: &Connection, queue: &str) -> anyhow::Result<u64> {
     let size: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages WHERE queue = ?1")?
+        .prepare_cached(
+            "SELECT COALESCE(SUM(LENGTH(bodies.body)), 0) FROM messages JOIN bodies ON bodies.id = messages.id \
+             WHERE messages.queue = ?1",
+        )?
         .query_row([queue], |row| row.get(0))?;
     Ok(u64::try_from(size).unwrap_or(0))
 }

@@ -14,12 +14,15 @@ use super::topics::Catalog;
 use super::{DeadLetter, LockedDeadLetter, QueueDepth, QueueSettings, topic_store};
 use crate::servicebus::dialect::parse_subscription_path;
 
-/// The columns [`MessageRow::from_row`] reads, in its order.
-const MESSAGE_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
+/// The columns [`MessageRow::from_row`] reads, in its order. The body is in `bodies` (see
+/// `schema.rs`), read only for the rows a statement returns.
+const MESSAGE_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, \
+     (SELECT body FROM bodies WHERE bodies.id = messages.id), \
      enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, session_id";
 
 /// [`MESSAGE_COLUMNS`] plus the dead-letter columns [`dead_letter_from_row`] reads.
-const DEAD_LETTER_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, body, \
+const DEAD_LETTER_COLUMNS: &str = "sequence_number, message_id, correlation_id, content_type, properties, \
+     (SELECT body FROM bodies WHERE bodies.id = messages.id), \
      enqueued_at, scheduled_at, expires_at, delivery_count, locked_until, session_id, \
      dead_letter_reason, dead_letter_description, dead_lettered_at";
 
@@ -289,9 +292,9 @@ pub(super) fn insert_copy(
     let expires_at = ttl_ms.map(|ttl| scheduled_at.unwrap_or(now).max(now).saturating_add(ttl));
     let properties = serde_json::to_string(&message.properties)?;
     conn.prepare_cached(
-        "INSERT INTO messages (queue, sequence_number, message_id, correlation_id, content_type, properties, body, \
+        "INSERT INTO messages (queue, sequence_number, message_id, correlation_id, content_type, properties, \
          enqueued_at, scheduled_at, ttl_ms, expires_at, session_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         settings.name,
@@ -300,13 +303,14 @@ pub(super) fn insert_copy(
         message.correlation_id,
         message.content_type,
         properties,
-        message.body,
         now,
         scheduled_at,
         ttl_ms,
         expires_at,
         message.session_id,
     ])?;
+    conn.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")?
+        .execute(params![conn.last_insert_rowid(), message.body])?;
     Ok(())
 }
 

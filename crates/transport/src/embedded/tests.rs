@@ -512,6 +512,33 @@ fn open_rejects_bad_settings_and_newer_schemas() {
     assert!(format!("{error:#}").contains("schema version 99"), "{error:#}");
 }
 
+/// Writes a schema version 2 database at `path` (no topic, session or queue-definition tables;
+/// bodies in `messages`) holding one message with `body` in `queue`.
+pub(super) fn write_version_2_database(path: &std::path::Path, queue: &str, body: &str) {
+    let v2 = rusqlite::Connection::open(path).unwrap();
+    v2.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE queues (name TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE messages (
+             id INTEGER PRIMARY KEY, queue TEXT NOT NULL, sequence_number INTEGER NOT NULL,
+             message_id TEXT NOT NULL, correlation_id TEXT, content_type TEXT, enqueued_at INTEGER NOT NULL,
+             scheduled_at INTEGER, ttl_ms INTEGER, expires_at INTEGER,
+             delivery_count INTEGER NOT NULL DEFAULT 0, lock_token TEXT, locked_until INTEGER,
+             dead_lettered_at INTEGER, dead_letter_reason TEXT, dead_letter_description TEXT,
+             properties TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (queue, sequence_number));
+         CREATE INDEX messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    v2.execute("INSERT INTO queues VALUES (?1, 1)", [queue]).unwrap();
+    v2.execute(
+        "INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at) \
+         VALUES (?1, 1, 'm-1', '[]', ?2, 1)",
+        rusqlite::params![queue, body.as_bytes()],
+    )
+    .unwrap();
+}
+
 /// A database written by schema version 1 (body in the middle of the row): its messages, locks and
 /// dead letters survive the upgrade to the current schema.
 #[tokio::test]
@@ -625,6 +652,79 @@ async fn opens_and_upgrades_a_version_4_database() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, super::schema::SCHEMA_VERSION);
+}
+
+/// A version 5 database (bodies in `messages`): its messages, with their bodies, session ids and
+/// dead letters, survive the upgrade to version 6 (bodies in `bodies`), and completing a message
+/// deletes its body too.
+#[tokio::test]
+async fn opens_and_upgrades_a_version_5_database() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("queue.db");
+    let v5 = rusqlite::Connection::open(&path).unwrap();
+    v5.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE queues (name TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE messages (
+             id INTEGER PRIMARY KEY, queue TEXT NOT NULL, sequence_number INTEGER NOT NULL,
+             message_id TEXT NOT NULL, correlation_id TEXT, content_type TEXT, enqueued_at INTEGER NOT NULL,
+             scheduled_at INTEGER, ttl_ms INTEGER, expires_at INTEGER,
+             delivery_count INTEGER NOT NULL DEFAULT 0, lock_token TEXT, locked_until INTEGER,
+             dead_lettered_at INTEGER, dead_letter_reason TEXT, dead_letter_description TEXT,
+             session_id TEXT, properties TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (queue, sequence_number));
+         CREATE INDEX messages_by_state ON messages (queue, dead_lettered_at, scheduled_at);
+         CREATE INDEX messages_by_session ON messages (queue, session_id, sequence_number)
+             WHERE session_id IS NOT NULL;
+         CREATE TABLE sessions (queue TEXT NOT NULL, session_id TEXT NOT NULL, lock_token TEXT,
+             locked_until INTEGER, state BLOB, PRIMARY KEY (queue, session_id));
+         CREATE TABLE queue_definitions (name TEXT PRIMARY KEY, lock_duration_ms INTEGER NOT NULL,
+             max_delivery_count INTEGER NOT NULL, default_ttl_ms INTEGER,
+             requires_session INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL);
+         INSERT INTO queues VALUES ('erp', 3);
+         INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at, session_id)
+             VALUES ('erp', 1, 'm-1', '[]', x'68656c6c6f', 1, 'order-7');
+         INSERT INTO messages (queue, sequence_number, message_id, properties, body, enqueued_at,
+                               dead_lettered_at, dead_letter_reason, dead_letter_description)
+             VALUES ('erp', 2, 'm-2', '[]', x'626164', 1, 2, 'Broken', 'it broke');
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(v5);
+
+    let q = open(&dir, &[QueueSettings::new("erp")]);
+    let received = q.receive("erp", 10, NO_WAIT).await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        (
+            received[0].message_id.as_str(),
+            &received[0].body[..],
+            received[0].session_id.as_deref()
+        ),
+        ("m-1", &b"hello"[..], Some("order-7"))
+    );
+    let dead = q.peek_dead_letters("erp", 0, 10).await.unwrap();
+    assert_eq!(
+        (dead[0].message.body.as_slice(), dead[0].reason.as_str()),
+        (&b"bad"[..], "Broken")
+    );
+    q.settle(&received[0], Settlement::Complete, Vec::new()).await.unwrap();
+    drop(q);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    let bodies: Vec<Vec<u8>> = conn
+        .prepare("SELECT body FROM bodies ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        bodies,
+        vec![b"bad".to_vec()],
+        "the completed message's body went with it"
+    );
 }
 
 #[tokio::test]

@@ -191,8 +191,9 @@ pub(super) fn usage(conn: &Connection, topic: &str) -> anyhow::Result<(u64, u64)
     let (size, scheduled): (i64, i64) = conn
         .prepare_cached(
             "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(scheduled), 0) FROM ( \
-             SELECT MAX(LENGTH(body)) AS size, MAX(dead_lettered_at IS NULL AND scheduled_at > ?3) AS scheduled \
-             FROM messages WHERE queue >= ?1 AND queue < ?2 GROUP BY sequence_number)",
+             SELECT MAX(LENGTH(bodies.body)) AS size, MAX(dead_lettered_at IS NULL AND scheduled_at > ?3) AS scheduled \
+             FROM messages JOIN bodies ON bodies.id = messages.id \
+             WHERE queue >= ?1 AND queue < ?2 GROUP BY sequence_number)",
         )?
         .query_row(params![prefix, end, store::now_ms()], |row| {
             Ok((row.get(0)?, row.get(1)?))

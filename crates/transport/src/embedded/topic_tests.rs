@@ -455,15 +455,8 @@ async fn deleting_subscriptions_and_topics_removes_their_messages() {
 #[tokio::test]
 async fn opens_and_upgrades_a_version_2_database() {
     let dir = TempDir::new().unwrap();
-    {
-        let q = open(&dir, &[QueueSettings::new("erp")]);
-        q.send(vec![message("erp", "kept", &[])]).await.unwrap();
-    }
     let path = dir.path().join("queue.db");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE topics; DROP TABLE subscriptions; DROP TABLE rules; PRAGMA user_version = 2;")
-        .unwrap();
-    drop(conn);
+    super::tests::write_version_2_database(&path, "erp", "kept");
 
     let q = open(&dir, &[QueueSettings::new("erp")]);
     assert_eq!(bodies(&q, "erp").await, vec!["kept"]);

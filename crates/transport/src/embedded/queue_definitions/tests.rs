@@ -123,13 +123,7 @@ async fn deleting_a_queue_removes_its_messages_and_its_definition() {
 #[tokio::test]
 async fn a_version_2_database_gains_the_definitions_table() {
     let dir = TempDir::new().unwrap();
-    let q = open(&dir, &[QueueSettings::new("old")]);
-    q.send(vec![output("old", "kept")]).await.unwrap();
-    drop(q);
-    let v2 = rusqlite::Connection::open(dir.path().join("queue.db")).unwrap();
-    v2.execute_batch("DROP TABLE queue_definitions; PRAGMA user_version = 2;")
-        .unwrap();
-    drop(v2);
+    super::super::tests::write_version_2_database(&dir.path().join("queue.db"), "old", "kept");
 
     let q = open(&dir, &[QueueSettings::new("old")]);
     assert_eq!(q.queue_depth("old").await.unwrap().active, 1);
