@@ -27,8 +27,8 @@ pub(super) const SCHEMA_VERSION: i64 = 6;
 /// A message's body is a row of its own in `bodies`, with the message's `id`, written when the
 /// message is and deleted with it (the trigger). Receiving, renewing, abandoning and
 /// dead-lettering rewrite a message's row; SQLite rewrites a row whole, so with the body in it
-/// each of them read the whole body and wrote its pages to the WAL again: a 256 KiB message cost
-/// 4.9 ms per receive, against 0.4 ms with the body apart.
+/// each of them read the whole body and wrote its pages to the WAL again (BENCHMARKS.md,
+/// "Bodies out of the message rows").
 /// `messages_by_state` answers [`super::store::depth`] (the metrics gauge, `sagahost queue`) from the index
 /// alone instead of reading every row of the queue. `queue_definitions` keeps the settings of
 /// queues created through the broker's management endpoint, so they outlive a restart.
