@@ -512,6 +512,15 @@ fn open_rejects_bad_settings_and_newer_schemas() {
     assert!(format!("{error:#}").contains("schema version 99"), "{error:#}");
 }
 
+/// Asserts that the database at `path` was upgraded to the current schema version.
+pub(super) fn assert_current_schema(path: &std::path::Path) {
+    let version: i64 = rusqlite::Connection::open(path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+}
+
 /// Writes a schema version 2 database at `path` (no topic, session or queue-definition tables;
 /// bodies in `messages`) holding one message with `body` in `queue`.
 pub(super) fn write_version_2_database(path: &std::path::Path, queue: &str, body: &str) {
@@ -596,11 +605,7 @@ async fn opens_and_upgrades_a_version_1_database() {
         "sequence numbers continue after the upgrade"
     );
     drop(q);
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    assert_current_schema(&path);
 }
 
 /// A version 4 database (no session column, queue definitions without `requires_session`): its
@@ -637,11 +642,7 @@ async fn opens_and_upgrades_a_version_4_database() {
     let made = q.queue_settings("made").expect("the stored queue is still defined");
     assert_eq!((made.max_delivery_count, made.requires_session), (3, false));
     drop(q);
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    assert_current_schema(&path);
 }
 
 /// A version 5 database (bodies in `messages`): its messages, with their bodies, session ids and
@@ -700,9 +701,8 @@ async fn opens_and_upgrades_a_version_5_database() {
     );
     q.settle(&received[0], Settlement::Complete, Vec::new()).await.unwrap();
     drop(q);
+    assert_current_schema(&path);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, super::schema::SCHEMA_VERSION);
     let bodies: Vec<Vec<u8>> = conn
         .prepare("SELECT body FROM bodies ORDER BY id")
         .unwrap()

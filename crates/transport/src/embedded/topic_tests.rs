@@ -464,11 +464,7 @@ async fn opens_and_upgrades_a_version_2_database() {
     q.send(vec![message("contacts", "x", &[])]).await.unwrap();
     assert_eq!(bodies(&q, MDM).await, vec!["x"]);
     drop(q);
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    super::tests::assert_current_schema(&path);
 }
 
 #[test]

@@ -129,10 +129,6 @@ async fn a_version_2_database_gains_the_definitions_table() {
     assert_eq!(q.queue_depth("old").await.unwrap().active, 1);
     assert!(q.create_queue(QueueSettings::new("new")).await.unwrap());
     drop(q);
-    let version: i64 = rusqlite::Connection::open(dir.path().join("queue.db"))
-        .unwrap()
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, super::super::schema::SCHEMA_VERSION);
+    super::super::tests::assert_current_schema(&dir.path().join("queue.db"));
     assert!(open(&dir, &[]).has_queue("new"));
 }
