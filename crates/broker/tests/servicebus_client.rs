@@ -396,6 +396,39 @@ async fn concurrent_transactions_each_commit_their_own_work() {
     transport.close().await;
 }
 
+/// Each coordinator link declares its next transaction ahead of the settle that takes it. A
+/// settle dropped in the middle (its caller gave up) leaves that transaction's work undone, and
+/// the settles after it still get transactions of their own. One thread: nothing else runs
+/// while the test polls the settle, so where that poll stops does not depend on the machine.
+#[tokio::test]
+async fn a_settle_dropped_midway_commits_nothing() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let transport = broker.client().await;
+    let inputs = vec![output("step1", "in1"), output("step1", "in2")];
+    transport.send(inputs).await.unwrap();
+    let first = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    transport
+        .settle(&first, Settlement::Complete, vec![output("step2", "out1")])
+        .await
+        .unwrap();
+    let second = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    // Time for the coordinator link to declare its next transaction.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        // One poll takes that transaction and queues the output's transfer in it.
+        let settle = transport.settle(&second, Settlement::Complete, vec![output("step2", "dropped")]);
+        let mut settle = std::pin::pin!(settle);
+        assert!(futures::poll!(settle.as_mut()).is_pending());
+    }
+    transport
+        .settle(&second, Settlement::Complete, vec![output("step2", "out2")])
+        .await
+        .unwrap();
+    assert_eq!(drain_ids(&transport, "step2").await, ["out1", "out2"]);
+    assert!(drain_ids(&transport, "step1").await.is_empty());
+    transport.close().await;
+}
+
 #[tokio::test]
 async fn a_transaction_whose_lock_is_gone_changes_nothing() {
     let broker = Broker::start(Duration::from_secs(30)).await;

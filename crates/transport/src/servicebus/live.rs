@@ -25,7 +25,7 @@ use super::target::{Auth, Endpoint};
 use super::super::sessions::SessionLock;
 use super::super::{TransportError, sas};
 use super::ServiceBusOptions;
-use super::controllers::{ControllerPool, Lease};
+use super::controllers::{ControllerPool, Declared};
 use super::links::{Link, ReceiverLink, RequestLink, SenderLink};
 
 /// How long attaching a link (its token included) may take before the connection is given up.
@@ -327,11 +327,11 @@ impl Live {
         .await
     }
 
-    /// A transaction controller for one transaction, attaching a `$coordinator` link when no
-    /// idle one is left (see `controllers.rs`).
-    pub(super) async fn controller(&self) -> Result<Lease<'_>, TransportError> {
+    /// A declared transaction for one settle, from a `$coordinator` link that has one ready, or
+    /// from a new link when none is about to have one (see `controllers.rs`).
+    pub(super) async fn transaction(&self) -> Result<Declared, TransportError> {
         self.controllers
-            .lease(|| async {
+            .declared(|| async {
                 let _attaching = self.attaching.lock().await;
                 self.bounded("$coordinator", async {
                     let mut session = self.session.lock().await;
@@ -342,6 +342,10 @@ impl Live {
                 .await
             })
             .await
+            .map_err(|e| match e {
+                TransportError::Other(e) => TransportError::Other(e.context(format!("on `{}`", self.target.host))),
+                other => other,
+            })
     }
 
     pub(super) async fn management(&self, queue: &str) -> Result<Arc<RequestLink>, TransportError> {

@@ -59,9 +59,10 @@
 //!   `x-opt-scheduled-enqueue-time` annotation; a send returns once the broker accepted it.
 //!
 //! # Settling with outputs: one transaction
-//! [`Transport::settle`] with outputs declares an AMQP transaction on `$coordinator`, posts each
-//! output in it over a *send-via* link (attached to the input's queue, or the topic of an input's
-//! subscription: the via entity, with the
+//! [`Transport::settle`] with outputs takes an AMQP transaction that a `$coordinator` link
+//! declared ahead of it (`controllers.rs`: the declare's round trip stays off the settle's path).
+//! It posts each output in it over a *send-via* link (attached to the input's queue, or the topic
+//! of an input's subscription: the via entity, with the
 //! `com.microsoft:transfer-destination-address` property naming the output's queue: Service Bus
 //! only lets one transaction span entities that way), retires the input in it, and commits. Either
 //! the input is settled and every output sent, or nothing happened and the input comes back when
@@ -97,7 +98,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
-use fe2o3_amqp::transaction::{Transaction, TransactionBase, TransactionDischarge};
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Value};
 use fe2o3_amqp::types::transaction::TransactionId;
 use tokio::sync::Mutex;
@@ -107,6 +107,7 @@ pub use super::sas::sas_token;
 pub use connection_string::{ConnectionString, Credential};
 pub use target::{SERVICE_BUS_SCOPE, ServiceBusTarget};
 
+use self::controllers::DischargeError;
 use self::links::ReceiverLink;
 use self::live::{Ended, Live};
 use self::target::Endpoint;
@@ -320,16 +321,8 @@ impl ServiceBusTransport {
         settlement: Settlement,
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
-        let controller = live.controller().await?;
-        let transaction = match Transaction::declare(controller.controller(), None).await {
-            Ok(transaction) => transaction,
-            Err(e) => {
-                // The coordinator link may be gone: attach a fresh one next time.
-                controller.discard();
-                return Err(anyhow!("declaring a transaction on `{}`: {e}", self.target.host).into());
-            }
-        };
-        let id = transaction.txn_id().clone();
+        let transaction = live.transaction().await?;
+        let id = transaction.id().clone();
         let work = async {
             // Dead-letter queues and subscriptions take no sends: the transaction goes through
             // the queue or the topic.
@@ -344,18 +337,14 @@ impl ServiceBusTransport {
             }
             return Err(err);
         }
-        transaction.commit().await.map_err(|e| {
-            let text = format!("{e:?}");
-            if text.contains("lock") {
-                TransportError::lock_lost(message)
-            } else {
-                anyhow!(
-                    "committing the settlement of message `{}` in queue `{}` with its outputs: {e}",
-                    message.message_id,
-                    message.queue
-                )
-                .into()
-            }
+        transaction.commit().await.map_err(|e| match e {
+            DischargeError::Coordinator(e) if format!("{e:?}").contains("lock") => TransportError::lock_lost(message),
+            e => anyhow!(
+                "committing the settlement of message `{}` in queue `{}` with its outputs: {e}",
+                message.message_id,
+                message.queue
+            )
+            .into(),
         })
     }
 
