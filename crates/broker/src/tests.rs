@@ -409,6 +409,95 @@ async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
     connection.close().await.unwrap();
 }
 
+/// A transaction holds its work in memory until its discharge: past Service Bus's 100 messages a
+/// post is refused, and the commit is refused too (it would apply part of the work), so nothing
+/// is stored and the input stays locked.
+#[tokio::test]
+async fn a_transaction_over_the_operation_limit_cannot_commit() {
+    use crate::transactions::MAX_OPERATIONS;
+    use fe2o3_amqp::transaction::{
+        Controller, Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement,
+    };
+    let broker = start(BrokerConfig::default()).await;
+    let mut connection = connect(&broker, "client").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "sender", "in").await.unwrap();
+    sender
+        .send(Message::builder().data(b"input".to_vec()).build())
+        .await
+        .unwrap();
+    let mut receiver = Receiver::attach(&mut session, "receiver", "in").await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+        .await
+        .expect("a delivery")
+        .unwrap();
+
+    let controller = Controller::attach(&mut session, "controller").await.unwrap();
+    let mut out = Sender::attach(&mut session, "out", "out").await.unwrap();
+    let transaction = Transaction::declare(&controller, None).await.unwrap();
+    transaction.accept(&mut receiver, &delivery).await.unwrap();
+    for _ in 1..MAX_OPERATIONS {
+        let posted = transaction
+            .post(&mut out, Message::builder().data(b"output".to_vec()).build())
+            .await
+            .unwrap();
+        assert!(posted.is_accepted(), "{posted:?}");
+    }
+    let refused = transaction
+        .post(&mut out, Message::builder().data(b"one too many".to_vec()).build())
+        .await
+        .unwrap();
+    let text = format!("{refused:?}");
+    assert!(
+        refused.is_rejected() && text.contains("ResourceLimitExceeded") && text.contains("at most 100 messages"),
+        "{text}"
+    );
+    let error = format!("{:?}", transaction.commit().await.unwrap_err());
+    assert!(
+        error.contains("Rollback") && error.contains("at most 100 messages"),
+        "{error}"
+    );
+    assert_eq!(broker.queue.queue_depth("out").await.unwrap(), QueueDepth::default());
+    assert_eq!(broker.queue.queue_depth("in").await.unwrap().active, 1);
+
+    // The connection serves on: a transaction within the limit commits.
+    let transaction = Transaction::declare(&controller, None).await.unwrap();
+    transaction
+        .post(&mut out, Message::builder().data(b"output".to_vec()).build())
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(broker.queue.queue_depth("out").await.unwrap().active, 1);
+    connection.close().await.unwrap();
+}
+
+/// Each live transaction holds memory until discharged: a connection declaring without end is
+/// refused past the bound, and may declare again once it discharges one.
+#[tokio::test]
+async fn declares_past_the_live_transaction_bound_are_refused() {
+    use crate::transactions::MAX_LIVE_TRANSACTIONS;
+    use fe2o3_amqp::transaction::{Controller, Transaction, TransactionDischarge};
+    let broker = start(BrokerConfig::default()).await;
+    let mut connection = connect(&broker, "client").await;
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let controller = Controller::attach(&mut session, "controller").await.unwrap();
+    let mut live = Vec::new();
+    for _ in 0..MAX_LIVE_TRANSACTIONS {
+        let mut transaction = Transaction::declare(&controller, None).await.unwrap();
+        transaction.set_rollback_on_drop_trials(0);
+        live.push(transaction);
+    }
+    let error = format!("{:?}", Transaction::declare(&controller, None).await.unwrap_err());
+    assert!(
+        error.contains("ResourceLimitExceeded") && error.contains("at most 1024 transactions"),
+        "{error}"
+    );
+    live.pop().unwrap().rollback().await.unwrap();
+    let mut again = Transaction::declare(&controller, None).await.unwrap();
+    again.set_rollback_on_drop_trials(0);
+    connection.close().await.unwrap();
+}
+
 /// Reads from a raw socket until the broker closes it; returns what it sent first.
 async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     use tokio::io::AsyncReadExt as _;

@@ -12,11 +12,17 @@
 //!
 //! Transactions belong to the connection that declared them, and a transaction's work may come
 //! from any link of that connection (Service Bus's send-via links included).
+//!
+//! A transaction's work is held in memory until its discharge, so a client cannot keep more
+//! than [`MAX_LIVE_TRANSACTIONS`] open on a connection, and one transaction takes at most
+//! [`MAX_OPERATIONS`] messages, sent and settled together (Service Bus's limit). A transfer past
+//! that is refused, and the transaction can then only roll back: committing it would apply
+//! part of what the client asked for.
 
 use std::collections::HashMap;
 
-use fe2o3_amqp_types::definitions::{Error as AmqpErrorInfo, ErrorCondition};
-use fe2o3_amqp_types::messaging::{DeliveryState, Rejected};
+use fe2o3_amqp_types::definitions::{AmqpError, Error as AmqpErrorInfo, ErrorCondition};
+use fe2o3_amqp_types::messaging::{DeliveryState, Outcome, Rejected};
 use fe2o3_amqp_types::primitives::{Binary, Symbol, Value};
 use fe2o3_amqp_types::transaction::TransactionError;
 use sagahost_transport::embedded::{EmbeddedQueue, TransactionWork};
@@ -85,10 +91,45 @@ pub struct Retired {
     pub confirm: bool,
 }
 
+/// Messages one transaction may send and settle, together: Service Bus's limit.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// Transactions one connection may have declared and not yet discharged.
+pub const MAX_LIVE_TRANSACTIONS: usize = 1024;
+
 #[derive(Default)]
 struct Work {
     outputs: Vec<Output>,
     retired: Vec<Retired>,
+    /// Why the transaction can no longer commit (it went over [`MAX_OPERATIONS`]).
+    doomed: Option<String>,
+}
+
+impl Work {
+    /// Counts `more` operations in; past the limit the transaction is doomed and this says why.
+    fn admit(&mut self, more: usize) -> Result<(), String> {
+        let total = self.outputs.len() + self.retired.len() + more;
+        if total > MAX_OPERATIONS {
+            let why = format!(
+                "a transaction takes at most {MAX_OPERATIONS} messages, sent and settled together; \
+                 this one was given {total}: split the work into several transactions"
+            );
+            self.doomed.get_or_insert_with(|| why.clone());
+            return Err(why);
+        }
+        Ok(())
+    }
+}
+
+/// What discharging a transaction comes to.
+pub enum Discharged {
+    /// Rolled back as asked: what it retired is to be locked and unsettled again.
+    RolledBack(Vec<Retired>),
+    /// A commit the transaction cannot make (it went over a limit): rolled back instead, with
+    /// the error the client's discharge is rejected with.
+    Refused(Vec<Retired>, AmqpErrorInfo),
+    /// The work to apply in one commit, and the deliveries it settles.
+    Commit(Vec<Retired>, TransactionWork),
 }
 
 /// The transactions live on one connection.
@@ -111,25 +152,43 @@ fn hex(id: &[u8]) -> String {
 }
 
 impl Transactions {
-    /// Starts a transaction; returns its id.
-    pub fn declare(&mut self) -> Binary {
+    /// Starts a transaction; returns its id, or the error when the connection has
+    /// [`MAX_LIVE_TRANSACTIONS`] live already.
+    pub fn declare(&mut self) -> Result<Binary, AmqpErrorInfo> {
+        if self.live.len() >= MAX_LIVE_TRANSACTIONS {
+            return Err(AmqpErrorInfo {
+                condition: ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded),
+                description: Some(format!(
+                    "a connection may have at most {MAX_LIVE_TRANSACTIONS} transactions declared and not yet \
+                     discharged: commit or roll back some first"
+                )),
+                info: None,
+            });
+        }
         let id = uuid::Uuid::new_v4().as_bytes().to_vec();
         self.live.insert(id.clone(), Work::default());
-        Binary::from(id)
+        Ok(Binary::from(id))
     }
 
     /// Holds messages posted in transaction `id` until it is discharged.
     pub fn post(&mut self, id: &[u8], outputs: Vec<Output>) -> Result<(), AmqpErrorInfo> {
         let work = self.live.get_mut(id).ok_or_else(|| unknown_id(id))?;
+        work.admit(outputs.len()).map_err(|why| AmqpErrorInfo {
+            condition: ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded),
+            description: Some(why),
+            info: None,
+        })?;
         work.outputs.extend(outputs);
         Ok(())
     }
 
     /// Holds a settlement made in transaction `id` until it is discharged. When no transaction has
-    /// that id, the delivery is handed back.
+    /// that id, the delivery is handed back. One past the limit is held too, for a rollback to
+    /// hand back, but the transaction can no longer commit.
     pub fn retire(&mut self, id: &[u8], retired: Retired) -> Option<Retired> {
         match self.live.get_mut(id) {
             Some(work) => {
+                let _ = work.admit(1);
                 work.retired.push(retired);
                 None
             }
@@ -137,12 +196,19 @@ impl Transactions {
         }
     }
 
-    /// Ends transaction `id`, returning its retired deliveries and the commit to run (none when it
-    /// failed), or `None` if no such transaction is live.
-    pub fn discharge(&mut self, id: &[u8], fail: bool) -> Option<(Vec<Retired>, Option<TransactionWork>)> {
+    /// Ends transaction `id`, or `None` if no such transaction is live.
+    pub fn discharge(&mut self, id: &[u8], fail: bool) -> Option<Discharged> {
         let work = self.live.remove(id)?;
         if fail {
-            return Some((work.retired, None));
+            return Some(Discharged::RolledBack(work.retired));
+        }
+        if let Some(why) = work.doomed {
+            let error = AmqpErrorInfo {
+                condition: ErrorCondition::TransactionError(TransactionError::Rollback),
+                description: Some(format!("the transaction was rolled back: {why}")),
+                info: None,
+            };
+            return Some(Discharged::Refused(work.retired, error));
         }
         let mut commit = TransactionWork {
             outputs: work.outputs,
@@ -154,7 +220,7 @@ impl Transactions {
                 None => commit.released.push(retired.message.clone()),
             }
         }
-        Some((work.retired, Some(commit)))
+        Some(Discharged::Commit(work.retired, commit))
     }
 }
 
@@ -167,13 +233,16 @@ pub async fn commit(queue: &EmbeddedQueue, work: TransactionWork) -> Result<(), 
     })
 }
 
-/// The `transactional-state` a posted transfer is confirmed with.
-pub fn posted(id: Binary) -> DeliveryState {
+/// The `transactional-state` a posted transfer is answered with: accepted, or rejected with
+/// `refused`'s error.
+pub fn posted(id: Binary, refused: Result<(), AmqpErrorInfo>) -> DeliveryState {
+    let outcome = match refused {
+        Ok(()) => Outcome::Accepted(fe2o3_amqp_types::messaging::Accepted {}),
+        Err(error) => Outcome::Rejected(Rejected { error: Some(error) }),
+    };
     DeliveryState::TransactionalState(fe2o3_amqp_types::transaction::TransactionalState {
         txn_id: id,
-        outcome: Some(fe2o3_amqp_types::messaging::Outcome::Accepted(
-            fe2o3_amqp_types::messaging::Accepted {},
-        )),
+        outcome: Some(outcome),
     })
 }
 

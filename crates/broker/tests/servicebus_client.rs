@@ -429,6 +429,33 @@ async fn a_settle_dropped_midway_commits_nothing() {
     transport.close().await;
 }
 
+/// Service Bus takes at most 100 messages in one transaction, and so does the broker: a settle
+/// with more outputs fails whole, saying why, and the input is there to settle again.
+#[tokio::test]
+async fn a_settle_with_more_outputs_than_a_transaction_takes_changes_nothing() {
+    let broker = Broker::start(Duration::from_secs(30)).await;
+    let transport = broker.client().await;
+    transport.send(vec![output("step1", "in")]).await.unwrap();
+    let input = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+    let outputs = (0..120).map(|i| output("step2", &format!("out{i}"))).collect();
+    let error = transport
+        .settle(&input, Settlement::Complete, outputs)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("step2") && error.contains("at most 100 messages"),
+        "{error}"
+    );
+    assert!(drain_ids(&transport, "step2").await.is_empty());
+    transport
+        .settle(&input, Settlement::Complete, vec![output("step2", "out")])
+        .await
+        .unwrap();
+    assert_eq!(drain_ids(&transport, "step2").await, ["out"]);
+    transport.close().await;
+}
+
 #[tokio::test]
 async fn a_transaction_whose_lock_is_gone_changes_nothing() {
     let broker = Broker::start(Duration::from_secs(30)).await;

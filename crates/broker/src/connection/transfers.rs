@@ -19,7 +19,7 @@ use tokio_util::bytes::BytesMut;
 use crate::auth;
 use crate::management::{self, Node};
 use crate::message::{self, Control};
-use crate::transactions;
+use crate::transactions::{self, Discharged};
 
 use super::{Connection, Event, Kind, SENDER_CREDIT, amqp_error};
 
@@ -209,10 +209,10 @@ impl Connection {
                 .collect::<anyhow::Result<Vec<_>>>()
         });
         let state = match outputs {
-            Ok(outputs) => match self.transactions.post(&id, outputs) {
-                Ok(()) => transactions::posted(id),
-                Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
-            },
+            Ok(outputs) => {
+                let held = self.transactions.post(&id, outputs);
+                transactions::posted(id, held)
+            }
             Err(error) => DeliveryState::Rejected(Rejected {
                 error: Some(amqp_error(
                     ErrorCondition::AmqpError(AmqpError::DecodeError),
@@ -231,10 +231,11 @@ impl Connection {
         let delivery_id = partial.delivery_id;
         let (id, fail) = match message::decode_control(&partial.payload) {
             Ok(Control::Declare) => {
-                let declared = Declared {
-                    txn_id: self.transactions.declare(),
+                let state = match self.transactions.declare() {
+                    Ok(txn_id) => DeliveryState::Declared(Declared { txn_id }),
+                    Err(error) => DeliveryState::Rejected(Rejected { error: Some(error) }),
                 };
-                return self.send_disposition(channel, delivery_id, Role::Receiver, DeliveryState::Declared(declared));
+                return self.send_disposition(channel, delivery_id, Role::Receiver, state);
             }
             Ok(Control::Discharge { id, fail }) => (id, fail),
             Err(error) => {
@@ -247,21 +248,25 @@ impl Connection {
                 return self.send_disposition(channel, delivery_id, Role::Receiver, state);
             }
         };
-        let Some((retired, commit)) = self.transactions.discharge(&id, fail) else {
-            let state = DeliveryState::Rejected(Rejected {
-                error: Some(transactions::unknown_id(&id)),
-            });
-            return self.send_disposition(channel, delivery_id, Role::Receiver, state);
-        };
-        let Some(work) = commit else {
+        let (retired, work) = match self.transactions.discharge(&id, fail) {
+            None => {
+                let state = DeliveryState::Rejected(Rejected {
+                    error: Some(transactions::unknown_id(&id)),
+                });
+                return self.send_disposition(channel, delivery_id, Role::Receiver, state);
+            }
             // Rolled back: what it retired is locked and unsettled again, as before.
-            self.restore(retired);
-            return self.send_disposition(
-                channel,
-                delivery_id,
-                Role::Receiver,
-                DeliveryState::Accepted(Accepted {}),
-            );
+            Some(Discharged::RolledBack(retired)) => {
+                self.restore(retired);
+                let state = DeliveryState::Accepted(Accepted {});
+                return self.send_disposition(channel, delivery_id, Role::Receiver, state);
+            }
+            Some(Discharged::Refused(retired, error)) => {
+                self.restore(retired);
+                let state = DeliveryState::Rejected(Rejected { error: Some(error) });
+                return self.send_disposition(channel, delivery_id, Role::Receiver, state);
+            }
+            Some(Discharged::Commit(retired, work)) => (retired, work),
         };
         for retired in &retired {
             self.locks.forget(&retired.message.lock_token);
