@@ -182,6 +182,10 @@ pub enum TransportConfig {
     },
 }
 
+/// Messages one Service Bus transaction takes, sent and settled together; a step settles its
+/// input with its forwards in one.
+const SERVICE_BUS_TRANSACTION_MESSAGES: usize = 100;
+
 fn default_servicebus_max_message_bytes() -> usize {
     256 << 10
 }
@@ -559,6 +563,18 @@ impl Config {
             }
             if partner.outputs.max_forwards == 0 || partner.outputs.max_message_bytes == 0 {
                 anyhow::bail!("partners.{name}.outputs: max-forwards and max-message-bytes must be at least 1");
+            }
+            // Every settle would be refused, and the message redelivered until dead-lettered.
+            if let TransportConfig::Servicebus { transactions: true, .. } = &self.transport
+                && partner.outputs.max_forwards >= SERVICE_BUS_TRANSACTION_MESSAGES
+            {
+                anyhow::bail!(
+                    "partners.{name}.outputs.max-forwards is {}, but one Service Bus transaction takes at most \
+                     {SERVICE_BUS_TRANSACTION_MESSAGES} messages: the step's input and what it forwards. Set it to \
+                     at most {}",
+                    partner.outputs.max_forwards,
+                    SERVICE_BUS_TRANSACTION_MESSAGES - 1
+                );
             }
             if partner.queue == partner.compensation_queue() {
                 anyhow::bail!("partners.{name}: compensation-queue must differ from queue");

@@ -108,6 +108,13 @@ fn bad_missing_and_unknown_values_are_errors_that_name_the_file_and_the_key() {
             ),
             "webhook.max-body-bytes and webhook.request-timeout-ms",
         ),
+        (
+            &format!(
+                "[transport]\nkind = \"servicebus\"\nnamespace = \"ns.servicebus.windows.net\"\n\
+                 {PARTNER}outputs = {{ max-forwards = 100 }}\n"
+            ),
+            "partners.mdm.outputs.max-forwards is 100, but one Service Bus transaction takes at most 100 messages",
+        ),
         ("partners = [", "config"),
     ];
     for (text, expected) in cases {
@@ -117,6 +124,19 @@ fn bad_missing_and_unknown_values_are_errors_that_name_the_file_and_the_key() {
     }
     let missing = Config::load(Path::new("/nonexistent/sagahost.toml")).unwrap_err();
     assert!(format!("{missing:#}").contains("reading config /nonexistent/sagahost.toml"));
+}
+
+/// A step settles its input with its forwards in one Service Bus transaction, which takes at
+/// most 100 messages; without transactions, or on the embedded queue, there is no such bound.
+#[test]
+fn max_forwards_fits_a_service_bus_transaction() {
+    let servicebus = "[transport]\nkind = \"servicebus\"\nnamespace = \"ns.servicebus.windows.net\"\n";
+    load(&format!("{servicebus}{PARTNER}outputs = {{ max-forwards = 99 }}\n")).unwrap();
+    load(&format!(
+        "{servicebus}transactions = false\n{PARTNER}outputs = {{ max-forwards = 500 }}\n"
+    ))
+    .unwrap();
+    load(&format!("{PARTNER}outputs = {{ max-forwards = 500 }}\n")).unwrap();
 }
 
 #[test]
