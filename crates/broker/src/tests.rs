@@ -340,27 +340,61 @@ async fn management_renew_lock_extends_the_lock() {
     connection.close().await.unwrap();
 }
 
+/// A client that received (and holds the lock of) a message of queue `in`, with a transaction
+/// controller and a sender to queue `out`: where the transaction tests start.
+struct TransactionClient {
+    connection: ConnectionHandle<()>,
+    session: fe2o3_amqp::session::SessionHandle<()>,
+    sender: Sender,
+    receiver: Receiver,
+    delivery: fe2o3_amqp::link::delivery::Delivery<Body<Value>>,
+    controller: fe2o3_amqp::transaction::Controller,
+    out: Sender,
+}
+
+impl TransactionClient {
+    async fn start(broker: &Broker) -> Self {
+        let mut connection = connect(broker, "client").await;
+        let mut session = Session::begin(&mut connection).await.unwrap();
+        let mut sender = Sender::attach(&mut session, "sender", "in").await.unwrap();
+        sender
+            .send(Message::builder().data(b"input".to_vec()).build())
+            .await
+            .unwrap();
+        let mut receiver = Receiver::attach(&mut session, "receiver", "in").await.unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
+            .await
+            .expect("a delivery")
+            .unwrap();
+        let controller = fe2o3_amqp::transaction::Controller::attach(&mut session, "controller")
+            .await
+            .unwrap();
+        let out = Sender::attach(&mut session, "out", "out").await.unwrap();
+        Self {
+            connection,
+            session,
+            sender,
+            receiver,
+            delivery,
+            controller,
+            out,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
-    use fe2o3_amqp::transaction::{
-        Controller, Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement,
-    };
+    use fe2o3_amqp::transaction::{Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement};
     let broker = start(BrokerConfig::default()).await;
-    let mut connection = connect(&broker, "client").await;
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "sender", "in").await.unwrap();
-    sender
-        .send(Message::builder().data(b"input".to_vec()).build())
-        .await
-        .unwrap();
-    let mut receiver = Receiver::attach(&mut session, "receiver", "in").await.unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
-        .await
-        .expect("a delivery")
-        .unwrap();
-
-    let controller = Controller::attach(&mut session, "controller").await.unwrap();
-    let mut out = Sender::attach(&mut session, "out", "out").await.unwrap();
+    let TransactionClient {
+        mut connection,
+        mut session,
+        mut sender,
+        mut receiver,
+        delivery,
+        controller,
+        mut out,
+    } = TransactionClient::start(&broker).await;
     let transaction = Transaction::declare(&controller, None).await.unwrap();
     let posted = transaction
         .post(&mut out, Message::builder().data(b"output".to_vec()).build())
@@ -415,25 +449,18 @@ async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
 #[tokio::test]
 async fn a_transaction_over_the_operation_limit_cannot_commit() {
     use crate::transactions::MAX_OPERATIONS;
-    use fe2o3_amqp::transaction::{
-        Controller, Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement,
-    };
+    use fe2o3_amqp::transaction::{Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement};
     let broker = start(BrokerConfig::default()).await;
-    let mut connection = connect(&broker, "client").await;
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "sender", "in").await.unwrap();
-    sender
-        .send(Message::builder().data(b"input".to_vec()).build())
-        .await
-        .unwrap();
-    let mut receiver = Receiver::attach(&mut session, "receiver", "in").await.unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<Body<Value>>())
-        .await
-        .expect("a delivery")
-        .unwrap();
-
-    let controller = Controller::attach(&mut session, "controller").await.unwrap();
-    let mut out = Sender::attach(&mut session, "out", "out").await.unwrap();
+    let TransactionClient {
+        mut connection,
+        // Held: dropping the session would end it.
+        session: _session,
+        sender: _sender,
+        mut receiver,
+        delivery,
+        controller,
+        mut out,
+    } = TransactionClient::start(&broker).await;
     let transaction = Transaction::declare(&controller, None).await.unwrap();
     transaction.accept(&mut receiver, &delivery).await.unwrap();
     for _ in 1..MAX_OPERATIONS {
