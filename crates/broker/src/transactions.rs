@@ -233,10 +233,10 @@ pub async fn commit(queue: &EmbeddedQueue, work: TransactionWork) -> Result<(), 
     })
 }
 
-/// The `transactional-state` a posted transfer is answered with: accepted, or rejected with
-/// `refused`'s error.
-pub fn posted(id: Binary, refused: Result<(), AmqpErrorInfo>) -> DeliveryState {
-    let outcome = match refused {
+/// The `transactional-state` a posted transfer is answered with: accepted if the transaction
+/// holds it, else rejected with the reason.
+pub fn posted(id: Binary, held: Result<(), AmqpErrorInfo>) -> DeliveryState {
+    let outcome = match held {
         Ok(()) => Outcome::Accepted(fe2o3_amqp_types::messaging::Accepted {}),
         Err(error) => Outcome::Rejected(Rejected { error: Some(error) }),
     };

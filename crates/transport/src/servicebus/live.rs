@@ -343,7 +343,9 @@ impl Live {
             })
             .await
             .map_err(|e| match e {
-                TransportError::Other(e) => TransportError::Other(e.context(format!("on `{}`", self.target.host))),
+                TransportError::Other(e) => {
+                    TransportError::Other(e.context(format!("getting a transaction from `{}`", self.target.host)))
+                }
                 other => other,
             })
     }
