@@ -473,6 +473,16 @@ async fn a_transaction_whose_lock_is_gone_changes_nothing() {
     // Neither half happened: no output, and the input is there to be received again.
     assert!(drain_ids(&transport, "step2").await.is_empty());
     assert_eq!(drain_ids(&transport, "step1").await, ["in"]);
+    // The refused commit leaves nothing behind that the next transactions could trip on.
+    transport.send(vec![output("step1", "in2")]).await.unwrap();
+    for _ in 0..3 {
+        let input = receive_one(&transport, "step1", Duration::from_secs(5)).await.unwrap();
+        transport
+            .settle(&input, Settlement::Abandon, vec![output("step2", "again")])
+            .await
+            .unwrap();
+    }
+    assert_eq!(drain_ids(&transport, "step2").await, ["again", "again", "again"]);
     transport.close().await;
 }
 

@@ -205,7 +205,8 @@ impl Drop for Counted {
 }
 
 /// One link's life: declare a transaction, offer it, discharge it as its settle orders (or roll
-/// it back when dropped unused), and again, until a declare fails or the connection closes.
+/// it back when dropped unused), and again, until a declare or a discharge fails or the
+/// connection closes.
 /// The link's slot is freed when it ends.
 async fn serve(controller: Controller, shared: Arc<Shared>, mut declaring: Counted, _slot: OwnedSemaphorePermit) {
     loop {
@@ -223,6 +224,11 @@ async fn serve(controller: Controller, shared: Arc<Shared>, mut declaring: Count
                 return;
             }
         };
+        // Dropped undischarged (a refused discharge, or the connection closing), fe2o3 sends a
+        // rollback and waits for its answer with `std::thread::sleep`, up to 2 s by default: do
+        // not wait. That rollback reuses a delivery tag, so its answer can reach this link's next
+        // declare: the link is given up after such a drop (below).
+        transaction.set_rollback_on_drop_trials(0);
         let (orders, ordered) = oneshot::channel();
         let declared = Declared {
             id: transaction.txn_id().clone(),
@@ -246,8 +252,13 @@ async fn serve(controller: Controller, shared: Arc<Shared>, mut declaring: Count
             discharged = transaction.discharge(fail) => discharged,
             () = shared.stop.cancelled() => return,
         };
+        let refused = discharged.is_err();
         if let Some(answer) = answer {
             let _ = answer.send(discharged);
+        }
+        if refused {
+            // The transaction is dropped undischarged: a fresh link serves the next settle.
+            return;
         }
     }
 }
