@@ -226,8 +226,8 @@ async fn serve(controller: Controller, shared: Arc<Shared>, mut declaring: Count
         };
         // Dropped undischarged (a refused discharge, or the connection closing), fe2o3 sends a
         // rollback and waits for its answer with `std::thread::sleep`, up to 2 s by default: do
-        // not wait. That rollback reuses a delivery tag, so its answer can reach this link's next
-        // declare: the link is given up after such a drop (below).
+        // not wait. That rollback's answer can reach this link's next declare (it appears to reuse
+        // a delivery tag), so the link is given up after such a drop (below).
         transaction.set_rollback_on_drop_trials(0);
         let (orders, ordered) = oneshot::channel();
         let declared = Declared {
