@@ -448,8 +448,8 @@ async fn a_rolled_back_transaction_stores_nothing_and_keeps_the_lock() {
 /// is stored and the input stays locked.
 #[tokio::test]
 async fn a_transaction_over_the_operation_limit_cannot_commit() {
-    use crate::transactions::MAX_OPERATIONS;
     use fe2o3_amqp::transaction::{Transaction, TransactionDischarge, TransactionPosting, TransactionRetirement};
+    use sagahost_transport::servicebus::dialect::MAX_TRANSACTION_MESSAGES;
     let broker = start(BrokerConfig::default()).await;
     let TransactionClient {
         mut connection,
@@ -464,7 +464,7 @@ async fn a_transaction_over_the_operation_limit_cannot_commit() {
     // fe2o3 would roll the refused transaction back when dropped, and wait for the answer.
     transaction.set_rollback_on_drop_trials(0);
     transaction.accept(&mut receiver, &delivery).await.unwrap();
-    for _ in 1..MAX_OPERATIONS {
+    for _ in 1..MAX_TRANSACTION_MESSAGES {
         let posted = transaction
             .post(&mut out, Message::builder().data(b"output".to_vec()).build())
             .await

@@ -15,9 +15,9 @@
 //!
 //! A transaction's work is held in memory until its discharge, so a client cannot keep more
 //! than [`MAX_LIVE_TRANSACTIONS`] open on a connection, and one transaction takes at most
-//! [`MAX_OPERATIONS`] messages, sent and settled together (Service Bus's limit). A transfer past
-//! that is refused, and the transaction can then only roll back: committing it would apply
-//! part of what the client asked for.
+//! [`MAX_TRANSACTION_MESSAGES`] messages, sent and settled together (Service Bus's limit). A
+//! transfer past that is refused, and the transaction can then only roll back: committing it
+//! would apply part of what the client asked for.
 
 use std::collections::HashMap;
 
@@ -29,7 +29,8 @@ use sagahost_transport::embedded::{EmbeddedQueue, TransactionWork};
 use sagahost_transport::{Output, ReceivedMessage, Settlement};
 
 use sagahost_transport::servicebus::dialect::{
-    DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, TRANSFER_DESTINATION, value_text,
+    DEAD_LETTER_CONDITION, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, MAX_TRANSACTION_MESSAGES, TRANSFER_DESTINATION,
+    value_text,
 };
 
 /// `DeadLetterReason` / `DeadLetterErrorDescription` from a rejection's error info.
@@ -91,9 +92,6 @@ pub struct Retired {
     pub confirm: bool,
 }
 
-/// Messages one transaction may send and settle, together: Service Bus's limit.
-pub const MAX_OPERATIONS: usize = 100;
-
 /// Transactions one connection may have declared and not yet discharged.
 pub const MAX_LIVE_TRANSACTIONS: usize = 1024;
 
@@ -101,7 +99,7 @@ pub const MAX_LIVE_TRANSACTIONS: usize = 1024;
 struct Work {
     outputs: Vec<Output>,
     retired: Vec<Retired>,
-    /// Why the transaction can no longer commit (it went over [`MAX_OPERATIONS`]).
+    /// Why the transaction can no longer commit (it went over [`MAX_TRANSACTION_MESSAGES`]).
     doomed: Option<String>,
 }
 
@@ -109,9 +107,9 @@ impl Work {
     /// Counts `more` operations in; past the limit the transaction is doomed and this says why.
     fn admit(&mut self, more: usize) -> Result<(), String> {
         let total = self.outputs.len() + self.retired.len() + more;
-        if total > MAX_OPERATIONS {
+        if total > MAX_TRANSACTION_MESSAGES {
             let why = format!(
-                "a transaction takes at most {MAX_OPERATIONS} messages, sent and settled together; \
+                "a transaction takes at most {MAX_TRANSACTION_MESSAGES} messages, sent and settled together; \
                  this one was given {total}: split the work into several transactions"
             );
             self.doomed.get_or_insert_with(|| why.clone());

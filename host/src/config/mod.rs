@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sagahost_transport::embedded::{QueueSettings, TopicSettings};
 use sagahost_transport::servicebus::ServiceBusTarget;
-use sagahost_transport::servicebus::dialect::parse_subscription_path;
+use sagahost_transport::servicebus::dialect::{MAX_TRANSACTION_MESSAGES, parse_subscription_path};
 use sagahost_transport::servicebus::entities::EntityClient;
 use serde::Deserialize;
 
@@ -181,10 +181,6 @@ pub enum TransportConfig {
         management_endpoint: Option<String>,
     },
 }
-
-/// Messages one Service Bus transaction takes, sent and settled together; a step settles its
-/// input with its forwards in one.
-const SERVICE_BUS_TRANSACTION_MESSAGES: usize = 100;
 
 fn default_servicebus_max_message_bytes() -> usize {
     256 << 10
@@ -566,14 +562,14 @@ impl Config {
             }
             // Every settle would be refused, and the message redelivered until dead-lettered.
             if let TransportConfig::Servicebus { transactions: true, .. } = &self.transport
-                && partner.outputs.max_forwards >= SERVICE_BUS_TRANSACTION_MESSAGES
+                && partner.outputs.max_forwards >= MAX_TRANSACTION_MESSAGES
             {
                 anyhow::bail!(
                     "partners.{name}.outputs.max-forwards is {}, but one Service Bus transaction takes at most \
-                     {SERVICE_BUS_TRANSACTION_MESSAGES} messages: the step's input and what it forwards. Set it to \
+                     {MAX_TRANSACTION_MESSAGES} messages: the step's input and what it forwards. Set it to \
                      at most {}",
                     partner.outputs.max_forwards,
-                    SERVICE_BUS_TRANSACTION_MESSAGES - 1
+                    MAX_TRANSACTION_MESSAGES - 1
                 );
             }
             if partner.queue == partner.compensation_queue() {

@@ -123,7 +123,7 @@ impl ControllerPool {
                         && coming < self.waiting.load(Ordering::Acquire)
                         && let Ok(slot) = self.shared.slots.clone().try_acquire_owned()
                     {
-                        self.serve(attach().await?, slot);
+                        self.spawn_link(attach().await?, slot);
                     }
                     ready
                         .recv()
@@ -143,12 +143,12 @@ impl ControllerPool {
     }
 
     /// Ends every link's task (the connection is closing).
-    pub(super) fn clear(&self) {
+    pub(super) fn close(&self) {
         self.shared.stop.cancel();
     }
 
     /// Starts the task that owns `controller` for as long as its link works.
-    fn serve(&self, controller: Controller, slot: OwnedSemaphorePermit) {
+    fn spawn_link(&self, controller: Controller, slot: OwnedSemaphorePermit) {
         let declaring = Counted::new(&self.shared.declaring);
         tokio::spawn(serve(controller, self.shared.clone(), declaring, slot));
     }
@@ -206,8 +206,7 @@ impl Drop for Counted {
 
 /// One link's life: declare a transaction, offer it, discharge it as its settle orders (or roll
 /// it back when dropped unused), and again, until a declare or a discharge fails or the
-/// connection closes.
-/// The link's slot is freed when it ends.
+/// connection closes. The link's slot is freed when it ends.
 async fn serve(controller: Controller, shared: Arc<Shared>, mut declaring: Counted, _slot: OwnedSemaphorePermit) {
     loop {
         let declared = tokio::select! {

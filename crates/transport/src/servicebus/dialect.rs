@@ -30,6 +30,10 @@ pub const DEAD_LETTER_REASON: &str = "DeadLetterReason";
 /// The longer explanation beside [`DEAD_LETTER_REASON`].
 pub const DEAD_LETTER_DESCRIPTION: &str = "DeadLetterErrorDescription";
 
+/// Messages one transaction may send and settle, together: Service Bus's limit per transaction.
+/// A step settles its input and sends what it forwards in one.
+pub const MAX_TRANSACTION_MESSAGES: usize = 100;
+
 /// The suffix that names an entity's dead-letter queue: `orders/$DeadLetterQueue`.
 pub const DEAD_LETTER_QUEUE_SUFFIX: &str = "/$DeadLetterQueue";
 

@@ -381,7 +381,7 @@ impl Live {
         )
         .await;
         self.senders.lock().await.clear();
-        self.controllers.clear();
+        self.controllers.close();
         self.management.lock().await.clear();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = self.session.lock().await.end().await;

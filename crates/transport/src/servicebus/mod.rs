@@ -322,13 +322,13 @@ impl ServiceBusTransport {
         outputs: Vec<Output>,
     ) -> Result<(), TransportError> {
         let transaction = live.transaction().await?;
-        let id = transaction.id().clone();
+        let id = transaction.id();
         let work = async {
             // Dead-letter queues and subscriptions take no sends: the transaction goes through
             // the queue or the topic.
             let via = dialect::transfer_entity(&message.queue);
-            self.send_all(live, outputs, Some((via, &id))).await?;
-            receiver.settle(message, settlement, Some(&id)).await
+            self.send_all(live, outputs, Some((via, id))).await?;
+            receiver.settle(message, settlement, Some(id)).await
         };
         if let Err(err) = work.await {
             // Nothing took effect; the input's lock runs out and it comes back.
